@@ -1,0 +1,236 @@
+//! The local archive directory (§1.7, §6.7): plaintext manifests and gzipped signature
+//! files under stock's names, so a cache made by duplicity keeps working and the reverse.
+//!
+//! The cache is only an accelerator: with none (a fresh pod), metadata is downloaded from
+//! the target, decrypted, and cached for the rest of the run.
+
+use crate::config::Common;
+use crate::crypto;
+use crate::error::{Error, Result};
+use crate::format::manifest::{self, Manifest};
+use crate::format::names::{FileKind, Suffix};
+use crate::target::Backend;
+use std::fs;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The cache directory of one target.
+pub struct Cache {
+    pub dir: PathBuf,
+}
+
+/// The name a remote file has in the cache: without `.gpg`/`.gz`, and signature files
+/// re-gzipped as `….sigtar.gz`.
+pub fn local_name(remote: &str, kind: &FileKind) -> String {
+    let stem = remote.strip_suffix(".gpg").or_else(|| remote.strip_suffix(".gz")).unwrap_or(remote);
+    if kind.is_signature() {
+        format!("{stem}.gz")
+    } else {
+        stem.to_string()
+    }
+}
+
+impl Cache {
+    pub fn open(common: &Common) -> Result<Cache> {
+        let dir = common.archive_dir.join(&common.name);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        Ok(Cache { dir })
+    }
+
+    pub fn path(&self, local: &str) -> PathBuf {
+        self.dir.join(local)
+    }
+
+    /// Names of the files in the cache (partials and the lock file included).
+    pub fn names(&self) -> Result<Vec<String>> {
+        let mut v = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(|e| Error::io(self.dir.display(), e))? {
+            let e = e.map_err(|e| Error::io(self.dir.display(), e))?;
+            if let Ok(n) = e.file_name().into_string() {
+                v.push(n);
+            }
+        }
+        Ok(v)
+    }
+
+    /// Write `local` atomically from a closure.
+    pub fn write_with(&self, local: &str, f: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+        let tmp = self.dir.join(format!("{local}.swiftdup-tmp"));
+        let res = (|| {
+            let file = fs::File::create(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
+            let mut w = io::BufWriter::new(file);
+            f(&mut w)?;
+            let file = w.into_inner().map_err(|e| Error::io(tmp.display(), e.into_error()))?;
+            file.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
+            fs::rename(&tmp, self.path(local)).map_err(|e| Error::io(tmp.display(), e))
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+}
+
+/// Open a sealed stream by its suffix.
+pub fn open_sealed<'a>(r: impl Read + 'a, suffix: Suffix, keys: &crypto::OpenKeys, object: &str) -> Result<Box<dyn Read + 'a>> {
+    Ok(match suffix {
+        Suffix::None => Box::new(r),
+        Suffix::Gzip => Box::new(crypto::open_gzip(r)),
+        Suffix::Gpg => {
+            let (reader, warnings) = crypto::open_pgp(r, keys).map_err(|e| crypto_error(object, e))?;
+            for w in warnings {
+                crate::log::warn("warning", &format!("{object}: {w}"), vec![("object", object.into())]);
+            }
+            reader
+        }
+    })
+}
+
+/// Map a crypto failure on `object` to the error a user sees.
+pub fn crypto_error(object: &str, e: crypto::CryptoError) -> Error {
+    match e {
+        crypto::CryptoError::WrongPassphrase => Error::Decryption { object: object.into(), detail: "wrong passphrase".into() },
+        crypto::CryptoError::NoMatchingKey(ids) => Error::Decryption {
+            object: object.into(),
+            detail: format!("no matching secret key (encrypted to {ids}); pass the right --decrypt-key-file"),
+        },
+        crypto::CryptoError::Key(m) => Error::Usage(format!("key file: {m}")),
+        crypto::CryptoError::Io(e) => map_read_error(object, e),
+        other => Error::integrity(object, other),
+    }
+}
+
+/// A read error inside a decrypting/decompressing stream is damage, not a disk problem.
+pub fn map_read_error(object: &str, e: io::Error) -> Error {
+    // Errors raised by our own readers carry a typed payload; others are data damage.
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<crypto::CryptoError>()) {
+        return match inner {
+            crypto::CryptoError::WrongPassphrase => Error::Decryption { object: object.into(), detail: "wrong passphrase".into() },
+            crypto::CryptoError::NoMatchingKey(ids) => Error::Decryption { object: object.into(), detail: format!("no matching secret key ({ids})") },
+            other => Error::integrity(object, other),
+        };
+    }
+    Error::integrity(object, format!("damaged or truncated data: {e}"))
+}
+
+/// Download `remote` into a temporary file in `tempdir` and return it, rewound.
+pub fn download_temp(backend: &dyn Backend, remote: &str, tempdir: &Path) -> Result<fs::File> {
+    let mut f = tempfile_in(tempdir)?;
+    backend.get(remote, &mut f)?;
+    use std::io::Seek;
+    f.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io(tempdir.display(), e))?;
+    Ok(f)
+}
+
+/// An anonymous temporary file (unlinked at once, so nothing is left behind on a crash).
+pub fn tempfile_in(dir: &Path) -> Result<fs::File> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    for _ in 0..100 {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = dir.join(format!("swiftdup-{}-{n}.tmp", std::process::id()));
+        match fs::OpenOptions::new().read(true).write(true).create_new(true).open(&p) {
+            Ok(f) => {
+                let _ = fs::remove_file(&p);
+                return Ok(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(p.display(), e)),
+        }
+    }
+    Err(Error::Internal("could not create a temporary file".into()))
+}
+
+/// A named temporary file that is removed when dropped (for uploads, which reopen by path).
+pub struct TempPath(pub PathBuf);
+
+impl TempPath {
+    pub fn new(dir: &Path, what: &str) -> Result<TempPath> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        Ok(TempPath(dir.join(format!("swiftdup-{}-{what}-{n}.tmp", std::process::id()))))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// Manifests and signature files of the target, through the cache.
+pub struct Metadata<'a> {
+    pub backend: &'a dyn Backend,
+    pub cache: Cache,
+    pub common: &'a Common,
+}
+
+impl<'a> Metadata<'a> {
+    /// The parsed manifest of a set: from the cache, or downloaded, decrypted and cached.
+    pub fn manifest(&self, remote: &str, kind: &FileKind) -> Result<Manifest> {
+        let local = self.cache.path(&local_name(remote, kind));
+        if !local.exists() {
+            self.fetch(remote, kind)?;
+        }
+        let f = fs::File::open(&local).map_err(|e| Error::io(local.display(), e))?;
+        manifest::parse(BufReader::new(f)).map_err(|m| Error::integrity(remote, m))
+    }
+
+    /// The remote manifest, freshly downloaded (for the cache consistency check, §4.4).
+    pub fn remote_manifest(&self, remote: &str, suffix: Suffix) -> Result<Manifest> {
+        let f = download_temp(self.backend, remote, &self.common.tempdir)?;
+        let r = open_sealed(f, suffix, &self.common.crypto.open, remote)?;
+        manifest::parse(BufReader::new(r)).map_err(|m| Error::integrity(remote, m))
+    }
+
+    /// Download a manifest or signature file into the cache in its local form.
+    pub fn fetch(&self, remote: &str, kind: &FileKind) -> Result<()> {
+        let parsed = self.common.prefixes.parse(remote).ok_or_else(|| Error::Internal(format!("not a duplicity name: {remote}")))?;
+        let f = download_temp(self.backend, remote, &self.common.tempdir)?;
+        let mut r = open_sealed(f, parsed.suffix, &self.common.crypto.open, remote)?;
+        let local = local_name(remote, kind);
+        self.cache.write_with(&local, |w| {
+            if kind.is_signature() {
+                let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(6));
+                io::copy(&mut r, &mut gz).map_err(|e| map_read_error(remote, e))?;
+                gz.finish().map_err(|e| Error::io(&local, e))?;
+            } else {
+                io::copy(&mut r, w).map_err(|e| map_read_error(remote, e))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A plaintext tar stream of a signature file, from the cache (fetched when missing).
+    pub fn sigtar(&self, remote: &str) -> Result<Box<dyn Read>> {
+        let kind = self.common.prefixes.parse(remote).ok_or_else(|| Error::Internal(format!("not a duplicity name: {remote}")))?.kind;
+        let local = self.cache.path(&local_name(remote, &kind));
+        if !local.exists() {
+            self.fetch(remote, &kind)?;
+        }
+        let f = fs::File::open(&local).map_err(|e| Error::io(local.display(), e))?;
+        Ok(Box::new(crypto::open_gzip(BufReader::with_capacity(1 << 16, f))))
+    }
+
+    /// Remove cached files whose remote counterpart is gone (§6.7: "spurious").
+    pub fn prune_spurious(&self, remote_names: &[String]) -> Result<()> {
+        let remote_local: std::collections::HashSet<String> = remote_names
+            .iter()
+            .filter_map(|n| self.common.prefixes.parse(n).map(|p| local_name(n, &p.kind)))
+            .collect();
+        for n in self.cache.names()? {
+            let Some(p) = self.common.prefixes.parse(&n) else { continue };
+            if p.partial {
+                continue;
+            }
+            if !remote_local.contains(&n) {
+                crate::log::debug("cache", &format!("removing stale cache file {n}"), vec![]);
+                let _ = fs::remove_file(self.cache.path(&n));
+            }
+        }
+        Ok(())
+    }
+}

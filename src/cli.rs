@@ -1,0 +1,401 @@
+//! The command line: duplicity's verbs and options (every option also readable from
+//! `SWIFTDUP_<OPTION>`), turned into one validated configuration, run, and logged.
+
+use crate::config::{BackupOpts, Common, Crypto, RestoreOpts, Secret};
+use crate::crypto::{self, OpenKeys, SealMode};
+use crate::error::{exit, Error, Result, EXIT_CODES};
+use crate::format::names::{Prefixes, Suffix};
+use crate::format::time::parse_user_time;
+use crate::log::{self, Format, Level};
+use crate::{commands, interrupt, platform};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(name = "swiftdup", version, about = "Duplicity-compatible encrypted incremental backups to OpenStack Swift (container keys) and file:// targets")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Full backup of SOURCE to URL.
+    Full(BackupArgs),
+    /// Incremental backup (fails when there is no chain to extend).
+    #[command(visible_alias = "incr", alias = "inc")]
+    Incremental(BackupArgs),
+    /// Incremental when a usable chain exists, else full (also `swiftdup SOURCE URL`).
+    #[command(alias = "bu")]
+    Backup(BackupArgs),
+    /// Restore URL into TARGET (also `swiftdup URL TARGET`).
+    #[command(alias = "rb")]
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Directory to back up.
+    #[arg(env = "SWIFTDUP_SOURCE")]
+    pub source: PathBuf,
+    /// Target: file:///absolute/path or swiftkeys://container[/prefix].
+    #[arg(env = "SWIFTDUP_URL")]
+    pub url: String,
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Target to restore from.
+    #[arg(env = "SWIFTDUP_URL")]
+    pub url: String,
+    /// Directory (or file, with --file-to-restore of a file) to restore into.
+    #[arg(env = "SWIFTDUP_TARGET")]
+    pub target: PathBuf,
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+/// Options shared by the verbs (an option a verb does not use is ignored, as in duplicity).
+#[derive(Args, Debug, Clone)]
+pub struct Opts {
+    /// Volume size in MiB.
+    #[arg(long, env = "SWIFTDUP_VOLSIZE", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub volsize: u64,
+    /// Gzip instead of OpenPGP (files end in .gz).
+    #[arg(long, env = "SWIFTDUP_NO_ENCRYPTION")]
+    pub no_encryption: bool,
+    /// Armored public key file to encrypt to (repeatable; comma-separated in the env var).
+    #[arg(long, env = "SWIFTDUP_ENCRYPT_KEY_FILE", value_delimiter = ',')]
+    pub encrypt_key_file: Vec<PathBuf>,
+    /// Like --encrypt-key-file, but the key id is hidden in the messages.
+    #[arg(long, env = "SWIFTDUP_HIDDEN_ENCRYPT_KEY_FILE", value_delimiter = ',')]
+    pub hidden_encrypt_key_file: Vec<PathBuf>,
+    /// Armored secret key file for reading public-key archives (its passphrase: PASSPHRASE).
+    #[arg(long, env = "SWIFTDUP_DECRYPT_KEY_FILE", value_delimiter = ',')]
+    pub decrypt_key_file: Vec<PathBuf>,
+    /// Restore time: now, epoch seconds, YYYY-MM-DD[THH:MM:SS[Z]], or an interval (3D, 1h30m).
+    #[arg(short = 't', long, visible_alias = "restore-time", env = "SWIFTDUP_TIME")]
+    pub time: Option<String>,
+    /// Restore only this path (a file or a directory), relative to the backup root.
+    #[arg(short = 'r', long, env = "SWIFTDUP_FILE_TO_RESTORE")]
+    pub file_to_restore: Option<String>,
+    /// Cache directory (default $XDG_CACHE_HOME/duplicity or ~/.cache/duplicity).
+    #[arg(long, env = "SWIFTDUP_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
+    /// Cache name inside --archive-dir (default: MD5 of the URL as typed, like duplicity).
+    #[arg(long, env = "SWIFTDUP_NAME")]
+    pub name: Option<String>,
+    /// Skip the host name and source directory checks before an incremental.
+    #[arg(long, env = "SWIFTDUP_ALLOW_SOURCE_MISMATCH")]
+    pub allow_source_mismatch: bool,
+    /// Host name recorded in manifests and compared before incrementals (default: this host).
+    #[arg(long, env = "SWIFTDUP_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// Restore into a non-empty target, overwriting.
+    #[arg(long, env = "SWIFTDUP_FORCE")]
+    pub force: bool,
+    /// Pretend the time is EPOCH (for tests and fixtures).
+    #[arg(long, env = "SWIFTDUP_CURRENT_TIME", hide = true)]
+    pub current_time: Option<i64>,
+    /// Make a full backup when the chain's full is older than T (e.g. 1M).
+    #[arg(long, env = "SWIFTDUP_FULL_IF_OLDER_THAN")]
+    pub full_if_older_than: Option<String>,
+    /// With public-key encryption and no cached signatures: make a full instead of failing.
+    #[arg(long, env = "SWIFTDUP_FULL_IF_NO_SIGNATURES")]
+    pub full_if_no_signatures: bool,
+    /// Where volumes are spooled before upload (default $TMPDIR or /tmp).
+    #[arg(long, env = "SWIFTDUP_TEMPDIR")]
+    pub tempdir: Option<PathBuf>,
+    /// Deflate level 0-9 for volumes.
+    #[arg(long, env = "SWIFTDUP_COMPRESS_LEVEL", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub compress_level: u32,
+    /// Use numeric uid/gid on restore, ignoring stored names.
+    #[arg(long, env = "SWIFTDUP_NUMERIC_OWNER")]
+    pub numeric_owner: bool,
+    /// Do not restore owners (they are restored only when running as root anyway).
+    #[arg(long, visible_alias = "no-restore-ownership", env = "SWIFTDUP_DO_NOT_RESTORE_OWNERSHIP")]
+    pub do_not_restore_ownership: bool,
+    /// Prefix for every remote file name.
+    #[arg(long, env = "SWIFTDUP_FILE_PREFIX", default_value = "")]
+    pub file_prefix: String,
+    /// Extra prefix for volume names.
+    #[arg(long, env = "SWIFTDUP_FILE_PREFIX_ARCHIVE", default_value = "")]
+    pub file_prefix_archive: String,
+    /// Extra prefix for manifest names.
+    #[arg(long, env = "SWIFTDUP_FILE_PREFIX_MANIFEST", default_value = "")]
+    pub file_prefix_manifest: String,
+    /// Extra prefix for signature file names.
+    #[arg(long, env = "SWIFTDUP_FILE_PREFIX_SIGNATURE", default_value = "")]
+    pub file_prefix_signature: String,
+    /// Log format: json (default when stderr is not a terminal) or text.
+    #[arg(long, env = "SWIFTDUP_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Lowest log level written: debug, info, warn, error.
+    #[arg(long, env = "SWIFTDUP_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Seconds between progress events (0: none).
+    #[arg(long, env = "SWIFTDUP_PROGRESS_INTERVAL", default_value_t = 10)]
+    pub progress_interval: u64,
+}
+
+/// Add duplicity's implicit verbs: `swiftdup SOURCE URL` is a backup and `swiftdup URL DIR`
+/// a restore; with no verb and no arguments, `SWIFTDUP_COMMAND` (default `backup`).
+fn normalise(mut args: Vec<OsString>) -> Vec<OsString> {
+    const VERBS: &[&str] = &["full", "incremental", "incr", "inc", "backup", "bu", "restore", "rb", "help", "-h", "--help", "-V", "--version"];
+    let first_positional = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).map(|p| p + 1);
+    let verb = match first_positional {
+        Some(i) if VERBS.contains(&args[i].to_string_lossy().as_ref()) => return args,
+        Some(i) => {
+            if crate::target::is_url(&args[i].to_string_lossy()) {
+                "restore".to_string()
+            } else {
+                "backup".to_string()
+            }
+        }
+        None if args.iter().skip(1).any(|a| ["-h", "--help", "-V", "--version"].contains(&a.to_string_lossy().as_ref())) => return args,
+        None => std::env::var("SWIFTDUP_COMMAND").unwrap_or_else(|_| "backup".into()),
+    };
+    args.insert(1, verb.into());
+    args
+}
+
+fn env_secret(name: &str) -> Option<Secret> {
+    std::env::var(name).ok().map(Secret)
+}
+
+fn read_file(p: &PathBuf, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(p).map_err(|e| Error::Usage(format!("{what} {}: {e}", p.display())))
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::{Digest, Md5};
+    crate::volume::hex(&Md5::digest(s.as_bytes()))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Build the shared configuration.
+fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
+    let now = o.current_time.unwrap_or_else(now);
+    let tempdir = o.tempdir.clone().or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let archive_dir = match &o.archive_dir {
+        Some(d) => d.clone(),
+        None => match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
+            (Some(x), _) => PathBuf::from(x).join("duplicity"),
+            (None, Some(h)) => PathBuf::from(h).join(".cache/duplicity"),
+            // No home (a scratch container): a cache that lives for this run only.
+            (None, None) => tempdir.join("swiftdup-cache"),
+        },
+    };
+    let passphrase = env_secret("PASSPHRASE");
+    let mut secret_keys = Vec::new();
+    for p in &o.decrypt_key_file {
+        secret_keys.extend(crypto::read_secret_keys(&read_file(p, "--decrypt-key-file")?).map_err(|e| Error::Usage(format!("--decrypt-key-file {}: {e}", p.display())))?);
+    }
+    let level = o.compress_level;
+    let open = OpenKeys { passphrase: passphrase.as_ref().map(|s| s.0.clone()), secret_keys };
+    let crypto = if o.no_encryption {
+        Crypto { seal: SealMode::Gzip { level }, open, suffix: Suffix::Gzip, can_read_own: true }
+    } else if !o.encrypt_key_file.is_empty() || !o.hidden_encrypt_key_file.is_empty() {
+        let load = |files: &[PathBuf], flag: &str| -> Result<Vec<_>> {
+            let mut v = Vec::new();
+            for p in files {
+                v.extend(crypto::read_public_keys(&read_file(p, flag)?).map_err(|e| Error::Usage(format!("{flag} {}: {e}", p.display())))?);
+            }
+            Ok(v)
+        };
+        let recipients = load(&o.encrypt_key_file, "--encrypt-key-file")?;
+        let hidden = load(&o.hidden_encrypt_key_file, "--hidden-encrypt-key-file")?;
+        let can_read_own = !open.secret_keys.is_empty();
+        Crypto { seal: SealMode::PublicKey { recipients, hidden, level }, open, suffix: Suffix::Gpg, can_read_own }
+    } else {
+        let pass = match &passphrase {
+            Some(p) if !p.0.is_empty() => p.0.clone(),
+            _ if for_backup => {
+                return Err(Error::Usage(
+                    "PASSPHRASE is not set: set it for symmetric encryption, or use --encrypt-key-file or --no-encryption".into(),
+                ))
+            }
+            _ => String::new(),
+        };
+        Crypto { seal: SealMode::Symmetric { passphrase: pass, level }, open, suffix: Suffix::Gpg, can_read_own: true }
+    };
+    Ok(Common {
+        url: url.to_string(),
+        prefixes: Prefixes {
+            file: o.file_prefix.clone(),
+            archive: o.file_prefix_archive.clone(),
+            manifest: o.file_prefix_manifest.clone(),
+            signature: o.file_prefix_signature.clone(),
+        },
+        archive_dir,
+        name: o.name.clone().unwrap_or_else(|| md5_hex(url)),
+        tempdir,
+        now,
+        crypto,
+        progress_interval: o.progress_interval,
+    })
+}
+
+fn parse_index(p: &str) -> crate::format::Index {
+    p.as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").map(|c| c.to_vec()).collect()
+}
+
+fn setup_logging(o: &Opts) {
+    use std::io::IsTerminal;
+    let format = match o.log_format.as_deref() {
+        Some("text") => Format::Text,
+        Some(_) => Format::Json,
+        None if std::io::stderr().is_terminal() => Format::Text,
+        None => Format::Json,
+    };
+    let level = match o.log_level.as_str() {
+        "debug" => Level::Debug,
+        "warn" | "warning" => Level::Warn,
+        "error" => Level::Error,
+        _ => Level::Info,
+    };
+    log::init(format, level);
+}
+
+/// Parse, run, log `summary` and `exit`; returns the process exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(normalise(args)) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+            let _ = e.print();
+            return code;
+        }
+    };
+    interrupt::install();
+    let opts = match &cli.command {
+        Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => &a.opts,
+        Command::Restore(a) => &a.opts,
+    };
+    setup_logging(opts);
+    let started = Instant::now();
+    let (name, url) = match &cli.command {
+        Command::Full(a) => ("full", a.url.clone()),
+        Command::Incremental(a) => ("incremental", a.url.clone()),
+        Command::Backup(a) => ("backup", a.url.clone()),
+        Command::Restore(a) => ("restore", a.url.clone()),
+    };
+    log::info("start", &format!("swiftdup {} {name}", env!("CARGO_PKG_VERSION")), vec![("version", json!(env!("CARGO_PKG_VERSION"))), ("command", json!(name)), ("target", json!(log::redact(&url)))]);
+    let result = run(&cli.command);
+    let secs = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let code = match result {
+        Ok((mut fields, code)) => {
+            fields.push(("duration_seconds", json!(secs)));
+            log::info("summary", &format!("{name} finished"), fields);
+            code
+        }
+        Err(e) => {
+            let mut fields = vec![("code", json!(e.code()))];
+            if let Some(o) = e.object() {
+                fields.push(("object", json!(o)));
+            }
+            if let Some(t) = e.trans_id() {
+                fields.push(("trans_id", json!(t)));
+            }
+            log::event(Level::Error, "error", &e.to_string(), fields);
+            log::info("summary", &format!("{name} failed"), vec![("duration_seconds", json!(secs)), ("error_code", json!(e.code()))]);
+            e.exit_code()
+        }
+    };
+    let meaning = EXIT_CODES.iter().find(|(c, _, _)| *c == code).map(|(_, _, m)| *m).unwrap_or("");
+    log::info("exit", meaning, vec![("exit_code", json!(code))]);
+    code
+}
+
+type Fields = Vec<(&'static str, serde_json::Value)>;
+
+fn run(cmd: &Command) -> Result<(Fields, i32)> {
+    match cmd {
+        Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => {
+            let o = &a.opts;
+            let common = common(&a.url, o, true)?;
+            let force_full = match cmd {
+                Command::Full(_) => Some(true),
+                Command::Incremental(_) => Some(false),
+                _ => None,
+            };
+            let full_if_older_than = match &o.full_if_older_than {
+                Some(t) => Some(common.now - parse_user_time(t, common.now).map_err(|m| Error::Usage(format!("--full-if-older-than: {m}")))?),
+                None => None,
+            };
+            let opts = BackupOpts {
+                source: a.source.clone(),
+                force_full,
+                volsize: o.volsize * 1024 * 1024,
+                hostname: o.hostname.clone().unwrap_or_else(platform::hostname),
+                allow_source_mismatch: o.allow_source_mismatch,
+                full_if_older_than,
+                full_if_no_signatures: o.full_if_no_signatures,
+                compress_level: o.compress_level,
+            };
+            let s = commands::backup::run(&common, &opts)?;
+            let code = if s.warnings > 0 { exit::PARTIAL } else { exit::SUCCESS };
+            Ok((s.to_fields(), code))
+        }
+        Command::Restore(a) => {
+            let o = &a.opts;
+            let common = common(&a.url, o, false)?;
+            let time = match &o.time {
+                Some(t) => Some(parse_user_time(t, common.now).map_err(|m| Error::Usage(format!("--time: {m}")))?),
+                None => None,
+            };
+            let opts = RestoreOpts {
+                target: a.target.clone(),
+                time,
+                file_to_restore: o.file_to_restore.as_deref().map(parse_index),
+                force: o.force,
+                numeric_owner: o.numeric_owner,
+                restore_ownership: !o.do_not_restore_ownership,
+            };
+            let s = commands::restore::run(&common, &opts)?;
+            let code = if s.warnings > 0 { exit::PARTIAL } else { exit::SUCCESS };
+            Ok((s.to_fields(), code))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(v: &[&str]) -> Vec<String> {
+        normalise(v.iter().map(OsString::from).collect()).into_iter().map(|s| s.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn implicit_verbs() {
+        assert_eq!(n(&["sd", "/src", "file:///t"]), ["sd", "backup", "/src", "file:///t"]);
+        assert_eq!(n(&["sd", "--volsize", "5", "/src", "file:///t"])[1], "backup");
+        assert_eq!(n(&["sd", "file:///t", "/dst"])[1], "restore");
+        assert_eq!(n(&["sd", "full", "/src", "file:///t"])[1], "full");
+        assert_eq!(n(&["sd", "--help"]), ["sd", "--help"]);
+    }
+
+    #[test]
+    fn every_option_has_an_env_var() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                if arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                assert!(env.as_deref().is_some_and(|e| e.starts_with("SWIFTDUP_")), "{} has no SWIFTDUP_ env var", arg.get_id());
+            }
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! `full`, `incremental` and `backup`: one run that walks the source, compares it with the
+//! signature chain, and writes a set: volumes, then the signature file, then the manifest.
+//!
+//! Pipeline: source walk -> change detection against the merged signature chain -> tar
+//! blocks (snapshot or librsync delta, 64 KiB multivol chunks) -> volumes (sealed, hashed,
+//! stored) -> signature file -> manifest (the commit marker). See `restore` for the reverse.
+
+use crate::cache::{local_name, Cache, Metadata};
+use crate::collection::{Chain, Collection};
+use crate::config::{BackupOpts, Common};
+use crate::crypto::SealMode;
+use crate::delta::{self, DeltaReader, SignatureBuilder};
+use crate::error::{Error, Result};
+use crate::format::manifest::{canonical_localdir, Manifest};
+use crate::format::names::{FileKind, Suffix};
+use crate::format::tar::{self, Header};
+use crate::format::{index_display, member_name, Index, MemberKind, MULTIVOL_CHUNK};
+use crate::interrupt;
+use crate::log;
+use crate::platform::{self, Kind};
+use crate::signature::{SigChainReader, SigEntry, SigWriter};
+use crate::source::{self, Entry, Item, Walk};
+use crate::target::{self, Backend};
+use crate::users;
+use crate::volume::{seal_file, ManifestWriter, Position, VolumeWriter};
+use serde_json::json;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek};
+use std::time::Instant;
+
+/// What a backup run did, for the `summary` event.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub full: bool,
+    pub set_time: i64,
+    pub chain_length: usize,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    pub files_deleted: u64,
+    pub bytes_read: u64,
+    pub bytes_uploaded: u64,
+    pub volumes: u32,
+    /// Files or directories that could not be read (their previous state was kept).
+    pub warnings: u64,
+}
+
+impl Summary {
+    pub fn to_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("type", json!(if self.full { "full" } else { "incremental" })),
+            ("set_time", json!(crate::format::time::rfc3339(self.set_time))),
+            ("chain_length", json!(self.chain_length)),
+            ("files_new", json!(self.files_new)),
+            ("files_changed", json!(self.files_changed)),
+            ("files_unchanged", json!(self.files_unchanged)),
+            ("files_deleted", json!(self.files_deleted)),
+            ("bytes_read", json!(self.bytes_read)),
+            ("bytes_uploaded", json!(self.bytes_uploaded)),
+            ("volumes", json!(self.volumes)),
+            ("warnings", json!(self.warnings)),
+        ]
+    }
+}
+
+/// The tar type of an entry.
+fn tar_type(k: Kind) -> u8 {
+    match k {
+        Kind::File => tar::REGTYPE,
+        Kind::Dir => tar::DIRTYPE,
+        Kind::Symlink => tar::SYMTYPE,
+        Kind::Fifo => tar::FIFOTYPE,
+        Kind::Char => tar::CHRTYPE,
+        Kind::Block => tar::BLKTYPE,
+        Kind::Socket => tar::REGTYPE,
+    }
+}
+
+/// The metadata header of an entry (name and size are set per member).
+fn meta_header(e: &Entry) -> Header {
+    let s = &e.stat;
+    Header {
+        typ: tar_type(s.kind),
+        mode: s.mode,
+        uid: s.uid,
+        gid: s.gid,
+        mtime: s.mtime,
+        linkname: e.linkname.clone(),
+        uname: users::user_name(s.uid),
+        gname: users::group_name(s.gid),
+        devmajor: if matches!(s.kind, Kind::Char | Kind::Block) { s.rdev_major } else { 0 },
+        devminor: if matches!(s.kind, Kind::Char | Kind::Block) { s.rdev_minor } else { 0 },
+        ..Header::default()
+    }
+}
+
+/// duplicity's notion of "unchanged" (§6.3), plus size for regular files.
+fn unchanged(e: &Entry, s: &SigEntry) -> bool {
+    let h = &s.header;
+    if tar_type(e.stat.kind) != h.typ {
+        return false;
+    }
+    if e.stat.kind == Kind::Symlink {
+        return e.linkname == h.linkname;
+    }
+    let uid = users::resolve_uid(h.uid, &h.uname, false);
+    let gid = users::resolve_gid(h.gid, &h.gname, false);
+    if e.stat.mode != h.mode || e.stat.uid != uid || e.stat.gid != gid {
+        return false;
+    }
+    match e.stat.kind {
+        Kind::Char | Kind::Block => return e.stat.rdev_major == h.devmajor && e.stat.rdev_minor == h.devminor,
+        _ => {}
+    }
+    if !(e.stat.mtime == h.mtime || (e.stat.mtime <= 0 && h.mtime <= 0)) {
+        return false;
+    }
+    if e.stat.kind == Kind::File {
+        return match (s.recorded_size(), s.sig.as_deref()) {
+            (Some(n), _) => n == e.stat.size,
+            // Written by stock: the signature's block count bounds the size.
+            (None, Some(sig)) if sig.len() >= 12 => {
+                let bl = u32::from_be_bytes([sig[4], sig[5], sig[6], sig[7]]) as u64;
+                let blocks = (sig.len() as u64 - 12) / 12;
+                bl > 0 && e.stat.size.div_ceil(bl) == blocks
+            }
+            _ => true,
+        };
+    }
+    true
+}
+
+/// Reads a source file, computing its new signature on the way, and turns a read error
+/// into an early EOF (recorded in `error`) so the stored member stays well-formed.
+struct TeeSig {
+    file: File,
+    sig: SignatureBuilder,
+    bytes: u64,
+    error: Option<io::Error>,
+}
+
+impl Read for TeeSig {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.error.is_some() {
+            return Ok(0);
+        }
+        loop {
+            match self.file.read(buf) {
+                Ok(n) => {
+                    self.sig.update(&buf[..n]);
+                    self.bytes += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.error = Some(e);
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+struct Run<'a> {
+    common: &'a Common,
+    volumes: VolumeWriter<'a>,
+    sigs: SigWriter<BufWriter<File>>,
+    manifest: ManifestWriter,
+    summary: Summary,
+    buf: Vec<u8>,
+    started: Instant,
+    last_progress: Instant,
+}
+
+impl Run<'_> {
+    fn progress(&mut self) {
+        let every = self.common.progress_interval;
+        if every == 0 || self.last_progress.elapsed().as_secs() < every {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let s = &self.summary;
+        let files = s.files_new + s.files_changed + s.files_unchanged;
+        log::info(
+            "progress",
+            &format!("{files} files, {} bytes read", s.bytes_read),
+            vec![("files", json!(files)), ("bytes_read", json!(s.bytes_read)), ("bytes_uploaded", json!(self.volumes.stats.bytes_uploaded)), ("rate_bytes_per_second", json!((s.bytes_read as f64 / secs) as u64))],
+        );
+    }
+
+    fn warn_unreadable(&mut self, index: &Index, path: &std::path::Path, err: &io::Error, kept: bool) {
+        self.summary.warnings += 1;
+        let what = if kept { "kept its previous backed-up state" } else { "not backed up" };
+        log::warn(
+            "warning",
+            &format!("cannot read {}: {err}; {what}", path.display()),
+            vec![("code", json!("unreadable")), ("path", json!(index_display(index))), ("reason", json!(err.to_string()))],
+        );
+    }
+
+    /// Write a new or changed entry. `old` is the signature-chain entry when there is one.
+    fn emit(&mut self, e: &Entry, old: Option<&SigEntry>) -> Result<()> {
+        let meta = meta_header(e);
+        if e.stat.kind != Kind::File {
+            let mut h = meta.clone();
+            h.name = member_name(MemberKind::Snapshot, &e.index, e.stat.kind == Kind::Dir, None, false);
+            self.volumes.add(&h, &[], Position { index: e.index.clone(), block: None }, &mut self.manifest)?;
+            self.sigs.snapshot(&e.index, &meta)?;
+            return Ok(());
+        }
+        let file = match File::open(&e.path) {
+            Ok(f) => f,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                // Vanished since the walk: treat as absent. If it was backed up before,
+                // record the deletion, as stock does for such races.
+                if old.is_some() {
+                    self.deleted(&e.index, true)?;
+                }
+                return Ok(());
+            }
+            Err(err) => {
+                self.warn_unreadable(&e.index, &e.path, &err, old.is_some());
+                return Ok(());
+            }
+        };
+        let old_sig = match old {
+            Some(o) if o.kind == MemberKind::Signature => match o.sig.as_deref().map(delta::Signature::parse) {
+                Some(Ok(s)) => Some(s),
+                _ => {
+                    log::warn("warning", &format!("unusable old signature for {}; storing a full copy", index_display(&e.index)), vec![("code", json!("bad_signature")), ("path", json!(index_display(&e.index)))]);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let mut tee = TeeSig { file, sig: SignatureBuilder::new(delta::block_len_for(e.stat.size)), bytes: 0, error: None };
+        let kind = if old_sig.is_some() { MemberKind::Diff } else { MemberKind::Snapshot };
+        {
+            let mut delta_reader;
+            let data: &mut dyn Read = match &old_sig {
+                Some(s) => {
+                    delta_reader = DeltaReader::new(s, &mut tee);
+                    &mut delta_reader
+                }
+                None => &mut tee,
+            };
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.resize(MULTIVOL_CHUNK, 0);
+            let mut chunk = 0u64;
+            let res = loop {
+                interrupt::check()?;
+                let n = match read_full(data, &mut buf) {
+                    Ok(n) => n,
+                    Err(err) => break Err(Error::Internal(format!("delta of {}: {err}", e.path.display()))),
+                };
+                let last = n < MULTIVOL_CHUNK;
+                let mut h = meta.clone();
+                h.size = n as u64;
+                if chunk == 0 && last {
+                    h.name = member_name(kind, &e.index, false, None, false);
+                    break self.volumes.add(&h, &buf[..n], Position { index: e.index.clone(), block: None }, &mut self.manifest);
+                }
+                chunk += 1;
+                h.name = member_name(kind, &e.index, false, Some(chunk), false);
+                let block = if last { None } else { Some(chunk) };
+                if let Err(err) = self.volumes.add(&h, &buf[..n], Position { index: e.index.clone(), block }, &mut self.manifest) {
+                    break Err(err);
+                }
+                if last {
+                    break Ok(());
+                }
+            };
+            self.buf = buf;
+            res?;
+        }
+        let TeeSig { sig, bytes, error, .. } = tee;
+        let mut sig_meta = meta;
+        if let Some(err) = error {
+            self.summary.warnings += 1;
+            log::warn(
+                "warning",
+                &format!("read error in {} after {bytes} bytes: {err}; stored what was read, will re-read next run", e.path.display()),
+                vec![("code", json!("read_error")), ("path", json!(index_display(&e.index))), ("reason", json!(err.to_string()))],
+            );
+            // An impossible mtime makes the next run see the file as changed.
+            sig_meta.mtime = 0;
+        }
+        self.summary.bytes_read += bytes;
+        self.sigs.signature(&e.index, &sig_meta, &sig.finish(), bytes)?;
+        self.manifest.file(if old.is_some() { "changed" } else { "new" }, &e.index)?;
+        Ok(())
+    }
+
+    fn deleted(&mut self, index: &Index, regular: bool) -> Result<()> {
+        let h = Header::deleted(member_name(MemberKind::Deleted, index, false, None, false));
+        self.volumes.add(&h, &[], Position { index: index.clone(), block: None }, &mut self.manifest)?;
+        self.sigs.deleted(index)?;
+        if regular {
+            self.manifest.file("deleted", index)?;
+        }
+        self.summary.files_deleted += 1;
+        Ok(())
+    }
+}
+
+/// The plan for this run.
+struct Plan<'c> {
+    chain: Option<&'c Chain>,
+    reason: String,
+}
+
+fn decide<'c>(coll: &'c Collection, md: &Metadata, common: &Common, opts: &BackupOpts) -> Result<Plan<'c>> {
+    let full = |reason: &str| Ok(Plan { chain: None, reason: reason.to_string() });
+    if opts.force_full == Some(true) {
+        return full("full backup requested");
+    }
+    let explicit_inc = opts.force_full == Some(false);
+    let no_chain = |why: String| {
+        if explicit_inc {
+            Err(Error::NoChain(format!("{why}; run a full backup first (swiftdup full)")))
+        } else {
+            full(&why)
+        }
+    };
+    let Some(chain) = coll.latest_chain() else { return no_chain("no backup chain in the target".into()) };
+    let Some(sig) = coll.sig_chain_for(chain) else {
+        return no_chain("the newest chain has no matching signature files".into());
+    };
+    if let Some(age) = opts.full_if_older_than {
+        if !explicit_inc && chain.start() < common.now - age {
+            return full(&format!("chain started {} which is older than --full-if-older-than", crate::format::time::rfc3339(chain.start())));
+        }
+    }
+    if !common.crypto.can_read_own {
+        let all_cached = sig.names().iter().all(|n| {
+            let kind = common.prefixes.parse(n).map(|p| p.kind);
+            kind.is_some_and(|k| md.cache.path(&local_name(n, &k)).exists())
+        });
+        if !all_cached {
+            if opts.full_if_no_signatures && !explicit_inc {
+                return full("old signatures are encrypted and no secret key was given (--full-if-no-signatures)");
+            }
+            return Err(Error::NoChain(
+                "an incremental needs the previous signatures, which are encrypted to your public key and not in the local cache: \
+                 pass the secret key with --decrypt-key-file, keep --archive-dir between runs, or allow a full with --full-if-no-signatures"
+                    .into(),
+            ));
+        }
+    }
+    Ok(Plan { chain: Some(chain), reason: format!("extending the chain started {}", crate::format::time::rfc3339(chain.start())) })
+}
+
+fn same_manifest(a: &Manifest, b: &Manifest) -> bool {
+    a.hostname == b.hostname
+        && a.localdir == b.localdir
+        && a.volumes.len() == b.volumes.len()
+        && a.volumes.iter().zip(b.volumes.iter()).all(|((na, va), (nb, vb))| na == nb && va.start == vb.start && va.end == vb.end && va.hashes == vb.hashes)
+}
+
+/// §4.4: the cached manifest must match the remote one, and the chain must come from this
+/// host and source (unless `--allow-source-mismatch`).
+fn check_last_manifest(chain: &Chain, md: &Metadata, common: &Common, opts: &BackupOpts, localdir: &[u8]) -> Result<()> {
+    let last = chain.incs.last().unwrap_or(&chain.full);
+    let Some(name) = &last.manifest else { return Ok(()) };
+    let kind = last.manifest_kind();
+    let cached_before = md.cache.path(&local_name(name, &kind)).exists();
+    let cached = md.manifest(name, &kind)?;
+    if cached_before && common.crypto.can_read_own {
+        let remote = md.remote_manifest(name, last.suffix)?;
+        if !same_manifest(&cached, &remote) {
+            return Err(Error::ManifestMismatch(format!(
+                "the cached manifest {name} differs from the remote one; remove {} to re-read it from the target",
+                md.cache.dir.display()
+            )));
+        }
+    }
+    if opts.allow_source_mismatch {
+        return Ok(());
+    }
+    if let Some(h) = &cached.hostname {
+        if h.as_slice() != opts.hostname.as_bytes() {
+            return Err(Error::HostnameMismatch { recorded: String::from_utf8_lossy(h).into(), current: opts.hostname.clone() });
+        }
+    }
+    if let Some(l) = &cached.localdir {
+        if l.as_slice() != localdir {
+            return Err(Error::SourceMismatch { recorded: String::from_utf8_lossy(l).into(), current: String::from_utf8_lossy(localdir).into() });
+        }
+    }
+    Ok(())
+}
+
+/// Run one backup.
+pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
+    let started = Instant::now();
+    let walk = Walk::new(opts.source.clone(), source::All).map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
+    let backend = target::open(&common.url)?;
+    let names = backend.list(&common.prefixes.file)?;
+    let coll = Collection::from_names(&names, &common.prefixes);
+    let md = Metadata { backend: backend.as_ref(), cache: Cache::open(common)?, common };
+    md.prune_spurious(&names)?;
+    let localdir = canonical_localdir(&platform::os_bytes(&opts.source));
+
+    let plan = decide(&coll, &md, common, opts)?;
+    let (full, start, chain_length) = match plan.chain {
+        Some(chain) => {
+            check_last_manifest(chain, &md, common, opts, &localdir)?;
+            (false, chain.end(), chain.incs.len() + 2)
+        }
+        None => (true, common.now, 1),
+    };
+    let end = common.now;
+    if !full && end <= start {
+        return Err(Error::Usage(format!(
+            "the chain already ends at {} which is not before this run's time {}; wait a second or fix --current-time",
+            crate::format::time::rfc3339(start),
+            crate::format::time::rfc3339(end)
+        )));
+    }
+    log::info(
+        "plan",
+        &format!("{} backup: {}", if full { "full" } else { "incremental" }, plan.reason),
+        vec![("type", json!(if full { "full" } else { "incremental" })), ("reason", json!(plan.reason)), ("set_time", json!(crate::format::time::rfc3339(end)))],
+    );
+
+    let mut sig_reader = match plan.chain {
+        Some(chain) => {
+            let sc = coll.sig_chain_for(chain).ok_or_else(|| Error::Internal("signature chain vanished".into()))?;
+            let mut streams = Vec::new();
+            for n in sc.names() {
+                streams.push((n.clone(), md.sigtar(&n)?));
+            }
+            SigChainReader::new(streams)?
+        }
+        None => SigChainReader::empty(),
+    };
+
+    let sig_spool = crate::cache::tempfile_in(&common.tempdir)?;
+    let mut run = Run {
+        common,
+        volumes: VolumeWriter::new(backend.as_ref(), common, full, start, end, opts.volsize, common.crypto.seal.clone()),
+        sigs: SigWriter::new(BufWriter::with_capacity(1 << 16, sig_spool)),
+        manifest: ManifestWriter::new(common, opts.hostname.as_bytes(), &localdir)?,
+        summary: Summary { full, set_time: end, chain_length, ..Summary::default() },
+        buf: Vec::new(),
+        started,
+        last_progress: Instant::now(),
+    };
+
+    let mut walk = walk.peekable();
+    let mut old = sig_reader.next()?;
+    let mut carried: Option<Index> = None;
+    loop {
+        interrupt::check()?;
+        run.progress();
+        // Entries below an unreadable directory keep their previous state.
+        if let (Some(c), Some(o)) = (&carried, &old) {
+            if o.index.starts_with(c) {
+                old = sig_reader.next()?;
+                continue;
+            }
+        }
+        let src_index = match walk.peek() {
+            Some(Item::Entry(e)) => Some(&e.index),
+            Some(Item::Unreadable { index, .. }) | Some(Item::Skipped { index, .. }) => Some(index),
+            None => None,
+        };
+        let order = match (src_index, &old) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(s), Some(o)) => s.cmp(&o.index),
+        };
+        if order == std::cmp::Ordering::Greater {
+            // In the chain, gone from the source.
+            let Some(o) = old.take() else { break };
+            if !o.index.is_empty() {
+                run.deleted(&o.index, o.kind == MemberKind::Signature)?;
+            }
+            old = sig_reader.next()?;
+            continue;
+        }
+        let Some(item) = walk.next() else { break };
+        let matched = if order == std::cmp::Ordering::Equal { old.take() } else { None };
+        match item {
+            Item::Skipped { index, reason } => {
+                log::debug("skip", &format!("skipping {reason} {}", index_display(&index)), vec![]);
+                if let Some(o) = matched {
+                    run.deleted(&o.index, o.kind == MemberKind::Signature)?;
+                }
+            }
+            Item::Unreadable { index, path, error } => {
+                run.warn_unreadable(&index, &path, &error, matched.is_some());
+                carried = Some(index);
+            }
+            Item::Entry(e) => match matched {
+                Some(o) if unchanged(&e, &o) => run.summary.files_unchanged += 1,
+                Some(o) => {
+                    run.summary.files_changed += 1;
+                    run.emit(&e, Some(&o))?;
+                }
+                None => {
+                    run.summary.files_new += 1;
+                    run.emit(&e, None)?;
+                }
+            },
+        }
+        if order == std::cmp::Ordering::Equal {
+            old = sig_reader.next()?;
+        }
+    }
+
+    let Run { volumes, sigs, manifest, mut summary, .. } = run;
+    let mut manifest = manifest;
+    let vstats = volumes.finish(&mut manifest)?;
+    summary.volumes = vstats.volumes;
+    summary.bytes_uploaded = vstats.bytes_uploaded;
+
+    // The signature file: sealed and stored, then cached gzipped.
+    let sig_kind = if full { FileKind::FullSignatures { time: end } } else { FileKind::NewSignatures { start, end } };
+    let sig_name = common.prefixes.name(&sig_kind, common.crypto.suffix);
+    let mut sig_plain = sigs.finish()?.into_inner().map_err(|e| Error::io("signature spool", e.into_error()))?;
+    sig_plain.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io("signature spool", e))?;
+    let (sealed, _, n) = seal_file(&mut sig_plain, &common.crypto.seal, common, "sigtar")?;
+    interrupt::check()?;
+    md.backend.put(&sig_name, &sealed.0)?;
+    summary.bytes_uploaded += n;
+    sig_plain.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io("signature spool", e))?;
+    md.cache.write_with(&local_name(&sig_name, &sig_kind), |w| {
+        let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(6));
+        io::copy(&mut sig_plain, &mut gz).map_err(|e| Error::io("signature cache", e))?;
+        gz.finish().map_err(|e| Error::io("signature cache", e))?;
+        Ok(())
+    })?;
+
+    // The manifest last: its arrival is what makes the set complete.
+    let man_kind = if full { FileKind::FullManifest { time: end } } else { FileKind::IncManifest { start, end } };
+    let man_suffix = if common.crypto.suffix == Suffix::Gpg { Suffix::Gpg } else { Suffix::None };
+    let man_name = common.prefixes.name(&man_kind, man_suffix);
+    let mut man_plain = manifest.finish(common)?;
+    let man_mode = if man_suffix == Suffix::Gpg { common.crypto.seal.clone() } else { SealMode::Plain };
+    let (sealed, _, n) = seal_file(&mut man_plain, &man_mode, common, "manifest")?;
+    interrupt::check()?;
+    md.backend.put(&man_name, &sealed.0)?;
+    summary.bytes_uploaded += n;
+    man_plain.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io("manifest spool", e))?;
+    md.cache.write_with(&local_name(&man_name, &man_kind), |w| {
+        io::copy(&mut man_plain, w).map_err(|e| Error::io("manifest cache", e))?;
+        Ok(())
+    })?;
+    Ok(summary)
+}
+
+#[allow(dead_code)]
+fn _assert_backend_object_safe(_: &dyn Backend) {}

@@ -1,0 +1,587 @@
+//! `restore`: the backup pipe reversed. For each set of the chain up to `--time`: its
+//! volumes in order (only those `--file-to-restore` needs), each hash-checked before it is
+//! opened, read as one tar stream; the sets' streams are merged by index and each path is
+//! rebuilt from its last snapshot plus the deltas after it (§7).
+//!
+//! Safety: member names with `..` or a leading `/` are refused by the format layer, and no
+//! file is ever written through a symlink inside TARGET.
+
+use crate::cache::{download_temp, map_read_error, open_sealed, tempfile_in, Cache, Metadata};
+use crate::collection::{BackupSet, Collection};
+use crate::config::{Common, RestoreOpts};
+use crate::delta;
+use crate::error::{Error, Result};
+use crate::format::manifest::Manifest;
+use crate::format::tar::{self, Header, TarReader};
+use crate::format::{index_display, parse_member_name, Index, MemberKind};
+use crate::interrupt;
+use crate::log;
+use crate::platform;
+use crate::target::{self, Backend};
+use crate::users;
+use crate::volume::hex;
+use serde_json::json;
+use sha1::{Digest, Sha1};
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// What a restore did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub files: u64,
+    pub bytes_written: u64,
+    pub volumes_read: u64,
+    pub bytes_downloaded: u64,
+    pub set_time: i64,
+    pub chain_length: usize,
+    pub warnings: u64,
+}
+
+impl Summary {
+    pub fn to_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("set_time", json!(crate::format::time::rfc3339(self.set_time))),
+            ("chain_length", json!(self.chain_length)),
+            ("files_restored", json!(self.files)),
+            ("bytes_written", json!(self.bytes_written)),
+            ("volumes", json!(self.volumes_read)),
+            ("bytes_downloaded", json!(self.bytes_downloaded)),
+            ("warnings", json!(self.warnings)),
+        ]
+    }
+}
+
+struct Member {
+    index: Index,
+    kind: MemberKind,
+    multivol: bool,
+    header: Header,
+}
+
+/// One set's volumes read as a single stream of members.
+struct SetStream<'a> {
+    backend: &'a dyn Backend,
+    common: &'a Common,
+    suffix: crate::format::names::Suffix,
+    volumes: VecDeque<(String, Option<String>)>,
+    tar: Option<TarReader<Box<dyn Read + 'a>>>,
+    object: String,
+    head: Option<Member>,
+    /// Bytes of the current entry still unread in the current member.
+    in_member: bool,
+    stats: (u64, u64),
+}
+
+impl<'a> SetStream<'a> {
+    fn open_next_volume(&mut self) -> Result<bool> {
+        let Some((name, sha1)) = self.volumes.pop_front() else { return Ok(false) };
+        interrupt::check()?;
+        let mut f = download_temp(self.backend, &name, &self.common.tempdir)?;
+        // Check the stored bytes against the manifest before anything is decrypted.
+        let mut h = Sha1::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::io(&name, e))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            h.update(&buf[..n]);
+        }
+        let got = hex(&h.finalize());
+        match &sha1 {
+            Some(want) if *want != got => {
+                return Err(Error::integrity(&name, format!("hash mismatch: manifest says SHA1 {want}, the stored volume has {got}")));
+            }
+            Some(_) => {}
+            None => log::warn("warning", &format!("{name}: the manifest has no SHA1 for this volume; not verified"), vec![("object", json!(name))]),
+        }
+        f.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io(&name, e))?;
+        self.stats.0 += 1;
+        self.stats.1 += total;
+        let r = open_sealed(io::BufReader::with_capacity(1 << 16, f), self.suffix, &self.common.crypto.open, &name)?;
+        self.tar = Some(TarReader::new(r));
+        self.object = name;
+        Ok(true)
+    }
+
+    /// Move to the next member header, crossing into the next volume as needed.
+    fn next_member(&mut self) -> Result<Option<Member>> {
+        loop {
+            if self.tar.is_none() && !self.open_next_volume()? {
+                return Ok(None);
+            }
+            let Some(tr) = self.tar.as_mut() else { continue };
+            match tr.next_header() {
+                Ok(Some(h)) => {
+                    let m = parse_member_name(&h.name).map_err(|detail| {
+                        if detail.starts_with("refused") {
+                            Error::UnsafeMember { object: self.object.clone(), member: String::from_utf8_lossy(&h.name).into() }
+                        } else {
+                            Error::integrity(&self.object, detail)
+                        }
+                    })?;
+                    if m.kind == MemberKind::Signature {
+                        return Err(Error::integrity(&self.object, "signature member in a volume"));
+                    }
+                    return Ok(Some(Member { index: m.index, kind: m.kind, multivol: m.chunk.is_some(), header: h }));
+                }
+                Ok(None) => self.tar = None,
+                Err(e) => return Err(tar_error(&self.object, e)),
+            }
+        }
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        self.head = self.next_member()?;
+        self.in_member = true;
+        Ok(())
+    }
+
+    /// Read the data of the current entry (all its multivol chunks), then move on.
+    fn entry_reader(&mut self) -> EntryReader<'_, 'a> {
+        EntryReader { s: self, done: false }
+    }
+
+    /// Skip the current entry entirely.
+    fn skip_entry(&mut self) -> Result<()> {
+        let mut r = self.entry_reader();
+        io::copy(&mut r, &mut io::sink()).map_err(|e| unwrap_io(e))?;
+        r.finish()
+    }
+}
+
+fn tar_error(object: &str, e: tar::TarError) -> Error {
+    match e {
+        tar::TarError::Io(io) => map_read_error(object, io),
+        other => Error::integrity(object, other),
+    }
+}
+
+/// Our readers report `Error` through `io::Error`; get it back.
+struct Wrapped(Error);
+impl std::fmt::Debug for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+impl std::error::Error for Wrapped {}
+
+fn wrap(e: Error) -> io::Error {
+    io::Error::other(Wrapped(e))
+}
+
+fn unwrap_io(e: io::Error) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Wrapped>()) {
+        if let Some(Ok(w)) = e.into_inner().map(|b| b.downcast::<Wrapped>()) {
+            return w.0;
+        }
+        return Error::Internal("lost error".into());
+    }
+    Error::Io { path: "restore".into(), source: e }
+}
+
+/// The data of one entry across its multivol chunks and volume boundaries.
+struct EntryReader<'s, 'a> {
+    s: &'s mut SetStream<'a>,
+    done: bool,
+}
+
+impl EntryReader<'_, '_> {
+    /// Leave the stream at the next entry's first member.
+    fn finish(mut self) -> Result<()> {
+        if !self.done {
+            io::copy(&mut self, &mut io::sink()).map_err(unwrap_io)?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for EntryReader<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.done {
+                return Ok(0);
+            }
+            let (index, multivol) = match &self.s.head {
+                Some(h) => (h.index.clone(), h.multivol),
+                None => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            };
+            if self.s.in_member {
+                let object = self.s.object.clone();
+                let tr = self.s.tar.as_mut().ok_or_else(|| wrap(Error::Internal("no open volume".into())))?;
+                let n = tr.read(buf).map_err(|e| wrap(map_read_error(&object, e)))?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                self.s.in_member = false;
+            }
+            // This member is exhausted: a multivol entry continues in the next member with
+            // the same index, possibly in the next volume (§2.6).
+            let next = self.s.next_member().map_err(wrap)?;
+            let continues = multivol && next.as_ref().is_some_and(|m| m.multivol && m.index == index);
+            self.s.head = next;
+            self.s.in_member = true;
+            if !continues {
+                self.done = true;
+                return Ok(0);
+            }
+        }
+    }
+}
+
+/// Where restored entries go, and the directories whose metadata is set after their
+/// contents.
+struct Writer<'c> {
+    root: PathBuf,
+    prefix: Index,
+    opts: &'c RestoreOpts,
+    common: &'c Common,
+    pending_dirs: Vec<(Index, PathBuf, Header)>,
+    own: bool,
+    summary: Summary,
+}
+
+impl Writer<'_> {
+    fn path_for(&self, index: &Index) -> PathBuf {
+        let mut p = self.root.clone();
+        for c in &index[self.prefix.len()..] {
+            p.push(platform::path_from_bytes(c));
+        }
+        p
+    }
+
+    /// Make sure every directory between the root and `path` is a real directory (never a
+    /// symlink, which could point outside TARGET).
+    fn safe_parent(&self, index: &Index, object: &str) -> Result<()> {
+        let rel = &index[self.prefix.len()..];
+        let mut p = self.root.clone();
+        for c in rel.iter().take(rel.len().saturating_sub(1)) {
+            p.push(platform::path_from_bytes(c));
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::UnsafeMember { object: object.into(), member: index_display(index) });
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    fs::remove_file(&p).map_err(|e| Error::io(p.display(), e))?;
+                    fs::create_dir(&p).map_err(|e| Error::io(p.display(), e))?;
+                }
+                Err(_) => fs::create_dir(&p).map_err(|e| Error::io(p.display(), e))?,
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_dirs(&mut self, upto: Option<&Index>) -> Result<()> {
+        while let Some((idx, _, _)) = self.pending_dirs.last() {
+            if upto.is_some_and(|u| u.starts_with(idx) && u != idx) {
+                break;
+            }
+            let Some((_, path, h)) = self.pending_dirs.pop() else { break };
+            self.set_meta(&path, &h, false)?;
+        }
+        Ok(())
+    }
+
+    fn set_meta(&mut self, path: &Path, h: &Header, symlink: bool) -> Result<()> {
+        if self.own {
+            let uid = users::resolve_uid(h.uid, &h.uname, self.opts.numeric_owner);
+            let gid = users::resolve_gid(h.gid, &h.gname, self.opts.numeric_owner);
+            if let Err(e) = platform::set_owner(path, uid, gid) {
+                self.summary.warnings += 1;
+                log::warn("warning", &format!("cannot set owner of {}: {e}", path.display()), vec![("code", json!("chown"))]);
+            }
+        }
+        if !symlink {
+            platform::set_mode(path, h.mode).map_err(|e| Error::io(path.display(), e))?;
+        }
+        if let Err(e) = platform::set_mtime(path, h.mtime) {
+            self.summary.warnings += 1;
+            log::warn("warning", &format!("cannot set mtime of {}: {e}", path.display()), vec![("code", json!("utime"))]);
+        }
+        Ok(())
+    }
+
+    /// Remove whatever is at `path` unless it is a directory and `dir` is wanted.
+    fn clear(&self, path: &Path, dir: bool) -> Result<()> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {
+                if !dir {
+                    fs::remove_dir_all(path).map_err(|e| Error::io(path.display(), e))?;
+                }
+            }
+            Ok(_) => fs::remove_file(path).map_err(|e| Error::io(path.display(), e))?,
+            Err(_) => {}
+        }
+        Ok(())
+    }
+}
+
+fn set_files(md: &Metadata, set: &BackupSet) -> Result<Manifest> {
+    let name = set.manifest.as_ref().ok_or_else(|| Error::Internal("complete set without manifest".into()))?;
+    md.manifest(name, &set.manifest_kind())
+}
+
+/// Run one restore.
+pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
+    let backend = target::open(&common.url)?;
+    let names = backend.list(&common.prefixes.file)?;
+    let coll = Collection::from_names(&names, &common.prefixes);
+    let md = Metadata { backend: backend.as_ref(), cache: Cache::open(common)?, common };
+    md.prune_spurious(&names)?;
+    let t = opts.time.unwrap_or(common.now);
+    let Some(chain) = coll.chain_at(t) else {
+        return Err(Error::NothingToRestore(format!("no complete backup in {}", log::redact(&common.url))));
+    };
+    let sets = chain.sets_until(t);
+    let prefix: Index = opts.file_to_restore.clone().unwrap_or_default();
+
+    // Plan: every set's manifest, and the volumes it needs.
+    let mut streams = Vec::new();
+    for set in &sets {
+        let m = set_files(&md, set)?;
+        let mut vols = VecDeque::new();
+        for (num, v) in &m.volumes {
+            if !prefix.is_empty() && !v.may_contain(&prefix) {
+                continue;
+            }
+            let name = set.volumes.get(num).cloned().ok_or_else(|| Error::NotFound(common.prefixes.name(&match set.full {
+                true => crate::format::names::FileKind::FullVolume { time: set.end, vol: *num },
+                false => crate::format::names::FileKind::IncVolume { start: set.start, end: set.end, vol: *num },
+            }, set.suffix)))?;
+            vols.push_back((name, v.sha1().map(str::to_string)));
+        }
+        streams.push(SetStream { backend: backend.as_ref(), common, suffix: set.suffix, volumes: vols, tar: None, object: String::new(), head: None, in_member: true, stats: (0, 0) });
+    }
+    if !prefix.is_empty() && streams.iter().all(|s| s.volumes.is_empty()) {
+        return Err(Error::PathNotFound(index_display(&prefix)));
+    }
+
+    // TARGET must be empty or absent unless --force.
+    let target = opts.target.clone();
+    match fs::read_dir(&target) {
+        Ok(mut rd) => {
+            if rd.next().is_some() && !opts.force {
+                return Err(Error::Usage(format!("restore target {} is not empty; use --force to restore into it", target.display())));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            if !opts.force {
+                return Err(Error::Usage(format!("restore target {} exists; use --force to replace it", target.display())));
+            }
+        }
+        Err(e) => return Err(Error::io(target.display(), e)),
+    }
+    if let Some(parent) = target.parent() {
+        if !parent.as_os_str().is_empty() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+        }
+    }
+
+    log::info(
+        "plan",
+        &format!("restoring {} set(s) up to {}", sets.len(), crate::format::time::rfc3339(sets.last().map(|s| s.end).unwrap_or(t))),
+        vec![("type", json!("restore")), ("sets", json!(sets.len())), ("set_time", json!(crate::format::time::rfc3339(sets.last().map(|s| s.end).unwrap_or(t))))],
+    );
+
+    for s in streams.iter_mut() {
+        s.advance()?;
+    }
+    let mut w = Writer {
+        root: target.clone(),
+        prefix: prefix.clone(),
+        opts,
+        common,
+        pending_dirs: Vec::new(),
+        own: opts.restore_ownership && platform::is_root(),
+        summary: Summary { set_time: sets.last().map(|s| s.end).unwrap_or(t), chain_length: sets.len(), ..Summary::default() },
+    };
+    let mut found = false;
+    loop {
+        interrupt::check()?;
+        let Some(min) = streams.iter().filter_map(|s| s.head.as_ref().map(|h| h.index.clone())).min() else { break };
+        let holders: Vec<usize> = (0..streams.len()).filter(|&i| streams[i].head.as_ref().is_some_and(|h| h.index == min)).collect();
+        if !min.starts_with(&prefix) {
+            for &i in &holders {
+                streams[i].skip_entry()?;
+            }
+            continue;
+        }
+        found = true;
+        // Keep entries from the newest backwards up to the first non-diff (§7.2 step 6).
+        let mut keep_from = 0;
+        for (pos, &i) in holders.iter().enumerate().rev() {
+            if streams[i].head.as_ref().is_some_and(|h| h.kind != MemberKind::Diff) {
+                keep_from = pos;
+                break;
+            }
+        }
+        for &i in &holders[..keep_from] {
+            streams[i].skip_entry()?;
+        }
+        let chain_of = &holders[keep_from..];
+        restore_entry(&mut streams, chain_of, &min, &mut w)?;
+    }
+    w.flush_dirs(None)?;
+    if !prefix.is_empty() && !found {
+        return Err(Error::PathNotFound(index_display(&prefix)));
+    }
+    for s in &streams {
+        w.summary.volumes_read += s.stats.0;
+        w.summary.bytes_downloaded += s.stats.1;
+    }
+    Ok(w.summary)
+}
+
+fn restore_entry(streams: &mut [SetStream], holders: &[usize], index: &Index, w: &mut Writer) -> Result<()> {
+    let (first, newest) = match (holders.first(), holders.last()) {
+        (Some(&f), Some(&n)) => (f, n),
+        _ => return Ok(()),
+    };
+    let object = streams[newest].object.clone();
+    let (base_kind, header) = {
+        let b = streams[first].head.as_ref().ok_or_else(|| Error::Internal("merge head vanished".into()))?;
+        let n = streams[newest].head.as_ref().ok_or_else(|| Error::Internal("merge head vanished".into()))?;
+        (b.kind, n.header.clone())
+    };
+    if base_kind == MemberKind::Diff {
+        return Err(Error::integrity(&object, format!("{}: a delta without a full copy before it in the chain", index_display(index))));
+    }
+    let newest_kind = streams[newest].head.as_ref().map(|h| h.kind);
+    if newest_kind == Some(MemberKind::Deleted) {
+        for &i in holders {
+            streams[i].skip_entry()?;
+        }
+        return Ok(());
+    }
+    w.flush_dirs(Some(index))?;
+    let path = w.path_for(index);
+    w.safe_parent(index, &object)?;
+    let typ = header.typ;
+    if typ != tar::REGTYPE && typ != b'\0' && typ != b'7' {
+        for &i in holders {
+            streams[i].skip_entry()?;
+        }
+        match typ {
+            tar::DIRTYPE => {
+                w.clear(&path, true)?;
+                if !path.is_dir() {
+                    fs::create_dir(&path).map_err(|e| Error::io(path.display(), e))?;
+                }
+                // Writable while its contents are written; the real mode is set after.
+                w.pending_dirs.push((index.clone(), path, header));
+                w.summary.files += 1;
+                return Ok(());
+            }
+            tar::SYMTYPE => {
+                w.clear(&path, false)?;
+                symlink(&header.linkname, &path).map_err(|e| Error::io(path.display(), e))?;
+                w.set_meta(&path, &header, true)?;
+            }
+            tar::FIFOTYPE => {
+                w.clear(&path, false)?;
+                platform::mkfifo(&path, header.mode).map_err(|e| Error::io(path.display(), e))?;
+                w.set_meta(&path, &header, false)?;
+            }
+            tar::CHRTYPE | tar::BLKTYPE => {
+                w.clear(&path, false)?;
+                if let Err(e) = platform::mknod(&path, typ == tar::BLKTYPE, header.mode, header.devmajor, header.devminor) {
+                    w.summary.warnings += 1;
+                    log::warn("warning", &format!("cannot create device {}: {e}", path.display()), vec![("code", json!("mknod")), ("path", json!(index_display(index)))]);
+                    return Ok(());
+                }
+                w.set_meta(&path, &header, false)?;
+            }
+            other => {
+                w.summary.warnings += 1;
+                log::warn("warning", &format!("skipping {} of unsupported tar type {:?}", index_display(index), other as char), vec![("code", json!("unsupported_type"))]);
+                return Ok(());
+            }
+        }
+        w.summary.files += 1;
+        return Ok(());
+    }
+
+    // A regular file: base snapshot, then each delta in order.
+    w.clear(&path, false)?;
+    let tempdir = w.common.tempdir.clone();
+    let mut current: Option<File> = None;
+    let last = holders.len() - 1;
+    for (pos, &i) in holders.iter().enumerate() {
+        let is_last = pos == last;
+        let mut out: File = if is_last {
+            File::create(&path).map_err(|e| Error::io(path.display(), e))?
+        } else {
+            tempfile_in(&tempdir)?
+        };
+        let obj = streams[i].object.clone();
+        let kind = streams[i].head.as_ref().map(|h| h.kind);
+        {
+            let mut r = streams[i].entry_reader();
+            match (kind, current.as_mut()) {
+                (Some(MemberKind::Snapshot), _) => {
+                    let mut bw = io::BufWriter::with_capacity(1 << 16, &mut out);
+                    io::copy(&mut r, &mut bw).map_err(|e| write_or_read_error(e, &path))?;
+                    bw.flush().map_err(|e| Error::io(path.display(), e))?;
+                }
+                (Some(MemberKind::Diff), Some(basis)) => {
+                    basis.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io("restore spool", e))?;
+                    let mut basis = io::BufReader::with_capacity(1 << 16, basis);
+                    let mut bw = io::BufWriter::with_capacity(1 << 16, &mut out);
+                    delta::patch(&mut basis, &mut r, &mut bw).map_err(|e| match e {
+                        delta::DeltaError::Io(io) => write_or_read_error(io, &path),
+                        other => Error::integrity(&obj, format!("{}: {other}", index_display(index))),
+                    })?;
+                    bw.flush().map_err(|e| Error::io(path.display(), e))?;
+                }
+                _ => return Err(Error::integrity(&obj, format!("{}: unexpected member kind", index_display(index)))),
+            }
+            r.finish()?;
+        }
+        current = Some(out);
+    }
+    if let Some(f) = current {
+        w.summary.bytes_written += f.metadata().map(|m| m.len()).unwrap_or(0);
+    }
+    w.set_meta(&path, &header, false)?;
+    w.summary.files += 1;
+    Ok(())
+}
+
+fn write_or_read_error(e: io::Error, path: &Path) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Wrapped>()) {
+        return unwrap_io(e);
+    }
+    Error::io(path.display(), e)
+}
+
+#[cfg(unix)]
+fn symlink(target: &[u8], path: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(platform::path_from_bytes(target), path)
+}
+
+#[cfg(not(unix))]
+fn symlink(target: &[u8], path: &Path) -> io::Result<()> {
+    #[cfg(target_os = "wasi")]
+    {
+        std::os::wasi::fs::symlink_path(platform::path_from_bytes(target), path)
+    }
+    #[cfg(not(target_os = "wasi"))]
+    {
+        let _ = (target, path);
+        Err(io::Error::new(io::ErrorKind::Unsupported, "symlinks are not supported here"))
+    }
+}

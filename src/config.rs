@@ -1,0 +1,66 @@
+//! One validated configuration for a run, built from flags and the environment by `cli`.
+//! Nothing below `commands` sees the command line; everything it needs is here.
+
+use crate::crypto::{OpenKeys, SealMode};
+use crate::format::names::{Prefixes, Suffix};
+use crate::format::Index;
+use std::path::PathBuf;
+
+/// A secret string that never prints itself.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How sets are sealed and opened.
+pub struct Crypto {
+    pub seal: SealMode,
+    pub open: OpenKeys,
+    /// The suffix new files get.
+    pub suffix: Suffix,
+    /// Public-key mode without a secret key: old signatures cannot be read.
+    pub can_read_own: bool,
+}
+
+/// Options shared by every command.
+pub struct Common {
+    pub url: String,
+    pub prefixes: Prefixes,
+    pub archive_dir: PathBuf,
+    /// The cache sub-directory name: `--name`, or the MD5 of the URL as typed.
+    pub name: String,
+    pub tempdir: PathBuf,
+    /// "now", or `--current-time`.
+    pub now: i64,
+    pub crypto: Crypto,
+    pub progress_interval: u64,
+}
+
+/// Options of `full`, `incremental` and `backup`.
+pub struct BackupOpts {
+    pub source: PathBuf,
+    /// `Some(true)` full, `Some(false)` incremental, `None` decide.
+    pub force_full: Option<bool>,
+    pub volsize: u64,
+    pub hostname: String,
+    pub allow_source_mismatch: bool,
+    pub full_if_older_than: Option<i64>,
+    /// Make a full backup when the old signatures cannot be read (public-key mode without
+    /// the secret key and without a cache) instead of failing.
+    pub full_if_no_signatures: bool,
+    pub compress_level: u32,
+}
+
+/// Options of `restore`.
+pub struct RestoreOpts {
+    pub target: PathBuf,
+    pub time: Option<i64>,
+    pub file_to_restore: Option<Index>,
+    pub force: bool,
+    pub numeric_owner: bool,
+    pub restore_ownership: bool,
+}

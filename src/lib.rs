@@ -1,0 +1,26 @@
+//! swiftdup: duplicity-compatible encrypted incremental backups to OpenStack Swift with
+//! container keys, built as a batch job.
+//!
+//! The pipe, in module order: `source` (sorted walk) -> `signature` (the chain's view of the
+//! last backup) -> `delta` (librsync) -> `format` (tar members, names, manifest) -> `volume`
+//! (cut, seal with `crypto`, store in a `target`) -> `commands` (backup, restore, ...).
+//! `cli` and `config` turn flags and environment into one validated configuration; `error`
+//! holds the exit-code table; `log` writes JSON-lines events.
+
+pub mod cache;
+pub mod cli;
+pub mod collection;
+pub mod commands;
+pub mod config;
+pub mod crypto;
+pub mod delta;
+pub mod error;
+pub mod format;
+pub mod interrupt;
+pub mod log;
+pub mod platform;
+pub mod signature;
+pub mod source;
+pub mod target;
+pub mod users;
+pub mod volume;

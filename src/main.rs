@@ -1,0 +1,7 @@
+//! The swiftdup binary: parse, run one command, exit with its code. Everything else lives
+//! in the library.
+
+fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    std::process::exit(swiftdup::cli::main(args));
+}

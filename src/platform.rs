@@ -1,0 +1,239 @@
+//! The file-system calls where Linux and WASI differ: reading `lstat` data, and setting
+//! owner, mode and times (symlinks included), making FIFOs and devices, the host name.
+//!
+//! Everything else in swiftdup uses `std::fs` and does not know which target it runs on.
+//! WASI (preview 2) has no owners, no permission bits and no special files: there a backup
+//! records mode 0644/0755, uid/gid 0, and a restore skips what it cannot set (README).
+
+use std::io;
+use std::path::Path;
+
+/// The type of a directory entry, as duplicity distinguishes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Char,
+    Block,
+    Socket,
+}
+
+/// What `lstat` says about an entry, reduced to what duplicity stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub kind: Kind,
+    /// The low 12 bits: permissions plus setuid/setgid/sticky.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Whole seconds, negative clamped to 0 as stock does.
+    pub mtime: i64,
+    pub size: u64,
+    pub dev: u64,
+    pub rdev_major: u32,
+    pub rdev_minor: u32,
+}
+
+#[cfg(unix)]
+mod imp {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    pub fn lstat(path: &Path) -> io::Result<Stat> {
+        let m = std::fs::symlink_metadata(path)?;
+        let ft = m.file_type();
+        let kind = if ft.is_file() {
+            Kind::File
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_char_device() {
+            Kind::Char
+        } else if ft.is_block_device() {
+            Kind::Block
+        } else {
+            Kind::Socket
+        };
+        let rdev = m.rdev();
+        Ok(Stat {
+            kind,
+            mode: m.mode() & 0o7777,
+            uid: m.uid() as u64,
+            gid: m.gid() as u64,
+            mtime: m.mtime().max(0),
+            size: if kind == Kind::File { m.size() } else { 0 },
+            dev: m.dev(),
+            rdev_major: libc::major(rdev as libc::dev_t),
+            rdev_minor: libc::minor(rdev as libc::dev_t),
+        })
+    }
+
+    fn cpath(path: &Path) -> io::Result<CString> {
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    }
+
+    fn check(rc: libc::c_int) -> io::Result<()> {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Set the modification time without following symlinks (stock never sets it on
+    /// symlinks; swiftdup does, so a restored tree matches the source).
+    pub fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
+        let p = cpath(path)?;
+        let times = [
+            libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+            libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 },
+        ];
+        // SAFETY: p is a valid NUL-terminated string and times has two elements.
+        check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+    }
+
+    pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+    }
+
+    pub fn set_owner(path: &Path, uid: u64, gid: u64) -> io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid as u32), Some(gid as u32))
+    }
+
+    pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
+        let p = cpath(path)?;
+        // SAFETY: p is a valid NUL-terminated string.
+        check(unsafe { libc::mkfifo(p.as_ptr(), mode as libc::mode_t) })
+    }
+
+    pub fn mknod(path: &Path, block: bool, mode: u32, major: u32, minor: u32) -> io::Result<()> {
+        let p = cpath(path)?;
+        let typ = if block { libc::S_IFBLK } else { libc::S_IFCHR };
+        // SAFETY: p is a valid NUL-terminated string.
+        check(unsafe { libc::mknod(p.as_ptr(), typ | mode as libc::mode_t, libc::makedev(major, minor)) })
+    }
+
+    pub fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    pub fn hostname() -> String {
+        let mut buf = [0u8; 256];
+        // SAFETY: buf is writable for its length.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+        if rc != 0 {
+            return String::new();
+        }
+        let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    pub fn os_bytes(p: &Path) -> Vec<u8> {
+        p.as_os_str().as_bytes().to_vec()
+    }
+
+    pub fn path_from_bytes(b: &[u8]) -> std::path::PathBuf {
+        std::ffi::OsStr::from_bytes(b).into()
+    }
+}
+
+#[cfg(not(unix))]
+mod imp {
+    use super::*;
+
+    pub fn lstat(path: &Path) -> io::Result<Stat> {
+        let m = std::fs::symlink_metadata(path)?;
+        let ft = m.file_type();
+        let kind = if ft.is_file() {
+            Kind::File
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else {
+            Kind::Socket
+        };
+        let mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mode = match kind {
+            Kind::Dir => 0o755,
+            Kind::Symlink => 0o777,
+            _ if m.permissions().readonly() => 0o444,
+            _ => 0o644,
+        };
+        Ok(Stat {
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            size: if kind == Kind::File { m.len() } else { 0 },
+            dev: 0,
+            rdev_major: 0,
+            rdev_minor: 0,
+        })
+    }
+
+    pub fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
+        match std::fs::File::open(path) {
+            Ok(f) => f.set_modified(t),
+            // Symlinks and special files: WASI cannot set their times through std.
+            Err(_) => Ok(()),
+        }
+    }
+
+    pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+        let mut p = std::fs::metadata(path)?.permissions();
+        p.set_readonly(mode & 0o222 == 0);
+        std::fs::set_permissions(path, p)
+    }
+
+    pub fn set_owner(_path: &Path, _uid: u64, _gid: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub fn mkfifo(_path: &Path, _mode: u32) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "FIFOs cannot be created on this platform"))
+    }
+
+    pub fn mknod(_path: &Path, _block: bool, _mode: u32, _major: u32, _minor: u32) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "devices cannot be created on this platform"))
+    }
+
+    pub fn is_root() -> bool {
+        false
+    }
+
+    pub fn hostname() -> String {
+        String::new()
+    }
+
+    pub fn os_bytes(p: &Path) -> Vec<u8> {
+        p.to_string_lossy().into_owned().into_bytes()
+    }
+
+    pub fn path_from_bytes(b: &[u8]) -> std::path::PathBuf {
+        String::from_utf8_lossy(b).into_owned().into()
+    }
+}
+
+pub use imp::*;
+
+/// A file name component as bytes (lossless on Unix).
+pub fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
+    os_bytes(Path::new(name))
+}

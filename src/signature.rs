@@ -1,0 +1,216 @@
+//! Signature files (§3): the merged view of a signature chain that an incremental compares
+//! the source against, and the writer of a run's new signature file.
+//!
+//! The merge is a k-way merge of the chain's tar streams by index; only the winning
+//! member's signature bytes are read into memory, one entry at a time.
+
+use crate::error::{Error, Result};
+use crate::format::tar::{self, Header, TarReader};
+use crate::format::{member_name, parse_member_name, Index, MemberKind};
+use std::io::{Read, Write};
+
+/// The state of one path as the signature chain records it.
+#[derive(Debug)]
+pub struct SigEntry {
+    pub index: Index,
+    pub header: Header,
+    /// `Signature` (a regular file) or `Snapshot` (anything else).
+    pub kind: MemberKind,
+    /// The librsync signature, for regular files.
+    pub sig: Option<Vec<u8>>,
+}
+
+impl SigEntry {
+    /// The file size swiftdup recorded (PAX `SWIFTDUP.size`), when the entry has it.
+    pub fn recorded_size(&self) -> Option<u64> {
+        self.header.extra.iter().find(|(k, _)| k == SIZE_KEY).and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+    }
+}
+
+/// PAX record carrying a file's size in signature members: stock's change detection ignores
+/// size, swiftdup's does not, and stock's tar reader ignores unknown records.
+pub const SIZE_KEY: &str = "SWIFTDUP.size";
+
+struct Stream {
+    name: String,
+    tar: TarReader<Box<dyn Read>>,
+    head: Option<(Index, MemberKind, Header)>,
+}
+
+impl Stream {
+    fn advance(&mut self) -> Result<()> {
+        self.head = match self.tar.next_header().map_err(|e| Error::integrity(&self.name, e))? {
+            None => None,
+            Some(h) => {
+                let m = parse_member_name(&h.name).map_err(|e| Error::integrity(&self.name, e))?;
+                if !matches!(m.kind, MemberKind::Signature | MemberKind::Snapshot | MemberKind::Deleted) || m.chunk.is_some() {
+                    return Err(Error::integrity(&self.name, format!("unexpected member {} in a signature file", String::from_utf8_lossy(&h.name))));
+                }
+                Some((m.index, m.kind, h))
+            }
+        };
+        Ok(())
+    }
+}
+
+/// The merged signature chain: full signatures, then each new-signature file; for every
+/// index the newest file that mentions it wins, and `deleted/` hides the path (§3.6).
+pub struct SigChainReader {
+    streams: Vec<Stream>,
+    last: Option<Index>,
+}
+
+impl SigChainReader {
+    /// `streams` oldest first: (object name for errors, plaintext tar stream).
+    pub fn new(streams: Vec<(String, Box<dyn Read>)>) -> Result<Self> {
+        let mut v = Vec::new();
+        for (name, r) in streams {
+            let mut s = Stream { name, tar: TarReader::new(r), head: None };
+            s.advance()?;
+            v.push(s);
+        }
+        Ok(SigChainReader { streams: v, last: None })
+    }
+
+    pub fn empty() -> Self {
+        SigChainReader { streams: Vec::new(), last: None }
+    }
+
+    /// The next live entry in index order.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<SigEntry>> {
+        loop {
+            let Some(min) = self.streams.iter().filter_map(|s| s.head.as_ref().map(|h| &h.0)).min().cloned() else {
+                return Ok(None);
+            };
+            if self.last.as_ref().is_some_and(|l| *l >= min) {
+                let name = &self.streams.iter().find(|s| s.head.as_ref().is_some_and(|h| h.0 == min)).map(|s| s.name.clone()).unwrap_or_default();
+                return Err(Error::integrity(name, "signature file is not in index order"));
+            }
+            self.last = Some(min.clone());
+            let newest = self.streams.iter().rposition(|s| s.head.as_ref().is_some_and(|h| h.0 == min)).unwrap_or(0);
+            let mut winner = None;
+            for (i, s) in self.streams.iter_mut().enumerate() {
+                if s.head.as_ref().is_none_or(|h| h.0 != min) {
+                    continue;
+                }
+                if i == newest {
+                    let (index, kind, header) = s.head.take().ok_or_else(|| Error::Internal("merge head vanished".into()))?;
+                    let sig = if kind == MemberKind::Signature {
+                        // Bounded by 12 bytes per block of the file; see delta::block_len_for.
+                        let mut buf = Vec::with_capacity(header.size.min(1 << 24) as usize);
+                        (&mut s.tar).read_to_end(&mut buf).map_err(|e| Error::integrity(&s.name, e))?;
+                        Some(buf)
+                    } else {
+                        None
+                    };
+                    winner = Some(SigEntry { index, header, kind, sig });
+                }
+                s.advance()?;
+            }
+            match winner {
+                Some(w) if w.kind == MemberKind::Deleted => continue,
+                Some(w) => return Ok(Some(w)),
+                None => return Err(Error::Internal("merge found no winner".into())),
+            }
+        }
+    }
+}
+
+/// Writes a run's signature file as a plain tar stream (sealed by the caller later).
+pub struct SigWriter<W: Write> {
+    out: W,
+    written: u64,
+}
+
+impl<W: Write> SigWriter<W> {
+    pub fn new(out: W) -> Self {
+        SigWriter { out, written: 0 }
+    }
+
+    fn put(&mut self, h: &Header, data: &[u8]) -> Result<()> {
+        let enc = tar::encode_header(h);
+        let pad = tar::padding(data.len() as u64);
+        let res = self.out.write_all(&enc).and_then(|_| self.out.write_all(data)).and_then(|_| self.out.write_all(&[0u8; tar::BLOCK][..pad]));
+        res.map_err(|e| Error::io("signature file", e))?;
+        self.written += (enc.len() + data.len() + pad) as u64;
+        Ok(())
+    }
+
+    /// A regular file's signature; `size` is what was read of the file.
+    pub fn signature(&mut self, index: &Index, meta: &Header, sig: &[u8], size: u64) -> Result<()> {
+        let mut h = meta.clone();
+        h.name = member_name(MemberKind::Signature, index, false, None, true);
+        h.typ = tar::REGTYPE;
+        h.size = sig.len() as u64;
+        h.extra.push((SIZE_KEY.into(), size.to_string().into_bytes()));
+        self.put(&h, sig)
+    }
+
+    /// A non-regular entry (directory, symlink, FIFO, device).
+    pub fn snapshot(&mut self, index: &Index, meta: &Header) -> Result<()> {
+        let mut h = meta.clone();
+        h.name = member_name(MemberKind::Snapshot, index, h.typ == tar::DIRTYPE, None, true);
+        h.size = 0;
+        self.put(&h, &[])
+    }
+
+    pub fn deleted(&mut self, index: &Index) -> Result<()> {
+        self.put(&Header::deleted(member_name(MemberKind::Deleted, index, false, None, true)), &[])
+    }
+
+    /// Close as Python's `tarfile` does: two zero blocks, padded to a 10240-byte record.
+    pub fn finish(mut self) -> Result<W> {
+        let mut n = self.written + 1024;
+        n = n.div_ceil(tar::RECORD) * tar::RECORD;
+        let zeros = vec![0u8; (n - self.written) as usize];
+        self.out.write_all(&zeros).map_err(|e| Error::io("signature file", e))?;
+        Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(typ: u8, mtime: i64) -> Header {
+        Header { typ, mode: 0o644, mtime, uname: b"u".to_vec(), gname: b"g".to_vec(), ..Header::default() }
+    }
+
+    fn idx(s: &str) -> Index {
+        if s.is_empty() {
+            return vec![];
+        }
+        s.split('/').map(|c| c.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn merge_newest_wins_and_deleted_hides() {
+        let mut full = SigWriter::new(Vec::new());
+        full.snapshot(&idx(""), &meta(tar::DIRTYPE, 1)).unwrap();
+        full.signature(&idx("a"), &meta(tar::REGTYPE, 1), b"sigA1", 10).unwrap();
+        full.signature(&idx("b"), &meta(tar::REGTYPE, 1), b"sigB1", 10).unwrap();
+        full.signature(&idx("c"), &meta(tar::REGTYPE, 1), b"sigC1", 10).unwrap();
+        let full = full.finish().unwrap();
+        assert_eq!(full.len() % 10240, 0);
+        let mut inc = SigWriter::new(Vec::new());
+        inc.signature(&idx("a"), &meta(tar::REGTYPE, 2), b"sigA2", 11).unwrap();
+        inc.deleted(&idx("b")).unwrap();
+        inc.signature(&idx("d"), &meta(tar::REGTYPE, 2), b"sigD2", 12).unwrap();
+        let inc = inc.finish().unwrap();
+        let mut r = SigChainReader::new(vec![("full".into(), Box::new(std::io::Cursor::new(full))), ("inc".into(), Box::new(std::io::Cursor::new(inc)))]).unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = r.next().unwrap() {
+            got.push((crate::format::index_display(&e.index), e.header.mtime, e.sig.clone(), e.recorded_size()));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (".".into(), 1, None, None),
+                ("a".into(), 2, Some(b"sigA2".to_vec()), Some(11)),
+                ("c".into(), 1, Some(b"sigC1".to_vec()), Some(10)),
+                ("d".into(), 2, Some(b"sigD2".to_vec()), Some(12)),
+            ]
+        );
+    }
+}

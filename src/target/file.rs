@@ -1,0 +1,84 @@
+//! `file:///path`: a directory as the backend, for local disks, NFS and tests.
+
+use super::Backend;
+use crate::error::{Error, Result};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub struct FileBackend {
+    dir: PathBuf,
+}
+
+impl FileBackend {
+    /// The directory is created when missing, as stock's file backend does.
+    pub fn new(dir: &str) -> Result<Self> {
+        let dir = PathBuf::from(dir);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        Ok(FileBackend { dir })
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf> {
+        // Object names are flat: a `/` or `..` would reach outside the directory.
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(Error::Usage(format!("invalid object name {name:?}")));
+        }
+        Ok(self.dir.join(name))
+    }
+}
+
+impl Backend for FileBackend {
+    fn put(&self, name: &str, src: &Path) -> Result<()> {
+        let dst = self.path(name)?;
+        // Copy to a temporary name and rename: a reader never sees half an object.
+        let tmp = self.dir.join(format!(".{name}.swiftdup-part"));
+        let res = (|| -> io::Result<()> {
+            fs::copy(src, &tmp)?;
+            fs::File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, &dst)
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::Backend { object: name.into(), detail: e.to_string(), trans_id: None });
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str, out: &mut dyn Write) -> Result<u64> {
+        let p = self.path(name)?;
+        let mut f = match fs::File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound(name.into())),
+            Err(e) => return Err(Error::Backend { object: name.into(), detail: e.to_string(), trans_id: None }),
+        };
+        io::copy(&mut f, out).map_err(|e| Error::Backend { object: name.into(), detail: e.to_string(), trans_id: None })
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let rd = fs::read_dir(&self.dir).map_err(|e| Error::io(self.dir.display(), e))?;
+        let mut names = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| Error::io(self.dir.display(), e))?;
+            // Names that are not UTF-8 cannot be duplicity files; skip them.
+            if let Ok(n) = e.file_name().into_string() {
+                if n.starts_with(prefix) && !n.ends_with(".swiftdup-part") {
+                    names.push(n);
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        match fs::remove_file(self.path(name)?) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Backend { object: name.into(), detail: e.to_string(), trans_id: None }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+}
