@@ -180,7 +180,8 @@ impl<'a> Metadata<'a> {
     }
 
     /// The remote manifest, freshly downloaded (for the cache consistency check, §4.4).
-    pub fn remote_manifest(&self, remote: &str, suffix: Suffix) -> Result<Manifest> {
+    pub fn remote_manifest(&self, remote: &str) -> Result<Manifest> {
+        let suffix = self.common.prefixes.parse(remote).map(|p| p.suffix).unwrap_or(Suffix::None);
         let f = download_temp(self.backend, remote, &self.common.tempdir)?;
         let r = open_sealed(f, suffix, &self.common.crypto.open, remote)?;
         manifest::parse(BufReader::new(r)).map_err(|m| Error::integrity(remote, m))

@@ -380,7 +380,7 @@ fn check_last_manifest(chain: &Chain, md: &Metadata, common: &Common, opts: &Bac
     let cached_before = md.cache.path(&local_name(name, &kind)).exists();
     let cached = md.manifest(name, &kind)?;
     if cached_before && common.crypto.can_read_own {
-        let remote = md.remote_manifest(name, last.suffix)?;
+        let remote = md.remote_manifest(name)?;
         if !same_manifest(&cached, &remote) {
             return Err(Error::ManifestMismatch(format!(
                 "the cached manifest {name} differs from the remote one; remove {} to re-read it from the target",

@@ -1,0 +1,309 @@
+//! Shared helpers of the integration tests: scratch directories, tree builders, a strict
+//! tree comparison (content, type, mode, mtime, link target), and runners for swiftdup and
+//! stock duplicity.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const T0: i64 = 1_700_000_000;
+pub const T1: i64 = 1_700_000_100;
+pub const T2: i64 = 1_700_000_200;
+pub const T3: i64 = 1_700_000_300;
+
+/// A scratch directory removed on drop (kept when SWIFTDUP_KEEP_TEST_DIRS is set).
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let base = std::env::var_os("SWIFTDUP_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let p = base.join(format!("swiftdup-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+
+    pub fn url(&self, p: &str) -> String {
+        format!("file://{}", self.join(p).display())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("SWIFTDUP_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn bytes_path(base: &Path, rel: &[u8]) -> PathBuf {
+    base.join(OsStr::from_bytes(rel))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), incompressible enough for volume tests.
+pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+pub fn set_mtime(p: &Path, t: i64) {
+    swiftdup::platform::set_mtime(p, t).unwrap();
+}
+
+/// Set every entry's mtime in a tree (deepest first so directories keep theirs).
+pub fn touch_all(root: &Path, t: i64) {
+    let mut all = Vec::new();
+    collect(root, &mut all);
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in all {
+        set_mtime(&p, t);
+    }
+    set_mtime(root, t);
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        out.push(p.clone());
+        if fs::symlink_metadata(&p).unwrap().is_dir() {
+            collect(&p, out);
+        }
+    }
+}
+
+pub fn chmod(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+pub fn symlink(target: &str, p: &Path) {
+    let _ = fs::remove_file(p);
+    std::os::unix::fs::symlink(target, p).unwrap();
+}
+
+/// Copy a tree exactly (as `cp -a` would), to keep the expected state of a time.
+pub fn snapshot(src: &Path, dst: &Path) {
+    let st = Command::new("cp").arg("-a").arg(src).arg(dst).status().unwrap();
+    assert!(st.success());
+}
+
+#[derive(Debug, PartialEq)]
+struct Node {
+    kind: String,
+    mode: u32,
+    mtime: Option<i64>,
+    content: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+}
+
+fn scan(root: &Path, rel: Vec<u8>, out: &mut BTreeMap<Vec<u8>, Node>, symlink_mtime: bool, is_root: bool) {
+    let p = if rel.is_empty() { root.to_path_buf() } else { bytes_path(root, &rel) };
+    let m = fs::symlink_metadata(&p).unwrap();
+    let ft = m.file_type();
+    let kind = if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_dir() {
+        "dir"
+    } else if ft.is_file() {
+        "file"
+    } else {
+        "special"
+    };
+    let node = Node {
+        kind: kind.into(),
+        mode: if ft.is_symlink() { 0 } else { m.mode() & 0o7777 },
+        mtime: if ft.is_symlink() && !symlink_mtime { None } else { Some(m.mtime()) },
+        content: if ft.is_file() { Some(fs::read(&p).unwrap()) } else { None },
+        link: if ft.is_symlink() { Some(fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()) } else { None },
+    };
+    // The restore target's own mode and mtime are those of the backed-up root.
+    let _ = is_root;
+    out.insert(rel.clone(), node);
+    if ft.is_dir() {
+        let mut names: Vec<Vec<u8>> = fs::read_dir(&p).unwrap().map(|e| e.unwrap().file_name().as_bytes().to_vec()).collect();
+        names.sort();
+        for n in names {
+            let mut r = rel.clone();
+            if !r.is_empty() {
+                r.push(b'/');
+            }
+            r.extend_from_slice(&n);
+            scan(root, r, out, symlink_mtime, false);
+        }
+    }
+}
+
+/// Compare two trees: the same paths, types, permission bits, mtimes, contents and link
+/// targets. `symlink_mtime`: also compare symlink mtimes (stock never restores them).
+pub fn assert_same_tree(expected: &Path, got: &Path, symlink_mtime: bool) {
+    let mut a = BTreeMap::new();
+    let mut b = BTreeMap::new();
+    scan(expected, Vec::new(), &mut a, symlink_mtime, true);
+    scan(got, Vec::new(), &mut b, symlink_mtime, true);
+    let mut diffs = Vec::new();
+    for (k, v) in &a {
+        match b.get(k) {
+            None => diffs.push(format!("missing: {}", String::from_utf8_lossy(k))),
+            Some(w) if w != v => diffs.push(format!(
+                "differs: {} expected {} mode {:o} mtime {:?} link {:?} len {:?}; got {} mode {:o} mtime {:?} link {:?} len {:?}",
+                String::from_utf8_lossy(k),
+                v.kind, v.mode, v.mtime, v.link.as_ref().map(|l| String::from_utf8_lossy(l).into_owned()), v.content.as_ref().map(Vec::len),
+                w.kind, w.mode, w.mtime, w.link.as_ref().map(|l| String::from_utf8_lossy(l).into_owned()), w.content.as_ref().map(Vec::len)
+            )),
+            _ => {}
+        }
+    }
+    for k in b.keys() {
+        if !a.contains_key(k) {
+            diffs.push(format!("unexpected: {}", String::from_utf8_lossy(k)));
+        }
+    }
+    assert!(diffs.is_empty(), "trees differ ({} vs {}):\n{}", expected.display(), got.display(), diffs.join("\n"));
+}
+
+pub fn swiftdup_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_swiftdup"))
+}
+
+/// Run swiftdup with a clean environment plus `env`; returns the output.
+pub fn swiftdup(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(swiftdup_bin());
+    c.args(args).env_clear().env("PATH", "/usr/bin:/bin").stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// Run swiftdup and insist on exit 0, showing its logs otherwise.
+pub fn swiftdup_ok(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let o = swiftdup(args, env);
+    assert_eq!(o.status.code(), Some(0), "swiftdup {args:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// The JSON events a run wrote to stderr.
+pub fn events(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+/// The `error` event of a failed run.
+pub fn error_event(o: &Output) -> serde_json::Value {
+    events(o).into_iter().find(|e| e["event"] == "error").unwrap_or_else(|| panic!("no error event in:\n{}", String::from_utf8_lossy(&o.stderr)))
+}
+
+/// Run stock duplicity 0.8.22 with its own cache and GnuPG home inside `scratch`.
+pub fn duplicity(scratch: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let gh = scratch.join("gnupg-dup");
+    fs::create_dir_all(&gh).unwrap();
+    chmod(&gh, 0o700);
+    let mut c = Command::new("duplicity");
+    c.args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", scratch.join("home-dup"))
+        .env("XDG_CACHE_HOME", scratch.join("cache-dup"))
+        .env("GNUPGHOME", &gh)
+        .env("TZ", "UTC")
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+pub fn duplicity_ok(scratch: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let o = duplicity(scratch, args, env);
+    assert_eq!(o.status.code(), Some(0), "duplicity {args:?} failed:\nstdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+}
+
+/// Build the interop tree and evolve it through three states, calling `backup(i, time)`
+/// after each and keeping a copy of every state in `states/<i>`.
+pub fn evolve_tree(s: &Scratch, mut backup: impl FnMut(usize, i64)) {
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    // state 0
+    fs::write(src.join("file1.txt"), b"hello world\n").unwrap();
+    fs::write(src.join("deleteme.txt"), b"delete me\n").unwrap();
+    let lines: String = (1..=2000).map(|i| format!("{i}\n")).collect();
+    fs::write(src.join("changeme.txt"), lines).unwrap();
+    fs::write(src.join("big.bin"), random_bytes(42, 2_621_440)).unwrap();
+    fs::write(src.join("empty.txt"), b"").unwrap();
+    fs::create_dir_all(src.join("emptydir")).unwrap();
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/a.txt"), b"sub\n").unwrap();
+    fs::write(src.join("sub/with space.txt"), b"sp").unwrap();
+    fs::write(src.join("quote'\"name.txt"), b"quotes").unwrap();
+    fs::write(src.join("new\nline.txt"), b"newline").unwrap();
+    fs::write(src.join("ünïcödé.txt"), "utf8 ✓".as_bytes()).unwrap();
+    fs::write(bytes_path(&src, b"bad\xffbyte.txt"), b"latin1").unwrap();
+    let long_dir = src.join("d".repeat(70));
+    fs::create_dir_all(&long_dir).unwrap();
+    fs::write(long_dir.join(format!("{}.txt", "f".repeat(80))), b"long path").unwrap();
+    fs::create_dir_all(src.join("modes")).unwrap();
+    fs::write(src.join("modes/setuid"), b"#!/bin/sh\n").unwrap();
+    chmod(&src.join("modes/setuid"), 0o4755);
+    fs::create_dir_all(src.join("modes/sticky")).unwrap();
+    chmod(&src.join("modes/sticky"), 0o1777);
+    fs::write(src.join("modes/private"), b"p").unwrap();
+    chmod(&src.join("modes/private"), 0o600);
+    symlink("file1.txt", &src.join("link1"));
+    symlink("../nowhere", &src.join("dangling"));
+    touch_all(&src, 1_699_990_000);
+    snapshot(&src, &s.join("state0"));
+    backup(0, T0);
+
+    // state 1: changed, deleted, new file, new empty dir, big file prefixed (multivol diff)
+    let lines: String = (1..=2100).map(|i| format!("{i}\n")).collect();
+    fs::write(src.join("changeme.txt"), lines).unwrap();
+    fs::remove_file(src.join("deleteme.txt")).unwrap();
+    fs::write(src.join("new.txt"), b"new file\n").unwrap();
+    fs::create_dir_all(src.join("emptydir2")).unwrap();
+    let mut big = random_bytes(7, 100_000);
+    big.extend_from_slice(&fs::read(src.join("big.bin")).unwrap());
+    fs::write(src.join("big.bin"), big).unwrap();
+    for p in ["", "changeme.txt", "new.txt", "emptydir2", "big.bin"] {
+        set_mtime(&src.join(p), 1_700_000_050);
+    }
+    snapshot(&src, &s.join("state1"));
+    backup(1, T1);
+
+    // state 2: removed empty dir, retargeted symlink, chmod only, append, same-size edit
+    fs::remove_dir(src.join("emptydir")).unwrap();
+    symlink("sub/a.txt", &src.join("link1"));
+    chmod(&src.join("file1.txt"), 0o600);
+    let mut f = fs::OpenOptions::new().append(true).open(src.join("sub/a.txt")).unwrap();
+    std::io::Write::write_all(&mut f, b"appended\n").unwrap();
+    drop(f);
+    fs::write(src.join("empty.txt"), b"now has data").unwrap();
+    for p in ["", "link1", "sub", "sub/a.txt", "empty.txt"] {
+        set_mtime(&src.join(p), 1_700_000_150);
+    }
+    snapshot(&src, &s.join("state2"));
+    backup(2, T2);
+}
