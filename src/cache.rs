@@ -22,7 +22,10 @@ pub struct Cache {
 /// The name a remote file has in the cache: without `.gpg`/`.gz`, and signature files
 /// re-gzipped as `….sigtar.gz`.
 pub fn local_name(remote: &str, kind: &FileKind) -> String {
-    let stem = remote.strip_suffix(".gpg").or_else(|| remote.strip_suffix(".gz")).unwrap_or(remote);
+    let stem = remote
+        .strip_suffix(".gpg")
+        .or_else(|| remote.strip_suffix(".gz"))
+        .unwrap_or(remote);
     if kind.is_signature() {
         format!("{stem}.gz")
     } else {
@@ -54,13 +57,19 @@ impl Cache {
     }
 
     /// Write `local` atomically from a closure.
-    pub fn write_with(&self, local: &str, f: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    pub fn write_with(
+        &self,
+        local: &str,
+        f: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
         let tmp = self.dir.join(format!("{local}.swiftdup-tmp"));
         let res = (|| {
             let file = fs::File::create(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
             let mut w = io::BufWriter::new(file);
             f(&mut w)?;
-            let file = w.into_inner().map_err(|e| Error::io(tmp.display(), e.into_error()))?;
+            let file = w
+                .into_inner()
+                .map_err(|e| Error::io(tmp.display(), e.into_error()))?;
             file.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
             fs::rename(&tmp, self.path(local)).map_err(|e| Error::io(tmp.display(), e))
         })();
@@ -72,14 +81,24 @@ impl Cache {
 }
 
 /// Open a sealed stream by its suffix.
-pub fn open_sealed<'a>(r: impl Read + 'a, suffix: Suffix, keys: &crypto::OpenKeys, object: &str) -> Result<Box<dyn Read + 'a>> {
+pub fn open_sealed<'a>(
+    r: impl Read + 'a,
+    suffix: Suffix,
+    keys: &crypto::OpenKeys,
+    object: &str,
+) -> Result<Box<dyn Read + 'a>> {
     Ok(match suffix {
         Suffix::None => Box::new(r),
         Suffix::Gzip => Box::new(crypto::open_gzip(r)),
         Suffix::Gpg => {
-            let (reader, warnings) = crypto::open_pgp(r, keys).map_err(|e| crypto_error(object, e))?;
+            let (reader, warnings) =
+                crypto::open_pgp(r, keys).map_err(|e| crypto_error(object, e))?;
             for w in warnings {
-                crate::log::warn("warning", &format!("{object}: {w}"), vec![("object", object.into())]);
+                crate::log::warn(
+                    "warning",
+                    &format!("{object}: {w}"),
+                    vec![("object", object.into())],
+                );
             }
             reader
         }
@@ -89,10 +108,15 @@ pub fn open_sealed<'a>(r: impl Read + 'a, suffix: Suffix, keys: &crypto::OpenKey
 /// Map a crypto failure on `object` to the error a user sees.
 pub fn crypto_error(object: &str, e: crypto::CryptoError) -> Error {
     match e {
-        crypto::CryptoError::WrongPassphrase => Error::Decryption { object: object.into(), detail: "wrong passphrase".into() },
+        crypto::CryptoError::WrongPassphrase => Error::Decryption {
+            object: object.into(),
+            detail: "wrong passphrase".into(),
+        },
         crypto::CryptoError::NoMatchingKey(ids) => Error::Decryption {
             object: object.into(),
-            detail: format!("no matching secret key (encrypted to {ids}); pass the right --decrypt-key-file"),
+            detail: format!(
+                "no matching secret key (encrypted to {ids}); pass the right --decrypt-key-file"
+            ),
         },
         crypto::CryptoError::Key(m) => Error::Usage(format!("key file: {m}")),
         crypto::CryptoError::Io(e) => map_read_error(object, e),
@@ -103,10 +127,19 @@ pub fn crypto_error(object: &str, e: crypto::CryptoError) -> Error {
 /// A read error inside a decrypting/decompressing stream is damage, not a disk problem.
 pub fn map_read_error(object: &str, e: io::Error) -> Error {
     // Errors raised by our own readers carry a typed payload; others are data damage.
-    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<crypto::CryptoError>()) {
+    if let Some(inner) = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<crypto::CryptoError>())
+    {
         return match inner {
-            crypto::CryptoError::WrongPassphrase => Error::Decryption { object: object.into(), detail: "wrong passphrase".into() },
-            crypto::CryptoError::NoMatchingKey(ids) => Error::Decryption { object: object.into(), detail: format!("no matching secret key ({ids})") },
+            crypto::CryptoError::WrongPassphrase => Error::Decryption {
+                object: object.into(),
+                detail: "wrong passphrase".into(),
+            },
+            crypto::CryptoError::NoMatchingKey(ids) => Error::Decryption {
+                object: object.into(),
+                detail: format!("no matching secret key ({ids})"),
+            },
             other => Error::integrity(object, other),
         };
     }
@@ -118,7 +151,8 @@ pub fn download_temp(backend: &dyn Backend, remote: &str, tempdir: &Path) -> Res
     let mut f = tempfile_in(tempdir)?;
     backend.get(remote, &mut f)?;
     use std::io::Seek;
-    f.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io(tempdir.display(), e))?;
+    f.seek(io::SeekFrom::Start(0))
+        .map_err(|e| Error::io(tempdir.display(), e))?;
     Ok(f)
 }
 
@@ -130,7 +164,12 @@ pub fn tempfile_in(dir: &Path) -> Result<fs::File> {
     for _ in 0..100 {
         let n = N.fetch_add(1, Ordering::Relaxed);
         let p = dir.join(format!("swiftdup-{}-{n}.tmp", std::process::id()));
-        match fs::OpenOptions::new().read(true).write(true).create_new(true).open(&p) {
+        match fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
             Ok(f) => {
                 let _ = fs::remove_file(&p);
                 return Ok(f);
@@ -151,7 +190,10 @@ impl TempPath {
         static N: AtomicU64 = AtomicU64::new(0);
         fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
         let n = N.fetch_add(1, Ordering::Relaxed);
-        Ok(TempPath(dir.join(format!("swiftdup-{}-{what}-{n}.tmp", std::process::id()))))
+        Ok(TempPath(dir.join(format!(
+            "swiftdup-{}-{what}-{n}.tmp",
+            std::process::id()
+        ))))
     }
 }
 
@@ -181,7 +223,12 @@ impl<'a> Metadata<'a> {
 
     /// The remote manifest, freshly downloaded (for the cache consistency check, §4.4).
     pub fn remote_manifest(&self, remote: &str) -> Result<Manifest> {
-        let suffix = self.common.prefixes.parse(remote).map(|p| p.suffix).unwrap_or(Suffix::None);
+        let suffix = self
+            .common
+            .prefixes
+            .parse(remote)
+            .map(|p| p.suffix)
+            .unwrap_or(Suffix::None);
         let f = download_temp(self.backend, remote, &self.common.tempdir)?;
         let r = open_sealed(f, suffix, &self.common.crypto.open, remote)?;
         manifest::parse(BufReader::new(r)).map_err(|m| Error::integrity(remote, m))
@@ -189,7 +236,11 @@ impl<'a> Metadata<'a> {
 
     /// Download a manifest or signature file into the cache in its local form.
     pub fn fetch(&self, remote: &str, kind: &FileKind) -> Result<()> {
-        let parsed = self.common.prefixes.parse(remote).ok_or_else(|| Error::Internal(format!("not a duplicity name: {remote}")))?;
+        let parsed = self
+            .common
+            .prefixes
+            .parse(remote)
+            .ok_or_else(|| Error::Internal(format!("not a duplicity name: {remote}")))?;
         let f = download_temp(self.backend, remote, &self.common.tempdir)?;
         let mut r = open_sealed(f, parsed.suffix, &self.common.crypto.open, remote)?;
         let local = local_name(remote, kind);
@@ -207,23 +258,38 @@ impl<'a> Metadata<'a> {
 
     /// A plaintext tar stream of a signature file, from the cache (fetched when missing).
     pub fn sigtar(&self, remote: &str) -> Result<Box<dyn Read>> {
-        let kind = self.common.prefixes.parse(remote).ok_or_else(|| Error::Internal(format!("not a duplicity name: {remote}")))?.kind;
+        let kind = self
+            .common
+            .prefixes
+            .parse(remote)
+            .ok_or_else(|| Error::Internal(format!("not a duplicity name: {remote}")))?
+            .kind;
         let local = self.cache.path(&local_name(remote, &kind));
         if !local.exists() {
             self.fetch(remote, &kind)?;
         }
         let f = fs::File::open(&local).map_err(|e| Error::io(local.display(), e))?;
-        Ok(Box::new(crypto::open_gzip(BufReader::with_capacity(1 << 16, f))))
+        Ok(Box::new(crypto::open_gzip(BufReader::with_capacity(
+            1 << 16,
+            f,
+        ))))
     }
 
     /// Remove cached files whose remote counterpart is gone (§6.7: "spurious").
     pub fn prune_spurious(&self, remote_names: &[String]) -> Result<()> {
         let remote_local: std::collections::HashSet<String> = remote_names
             .iter()
-            .filter_map(|n| self.common.prefixes.parse(n).map(|p| local_name(n, &p.kind)))
+            .filter_map(|n| {
+                self.common
+                    .prefixes
+                    .parse(n)
+                    .map(|p| local_name(n, &p.kind))
+            })
             .collect();
         for n in self.cache.names()? {
-            let Some(p) = self.common.prefixes.parse(&n) else { continue };
+            let Some(p) = self.common.prefixes.parse(&n) else {
+                continue;
+            };
             if p.partial {
                 continue;
             }

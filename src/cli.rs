@@ -15,7 +15,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
-#[command(name = "swiftdup", version, about = "Duplicity-compatible encrypted incremental backups to OpenStack Swift (container keys) and file:// targets")]
+#[command(
+    name = "swiftdup",
+    version,
+    about = "Duplicity-compatible encrypted incremental backups to OpenStack Swift (container keys) and file:// targets"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -67,7 +71,7 @@ pub struct Opts {
     #[arg(long, env = "SWIFTDUP_VOLSIZE", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub volsize: u64,
     /// Gzip instead of OpenPGP (files end in .gz).
-    #[arg(long, env = "SWIFTDUP_NO_ENCRYPTION")]
+    #[arg(long, env = "SWIFTDUP_NO_ENCRYPTION", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_encryption: bool,
     /// Armored public key file to encrypt to (repeatable; comma-separated in the env var).
     #[arg(long, env = "SWIFTDUP_ENCRYPT_KEY_FILE", value_delimiter = ',')]
@@ -79,7 +83,12 @@ pub struct Opts {
     #[arg(long, env = "SWIFTDUP_DECRYPT_KEY_FILE", value_delimiter = ',')]
     pub decrypt_key_file: Vec<PathBuf>,
     /// Restore time: now, epoch seconds, YYYY-MM-DD[THH:MM:SS[Z]], or an interval (3D, 1h30m).
-    #[arg(short = 't', long, visible_alias = "restore-time", env = "SWIFTDUP_TIME")]
+    #[arg(
+        short = 't',
+        long,
+        visible_alias = "restore-time",
+        env = "SWIFTDUP_TIME"
+    )]
     pub time: Option<String>,
     /// Restore only this path (a file or a directory), relative to the backup root.
     #[arg(short = 'r', long, env = "SWIFTDUP_FILE_TO_RESTORE")]
@@ -91,13 +100,13 @@ pub struct Opts {
     #[arg(long, env = "SWIFTDUP_NAME")]
     pub name: Option<String>,
     /// Skip the host name and source directory checks before an incremental.
-    #[arg(long, env = "SWIFTDUP_ALLOW_SOURCE_MISMATCH")]
+    #[arg(long, env = "SWIFTDUP_ALLOW_SOURCE_MISMATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_source_mismatch: bool,
     /// Host name recorded in manifests and compared before incrementals (default: this host).
     #[arg(long, env = "SWIFTDUP_HOSTNAME")]
     pub hostname: Option<String>,
     /// Restore into a non-empty target, overwriting.
-    #[arg(long, env = "SWIFTDUP_FORCE")]
+    #[arg(long, env = "SWIFTDUP_FORCE", value_parser = clap::builder::BoolishValueParser::new())]
     pub force: bool,
     /// Pretend the time is EPOCH (for tests and fixtures).
     #[arg(long, env = "SWIFTDUP_CURRENT_TIME", hide = true)]
@@ -106,7 +115,7 @@ pub struct Opts {
     #[arg(long, env = "SWIFTDUP_FULL_IF_OLDER_THAN")]
     pub full_if_older_than: Option<String>,
     /// With public-key encryption and no cached signatures: make a full instead of failing.
-    #[arg(long, env = "SWIFTDUP_FULL_IF_NO_SIGNATURES")]
+    #[arg(long, env = "SWIFTDUP_FULL_IF_NO_SIGNATURES", value_parser = clap::builder::BoolishValueParser::new())]
     pub full_if_no_signatures: bool,
     /// Where volumes are spooled before upload (default $TMPDIR or /tmp).
     #[arg(long, env = "SWIFTDUP_TEMPDIR")]
@@ -115,10 +124,10 @@ pub struct Opts {
     #[arg(long, env = "SWIFTDUP_COMPRESS_LEVEL", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compress_level: u32,
     /// Use numeric uid/gid on restore, ignoring stored names.
-    #[arg(long, env = "SWIFTDUP_NUMERIC_OWNER")]
+    #[arg(long, env = "SWIFTDUP_NUMERIC_OWNER", value_parser = clap::builder::BoolishValueParser::new())]
     pub numeric_owner: bool,
     /// Do not restore owners (they are restored only when running as root anyway).
-    #[arg(long, visible_alias = "no-restore-ownership", env = "SWIFTDUP_DO_NOT_RESTORE_OWNERSHIP")]
+    #[arg(long, visible_alias = "no-restore-ownership", env = "SWIFTDUP_DO_NOT_RESTORE_OWNERSHIP", value_parser = clap::builder::BoolishValueParser::new())]
     pub do_not_restore_ownership: bool,
     /// Prefix for every remote file name.
     #[arg(long, env = "SWIFTDUP_FILE_PREFIX", default_value = "")]
@@ -146,8 +155,26 @@ pub struct Opts {
 /// Add duplicity's implicit verbs: `swiftdup SOURCE URL` is a backup and `swiftdup URL DIR`
 /// a restore; with no verb and no arguments, `SWIFTDUP_COMMAND` (default `backup`).
 fn normalise(mut args: Vec<OsString>) -> Vec<OsString> {
-    const VERBS: &[&str] = &["full", "incremental", "incr", "inc", "backup", "bu", "restore", "rb", "help", "-h", "--help", "-V", "--version"];
-    let first_positional = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).map(|p| p + 1);
+    const VERBS: &[&str] = &[
+        "full",
+        "incremental",
+        "incr",
+        "inc",
+        "backup",
+        "bu",
+        "restore",
+        "rb",
+        "help",
+        "-h",
+        "--help",
+        "-V",
+        "--version",
+    ];
+    let first_positional = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+        .map(|p| p + 1);
     let verb = match first_positional {
         Some(i) if VERBS.contains(&args[i].to_string_lossy().as_ref()) => return args,
         Some(i) => {
@@ -157,7 +184,12 @@ fn normalise(mut args: Vec<OsString>) -> Vec<OsString> {
                 "backup".to_string()
             }
         }
-        None if args.iter().skip(1).any(|a| ["-h", "--help", "-V", "--version"].contains(&a.to_string_lossy().as_ref())) => return args,
+        None if args.iter().skip(1).any(|a| {
+            ["-h", "--help", "-V", "--version"].contains(&a.to_string_lossy().as_ref())
+        }) =>
+        {
+            return args
+        }
         None => std::env::var("SWIFTDUP_COMMAND").unwrap_or_else(|_| "backup".into()),
     };
     args.insert(1, verb.into());
@@ -178,13 +210,20 @@ fn md5_hex(s: &str) -> String {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Build the shared configuration.
 fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
     let now = o.current_time.unwrap_or_else(now);
-    let tempdir = o.tempdir.clone().or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let tempdir = o
+        .tempdir
+        .clone()
+        .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     let archive_dir = match &o.archive_dir {
         Some(d) => d.clone(),
         None => match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
@@ -197,24 +236,47 @@ fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
     let passphrase = env_secret("PASSPHRASE");
     let mut secret_keys = Vec::new();
     for p in &o.decrypt_key_file {
-        secret_keys.extend(crypto::read_secret_keys(&read_file(p, "--decrypt-key-file")?).map_err(|e| Error::Usage(format!("--decrypt-key-file {}: {e}", p.display())))?);
+        secret_keys.extend(
+            crypto::read_secret_keys(&read_file(p, "--decrypt-key-file")?)
+                .map_err(|e| Error::Usage(format!("--decrypt-key-file {}: {e}", p.display())))?,
+        );
     }
     let level = o.compress_level;
-    let open = OpenKeys { passphrase: passphrase.as_ref().map(|s| s.0.clone()), secret_keys };
+    let open = OpenKeys {
+        passphrase: passphrase.as_ref().map(|s| s.0.clone()),
+        secret_keys,
+    };
     let crypto = if o.no_encryption {
-        Crypto { seal: SealMode::Gzip { level }, open, suffix: Suffix::Gzip, can_read_own: true }
+        Crypto {
+            seal: SealMode::Gzip { level },
+            open,
+            suffix: Suffix::Gzip,
+            can_read_own: true,
+        }
     } else if !o.encrypt_key_file.is_empty() || !o.hidden_encrypt_key_file.is_empty() {
         let load = |files: &[PathBuf], flag: &str| -> Result<Vec<_>> {
             let mut v = Vec::new();
             for p in files {
-                v.extend(crypto::read_public_keys(&read_file(p, flag)?).map_err(|e| Error::Usage(format!("{flag} {}: {e}", p.display())))?);
+                v.extend(
+                    crypto::read_public_keys(&read_file(p, flag)?)
+                        .map_err(|e| Error::Usage(format!("{flag} {}: {e}", p.display())))?,
+                );
             }
             Ok(v)
         };
         let recipients = load(&o.encrypt_key_file, "--encrypt-key-file")?;
         let hidden = load(&o.hidden_encrypt_key_file, "--hidden-encrypt-key-file")?;
         let can_read_own = !open.secret_keys.is_empty();
-        Crypto { seal: SealMode::PublicKey { recipients, hidden, level }, open, suffix: Suffix::Gpg, can_read_own }
+        Crypto {
+            seal: SealMode::PublicKey {
+                recipients,
+                hidden,
+                level,
+            },
+            open,
+            suffix: Suffix::Gpg,
+            can_read_own,
+        }
     } else {
         let pass = match &passphrase {
             Some(p) if !p.0.is_empty() => p.0.clone(),
@@ -225,7 +287,15 @@ fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
             }
             _ => String::new(),
         };
-        Crypto { seal: SealMode::Symmetric { passphrase: pass, level }, open, suffix: Suffix::Gpg, can_read_own: true }
+        Crypto {
+            seal: SealMode::Symmetric {
+                passphrase: pass,
+                level,
+            },
+            open,
+            suffix: Suffix::Gpg,
+            can_read_own: true,
+        }
     };
     Ok(Common {
         url: url.to_string(),
@@ -245,7 +315,11 @@ fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
 }
 
 fn parse_index(p: &str) -> crate::format::Index {
-    p.as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").map(|c| c.to_vec()).collect()
+    p.as_bytes()
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 fn setup_logging(o: &Opts) {
@@ -270,7 +344,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(normalise(args)) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
             let _ = e.print();
             return code;
         }
@@ -288,7 +366,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Backup(a) => ("backup", a.url.clone()),
         Command::Restore(a) => ("restore", a.url.clone()),
     };
-    log::info("start", &format!("swiftdup {} {name}", env!("CARGO_PKG_VERSION")), vec![("version", json!(env!("CARGO_PKG_VERSION"))), ("command", json!(name)), ("target", json!(log::redact(&url)))]);
+    log::info(
+        "start",
+        &format!("swiftdup {} {name}", env!("CARGO_PKG_VERSION")),
+        vec![
+            ("version", json!(env!("CARGO_PKG_VERSION"))),
+            ("command", json!(name)),
+            ("target", json!(log::redact(&url))),
+        ],
+    );
     let result = run(&cli.command);
     let secs = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     let code = match result {
@@ -306,11 +392,22 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 fields.push(("trans_id", json!(t)));
             }
             log::event(Level::Error, "error", &e.to_string(), fields);
-            log::info("summary", &format!("{name} failed"), vec![("duration_seconds", json!(secs)), ("error_code", json!(e.code()))]);
+            log::info(
+                "summary",
+                &format!("{name} failed"),
+                vec![
+                    ("duration_seconds", json!(secs)),
+                    ("error_code", json!(e.code())),
+                ],
+            );
             e.exit_code()
         }
     };
-    let meaning = EXIT_CODES.iter().find(|(c, _, _)| *c == code).map(|(_, _, m)| *m).unwrap_or("");
+    let meaning = EXIT_CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map(|(_, _, m)| *m)
+        .unwrap_or("");
     log::info("exit", meaning, vec![("exit_code", json!(code))]);
     code
 }
@@ -328,7 +425,11 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 _ => None,
             };
             let full_if_older_than = match &o.full_if_older_than {
-                Some(t) => Some(common.now - parse_user_time(t, common.now).map_err(|m| Error::Usage(format!("--full-if-older-than: {m}")))?),
+                Some(t) => Some(
+                    common.now
+                        - parse_user_time(t, common.now)
+                            .map_err(|m| Error::Usage(format!("--full-if-older-than: {m}")))?,
+                ),
                 None => None,
             };
             let opts = BackupOpts {
@@ -342,14 +443,21 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 compress_level: o.compress_level,
             };
             let s = commands::backup::run(&common, &opts)?;
-            let code = if s.warnings > 0 { exit::PARTIAL } else { exit::SUCCESS };
+            let code = if s.warnings > 0 {
+                exit::PARTIAL
+            } else {
+                exit::SUCCESS
+            };
             Ok((s.to_fields(), code))
         }
         Command::Restore(a) => {
             let o = &a.opts;
             let common = common(&a.url, o, false)?;
             let time = match &o.time {
-                Some(t) => Some(parse_user_time(t, common.now).map_err(|m| Error::Usage(format!("--time: {m}")))?),
+                Some(t) => Some(
+                    parse_user_time(t, common.now)
+                        .map_err(|m| Error::Usage(format!("--time: {m}")))?,
+                ),
                 None => None,
             };
             let opts = RestoreOpts {
@@ -361,7 +469,11 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 restore_ownership: !o.do_not_restore_ownership,
             };
             let s = commands::restore::run(&common, &opts)?;
-            let code = if s.warnings > 0 { exit::PARTIAL } else { exit::SUCCESS };
+            let code = if s.warnings > 0 {
+                exit::PARTIAL
+            } else {
+                exit::SUCCESS
+            };
             Ok((s.to_fields(), code))
         }
     }
@@ -372,13 +484,22 @@ mod tests {
     use super::*;
 
     fn n(v: &[&str]) -> Vec<String> {
-        normalise(v.iter().map(OsString::from).collect()).into_iter().map(|s| s.into_string().unwrap()).collect()
+        normalise(v.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect()
     }
 
     #[test]
     fn implicit_verbs() {
-        assert_eq!(n(&["sd", "/src", "file:///t"]), ["sd", "backup", "/src", "file:///t"]);
-        assert_eq!(n(&["sd", "--volsize", "5", "/src", "file:///t"])[1], "backup");
+        assert_eq!(
+            n(&["sd", "/src", "file:///t"]),
+            ["sd", "backup", "/src", "file:///t"]
+        );
+        assert_eq!(
+            n(&["sd", "--volsize", "5", "/src", "file:///t"])[1],
+            "backup"
+        );
         assert_eq!(n(&["sd", "file:///t", "/dst"])[1], "restore");
         assert_eq!(n(&["sd", "full", "/src", "file:///t"])[1], "full");
         assert_eq!(n(&["sd", "--help"]), ["sd", "--help"]);
@@ -394,7 +515,11 @@ mod tests {
                     continue;
                 }
                 let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
-                assert!(env.as_deref().is_some_and(|e| e.starts_with("SWIFTDUP_")), "{} has no SWIFTDUP_ env var", arg.get_id());
+                assert!(
+                    env.as_deref().is_some_and(|e| e.starts_with("SWIFTDUP_")),
+                    "{} has no SWIFTDUP_ env var",
+                    arg.get_id()
+                );
             }
         }
     }

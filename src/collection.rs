@@ -33,7 +33,10 @@ impl BackupSet {
         if self.full {
             FileKind::FullManifest { time: self.end }
         } else {
-            FileKind::IncManifest { start: self.start, end: self.end }
+            FileKind::IncManifest {
+                start: self.start,
+                end: self.end,
+            }
         }
     }
 
@@ -87,7 +90,9 @@ impl SigChain {
     }
 
     pub fn names(&self) -> Vec<String> {
-        std::iter::once(self.full.clone()).chain(self.news.iter().map(|n| n.2.clone())).collect()
+        std::iter::once(self.full.clone())
+            .chain(self.news.iter().map(|n| n.2.clone()))
+            .collect()
     }
 }
 
@@ -114,7 +119,12 @@ impl Collection {
         let mut news_sig: Vec<(i64, i64, String)> = Vec::new();
         let mut c = Collection::default();
         for name in names {
-            let Some(ParsedName { kind, suffix, partial }) = prefixes.parse(name) else {
+            let Some(ParsedName {
+                kind,
+                suffix,
+                partial,
+            }) = prefixes.parse(name)
+            else {
                 c.foreign += 1;
                 continue;
             };
@@ -149,17 +159,28 @@ impl Collection {
         let (complete, incomplete): (Vec<BackupSet>, Vec<BackupSet>) =
             sets.into_values().partition(|s| s.manifest.is_some());
         c.incomplete = incomplete;
-        let (mut fulls, mut incs): (Vec<BackupSet>, Vec<BackupSet>) = complete.into_iter().partition(|s| s.full);
+        let (mut fulls, mut incs): (Vec<BackupSet>, Vec<BackupSet>) =
+            complete.into_iter().partition(|s| s.full);
         fulls.sort_by_key(|s| s.end);
         incs.sort_by_key(|s| (s.end, s.start));
-        let mut chains: Vec<Chain> = fulls.into_iter().map(|f| Chain { full: f, incs: Vec::new() }).collect();
+        let mut chains: Vec<Chain> = fulls
+            .into_iter()
+            .map(|f| Chain {
+                full: f,
+                incs: Vec::new(),
+            })
+            .collect();
         for inc in incs {
             if let Some(ch) = chains.iter_mut().find(|ch| ch.end() == inc.start) {
                 ch.incs.push(inc);
                 continue;
             }
             // A longer incremental from the same start replaces the last one (stock).
-            if let Some(ch) = chains.iter_mut().find(|ch| ch.incs.last().is_some_and(|l| l.start == inc.start && inc.end > l.end)) {
+            if let Some(ch) = chains.iter_mut().find(|ch| {
+                ch.incs
+                    .last()
+                    .is_some_and(|l| l.start == inc.start && inc.end > l.end)
+            }) {
                 if let Some(old) = ch.incs.pop() {
                     c.orphaned.push(old);
                 }
@@ -173,7 +194,14 @@ impl Collection {
 
         fulls_sig.sort();
         news_sig.sort();
-        let mut sig_chains: Vec<SigChain> = fulls_sig.into_iter().map(|(t, n)| SigChain { full_time: t, full: n, news: Vec::new() }).collect();
+        let mut sig_chains: Vec<SigChain> = fulls_sig
+            .into_iter()
+            .map(|(t, n)| SigChain {
+                full_time: t,
+                full: n,
+                news: Vec::new(),
+            })
+            .collect();
         for (s, e, n) in news_sig {
             match sig_chains.iter_mut().find(|ch| ch.end() == s) {
                 Some(ch) => ch.news.push((s, e, n)),
@@ -192,17 +220,28 @@ impl Collection {
 
     /// The signature chain that ends where `chain` ends.
     pub fn sig_chain_for(&self, chain: &Chain) -> Option<&SigChain> {
-        self.sig_chains.iter().rev().find(|s| s.end() == chain.end() && s.full_time == chain.start())
+        self.sig_chains
+            .iter()
+            .rev()
+            .find(|s| s.end() == chain.end() && s.full_time == chain.start())
     }
 
     /// The chain a restore at `t` uses (§7.1): the one covering `t`, else the newest that
     /// ends before `t`, else the oldest.
     pub fn chain_at(&self, t: i64) -> Option<&Chain> {
-        let covering: Vec<&Chain> = self.chains.iter().filter(|c| c.start() <= t && t <= c.end()).collect();
+        let covering: Vec<&Chain> = self
+            .chains
+            .iter()
+            .filter(|c| c.start() <= t && t <= c.end())
+            .collect();
         if let Some(c) = covering.last() {
             return Some(c);
         }
-        self.chains.iter().rev().find(|c| c.end() < t).or_else(|| self.chains.first())
+        self.chains
+            .iter()
+            .rev()
+            .find(|c| c.end() < t)
+            .or_else(|| self.chains.first())
     }
 }
 
@@ -221,18 +260,57 @@ mod tests {
             n(K::FullVolume { time: 100, vol: 2 }, S::Gpg),
             n(K::FullManifest { time: 100 }, S::Gpg),
             n(K::FullSignatures { time: 100 }, S::Gpg),
-            n(K::IncVolume { start: 100, end: 200, vol: 1 }, S::Gpg),
-            n(K::IncManifest { start: 100, end: 200 }, S::Gpg),
-            n(K::NewSignatures { start: 100, end: 200 }, S::Gpg),
+            n(
+                K::IncVolume {
+                    start: 100,
+                    end: 200,
+                    vol: 1,
+                },
+                S::Gpg,
+            ),
+            n(
+                K::IncManifest {
+                    start: 100,
+                    end: 200,
+                },
+                S::Gpg,
+            ),
+            n(
+                K::NewSignatures {
+                    start: 100,
+                    end: 200,
+                },
+                S::Gpg,
+            ),
             // interrupted: volume without manifest
-            n(K::IncVolume { start: 200, end: 300, vol: 1 }, S::Gpg),
+            n(
+                K::IncVolume {
+                    start: 200,
+                    end: 300,
+                    vol: 1,
+                },
+                S::Gpg,
+            ),
             // second chain
             n(K::FullVolume { time: 400, vol: 1 }, S::Gpg),
             n(K::FullManifest { time: 400 }, S::Gpg),
             n(K::FullSignatures { time: 400 }, S::Gpg),
             // orphan inc
-            n(K::IncVolume { start: 250, end: 260, vol: 1 }, S::Gpg),
-            n(K::IncManifest { start: 250, end: 260 }, S::Gpg),
+            n(
+                K::IncVolume {
+                    start: 250,
+                    end: 260,
+                    vol: 1,
+                },
+                S::Gpg,
+            ),
+            n(
+                K::IncManifest {
+                    start: 250,
+                    end: 260,
+                },
+                S::Gpg,
+            ),
             "lockfile".into(),
             "duplicity-full.19700101T000140Z.vol1.difftar.gpg.par2".into(),
         ]

@@ -61,22 +61,86 @@ pub const EXIT_CODES: &[(i32, &str, &str)] = &[
     (exit::SUCCESS, "", "success"),
     (exit::DIFFERENCES, "differences", "verify found differences"),
     (exit::USAGE, "usage", "command line or environment is wrong"),
-    (exit::HOSTNAME_MISMATCH, "hostname_mismatch", "chain was made by another --hostname"),
-    (exit::MANIFEST_MISMATCH, "manifest_mismatch", "cached manifest differs from the remote one"),
-    (exit::PARTIAL, "partial", "backup done, but some files were unreadable"),
-    (exit::NO_CHAIN, "no_chain", "incremental asked for, but no chain to extend"),
-    (exit::RESTORE_PATH_NOT_FOUND, "path_not_found", "--file-to-restore not in the archive"),
-    (exit::NOTHING_TO_RESTORE, "no_backup", "no complete backup set in the target"),
-    (exit::INTEGRITY, "integrity", "hash mismatch, corrupt or truncated file"),
-    (exit::UNSAFE_MEMBER, "unsafe_member", "archive member would escape the restore target"),
-    (exit::LOCKED, "locked", "another job holds the target's lock"),
-    (exit::DECRYPTION, "decryption", "wrong passphrase or no matching secret key"),
-    (exit::SOURCE_MISMATCH, "source_mismatch", "chain was made from another source directory"),
-    (exit::BACKEND, "backend", "storage unreachable or failing after retries"),
-    (exit::TARGET_MISSING, "target_missing", "target container or directory does not exist"),
-    (exit::KEY_REJECTED, "key_rejected", "container key rejected (wrong or rotated)"),
-    (exit::ACCESS_DENIED, "access_denied", "storage refused the operation"),
-    (exit::SOURCE_MISSING, "source_missing", "SOURCE does not exist or is not a directory"),
+    (
+        exit::HOSTNAME_MISMATCH,
+        "hostname_mismatch",
+        "chain was made by another --hostname",
+    ),
+    (
+        exit::MANIFEST_MISMATCH,
+        "manifest_mismatch",
+        "cached manifest differs from the remote one",
+    ),
+    (
+        exit::PARTIAL,
+        "partial",
+        "backup done, but some files were unreadable",
+    ),
+    (
+        exit::NO_CHAIN,
+        "no_chain",
+        "incremental asked for, but no chain to extend",
+    ),
+    (
+        exit::RESTORE_PATH_NOT_FOUND,
+        "path_not_found",
+        "--file-to-restore not in the archive",
+    ),
+    (
+        exit::NOTHING_TO_RESTORE,
+        "no_backup",
+        "no complete backup set in the target",
+    ),
+    (
+        exit::INTEGRITY,
+        "integrity",
+        "hash mismatch, corrupt or truncated file",
+    ),
+    (
+        exit::UNSAFE_MEMBER,
+        "unsafe_member",
+        "archive member would escape the restore target",
+    ),
+    (
+        exit::LOCKED,
+        "locked",
+        "another job holds the target's lock",
+    ),
+    (
+        exit::DECRYPTION,
+        "decryption",
+        "wrong passphrase or no matching secret key",
+    ),
+    (
+        exit::SOURCE_MISMATCH,
+        "source_mismatch",
+        "chain was made from another source directory",
+    ),
+    (
+        exit::BACKEND,
+        "backend",
+        "storage unreachable or failing after retries",
+    ),
+    (
+        exit::TARGET_MISSING,
+        "target_missing",
+        "target container or directory does not exist",
+    ),
+    (
+        exit::KEY_REJECTED,
+        "key_rejected",
+        "container key rejected (wrong or rotated)",
+    ),
+    (
+        exit::ACCESS_DENIED,
+        "access_denied",
+        "storage refused the operation",
+    ),
+    (
+        exit::SOURCE_MISSING,
+        "source_missing",
+        "SOURCE does not exist or is not a directory",
+    ),
     (exit::INTERNAL, "internal", "a bug in swiftdup"),
     (exit::SIGINT, "interrupted", "stopped by SIGINT"),
     (exit::SIGTERM, "interrupted", "stopped by SIGTERM"),
@@ -87,27 +151,56 @@ pub const EXIT_CODES: &[(i32, &str, &str)] = &[
 pub enum Error {
     /// Bad command line or environment; the message names the option or variable.
     Usage(String),
-    HostnameMismatch { recorded: String, current: String },
-    SourceMismatch { recorded: String, current: String },
+    HostnameMismatch {
+        recorded: String,
+        current: String,
+    },
+    SourceMismatch {
+        recorded: String,
+        current: String,
+    },
     ManifestMismatch(String),
     NoChain(String),
     PathNotFound(String),
     NothingToRestore(String),
     /// Data is damaged: `object` names the file (volume, manifest) when known.
-    Integrity { object: String, detail: String },
-    UnsafeMember { object: String, member: String },
+    Integrity {
+        object: String,
+        detail: String,
+    },
+    UnsafeMember {
+        object: String,
+        member: String,
+    },
     SourceMissing(String),
     /// An object the chain needs is not in the target.
     NotFound(String),
     Locked(String),
-    Decryption { object: String, detail: String },
+    Decryption {
+        object: String,
+        detail: String,
+    },
     /// Storage trouble; `object` and `trans_id` help operators find the request server-side.
-    Backend { object: String, detail: String, trans_id: Option<String> },
+    Backend {
+        object: String,
+        detail: String,
+        trans_id: Option<String>,
+    },
     TargetMissing(String),
-    KeyRejected { object: String, trans_id: Option<String> },
-    AccessDenied { object: String, detail: String, trans_id: Option<String> },
+    KeyRejected {
+        object: String,
+        trans_id: Option<String>,
+    },
+    AccessDenied {
+        object: String,
+        detail: String,
+        trans_id: Option<String>,
+    },
     /// A local file system error with the path it happened on.
-    Io { path: String, source: io::Error },
+    Io {
+        path: String,
+        source: io::Error,
+    },
     Interrupted(i32),
     Internal(String),
 }
@@ -150,7 +243,11 @@ impl Error {
             Error::NotFound(_) => return "not_found",
             _ => {}
         }
-        EXIT_CODES.iter().find(|(c, _, _)| *c == n).map(|(_, s, _)| *s).unwrap_or("internal")
+        EXIT_CODES
+            .iter()
+            .find(|(c, _, _)| *c == n)
+            .map(|(_, s, _)| *s)
+            .unwrap_or("internal")
     }
 
     /// The object (remote file name) the error is about, if any.
@@ -180,11 +277,17 @@ impl Error {
 
     /// Wrap an I/O error with the path it happened on.
     pub fn io(path: impl fmt::Display, source: io::Error) -> Error {
-        Error::Io { path: path.to_string(), source }
+        Error::Io {
+            path: path.to_string(),
+            source,
+        }
     }
 
     pub fn integrity(object: impl Into<String>, detail: impl fmt::Display) -> Error {
-        Error::Integrity { object: object.into(), detail: detail.to_string() }
+        Error::Integrity {
+            object: object.into(),
+            detail: detail.to_string(),
+        }
     }
 }
 
@@ -208,13 +311,22 @@ impl fmt::Display for Error {
             Error::NothingToRestore(m) => write!(f, "{m}"),
             Error::Integrity { object, detail } => write!(f, "{object}: {detail}"),
             Error::UnsafeMember { object, member } => {
-                write!(f, "{object}: refused member {member:?}: it would be written outside the target")
+                write!(
+                    f,
+                    "{object}: refused member {member:?}: it would be written outside the target"
+                )
             }
-            Error::SourceMissing(p) => write!(f, "source {p:?} does not exist or is not a directory"),
+            Error::SourceMissing(p) => {
+                write!(f, "source {p:?} does not exist or is not a directory")
+            }
             Error::NotFound(o) => write!(f, "{o}: not found in the target"),
             Error::Locked(m) => write!(f, "{m}"),
             Error::Decryption { object, detail } => write!(f, "cannot decrypt {object}: {detail}"),
-            Error::Backend { object, detail, trans_id } => {
+            Error::Backend {
+                object,
+                detail,
+                trans_id,
+            } => {
                 write!(f, "{object}: {detail}")?;
                 if let Some(t) = trans_id {
                     write!(f, " (X-Trans-Id {t})")?;
@@ -228,7 +340,11 @@ impl fmt::Display for Error {
             Error::AccessDenied { object, detail, .. } => write!(f, "{object}: {detail}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Interrupted(code) => {
-                let sig = if *code == exit::SIGINT { "SIGINT" } else { "SIGTERM" };
+                let sig = if *code == exit::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
                 write!(f, "interrupted by {sig}")
             }
             Error::Internal(m) => write!(f, "internal error: {m}"),

@@ -38,7 +38,10 @@ struct State {
     min: Level,
 }
 
-static STATE: Mutex<State> = Mutex::new(State { format: Format::Json, min: Level::Info });
+static STATE: Mutex<State> = Mutex::new(State {
+    format: Format::Json,
+    min: Level::Info,
+});
 
 /// Choose the output format and the lowest level written.
 pub fn init(format: Format, min: Level) {
@@ -64,7 +67,10 @@ pub fn event(level: Level, name: &str, msg: &str, fields: Vec<(&str, Value)>) {
     let line = match state.format {
         Format::Json => {
             let mut m = Map::new();
-            m.insert("time".into(), Value::String(crate::format::time::rfc3339(now())));
+            m.insert(
+                "time".into(),
+                Value::String(crate::format::time::rfc3339(now())),
+            );
             m.insert("level".into(), Value::String(level.as_str().into()));
             m.insert("event".into(), Value::String(name.into()));
             m.insert("msg".into(), Value::String(msg.into()));
@@ -74,7 +80,12 @@ pub fn event(level: Level, name: &str, msg: &str, fields: Vec<(&str, Value)>) {
             Value::Object(m).to_string()
         }
         Format::Text => {
-            let mut s = format!("{} {:5} {}", crate::format::time::rfc3339(now()), level.as_str(), msg);
+            let mut s = format!(
+                "{} {:5} {}",
+                crate::format::time::rfc3339(now()),
+                level.as_str(),
+                msg
+            );
             for (k, v) in fields {
                 match v {
                     Value::String(x) => s.push_str(&format!(" {k}={x:?}")),
@@ -120,7 +131,10 @@ pub fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn redaction() {
-        assert_eq!(super::redact("https://u:secret@h:8080/v1/AUTH_x?temp_url_sig=abc"), "https://h:8080/v1/AUTH_x");
+        assert_eq!(
+            super::redact("https://u:secret@h:8080/v1/AUTH_x?temp_url_sig=abc"),
+            "https://h:8080/v1/AUTH_x"
+        );
         assert_eq!(super::redact("file:///srv/b"), "file:///srv/b");
         assert_eq!(super::redact("swiftkeys://c/p"), "swiftkeys://c/p");
     }

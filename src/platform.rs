@@ -76,7 +76,8 @@ mod imp {
     }
 
     fn cpath(path: &Path) -> io::Result<CString> {
-        CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+        CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
     }
 
     fn check(rc: libc::c_int) -> io::Result<()> {
@@ -92,11 +93,24 @@ mod imp {
     pub fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
         let p = cpath(path)?;
         let times = [
-            libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-            libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 },
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            libc::timespec {
+                tv_sec: mtime as libc::time_t,
+                tv_nsec: 0,
+            },
         ];
         // SAFETY: p is a valid NUL-terminated string and times has two elements.
-        check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+        check(unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })
     }
 
     pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
@@ -118,7 +132,13 @@ mod imp {
         let p = cpath(path)?;
         let typ = if block { libc::S_IFBLK } else { libc::S_IFCHR };
         // SAFETY: p is a valid NUL-terminated string.
-        check(unsafe { libc::mknod(p.as_ptr(), typ | mode as libc::mode_t, libc::makedev(major, minor)) })
+        check(unsafe {
+            libc::mknod(
+                p.as_ptr(),
+                typ | mode as libc::mode_t,
+                libc::makedev(major, minor),
+            )
+        })
     }
 
     pub fn is_root() -> bool {
@@ -207,11 +227,23 @@ mod imp {
     }
 
     pub fn mkfifo(_path: &Path, _mode: u32) -> io::Result<()> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "FIFOs cannot be created on this platform"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "FIFOs cannot be created on this platform",
+        ))
     }
 
-    pub fn mknod(_path: &Path, _block: bool, _mode: u32, _major: u32, _minor: u32) -> io::Result<()> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "devices cannot be created on this platform"))
+    pub fn mknod(
+        _path: &Path,
+        _block: bool,
+        _mode: u32,
+        _major: u32,
+        _minor: u32,
+    ) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "devices cannot be created on this platform",
+        ))
     }
 
     pub fn is_root() -> bool {

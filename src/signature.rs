@@ -23,7 +23,11 @@ pub struct SigEntry {
 impl SigEntry {
     /// The file size swiftdup recorded (PAX `SWIFTDUP.size`), when the entry has it.
     pub fn recorded_size(&self) -> Option<u64> {
-        self.header.extra.iter().find(|(k, _)| k == SIZE_KEY).and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+        self.header
+            .extra
+            .iter()
+            .find(|(k, _)| k == SIZE_KEY)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
     }
 }
 
@@ -39,12 +43,26 @@ struct Stream {
 
 impl Stream {
     fn advance(&mut self) -> Result<()> {
-        self.head = match self.tar.next_header().map_err(|e| Error::integrity(&self.name, e))? {
+        self.head = match self
+            .tar
+            .next_header()
+            .map_err(|e| Error::integrity(&self.name, e))?
+        {
             None => None,
             Some(h) => {
                 let m = parse_member_name(&h.name).map_err(|e| Error::integrity(&self.name, e))?;
-                if !matches!(m.kind, MemberKind::Signature | MemberKind::Snapshot | MemberKind::Deleted) || m.chunk.is_some() {
-                    return Err(Error::integrity(&self.name, format!("unexpected member {} in a signature file", String::from_utf8_lossy(&h.name))));
+                if !matches!(
+                    m.kind,
+                    MemberKind::Signature | MemberKind::Snapshot | MemberKind::Deleted
+                ) || m.chunk.is_some()
+                {
+                    return Err(Error::integrity(
+                        &self.name,
+                        format!(
+                            "unexpected member {} in a signature file",
+                            String::from_utf8_lossy(&h.name)
+                        ),
+                    ));
                 }
                 Some((m.index, m.kind, h))
             }
@@ -65,46 +83,84 @@ impl SigChainReader {
     pub fn new(streams: Vec<(String, Box<dyn Read>)>) -> Result<Self> {
         let mut v = Vec::new();
         for (name, r) in streams {
-            let mut s = Stream { name, tar: TarReader::new(r), head: None };
+            let mut s = Stream {
+                name,
+                tar: TarReader::new(r),
+                head: None,
+            };
             s.advance()?;
             v.push(s);
         }
-        Ok(SigChainReader { streams: v, last: None })
+        Ok(SigChainReader {
+            streams: v,
+            last: None,
+        })
     }
 
     pub fn empty() -> Self {
-        SigChainReader { streams: Vec::new(), last: None }
+        SigChainReader {
+            streams: Vec::new(),
+            last: None,
+        }
     }
 
     /// The next live entry in index order.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<SigEntry>> {
         loop {
-            let Some(min) = self.streams.iter().filter_map(|s| s.head.as_ref().map(|h| &h.0)).min().cloned() else {
+            let Some(min) = self
+                .streams
+                .iter()
+                .filter_map(|s| s.head.as_ref().map(|h| &h.0))
+                .min()
+                .cloned()
+            else {
                 return Ok(None);
             };
             if self.last.as_ref().is_some_and(|l| *l >= min) {
-                let name = &self.streams.iter().find(|s| s.head.as_ref().is_some_and(|h| h.0 == min)).map(|s| s.name.clone()).unwrap_or_default();
-                return Err(Error::integrity(name, "signature file is not in index order"));
+                let name = &self
+                    .streams
+                    .iter()
+                    .find(|s| s.head.as_ref().is_some_and(|h| h.0 == min))
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                return Err(Error::integrity(
+                    name,
+                    "signature file is not in index order",
+                ));
             }
             self.last = Some(min.clone());
-            let newest = self.streams.iter().rposition(|s| s.head.as_ref().is_some_and(|h| h.0 == min)).unwrap_or(0);
+            let newest = self
+                .streams
+                .iter()
+                .rposition(|s| s.head.as_ref().is_some_and(|h| h.0 == min))
+                .unwrap_or(0);
             let mut winner = None;
             for (i, s) in self.streams.iter_mut().enumerate() {
                 if s.head.as_ref().is_none_or(|h| h.0 != min) {
                     continue;
                 }
                 if i == newest {
-                    let (index, kind, header) = s.head.take().ok_or_else(|| Error::Internal("merge head vanished".into()))?;
+                    let (index, kind, header) = s
+                        .head
+                        .take()
+                        .ok_or_else(|| Error::Internal("merge head vanished".into()))?;
                     let sig = if kind == MemberKind::Signature {
                         // Bounded by 12 bytes per block of the file; see delta::block_len_for.
                         let mut buf = Vec::with_capacity(header.size.min(1 << 24) as usize);
-                        (&mut s.tar).read_to_end(&mut buf).map_err(|e| Error::integrity(&s.name, e))?;
+                        (&mut s.tar)
+                            .read_to_end(&mut buf)
+                            .map_err(|e| Error::integrity(&s.name, e))?;
                         Some(buf)
                     } else {
                         None
                     };
-                    winner = Some(SigEntry { index, header, kind, sig });
+                    winner = Some(SigEntry {
+                        index,
+                        header,
+                        kind,
+                        sig,
+                    });
                 }
                 s.advance()?;
             }
@@ -131,7 +187,11 @@ impl<W: Write> SigWriter<W> {
     fn put(&mut self, h: &Header, data: &[u8]) -> Result<()> {
         let enc = tar::encode_header(h);
         let pad = tar::padding(data.len() as u64);
-        let res = self.out.write_all(&enc).and_then(|_| self.out.write_all(data)).and_then(|_| self.out.write_all(&[0u8; tar::BLOCK][..pad]));
+        let res = self
+            .out
+            .write_all(&enc)
+            .and_then(|_| self.out.write_all(data))
+            .and_then(|_| self.out.write_all(&[0u8; tar::BLOCK][..pad]));
         res.map_err(|e| Error::io("signature file", e))?;
         self.written += (enc.len() + data.len() + pad) as u64;
         Ok(())
@@ -143,20 +203,30 @@ impl<W: Write> SigWriter<W> {
         h.name = member_name(MemberKind::Signature, index, false, None, true);
         h.typ = tar::REGTYPE;
         h.size = sig.len() as u64;
-        h.extra.push((SIZE_KEY.into(), size.to_string().into_bytes()));
+        h.extra
+            .push((SIZE_KEY.into(), size.to_string().into_bytes()));
         self.put(&h, sig)
     }
 
     /// A non-regular entry (directory, symlink, FIFO, device).
     pub fn snapshot(&mut self, index: &Index, meta: &Header) -> Result<()> {
         let mut h = meta.clone();
-        h.name = member_name(MemberKind::Snapshot, index, h.typ == tar::DIRTYPE, None, true);
+        h.name = member_name(
+            MemberKind::Snapshot,
+            index,
+            h.typ == tar::DIRTYPE,
+            None,
+            true,
+        );
         h.size = 0;
         self.put(&h, &[])
     }
 
     pub fn deleted(&mut self, index: &Index) -> Result<()> {
-        self.put(&Header::deleted(member_name(MemberKind::Deleted, index, false, None, true)), &[])
+        self.put(
+            &Header::deleted(member_name(MemberKind::Deleted, index, false, None, true)),
+            &[],
+        )
     }
 
     /// Close as Python's `tarfile` does: two zero blocks, padded to a 10240-byte record.
@@ -164,7 +234,9 @@ impl<W: Write> SigWriter<W> {
         let mut n = self.written + 1024;
         n = n.div_ceil(tar::RECORD) * tar::RECORD;
         let zeros = vec![0u8; (n - self.written) as usize];
-        self.out.write_all(&zeros).map_err(|e| Error::io("signature file", e))?;
+        self.out
+            .write_all(&zeros)
+            .map_err(|e| Error::io("signature file", e))?;
         Ok(self.out)
     }
 }
@@ -174,7 +246,14 @@ mod tests {
     use super::*;
 
     fn meta(typ: u8, mtime: i64) -> Header {
-        Header { typ, mode: 0o644, mtime, uname: b"u".to_vec(), gname: b"g".to_vec(), ..Header::default() }
+        Header {
+            typ,
+            mode: 0o644,
+            mtime,
+            uname: b"u".to_vec(),
+            gname: b"g".to_vec(),
+            ..Header::default()
+        }
     }
 
     fn idx(s: &str) -> Index {
@@ -188,20 +267,34 @@ mod tests {
     fn merge_newest_wins_and_deleted_hides() {
         let mut full = SigWriter::new(Vec::new());
         full.snapshot(&idx(""), &meta(tar::DIRTYPE, 1)).unwrap();
-        full.signature(&idx("a"), &meta(tar::REGTYPE, 1), b"sigA1", 10).unwrap();
-        full.signature(&idx("b"), &meta(tar::REGTYPE, 1), b"sigB1", 10).unwrap();
-        full.signature(&idx("c"), &meta(tar::REGTYPE, 1), b"sigC1", 10).unwrap();
+        full.signature(&idx("a"), &meta(tar::REGTYPE, 1), b"sigA1", 10)
+            .unwrap();
+        full.signature(&idx("b"), &meta(tar::REGTYPE, 1), b"sigB1", 10)
+            .unwrap();
+        full.signature(&idx("c"), &meta(tar::REGTYPE, 1), b"sigC1", 10)
+            .unwrap();
         let full = full.finish().unwrap();
         assert_eq!(full.len() % 10240, 0);
         let mut inc = SigWriter::new(Vec::new());
-        inc.signature(&idx("a"), &meta(tar::REGTYPE, 2), b"sigA2", 11).unwrap();
+        inc.signature(&idx("a"), &meta(tar::REGTYPE, 2), b"sigA2", 11)
+            .unwrap();
         inc.deleted(&idx("b")).unwrap();
-        inc.signature(&idx("d"), &meta(tar::REGTYPE, 2), b"sigD2", 12).unwrap();
+        inc.signature(&idx("d"), &meta(tar::REGTYPE, 2), b"sigD2", 12)
+            .unwrap();
         let inc = inc.finish().unwrap();
-        let mut r = SigChainReader::new(vec![("full".into(), Box::new(std::io::Cursor::new(full))), ("inc".into(), Box::new(std::io::Cursor::new(inc)))]).unwrap();
+        let mut r = SigChainReader::new(vec![
+            ("full".into(), Box::new(std::io::Cursor::new(full))),
+            ("inc".into(), Box::new(std::io::Cursor::new(inc))),
+        ])
+        .unwrap();
         let mut got = Vec::new();
         while let Some(e) = r.next().unwrap() {
-            got.push((crate::format::index_display(&e.index), e.header.mtime, e.sig.clone(), e.recorded_size()));
+            got.push((
+                crate::format::index_display(&e.index),
+                e.header.mtime,
+                e.sig.clone(),
+                e.recorded_size(),
+            ));
         }
         assert_eq!(
             got,

@@ -24,9 +24,16 @@ pub struct Entry {
 pub enum Item {
     Entry(Entry),
     /// A directory that cannot be listed: its previous contents are carried forward.
-    Unreadable { index: Index, path: PathBuf, error: io::Error },
+    Unreadable {
+        index: Index,
+        path: PathBuf,
+        error: io::Error,
+    },
     /// An entry skipped on purpose (sockets), with the reason, for an info event.
-    Skipped { index: Index, reason: &'static str },
+    Skipped {
+        index: Index,
+        reason: &'static str,
+    },
 }
 
 /// Decides, for each entry, whether it is backed up (selection rules plug in here).
@@ -66,10 +73,23 @@ impl<F: Filter> Walk<F> {
     pub fn new(root: PathBuf, filter: F) -> io::Result<Self> {
         let stat = platform::lstat(&root)?;
         if stat.kind != Kind::Dir {
-            return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
         }
-        let entry = Entry { index: Vec::new(), path: root, stat, linkname: Vec::new() };
-        Ok(Walk { stack: Vec::new(), root: Some(entry), filter, pending: None })
+        let entry = Entry {
+            index: Vec::new(),
+            path: root,
+            stat,
+            linkname: Vec::new(),
+        };
+        Ok(Walk {
+            stack: Vec::new(),
+            root: Some(entry),
+            filter,
+            pending: None,
+        })
     }
 
     /// After yielding a directory, descend into it.
@@ -81,15 +101,27 @@ impl<F: Filter> Walk<F> {
                     match d {
                         Ok(d) => names.push(platform::name_bytes(&d.file_name())),
                         Err(error) => {
-                            return Some(Item::Unreadable { index: e.index.clone(), path: e.path.clone(), error });
+                            return Some(Item::Unreadable {
+                                index: e.index.clone(),
+                                path: e.path.clone(),
+                                error,
+                            });
                         }
                     }
                 }
                 names.sort_unstable();
-                self.stack.push(Level { dir: e.path.clone(), index: e.index.clone(), names: names.into_iter() });
+                self.stack.push(Level {
+                    dir: e.path.clone(),
+                    index: e.index.clone(),
+                    names: names.into_iter(),
+                });
                 None
             }
-            Err(error) => Some(Item::Unreadable { index: e.index.clone(), path: e.path.clone(), error }),
+            Err(error) => Some(Item::Unreadable {
+                index: e.index.clone(),
+                path: e.path.clone(),
+                error,
+            }),
         }
     }
 }
@@ -124,7 +156,10 @@ impl<F: Filter> Iterator for Walk<F> {
                 Err(_) => continue,
             };
             if stat.kind == Kind::Socket {
-                return Some(Item::Skipped { index, reason: "socket" });
+                return Some(Item::Skipped {
+                    index,
+                    reason: "socket",
+                });
             }
             let linkname = if stat.kind == Kind::Symlink {
                 match read_link(&path) {
@@ -134,7 +169,12 @@ impl<F: Filter> Iterator for Walk<F> {
             } else {
                 Vec::new()
             };
-            let entry = Entry { index, path, stat, linkname };
+            let entry = Entry {
+                index,
+                path,
+                stat,
+                linkname,
+            };
             if !self.filter.include(&entry) {
                 continue;
             }
@@ -168,11 +208,16 @@ mod tests {
         for item in Walk::new(d.clone(), All).unwrap() {
             match item {
                 Item::Entry(e) => got.push(crate::format::index_display(&e.index)),
-                Item::Skipped { index, .. } => got.push(format!("skip {}", crate::format::index_display(&index))),
+                Item::Skipped { index, .. } => {
+                    got.push(format!("skip {}", crate::format::index_display(&index)))
+                }
                 Item::Unreadable { .. } => panic!(),
             }
         }
-        assert_eq!(got, [".", "a", "a/b", "a/b/f", "a/z", "a-b", "b", "skip sock"]);
+        assert_eq!(
+            got,
+            [".", "a", "a/b", "a/b/f", "a/z", "a-b", "b", "skip sock"]
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

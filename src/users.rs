@@ -17,13 +17,20 @@ struct Db {
 }
 
 fn load(path: &str, by_id: &mut HashMap<u64, Vec<u8>>, by_name: &mut HashMap<Vec<u8>, u64>) {
-    let Ok(text) = std::fs::read(path) else { return };
+    let Ok(text) = std::fs::read(path) else {
+        return;
+    };
     for line in text.split(|&b| b == b'\n') {
         let fields: Vec<&[u8]> = line.split(|&b| b == b':').collect();
         if fields.len() < 3 || fields[0].is_empty() || fields[0].starts_with(b"#") {
             continue;
         }
-        let Some(id) = std::str::from_utf8(fields[2]).ok().and_then(|s| s.parse::<u64>().ok()) else { continue };
+        let Some(id) = std::str::from_utf8(fields[2])
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
         // The first entry wins, as in getpwuid/getpwnam.
         by_id.entry(id).or_insert_with(|| fields[0].to_vec());
         by_name.entry(fields[0].to_vec()).or_insert(id);

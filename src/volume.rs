@@ -31,7 +31,11 @@ pub struct HashCount<W: Write> {
 
 impl<W: Write> HashCount<W> {
     pub fn new(inner: W) -> Self {
-        HashCount { inner, sha1: Sha1::new(), count: Rc::new(Cell::new(0)) }
+        HashCount {
+            inner,
+            sha1: Sha1::new(),
+            count: Rc::new(Cell::new(0)),
+        }
     }
 
     pub fn counter(&self) -> Rc<Cell<u64>> {
@@ -61,14 +65,24 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 /// Seal the whole of `src` into a new temporary file; returns (path, sha1, size).
-pub fn seal_file(src: &mut dyn Read, mode: &SealMode, common: &Common, what: &str) -> Result<(TempPath, String, u64)> {
+pub fn seal_file(
+    src: &mut dyn Read,
+    mode: &SealMode,
+    common: &Common,
+    what: &str,
+) -> Result<(TempPath, String, u64)> {
     let path = TempPath::new(&common.tempdir, what)?;
     let f = File::create(&path.0).map_err(|e| Error::io(path.0.display(), e))?;
-    let mut sealer = Sealer::new(HashCount::new(BufWriter::with_capacity(1 << 16, f)), mode).map_err(|e| Error::Internal(format!("cannot seal {what}: {e}")))?;
+    let mut sealer = Sealer::new(HashCount::new(BufWriter::with_capacity(1 << 16, f)), mode)
+        .map_err(|e| Error::Internal(format!("cannot seal {what}: {e}")))?;
     io::copy(src, &mut sealer).map_err(|e| Error::io(what, e))?;
-    let hc = sealer.finish().map_err(|e| Error::Internal(format!("cannot seal {what}: {e}")))?;
+    let hc = sealer
+        .finish()
+        .map_err(|e| Error::Internal(format!("cannot seal {what}: {e}")))?;
     let (w, sha1, n) = hc.finish();
-    let f = w.into_inner().map_err(|e| Error::io(path.0.display(), e.into_error()))?;
+    let f = w
+        .into_inner()
+        .map_err(|e| Error::io(path.0.display(), e.into_error()))?;
     f.sync_all().map_err(|e| Error::io(path.0.display(), e))?;
     Ok((path, sha1, n))
 }
@@ -104,13 +118,17 @@ impl ManifestWriter {
     /// Record a regular file as `new`, `changed` or `deleted` in the Filelist.
     pub fn file(&mut self, kind: &str, index: &Index) -> Result<()> {
         self.filelist_count += 1;
-        manifest::write_filelist_line(&mut self.filelist, kind, index).map_err(|e| Error::io("manifest spool", e))
+        manifest::write_filelist_line(&mut self.filelist, kind, index)
+            .map_err(|e| Error::io("manifest spool", e))
     }
 
     /// The plaintext manifest, as a rewound temporary file.
     pub fn finish(self, common: &Common) -> Result<File> {
         let err = |e: io::Error| Error::io("manifest spool", e);
-        let mut fl = self.filelist.into_inner().map_err(|e| err(e.into_error()))?;
+        let mut fl = self
+            .filelist
+            .into_inner()
+            .map_err(|e| err(e.into_error()))?;
         fl.seek(io::SeekFrom::Start(0)).map_err(err)?;
         let mut out = tempfile_in(&common.tempdir)?;
         {
@@ -169,15 +187,40 @@ pub struct VolumeWriter<'a> {
 const HEADROOM: u64 = (50 + 16 + 64) * 1024;
 
 impl<'a> VolumeWriter<'a> {
-    pub fn new(backend: &'a dyn Backend, common: &'a Common, full: bool, start: i64, end: i64, volsize: u64, mode: SealMode) -> Self {
-        VolumeWriter { backend, common, full, start, end, volsize, mode, cur: None, stats: VolumeStats::default() }
+    pub fn new(
+        backend: &'a dyn Backend,
+        common: &'a Common,
+        full: bool,
+        start: i64,
+        end: i64,
+        volsize: u64,
+        mode: SealMode,
+    ) -> Self {
+        VolumeWriter {
+            backend,
+            common,
+            full,
+            start,
+            end,
+            volsize,
+            mode,
+            cur: None,
+            stats: VolumeStats::default(),
+        }
     }
 
     fn kind(&self, vol: u32) -> FileKind {
         if self.full {
-            FileKind::FullVolume { time: self.end, vol }
+            FileKind::FullVolume {
+                time: self.end,
+                vol,
+            }
         } else {
-            FileKind::IncVolume { start: self.start, end: self.end, vol }
+            FileKind::IncVolume {
+                start: self.start,
+                end: self.end,
+                vol,
+            }
         }
     }
 
@@ -186,14 +229,29 @@ impl<'a> VolumeWriter<'a> {
         let f = File::create(&path.0).map_err(|e| Error::io(path.0.display(), e))?;
         let hc = HashCount::new(BufWriter::with_capacity(1 << 16, f));
         let out_bytes = hc.counter();
-        let sealer = Sealer::new(hc, &self.mode).map_err(|e| Error::Internal(format!("cannot start a volume: {e}")))?;
-        self.cur = Some(OpenVolume { sealer, path, out_bytes, plain: 0, first: None, last: None, started: Instant::now() });
+        let sealer = Sealer::new(hc, &self.mode)
+            .map_err(|e| Error::Internal(format!("cannot start a volume: {e}")))?;
+        self.cur = Some(OpenVolume {
+            sealer,
+            path,
+            out_bytes,
+            plain: 0,
+            first: None,
+            last: None,
+            started: Instant::now(),
+        });
         Ok(())
     }
 
     /// Add one tar block: a member header and at most 64 KiB of data. Volumes end only
     /// between blocks.
-    pub fn add(&mut self, header: &Header, data: &[u8], pos: Position, manifest: &mut ManifestWriter) -> Result<()> {
+    pub fn add(
+        &mut self,
+        header: &Header,
+        data: &[u8],
+        pos: Position,
+        manifest: &mut ManifestWriter,
+    ) -> Result<()> {
         if let Some(cur) = &self.cur {
             if cur.first.is_some() && cur.out_bytes.get() + HEADROOM > self.volsize {
                 self.close(manifest)?;
@@ -202,13 +260,20 @@ impl<'a> VolumeWriter<'a> {
         if self.cur.is_none() {
             self.open()?;
         }
-        let cur = self.cur.as_mut().ok_or_else(|| Error::Internal("no open volume".into()))?;
+        let cur = self
+            .cur
+            .as_mut()
+            .ok_or_else(|| Error::Internal("no open volume".into()))?;
         let enc = tar::encode_header(header);
         let pad = tar::padding(data.len() as u64);
         let err = |e: io::Error| Error::io(cur.path.0.display().to_string(), e);
         cur.sealer.write_all(&enc).map_err(err)?;
-        cur.sealer.write_all(data).map_err(|e| Error::io(cur.path.0.display(), e))?;
-        cur.sealer.write_all(&[0u8; tar::BLOCK][..pad]).map_err(|e| Error::io(cur.path.0.display(), e))?;
+        cur.sealer
+            .write_all(data)
+            .map_err(|e| Error::io(cur.path.0.display(), e))?;
+        cur.sealer
+            .write_all(&[0u8; tar::BLOCK][..pad])
+            .map_err(|e| Error::io(cur.path.0.display(), e))?;
         cur.plain += (enc.len() + data.len() + pad) as u64;
         if cur.first.is_none() {
             cur.first = Some(pos.clone());
@@ -219,31 +284,60 @@ impl<'a> VolumeWriter<'a> {
 
     /// Finish, seal, store the current volume and record it in the manifest.
     fn close(&mut self, manifest: &mut ManifestWriter) -> Result<()> {
-        let Some(mut cur) = self.cur.take() else { return Ok(()) };
+        let Some(mut cur) = self.cur.take() else {
+            return Ok(());
+        };
         let footer = tar::footer_len(cur.plain);
-        cur.sealer.write_all(&vec![0u8; footer]).map_err(|e| Error::io(cur.path.0.display(), e))?;
-        let hc = cur.sealer.finish().map_err(|e| Error::Internal(format!("cannot finish a volume: {e}")))?;
+        cur.sealer
+            .write_all(&vec![0u8; footer])
+            .map_err(|e| Error::io(cur.path.0.display(), e))?;
+        let hc = cur
+            .sealer
+            .finish()
+            .map_err(|e| Error::Internal(format!("cannot finish a volume: {e}")))?;
         let (w, sha1, bytes) = hc.finish();
-        let f = w.into_inner().map_err(|e| Error::io(cur.path.0.display(), e.into_error()))?;
-        f.sync_all().map_err(|e| Error::io(cur.path.0.display(), e))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io(cur.path.0.display(), e.into_error()))?;
+        f.sync_all()
+            .map_err(|e| Error::io(cur.path.0.display(), e))?;
         drop(f);
         self.stats.volumes += 1;
         let num = self.stats.volumes;
-        let name = self.common.prefixes.name(&self.kind(num), self.common.crypto.suffix);
+        let name = self
+            .common
+            .prefixes
+            .name(&self.kind(num), self.common.crypto.suffix);
         crate::interrupt::check()?;
         self.backend.put(&name, &cur.path.0)?;
         self.stats.bytes_uploaded += bytes;
-        let root = Position { index: Vec::new(), block: None };
+        let root = Position {
+            index: Vec::new(),
+            block: None,
+        };
         let first = cur.first.unwrap_or_else(|| root.clone());
         let last = cur.last.unwrap_or(root);
         let mut hashes = BTreeMap::new();
         hashes.insert("SHA1".to_string(), sha1.clone());
-        manifest.volume(&VolumeInfo { num, start: first.index, start_block: first.block, end: last.index, end_block: last.block, hashes });
+        manifest.volume(&VolumeInfo {
+            num,
+            start: first.index,
+            start_block: first.block,
+            end: last.index,
+            end_block: last.block,
+            hashes,
+        });
         let secs = cur.started.elapsed().as_secs_f64();
         log::info(
             "volume",
             &format!("stored volume {num} ({bytes} bytes)"),
-            vec![("number", num.into()), ("object", name.into()), ("bytes", bytes.into()), ("sha1", sha1.into()), ("seconds", ((secs * 1000.0).round() / 1000.0).into())],
+            vec![
+                ("number", num.into()),
+                ("object", name.into()),
+                ("bytes", bytes.into()),
+                ("sha1", sha1.into()),
+                ("seconds", ((secs * 1000.0).round() / 1000.0).into()),
+            ],
         );
         Ok(())
     }

@@ -19,7 +19,15 @@ fn backed_up(name: &str, encrypted: bool) -> Scratch {
     fs::write(src.join("d/b.bin"), random_bytes(3, 300_000)).unwrap();
     let url = s.url("target");
     let cache = s.join("cache").display().to_string();
-    let mut args = vec!["full", src.to_str().unwrap(), &url, "--current-time", "1700000000", "--archive-dir", &cache];
+    let mut args = vec![
+        "full",
+        src.to_str().unwrap(),
+        &url,
+        "--current-time",
+        "1700000000",
+        "--archive-dir",
+        &cache,
+    ];
     if !encrypted {
         args.push("--no-encryption");
     }
@@ -37,16 +45,29 @@ fn restore(s: &Scratch, out: &str, extra: &[&str], env: &[(&str, &str)]) -> std:
 }
 
 fn only(s: &Scratch, pat: &str) -> std::path::PathBuf {
-    let mut v: Vec<_> = fs::read_dir(s.join("target")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains(pat)).collect();
+    let mut v: Vec<_> = fs::read_dir(s.join("target"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(pat))
+        .collect();
     assert_eq!(v.len(), 1, "expected one {pat} file");
     v.remove(0)
 }
 
 fn assert_fails(o: &std::process::Output, code: i32, error_code: &str, msg_has: &str) {
-    assert_eq!(o.status.code(), Some(code), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let e = error_event(o);
     assert_eq!(e["code"], error_code, "{e}");
-    assert!(e["msg"].as_str().unwrap().contains(msg_has), "message {:?} lacks {msg_has:?}", e["msg"]);
+    assert!(
+        e["msg"].as_str().unwrap().contains(msg_has),
+        "message {:?} lacks {msg_has:?}",
+        e["msg"]
+    );
     let evs = events(o);
     assert_eq!(evs.iter().filter(|e| e["event"] == "error").count(), 1);
     assert_eq!(evs.last().unwrap()["event"], "exit");
@@ -63,7 +84,10 @@ fn flipped_byte_in_a_volume_is_a_hash_mismatch_naming_the_volume() {
     fs::write(&vol, b).unwrap();
     let o = restore(&s, "out", &[], &[]);
     assert_fails(&o, exit::INTEGRITY, "integrity", "hash mismatch");
-    assert!(error_event(&o)["object"].as_str().unwrap().ends_with(".vol1.difftar.gz"));
+    assert!(error_event(&o)["object"]
+        .as_str()
+        .unwrap()
+        .ends_with(".vol1.difftar.gz"));
 }
 
 #[test]
@@ -79,7 +103,11 @@ fn truncated_volume_is_an_integrity_error() {
     let sha = swiftdup::volume::hex(&<sha1::Sha1 as sha1::Digest>::digest(&b[..b.len() / 2]));
     let man = only(&s, ".manifest");
     let text = String::from_utf8(fs::read(&man).unwrap()).unwrap();
-    let line = text.lines().find(|l| l.contains("Hash SHA1")).unwrap().to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains("Hash SHA1"))
+        .unwrap()
+        .to_string();
     fs::write(&man, text.replace(&line, &format!("    Hash SHA1 {sha}"))).unwrap();
     let o = restore(&s, "out2", &[], &[]);
     assert_fails(&o, exit::INTEGRITY, "integrity", "vol1");
@@ -90,7 +118,12 @@ fn missing_manifest_means_no_complete_backup() {
     let s = backed_up("noman", false);
     fs::remove_file(only(&s, ".manifest")).unwrap();
     let o = restore(&s, "out", &[], &[]);
-    assert_fails(&o, exit::NOTHING_TO_RESTORE, "no_backup", "no complete backup");
+    assert_fails(
+        &o,
+        exit::NOTHING_TO_RESTORE,
+        "no_backup",
+        "no complete backup",
+    );
     assert!(!s.join("out").exists());
 }
 
@@ -112,21 +145,47 @@ fn forge_volume(s: &Scratch, members: &[(Header, Vec<u8>)]) {
     let sha = swiftdup::volume::hex(&<sha1::Sha1 as sha1::Digest>::digest(&bytes));
     let man = only(s, ".manifest");
     let text = String::from_utf8(fs::read(&man).unwrap()).unwrap();
-    let line = text.lines().find(|l| l.contains("Hash SHA1")).unwrap().to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains("Hash SHA1"))
+        .unwrap()
+        .to_string();
     fs::write(&man, text.replace(&line, &format!("    Hash SHA1 {sha}"))).unwrap();
 }
 
 fn member(name: &[u8], typ: u8, link: &[u8]) -> Header {
-    Header { name: name.to_vec(), typ, mode: 0o644, mtime: 1_699_990_000, linkname: link.to_vec(), ..Header::default() }
+    Header {
+        name: name.to_vec(),
+        typ,
+        mode: 0o644,
+        mtime: 1_699_990_000,
+        linkname: link.to_vec(),
+        ..Header::default()
+    }
 }
 
 #[test]
 fn members_escaping_the_target_are_refused() {
-    for (case, bad) in [("dotdot", &b"snapshot/../escape"[..]), ("abs", b"snapshot//abs"), ("deep", b"diff/d/../../escape")] {
+    for (case, bad) in [
+        ("dotdot", &b"snapshot/../escape"[..]),
+        ("abs", b"snapshot//abs"),
+        ("deep", b"diff/d/../../escape"),
+    ] {
         let s = backed_up(&format!("escape-{case}"), false);
-        forge_volume(&s, &[(member(b"snapshot/./", tar::DIRTYPE, b""), vec![]), (member(bad, tar::REGTYPE, b""), b"pwned".to_vec())]);
+        forge_volume(
+            &s,
+            &[
+                (member(b"snapshot/./", tar::DIRTYPE, b""), vec![]),
+                (member(bad, tar::REGTYPE, b""), b"pwned".to_vec()),
+            ],
+        );
         let o = restore(&s, "out", &[], &[]);
-        assert_fails(&o, exit::UNSAFE_MEMBER, "unsafe_member", "outside the target");
+        assert_fails(
+            &o,
+            exit::UNSAFE_MEMBER,
+            "unsafe_member",
+            "outside the target",
+        );
         assert!(!s.join("escape").exists() && !std::path::Path::new("/abs").exists());
     }
 }
@@ -140,12 +199,27 @@ fn writing_through_a_restored_symlink_is_refused() {
         &s,
         &[
             (member(b"snapshot/./", tar::DIRTYPE, b""), vec![]),
-            (member(b"snapshot/evil", tar::SYMTYPE, outside.to_str().unwrap().as_bytes()), vec![]),
-            (member(b"snapshot/evil/pwned", tar::REGTYPE, b""), b"pwned".to_vec()),
+            (
+                member(
+                    b"snapshot/evil",
+                    tar::SYMTYPE,
+                    outside.to_str().unwrap().as_bytes(),
+                ),
+                vec![],
+            ),
+            (
+                member(b"snapshot/evil/pwned", tar::REGTYPE, b""),
+                b"pwned".to_vec(),
+            ),
         ],
     );
     let o = restore(&s, "out", &[], &[]);
-    assert_fails(&o, exit::UNSAFE_MEMBER, "unsafe_member", "outside the target");
+    assert_fails(
+        &o,
+        exit::UNSAFE_MEMBER,
+        "unsafe_member",
+        "outside the target",
+    );
     assert!(!outside.join("pwned").exists());
 }
 
@@ -153,9 +227,22 @@ fn writing_through_a_restored_symlink_is_refused() {
 fn missing_source_is_its_own_error() {
     let s = Scratch::new("nosrc");
     let url = s.url("target");
-    let o = swiftdup(&["full", s.join("does-not-exist").to_str().unwrap(), &url, "--no-encryption"], &[]);
+    let o = swiftdup(
+        &[
+            "full",
+            s.join("does-not-exist").to_str().unwrap(),
+            &url,
+            "--no-encryption",
+        ],
+        &[],
+    );
     assert_fails(&o, exit::SOURCE_MISSING, "source_missing", "does-not-exist");
-    assert!(fs::read_dir(s.join("target")).map(|mut d| d.next().is_none()).unwrap_or(true), "nothing may be written");
+    assert!(
+        fs::read_dir(s.join("target"))
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true),
+        "nothing may be written"
+    );
 }
 
 #[test]
@@ -167,7 +254,12 @@ fn restore_into_a_non_empty_target_needs_force() {
     assert_fails(&o, exit::USAGE, "usage", "not empty");
     assert_eq!(fs::read(s.join("out/keep.txt")).unwrap(), b"mine");
     let o = restore(&s, "out", &["--force"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(fs::read(s.join("out/a.txt")).unwrap(), b"alpha");
 }
 
@@ -175,7 +267,12 @@ fn restore_into_a_non_empty_target_needs_force() {
 fn file_to_restore_that_is_not_there() {
     let s = backed_up("notthere", false);
     let o = restore(&s, "out", &["--file-to-restore", "no/such/file"], &[]);
-    assert_fails(&o, exit::RESTORE_PATH_NOT_FOUND, "path_not_found", "no/such/file");
+    assert_fails(
+        &o,
+        exit::RESTORE_PATH_NOT_FOUND,
+        "path_not_found",
+        "no/such/file",
+    );
 }
 
 #[test]
@@ -184,7 +281,12 @@ fn wrong_passphrase_is_a_decryption_error() {
     let o = restore(&s, "out", &[], &[("PASSPHRASE", "not the passphrase")]);
     assert_fails(&o, exit::DECRYPTION, "decryption", "wrong passphrase");
     let o = restore(&s, "out", &[], &[("PASSPHRASE", PASS)]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // and the passphrase never appears in any output
     assert!(!String::from_utf8_lossy(&o.stderr).contains(PASS));
 }
@@ -194,7 +296,15 @@ fn incremental_without_a_chain_is_refused() {
     let s = Scratch::new("noinc");
     fs::create_dir_all(s.join("src")).unwrap();
     let url = s.url("target");
-    let o = swiftdup(&["incremental", s.join("src").to_str().unwrap(), &url, "--no-encryption"], &[]);
+    let o = swiftdup(
+        &[
+            "incremental",
+            s.join("src").to_str().unwrap(),
+            &url,
+            "--no-encryption",
+        ],
+        &[],
+    );
     assert_fails(&o, exit::NO_CHAIN, "no_chain", "no backup chain");
 }
 

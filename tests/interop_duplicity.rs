@@ -27,13 +27,40 @@ fn make_key(s: &Scratch) -> Keys {
     std::fs::create_dir_all(&gh).unwrap();
     chmod(&gh, 0o700);
     let gpg = |args: &[&str]| {
-        let o = std::process::Command::new("gpg").args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""]).args(args).env("GNUPGHOME", &gh).output().unwrap();
-        assert!(o.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = std::process::Command::new("gpg")
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .env("GNUPGHOME", &gh)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         o.stdout
     };
-    gpg(&["--quick-gen-key", "swiftdup-test@example.com", "default", "default", "never"]);
-    let colons = String::from_utf8(gpg(&["--list-keys", "--with-colons", "swiftdup-test@example.com"])).unwrap();
-    let fpr = colons.lines().find(|l| l.starts_with("fpr")).unwrap().split(':').nth(9).unwrap().to_string();
+    gpg(&[
+        "--quick-gen-key",
+        "swiftdup-test@example.com",
+        "default",
+        "default",
+        "never",
+    ]);
+    let colons = String::from_utf8(gpg(&[
+        "--list-keys",
+        "--with-colons",
+        "swiftdup-test@example.com",
+    ]))
+    .unwrap();
+    let fpr = colons
+        .lines()
+        .find(|l| l.starts_with("fpr"))
+        .unwrap()
+        .split(':')
+        .nth(9)
+        .unwrap()
+        .to_string();
     let public = s.join("public.asc");
     let secret = s.join("secret.asc");
     std::fs::write(&public, gpg(&["--armor", "--export", &fpr])).unwrap();
@@ -46,12 +73,19 @@ fn make_key(s: &Scratch) -> Keys {
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(format!("{fpr}:6:\n").as_bytes())?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{fpr}:6:\n").as_bytes())?;
             c.wait()
         })
         .unwrap();
     assert!(o.success());
-    Keys { public, secret, fpr }
+    Keys {
+        public,
+        secret,
+        fpr,
+    }
 }
 
 fn sd_mode_args(mode: Mode, keys: Option<&Keys>) -> Vec<String> {
@@ -60,7 +94,12 @@ fn sd_mode_args(mode: Mode, keys: Option<&Keys>) -> Vec<String> {
         Mode::Symmetric => vec![],
         Mode::PublicKey => {
             let k = keys.unwrap();
-            vec!["--encrypt-key-file".into(), k.public.display().to_string(), "--decrypt-key-file".into(), k.secret.display().to_string()]
+            vec![
+                "--encrypt-key-file".into(),
+                k.public.display().to_string(),
+                "--decrypt-key-file".into(),
+                k.secret.display().to_string(),
+            ]
         }
     }
 }
@@ -86,7 +125,23 @@ fn sd_backup(s: &Scratch, mode: Mode, keys: Option<&Keys>, verb: &str, t: i64) {
     let url = s.url("target");
     let cache = s.join("cache-sd").display().to_string();
     let t = t.to_string();
-    let mut args: Vec<String> = [verb, &src, &url, "--volsize", "1", "--current-time", &t, "--archive-dir", &cache, "--hostname", "testhost", "--allow-source-mismatch"].iter().map(|x| x.to_string()).collect();
+    let mut args: Vec<String> = [
+        verb,
+        &src,
+        &url,
+        "--volsize",
+        "1",
+        "--current-time",
+        &t,
+        "--archive-dir",
+        &cache,
+        "--hostname",
+        "testhost",
+        "--allow-source-mismatch",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
     args.extend(sd_mode_args(mode, keys));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     swiftdup_ok(&a, &pass_env(mode));
@@ -96,7 +151,19 @@ fn dup_backup(s: &Scratch, mode: Mode, keys: Option<&Keys>, verb: &str, t: i64) 
     let src = s.join("src").display().to_string();
     let url = s.url("target");
     let t = t.to_string();
-    let mut args: Vec<String> = [verb, "--volsize", "1", "--current-time", &t, "--allow-source-mismatch", &src, &url].iter().map(|x| x.to_string()).collect();
+    let mut args: Vec<String> = [
+        verb,
+        "--volsize",
+        "1",
+        "--current-time",
+        &t,
+        "--allow-source-mismatch",
+        &src,
+        &url,
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
     args.extend(dup_mode_args(mode, keys));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     duplicity_ok(s, &a, &pass_env(mode));
@@ -106,7 +173,10 @@ fn dup_restore(s: &Scratch, mode: Mode, keys: Option<&Keys>, t: i64, out: &str) 
     let url = s.url("target");
     let t = t.to_string();
     let dst = s.join(out).display().to_string();
-    let mut args: Vec<String> = ["restore", "-t", &t, &url, &dst].iter().map(|x| x.to_string()).collect();
+    let mut args: Vec<String> = ["restore", "-t", &t, &url, &dst]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
     args.extend(dup_mode_args(mode, keys));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     duplicity_ok(s, &a, &pass_env(mode));
@@ -117,8 +187,14 @@ fn sd_restore(s: &Scratch, mode: Mode, keys: Option<&Keys>, t: i64, out: &str, e
     let t = t.to_string();
     let dst = s.join(out).display().to_string();
     // A fresh cache every time: restores must work statelessly.
-    let cache = s.join(&format!("cache-restore-{out}")).display().to_string();
-    let mut args: Vec<String> = ["restore", &url, &dst, "-t", &t, "--archive-dir", &cache].iter().map(|x| x.to_string()).collect();
+    let cache = s
+        .join(&format!("cache-restore-{out}"))
+        .display()
+        .to_string();
+    let mut args: Vec<String> = ["restore", &url, &dst, "-t", &t, "--archive-dir", &cache]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
     args.extend(sd_mode_args(mode, keys));
     args.extend(extra.iter().map(|x| x.to_string()));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -131,7 +207,15 @@ fn swiftdup_writes_duplicity_restores(mode: Mode) {
     }
     let s = Scratch::new(&format!("sd2dup-{mode:?}"));
     let keys = matches!(mode, Mode::PublicKey).then(|| make_key(&s));
-    evolve_tree(&s, |i, t| sd_backup(&s, mode, keys.as_ref(), if i == 0 { "full" } else { "incremental" }, t));
+    evolve_tree(&s, |i, t| {
+        sd_backup(
+            &s,
+            mode,
+            keys.as_ref(),
+            if i == 0 { "full" } else { "incremental" },
+            t,
+        )
+    });
     for (i, t) in [T0, T1, T2].into_iter().enumerate() {
         let out = format!("dup-restore-{i}");
         dup_restore(&s, mode, keys.as_ref(), t, &out);
@@ -146,19 +230,47 @@ fn swiftdup_writes_duplicity_restores(mode: Mode) {
 fn duplicity_writes_swiftdup_restores(mode: Mode) {
     let s = Scratch::new(&format!("dup2sd-{mode:?}"));
     let keys = matches!(mode, Mode::PublicKey).then(|| make_key(&s));
-    evolve_tree(&s, |i, t| dup_backup(&s, mode, keys.as_ref(), if i == 0 { "full" } else { "incremental" }, t));
+    evolve_tree(&s, |i, t| {
+        dup_backup(
+            &s,
+            mode,
+            keys.as_ref(),
+            if i == 0 { "full" } else { "incremental" },
+            t,
+        )
+    });
     for (i, t) in [T0, T1, T2].into_iter().enumerate() {
         let out = format!("sd-restore-{i}");
         sd_restore(&s, mode, keys.as_ref(), t, &out, &[]);
         assert_same_tree(&s.join(&format!("state{i}")), &s.join(&out), false);
     }
     // --file-to-restore of one file and of one directory
-    sd_restore(&s, mode, keys.as_ref(), T2, "one-file", &["--file-to-restore", "sub/a.txt"]);
-    assert_eq!(std::fs::read(s.join("one-file")).unwrap(), std::fs::read(s.join("state2/sub/a.txt")).unwrap());
-    sd_restore(&s, mode, keys.as_ref(), T2, "one-dir", &["--file-to-restore", "sub"]);
+    sd_restore(
+        &s,
+        mode,
+        keys.as_ref(),
+        T2,
+        "one-file",
+        &["--file-to-restore", "sub/a.txt"],
+    );
+    assert_eq!(
+        std::fs::read(s.join("one-file")).unwrap(),
+        std::fs::read(s.join("state2/sub/a.txt")).unwrap()
+    );
+    sd_restore(
+        &s,
+        mode,
+        keys.as_ref(),
+        T2,
+        "one-dir",
+        &["--file-to-restore", "sub"],
+    );
     assert_same_tree(&s.join("state2/sub"), &s.join("one-dir"), false);
     sd_restore(&s, mode, keys.as_ref(), T1, "big-at-t1", &["-r", "big.bin"]);
-    assert_eq!(std::fs::read(s.join("big-at-t1")).unwrap(), std::fs::read(s.join("state1/big.bin")).unwrap());
+    assert_eq!(
+        std::fs::read(s.join("big-at-t1")).unwrap(),
+        std::fs::read(s.join("state1/big.bin")).unwrap()
+    );
 }
 
 /// duplicity full, swiftdup incremental, duplicity incremental, swiftdup incremental; both

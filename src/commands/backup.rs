@@ -48,8 +48,14 @@ pub struct Summary {
 impl Summary {
     pub fn to_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
         vec![
-            ("type", json!(if self.full { "full" } else { "incremental" })),
-            ("set_time", json!(crate::format::time::rfc3339(self.set_time))),
+            (
+                "type",
+                json!(if self.full { "full" } else { "incremental" }),
+            ),
+            (
+                "set_time",
+                json!(crate::format::time::rfc3339(self.set_time)),
+            ),
             ("chain_length", json!(self.chain_length)),
             ("files_new", json!(self.files_new)),
             ("files_changed", json!(self.files_changed)),
@@ -88,8 +94,16 @@ fn meta_header(e: &Entry) -> Header {
         linkname: e.linkname.clone(),
         uname: users::user_name(s.uid),
         gname: users::group_name(s.gid),
-        devmajor: if matches!(s.kind, Kind::Char | Kind::Block) { s.rdev_major } else { 0 },
-        devminor: if matches!(s.kind, Kind::Char | Kind::Block) { s.rdev_minor } else { 0 },
+        devmajor: if matches!(s.kind, Kind::Char | Kind::Block) {
+            s.rdev_major
+        } else {
+            0
+        },
+        devminor: if matches!(s.kind, Kind::Char | Kind::Block) {
+            s.rdev_minor
+        } else {
+            0
+        },
         ..Header::default()
     }
 }
@@ -109,7 +123,9 @@ fn unchanged(e: &Entry, s: &SigEntry) -> bool {
         return false;
     }
     match e.stat.kind {
-        Kind::Char | Kind::Block => return e.stat.rdev_major == h.devmajor && e.stat.rdev_minor == h.devminor,
+        Kind::Char | Kind::Block => {
+            return e.stat.rdev_major == h.devmajor && e.stat.rdev_minor == h.devminor
+        }
         _ => {}
     }
     if !(e.stat.mtime == h.mtime || (e.stat.mtime <= 0 && h.mtime <= 0)) {
@@ -198,17 +214,39 @@ impl Run<'_> {
         log::info(
             "progress",
             &format!("{files} files, {} bytes read", s.bytes_read),
-            vec![("files", json!(files)), ("bytes_read", json!(s.bytes_read)), ("bytes_uploaded", json!(self.volumes.stats.bytes_uploaded)), ("rate_bytes_per_second", json!((s.bytes_read as f64 / secs) as u64))],
+            vec![
+                ("files", json!(files)),
+                ("bytes_read", json!(s.bytes_read)),
+                ("bytes_uploaded", json!(self.volumes.stats.bytes_uploaded)),
+                (
+                    "rate_bytes_per_second",
+                    json!((s.bytes_read as f64 / secs) as u64),
+                ),
+            ],
         );
     }
 
-    fn warn_unreadable(&mut self, index: &Index, path: &std::path::Path, err: &io::Error, kept: bool) {
+    fn warn_unreadable(
+        &mut self,
+        index: &Index,
+        path: &std::path::Path,
+        err: &io::Error,
+        kept: bool,
+    ) {
         self.summary.warnings += 1;
-        let what = if kept { "kept its previous backed-up state" } else { "not backed up" };
+        let what = if kept {
+            "kept its previous backed-up state"
+        } else {
+            "not backed up"
+        };
         log::warn(
             "warning",
             &format!("cannot read {}: {err}; {what}", path.display()),
-            vec![("code", json!("unreadable")), ("path", json!(index_display(index))), ("reason", json!(err.to_string()))],
+            vec![
+                ("code", json!("unreadable")),
+                ("path", json!(index_display(index))),
+                ("reason", json!(err.to_string())),
+            ],
         );
     }
 
@@ -217,8 +255,22 @@ impl Run<'_> {
         let meta = meta_header(e);
         if e.stat.kind != Kind::File {
             let mut h = meta.clone();
-            h.name = member_name(MemberKind::Snapshot, &e.index, e.stat.kind == Kind::Dir, None, false);
-            self.volumes.add(&h, &[], Position { index: e.index.clone(), block: None }, &mut self.manifest)?;
+            h.name = member_name(
+                MemberKind::Snapshot,
+                &e.index,
+                e.stat.kind == Kind::Dir,
+                None,
+                false,
+            );
+            self.volumes.add(
+                &h,
+                &[],
+                Position {
+                    index: e.index.clone(),
+                    block: None,
+                },
+                &mut self.manifest,
+            )?;
             self.sigs.snapshot(&e.index, &meta)?;
             return Ok(());
         }
@@ -238,17 +290,38 @@ impl Run<'_> {
             }
         };
         let old_sig = match old {
-            Some(o) if o.kind == MemberKind::Signature => match o.sig.as_deref().map(delta::Signature::parse) {
-                Some(Ok(s)) => Some(s),
-                _ => {
-                    log::warn("warning", &format!("unusable old signature for {}; storing a full copy", index_display(&e.index)), vec![("code", json!("bad_signature")), ("path", json!(index_display(&e.index)))]);
-                    None
+            Some(o) if o.kind == MemberKind::Signature => {
+                match o.sig.as_deref().map(delta::Signature::parse) {
+                    Some(Ok(s)) => Some(s),
+                    _ => {
+                        log::warn(
+                            "warning",
+                            &format!(
+                                "unusable old signature for {}; storing a full copy",
+                                index_display(&e.index)
+                            ),
+                            vec![
+                                ("code", json!("bad_signature")),
+                                ("path", json!(index_display(&e.index))),
+                            ],
+                        );
+                        None
+                    }
                 }
-            },
+            }
             _ => None,
         };
-        let mut tee = TeeSig { file, sig: SignatureBuilder::new(delta::block_len_for(e.stat.size)), bytes: 0, error: None };
-        let kind = if old_sig.is_some() { MemberKind::Diff } else { MemberKind::Snapshot };
+        let mut tee = TeeSig {
+            file,
+            sig: SignatureBuilder::new(delta::block_len_for(e.stat.size)),
+            bytes: 0,
+            error: None,
+        };
+        let kind = if old_sig.is_some() {
+            MemberKind::Diff
+        } else {
+            MemberKind::Snapshot
+        };
         {
             let mut delta_reader;
             let data: &mut dyn Read = match &old_sig {
@@ -265,19 +338,40 @@ impl Run<'_> {
                 interrupt::check()?;
                 let n = match read_full(data, &mut buf) {
                     Ok(n) => n,
-                    Err(err) => break Err(Error::Internal(format!("delta of {}: {err}", e.path.display()))),
+                    Err(err) => {
+                        break Err(Error::Internal(format!(
+                            "delta of {}: {err}",
+                            e.path.display()
+                        )))
+                    }
                 };
                 let last = n < MULTIVOL_CHUNK;
                 let mut h = meta.clone();
                 h.size = n as u64;
                 if chunk == 0 && last {
                     h.name = member_name(kind, &e.index, false, None, false);
-                    break self.volumes.add(&h, &buf[..n], Position { index: e.index.clone(), block: None }, &mut self.manifest);
+                    break self.volumes.add(
+                        &h,
+                        &buf[..n],
+                        Position {
+                            index: e.index.clone(),
+                            block: None,
+                        },
+                        &mut self.manifest,
+                    );
                 }
                 chunk += 1;
                 h.name = member_name(kind, &e.index, false, Some(chunk), false);
                 let block = if last { None } else { Some(chunk) };
-                if let Err(err) = self.volumes.add(&h, &buf[..n], Position { index: e.index.clone(), block }, &mut self.manifest) {
+                if let Err(err) = self.volumes.add(
+                    &h,
+                    &buf[..n],
+                    Position {
+                        index: e.index.clone(),
+                        block,
+                    },
+                    &mut self.manifest,
+                ) {
                     break Err(err);
                 }
                 if last {
@@ -287,7 +381,9 @@ impl Run<'_> {
             self.buf = buf;
             res?;
         }
-        let TeeSig { sig, bytes, error, .. } = tee;
+        let TeeSig {
+            sig, bytes, error, ..
+        } = tee;
         let mut sig_meta = meta;
         if let Some(err) = error {
             self.summary.warnings += 1;
@@ -300,14 +396,24 @@ impl Run<'_> {
             sig_meta.mtime = 0;
         }
         self.summary.bytes_read += bytes;
-        self.sigs.signature(&e.index, &sig_meta, &sig.finish(), bytes)?;
-        self.manifest.file(if old.is_some() { "changed" } else { "new" }, &e.index)?;
+        self.sigs
+            .signature(&e.index, &sig_meta, &sig.finish(), bytes)?;
+        self.manifest
+            .file(if old.is_some() { "changed" } else { "new" }, &e.index)?;
         Ok(())
     }
 
     fn deleted(&mut self, index: &Index, regular: bool) -> Result<()> {
         let h = Header::deleted(member_name(MemberKind::Deleted, index, false, None, false));
-        self.volumes.add(&h, &[], Position { index: index.clone(), block: None }, &mut self.manifest)?;
+        self.volumes.add(
+            &h,
+            &[],
+            Position {
+                index: index.clone(),
+                block: None,
+            },
+            &mut self.manifest,
+        )?;
         self.sigs.deleted(index)?;
         if regular {
             self.manifest.file("deleted", index)?;
@@ -323,26 +429,43 @@ struct Plan<'c> {
     reason: String,
 }
 
-fn decide<'c>(coll: &'c Collection, md: &Metadata, common: &Common, opts: &BackupOpts) -> Result<Plan<'c>> {
-    let full = |reason: &str| Ok(Plan { chain: None, reason: reason.to_string() });
+fn decide<'c>(
+    coll: &'c Collection,
+    md: &Metadata,
+    common: &Common,
+    opts: &BackupOpts,
+) -> Result<Plan<'c>> {
+    let full = |reason: &str| {
+        Ok(Plan {
+            chain: None,
+            reason: reason.to_string(),
+        })
+    };
     if opts.force_full == Some(true) {
         return full("full backup requested");
     }
     let explicit_inc = opts.force_full == Some(false);
     let no_chain = |why: String| {
         if explicit_inc {
-            Err(Error::NoChain(format!("{why}; run a full backup first (swiftdup full)")))
+            Err(Error::NoChain(format!(
+                "{why}; run a full backup first (swiftdup full)"
+            )))
         } else {
             full(&why)
         }
     };
-    let Some(chain) = coll.latest_chain() else { return no_chain("no backup chain in the target".into()) };
+    let Some(chain) = coll.latest_chain() else {
+        return no_chain("no backup chain in the target".into());
+    };
     let Some(sig) = coll.sig_chain_for(chain) else {
         return no_chain("the newest chain has no matching signature files".into());
     };
     if let Some(age) = opts.full_if_older_than {
         if !explicit_inc && chain.start() < common.now - age {
-            return full(&format!("chain started {} which is older than --full-if-older-than", crate::format::time::rfc3339(chain.start())));
+            return full(&format!(
+                "chain started {} which is older than --full-if-older-than",
+                crate::format::time::rfc3339(chain.start())
+            ));
         }
     }
     if !common.crypto.can_read_own {
@@ -361,21 +484,40 @@ fn decide<'c>(coll: &'c Collection, md: &Metadata, common: &Common, opts: &Backu
             ));
         }
     }
-    Ok(Plan { chain: Some(chain), reason: format!("extending the chain started {}", crate::format::time::rfc3339(chain.start())) })
+    Ok(Plan {
+        chain: Some(chain),
+        reason: format!(
+            "extending the chain started {}",
+            crate::format::time::rfc3339(chain.start())
+        ),
+    })
 }
 
 fn same_manifest(a: &Manifest, b: &Manifest) -> bool {
     a.hostname == b.hostname
         && a.localdir == b.localdir
         && a.volumes.len() == b.volumes.len()
-        && a.volumes.iter().zip(b.volumes.iter()).all(|((na, va), (nb, vb))| na == nb && va.start == vb.start && va.end == vb.end && va.hashes == vb.hashes)
+        && a.volumes
+            .iter()
+            .zip(b.volumes.iter())
+            .all(|((na, va), (nb, vb))| {
+                na == nb && va.start == vb.start && va.end == vb.end && va.hashes == vb.hashes
+            })
 }
 
 /// §4.4: the cached manifest must match the remote one, and the chain must come from this
 /// host and source (unless `--allow-source-mismatch`).
-fn check_last_manifest(chain: &Chain, md: &Metadata, common: &Common, opts: &BackupOpts, localdir: &[u8]) -> Result<()> {
+fn check_last_manifest(
+    chain: &Chain,
+    md: &Metadata,
+    common: &Common,
+    opts: &BackupOpts,
+    localdir: &[u8],
+) -> Result<()> {
     let last = chain.incs.last().unwrap_or(&chain.full);
-    let Some(name) = &last.manifest else { return Ok(()) };
+    let Some(name) = &last.manifest else {
+        return Ok(());
+    };
     let kind = last.manifest_kind();
     let cached_before = md.cache.path(&local_name(name, &kind)).exists();
     let cached = md.manifest(name, &kind)?;
@@ -393,12 +535,18 @@ fn check_last_manifest(chain: &Chain, md: &Metadata, common: &Common, opts: &Bac
     }
     if let Some(h) = &cached.hostname {
         if h.as_slice() != opts.hostname.as_bytes() {
-            return Err(Error::HostnameMismatch { recorded: String::from_utf8_lossy(h).into(), current: opts.hostname.clone() });
+            return Err(Error::HostnameMismatch {
+                recorded: String::from_utf8_lossy(h).into(),
+                current: opts.hostname.clone(),
+            });
         }
     }
     if let Some(l) = &cached.localdir {
         if l.as_slice() != localdir {
-            return Err(Error::SourceMismatch { recorded: String::from_utf8_lossy(l).into(), current: String::from_utf8_lossy(localdir).into() });
+            return Err(Error::SourceMismatch {
+                recorded: String::from_utf8_lossy(l).into(),
+                current: String::from_utf8_lossy(localdir).into(),
+            });
         }
     }
     Ok(())
@@ -407,11 +555,16 @@ fn check_last_manifest(chain: &Chain, md: &Metadata, common: &Common, opts: &Bac
 /// Run one backup.
 pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     let started = Instant::now();
-    let walk = Walk::new(opts.source.clone(), source::All).map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
+    let walk = Walk::new(opts.source.clone(), source::All)
+        .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
     let backend = target::open(&common.url)?;
     let names = backend.list(&common.prefixes.file)?;
     let coll = Collection::from_names(&names, &common.prefixes);
-    let md = Metadata { backend: backend.as_ref(), cache: Cache::open(common)?, common };
+    let md = Metadata {
+        backend: backend.as_ref(),
+        cache: Cache::open(common)?,
+        common,
+    };
     md.prune_spurious(&names)?;
     let localdir = canonical_localdir(&platform::os_bytes(&opts.source));
 
@@ -433,13 +586,23 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     }
     log::info(
         "plan",
-        &format!("{} backup: {}", if full { "full" } else { "incremental" }, plan.reason),
-        vec![("type", json!(if full { "full" } else { "incremental" })), ("reason", json!(plan.reason)), ("set_time", json!(crate::format::time::rfc3339(end)))],
+        &format!(
+            "{} backup: {}",
+            if full { "full" } else { "incremental" },
+            plan.reason
+        ),
+        vec![
+            ("type", json!(if full { "full" } else { "incremental" })),
+            ("reason", json!(plan.reason)),
+            ("set_time", json!(crate::format::time::rfc3339(end))),
+        ],
     );
 
     let mut sig_reader = match plan.chain {
         Some(chain) => {
-            let sc = coll.sig_chain_for(chain).ok_or_else(|| Error::Internal("signature chain vanished".into()))?;
+            let sc = coll
+                .sig_chain_for(chain)
+                .ok_or_else(|| Error::Internal("signature chain vanished".into()))?;
             let mut streams = Vec::new();
             for n in sc.names() {
                 streams.push((n.clone(), md.sigtar(&n)?));
@@ -452,10 +615,23 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     let sig_spool = crate::cache::tempfile_in(&common.tempdir)?;
     let mut run = Run {
         common,
-        volumes: VolumeWriter::new(backend.as_ref(), common, full, start, end, opts.volsize, common.crypto.seal.clone()),
+        volumes: VolumeWriter::new(
+            backend.as_ref(),
+            common,
+            full,
+            start,
+            end,
+            opts.volsize,
+            common.crypto.seal.clone(),
+        ),
         sigs: SigWriter::new(BufWriter::with_capacity(1 << 16, sig_spool)),
         manifest: ManifestWriter::new(common, opts.hostname.as_bytes(), &localdir)?,
-        summary: Summary { full, set_time: end, chain_length, ..Summary::default() },
+        summary: Summary {
+            full,
+            set_time: end,
+            chain_length,
+            ..Summary::default()
+        },
         buf: Vec::new(),
         started,
         last_progress: Instant::now(),
@@ -495,10 +671,18 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
             continue;
         }
         let Some(item) = walk.next() else { break };
-        let matched = if order == std::cmp::Ordering::Equal { old.take() } else { None };
+        let matched = if order == std::cmp::Ordering::Equal {
+            old.take()
+        } else {
+            None
+        };
         match item {
             Item::Skipped { index, reason } => {
-                log::debug("skip", &format!("skipping {reason} {}", index_display(&index)), vec![]);
+                log::debug(
+                    "skip",
+                    &format!("skipping {reason} {}", index_display(&index)),
+                    vec![],
+                );
                 if let Some(o) = matched {
                     run.deleted(&o.index, o.kind == MemberKind::Signature)?;
                 }
@@ -524,44 +708,77 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
         }
     }
 
-    let Run { volumes, sigs, manifest, mut summary, .. } = run;
+    let Run {
+        volumes,
+        sigs,
+        manifest,
+        mut summary,
+        ..
+    } = run;
     let mut manifest = manifest;
     let vstats = volumes.finish(&mut manifest)?;
     summary.volumes = vstats.volumes;
     summary.bytes_uploaded = vstats.bytes_uploaded;
 
     // The signature file: sealed and stored, then cached gzipped.
-    let sig_kind = if full { FileKind::FullSignatures { time: end } } else { FileKind::NewSignatures { start, end } };
+    let sig_kind = if full {
+        FileKind::FullSignatures { time: end }
+    } else {
+        FileKind::NewSignatures { start, end }
+    };
     let sig_name = common.prefixes.name(&sig_kind, common.crypto.suffix);
-    let mut sig_plain = sigs.finish()?.into_inner().map_err(|e| Error::io("signature spool", e.into_error()))?;
-    sig_plain.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io("signature spool", e))?;
+    let mut sig_plain = sigs
+        .finish()?
+        .into_inner()
+        .map_err(|e| Error::io("signature spool", e.into_error()))?;
+    sig_plain
+        .seek(io::SeekFrom::Start(0))
+        .map_err(|e| Error::io("signature spool", e))?;
     let (sealed, _, n) = seal_file(&mut sig_plain, &common.crypto.seal, common, "sigtar")?;
     interrupt::check()?;
     md.backend.put(&sig_name, &sealed.0)?;
     summary.bytes_uploaded += n;
-    sig_plain.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io("signature spool", e))?;
-    md.cache.write_with(&local_name(&sig_name, &sig_kind), |w| {
-        let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(6));
-        io::copy(&mut sig_plain, &mut gz).map_err(|e| Error::io("signature cache", e))?;
-        gz.finish().map_err(|e| Error::io("signature cache", e))?;
-        Ok(())
-    })?;
+    sig_plain
+        .seek(io::SeekFrom::Start(0))
+        .map_err(|e| Error::io("signature spool", e))?;
+    md.cache
+        .write_with(&local_name(&sig_name, &sig_kind), |w| {
+            let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(6));
+            io::copy(&mut sig_plain, &mut gz).map_err(|e| Error::io("signature cache", e))?;
+            gz.finish().map_err(|e| Error::io("signature cache", e))?;
+            Ok(())
+        })?;
 
     // The manifest last: its arrival is what makes the set complete.
-    let man_kind = if full { FileKind::FullManifest { time: end } } else { FileKind::IncManifest { start, end } };
-    let man_suffix = if common.crypto.suffix == Suffix::Gpg { Suffix::Gpg } else { Suffix::None };
+    let man_kind = if full {
+        FileKind::FullManifest { time: end }
+    } else {
+        FileKind::IncManifest { start, end }
+    };
+    let man_suffix = if common.crypto.suffix == Suffix::Gpg {
+        Suffix::Gpg
+    } else {
+        Suffix::None
+    };
     let man_name = common.prefixes.name(&man_kind, man_suffix);
     let mut man_plain = manifest.finish(common)?;
-    let man_mode = if man_suffix == Suffix::Gpg { common.crypto.seal.clone() } else { SealMode::Plain };
+    let man_mode = if man_suffix == Suffix::Gpg {
+        common.crypto.seal.clone()
+    } else {
+        SealMode::Plain
+    };
     let (sealed, _, n) = seal_file(&mut man_plain, &man_mode, common, "manifest")?;
     interrupt::check()?;
     md.backend.put(&man_name, &sealed.0)?;
     summary.bytes_uploaded += n;
-    man_plain.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io("manifest spool", e))?;
-    md.cache.write_with(&local_name(&man_name, &man_kind), |w| {
-        io::copy(&mut man_plain, w).map_err(|e| Error::io("manifest cache", e))?;
-        Ok(())
-    })?;
+    man_plain
+        .seek(io::SeekFrom::Start(0))
+        .map_err(|e| Error::io("manifest spool", e))?;
+    md.cache
+        .write_with(&local_name(&man_name, &man_kind), |w| {
+            io::copy(&mut man_plain, w).map_err(|e| Error::io("manifest cache", e))?;
+            Ok(())
+        })?;
     Ok(summary)
 }
 

@@ -42,7 +42,10 @@ pub struct Summary {
 impl Summary {
     pub fn to_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
         vec![
-            ("set_time", json!(crate::format::time::rfc3339(self.set_time))),
+            (
+                "set_time",
+                json!(crate::format::time::rfc3339(self.set_time)),
+            ),
             ("chain_length", json!(self.chain_length)),
             ("files_restored", json!(self.files)),
             ("bytes_written", json!(self.bytes_written)),
@@ -76,7 +79,9 @@ struct SetStream<'a> {
 
 impl<'a> SetStream<'a> {
     fn open_next_volume(&mut self) -> Result<bool> {
-        let Some((name, sha1)) = self.volumes.pop_front() else { return Ok(false) };
+        let Some((name, sha1)) = self.volumes.pop_front() else {
+            return Ok(false);
+        };
         interrupt::check()?;
         let mut f = download_temp(self.backend, &name, &self.common.tempdir)?;
         // Check the stored bytes against the manifest before anything is decrypted.
@@ -94,15 +99,30 @@ impl<'a> SetStream<'a> {
         let got = hex(&h.finalize());
         match &sha1 {
             Some(want) if *want != got => {
-                return Err(Error::integrity(&name, format!("hash mismatch: manifest says SHA1 {want}, the stored volume has {got}")));
+                return Err(Error::integrity(
+                    &name,
+                    format!(
+                        "hash mismatch: manifest says SHA1 {want}, the stored volume has {got}"
+                    ),
+                ));
             }
             Some(_) => {}
-            None => log::warn("warning", &format!("{name}: the manifest has no SHA1 for this volume; not verified"), vec![("object", json!(name))]),
+            None => log::warn(
+                "warning",
+                &format!("{name}: the manifest has no SHA1 for this volume; not verified"),
+                vec![("object", json!(name))],
+            ),
         }
-        f.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io(&name, e))?;
+        f.seek(io::SeekFrom::Start(0))
+            .map_err(|e| Error::io(&name, e))?;
         self.stats.0 += 1;
         self.stats.1 += total;
-        let r = open_sealed(io::BufReader::with_capacity(1 << 16, f), self.suffix, &self.common.crypto.open, &name)?;
+        let r = open_sealed(
+            io::BufReader::with_capacity(1 << 16, f),
+            self.suffix,
+            &self.common.crypto.open,
+            &name,
+        )?;
         self.tar = Some(TarReader::new(r));
         self.object = name;
         Ok(true)
@@ -114,20 +134,33 @@ impl<'a> SetStream<'a> {
             if self.tar.is_none() && !self.open_next_volume()? {
                 return Ok(None);
             }
-            let Some(tr) = self.tar.as_mut() else { continue };
+            let Some(tr) = self.tar.as_mut() else {
+                continue;
+            };
             match tr.next_header() {
                 Ok(Some(h)) => {
                     let m = parse_member_name(&h.name).map_err(|detail| {
                         if detail.starts_with("refused") {
-                            Error::UnsafeMember { object: self.object.clone(), member: String::from_utf8_lossy(&h.name).into() }
+                            Error::UnsafeMember {
+                                object: self.object.clone(),
+                                member: String::from_utf8_lossy(&h.name).into(),
+                            }
                         } else {
                             Error::integrity(&self.object, detail)
                         }
                     })?;
                     if m.kind == MemberKind::Signature {
-                        return Err(Error::integrity(&self.object, "signature member in a volume"));
+                        return Err(Error::integrity(
+                            &self.object,
+                            "signature member in a volume",
+                        ));
                     }
-                    return Ok(Some(Member { index: m.index, kind: m.kind, multivol: m.chunk.is_some(), header: h }));
+                    return Ok(Some(Member {
+                        index: m.index,
+                        kind: m.kind,
+                        multivol: m.chunk.is_some(),
+                        header: h,
+                    }));
                 }
                 Ok(None) => self.tar = None,
                 Err(e) => return Err(tar_error(&self.object, e)),
@@ -143,7 +176,10 @@ impl<'a> SetStream<'a> {
 
     /// Read the data of the current entry (all its multivol chunks), then move on.
     fn entry_reader(&mut self) -> EntryReader<'_, 'a> {
-        EntryReader { s: self, done: false }
+        EntryReader {
+            s: self,
+            done: false,
+        }
     }
 
     /// Skip the current entry entirely.
@@ -186,7 +222,10 @@ fn unwrap_io(e: io::Error) -> Error {
         }
         return Error::Internal("lost error".into());
     }
-    Error::Io { path: "restore".into(), source: e }
+    Error::Io {
+        path: "restore".into(),
+        source: e,
+    }
 }
 
 /// The data of one entry across its multivol chunks and volume boundaries.
@@ -220,7 +259,11 @@ impl Read for EntryReader<'_, '_> {
             };
             if self.s.in_member {
                 let object = self.s.object.clone();
-                let tr = self.s.tar.as_mut().ok_or_else(|| wrap(Error::Internal("no open volume".into())))?;
+                let tr = self
+                    .s
+                    .tar
+                    .as_mut()
+                    .ok_or_else(|| wrap(Error::Internal("no open volume".into())))?;
                 let n = tr.read(buf).map_err(|e| wrap(map_read_error(&object, e)))?;
                 if n > 0 {
                     return Ok(n);
@@ -230,7 +273,10 @@ impl Read for EntryReader<'_, '_> {
             // This member is exhausted: a multivol entry continues in the next member with
             // the same index, possibly in the next volume (§2.6).
             let next = self.s.next_member().map_err(wrap)?;
-            let continues = multivol && next.as_ref().is_some_and(|m| m.multivol && m.index == index);
+            let continues = multivol
+                && next
+                    .as_ref()
+                    .is_some_and(|m| m.multivol && m.index == index);
             self.s.head = next;
             self.s.in_member = true;
             if !continues {
@@ -271,7 +317,10 @@ impl Writer<'_> {
             p.push(platform::path_from_bytes(c));
             match fs::symlink_metadata(&p) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    return Err(Error::UnsafeMember { object: object.into(), member: index_display(index) });
+                    return Err(Error::UnsafeMember {
+                        object: object.into(),
+                        member: index_display(index),
+                    });
                 }
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => {
@@ -289,7 +338,9 @@ impl Writer<'_> {
             if upto.is_some_and(|u| u.starts_with(idx) && u != idx) {
                 break;
             }
-            let Some((_, path, h)) = self.pending_dirs.pop() else { break };
+            let Some((_, path, h)) = self.pending_dirs.pop() else {
+                break;
+            };
             self.set_meta(&path, &h, false)?;
         }
         Ok(())
@@ -301,7 +352,11 @@ impl Writer<'_> {
             let gid = users::resolve_gid(h.gid, &h.gname, self.opts.numeric_owner);
             if let Err(e) = platform::set_owner(path, uid, gid) {
                 self.summary.warnings += 1;
-                log::warn("warning", &format!("cannot set owner of {}: {e}", path.display()), vec![("code", json!("chown"))]);
+                log::warn(
+                    "warning",
+                    &format!("cannot set owner of {}: {e}", path.display()),
+                    vec![("code", json!("chown"))],
+                );
             }
         }
         if !symlink {
@@ -309,7 +364,11 @@ impl Writer<'_> {
         }
         if let Err(e) = platform::set_mtime(path, h.mtime) {
             self.summary.warnings += 1;
-            log::warn("warning", &format!("cannot set mtime of {}: {e}", path.display()), vec![("code", json!("utime"))]);
+            log::warn(
+                "warning",
+                &format!("cannot set mtime of {}: {e}", path.display()),
+                vec![("code", json!("utime"))],
+            );
         }
         Ok(())
     }
@@ -330,7 +389,10 @@ impl Writer<'_> {
 }
 
 fn set_files(md: &Metadata, set: &BackupSet) -> Result<Manifest> {
-    let name = set.manifest.as_ref().ok_or_else(|| Error::Internal("complete set without manifest".into()))?;
+    let name = set
+        .manifest
+        .as_ref()
+        .ok_or_else(|| Error::Internal("complete set without manifest".into()))?;
     md.manifest(name, &set.manifest_kind())
 }
 
@@ -339,11 +401,18 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
     let backend = target::open(&common.url)?;
     let names = backend.list(&common.prefixes.file)?;
     let coll = Collection::from_names(&names, &common.prefixes);
-    let md = Metadata { backend: backend.as_ref(), cache: Cache::open(common)?, common };
+    let md = Metadata {
+        backend: backend.as_ref(),
+        cache: Cache::open(common)?,
+        common,
+    };
     md.prune_spurious(&names)?;
     let t = opts.time.unwrap_or(common.now);
     let Some(chain) = coll.chain_at(t) else {
-        return Err(Error::NothingToRestore(format!("no complete backup in {}", log::redact(&common.url))));
+        return Err(Error::NothingToRestore(format!(
+            "no complete backup in {}",
+            log::redact(&common.url)
+        )));
     };
     let sets = chain.sets_until(t);
     let prefix: Index = opts.file_to_restore.clone().unwrap_or_default();
@@ -357,13 +426,35 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
             if !prefix.is_empty() && !v.may_contain(&prefix) {
                 continue;
             }
-            let name = set.volumes.get(num).cloned().ok_or_else(|| Error::NotFound(common.prefixes.name(&match set.full {
-                true => crate::format::names::FileKind::FullVolume { time: set.end, vol: *num },
-                false => crate::format::names::FileKind::IncVolume { start: set.start, end: set.end, vol: *num },
-            }, set.suffix)))?;
+            let name = set.volumes.get(num).cloned().ok_or_else(|| {
+                Error::NotFound(common.prefixes.name(
+                    &match set.full {
+                        true => crate::format::names::FileKind::FullVolume {
+                            time: set.end,
+                            vol: *num,
+                        },
+                        false => crate::format::names::FileKind::IncVolume {
+                            start: set.start,
+                            end: set.end,
+                            vol: *num,
+                        },
+                    },
+                    set.suffix,
+                ))
+            })?;
             vols.push_back((name, v.sha1().map(str::to_string)));
         }
-        streams.push(SetStream { backend: backend.as_ref(), common, suffix: set.suffix, volumes: vols, tar: None, object: String::new(), head: None, in_member: true, stats: (0, 0) });
+        streams.push(SetStream {
+            backend: backend.as_ref(),
+            common,
+            suffix: set.suffix,
+            volumes: vols,
+            tar: None,
+            object: String::new(),
+            head: None,
+            in_member: true,
+            stats: (0, 0),
+        });
     }
     if !prefix.is_empty() && streams.iter().all(|s| s.volumes.is_empty()) {
         return Err(Error::PathNotFound(index_display(&prefix)));
@@ -374,13 +465,19 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
     match fs::read_dir(&target) {
         Ok(mut rd) => {
             if rd.next().is_some() && !opts.force {
-                return Err(Error::Usage(format!("restore target {} is not empty; use --force to restore into it", target.display())));
+                return Err(Error::Usage(format!(
+                    "restore target {} is not empty; use --force to restore into it",
+                    target.display()
+                )));
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
             if !opts.force {
-                return Err(Error::Usage(format!("restore target {} exists; use --force to replace it", target.display())));
+                return Err(Error::Usage(format!(
+                    "restore target {} exists; use --force to replace it",
+                    target.display()
+                )));
             }
         }
         Err(e) => return Err(Error::io(target.display(), e)),
@@ -393,8 +490,21 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
 
     log::info(
         "plan",
-        &format!("restoring {} set(s) up to {}", sets.len(), crate::format::time::rfc3339(sets.last().map(|s| s.end).unwrap_or(t))),
-        vec![("type", json!("restore")), ("sets", json!(sets.len())), ("set_time", json!(crate::format::time::rfc3339(sets.last().map(|s| s.end).unwrap_or(t))))],
+        &format!(
+            "restoring {} set(s) up to {}",
+            sets.len(),
+            crate::format::time::rfc3339(sets.last().map(|s| s.end).unwrap_or(t))
+        ),
+        vec![
+            ("type", json!("restore")),
+            ("sets", json!(sets.len())),
+            (
+                "set_time",
+                json!(crate::format::time::rfc3339(
+                    sets.last().map(|s| s.end).unwrap_or(t)
+                )),
+            ),
+        ],
     );
 
     for s in streams.iter_mut() {
@@ -407,13 +517,25 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
         common,
         pending_dirs: Vec::new(),
         own: opts.restore_ownership && platform::is_root(),
-        summary: Summary { set_time: sets.last().map(|s| s.end).unwrap_or(t), chain_length: sets.len(), ..Summary::default() },
+        summary: Summary {
+            set_time: sets.last().map(|s| s.end).unwrap_or(t),
+            chain_length: sets.len(),
+            ..Summary::default()
+        },
     };
     let mut found = false;
     loop {
         interrupt::check()?;
-        let Some(min) = streams.iter().filter_map(|s| s.head.as_ref().map(|h| h.index.clone())).min() else { break };
-        let holders: Vec<usize> = (0..streams.len()).filter(|&i| streams[i].head.as_ref().is_some_and(|h| h.index == min)).collect();
+        let Some(min) = streams
+            .iter()
+            .filter_map(|s| s.head.as_ref().map(|h| h.index.clone()))
+            .min()
+        else {
+            break;
+        };
+        let holders: Vec<usize> = (0..streams.len())
+            .filter(|&i| streams[i].head.as_ref().is_some_and(|h| h.index == min))
+            .collect();
         if !min.starts_with(&prefix) {
             for &i in &holders {
                 streams[i].skip_entry()?;
@@ -424,7 +546,11 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
         // Keep entries from the newest backwards up to the first non-diff (§7.2 step 6).
         let mut keep_from = 0;
         for (pos, &i) in holders.iter().enumerate().rev() {
-            if streams[i].head.as_ref().is_some_and(|h| h.kind != MemberKind::Diff) {
+            if streams[i]
+                .head
+                .as_ref()
+                .is_some_and(|h| h.kind != MemberKind::Diff)
+            {
                 keep_from = pos;
                 break;
             }
@@ -446,19 +572,36 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
     Ok(w.summary)
 }
 
-fn restore_entry(streams: &mut [SetStream], holders: &[usize], index: &Index, w: &mut Writer) -> Result<()> {
+fn restore_entry(
+    streams: &mut [SetStream],
+    holders: &[usize],
+    index: &Index,
+    w: &mut Writer,
+) -> Result<()> {
     let (first, newest) = match (holders.first(), holders.last()) {
         (Some(&f), Some(&n)) => (f, n),
         _ => return Ok(()),
     };
     let object = streams[newest].object.clone();
     let (base_kind, header) = {
-        let b = streams[first].head.as_ref().ok_or_else(|| Error::Internal("merge head vanished".into()))?;
-        let n = streams[newest].head.as_ref().ok_or_else(|| Error::Internal("merge head vanished".into()))?;
+        let b = streams[first]
+            .head
+            .as_ref()
+            .ok_or_else(|| Error::Internal("merge head vanished".into()))?;
+        let n = streams[newest]
+            .head
+            .as_ref()
+            .ok_or_else(|| Error::Internal("merge head vanished".into()))?;
         (b.kind, n.header.clone())
     };
     if base_kind == MemberKind::Diff {
-        return Err(Error::integrity(&object, format!("{}: a delta without a full copy before it in the chain", index_display(index))));
+        return Err(Error::integrity(
+            &object,
+            format!(
+                "{}: a delta without a full copy before it in the chain",
+                index_display(index)
+            ),
+        ));
     }
     let newest_kind = streams[newest].head.as_ref().map(|h| h.kind);
     if newest_kind == Some(MemberKind::Deleted) {
@@ -498,16 +641,37 @@ fn restore_entry(streams: &mut [SetStream], holders: &[usize], index: &Index, w:
             }
             tar::CHRTYPE | tar::BLKTYPE => {
                 w.clear(&path, false)?;
-                if let Err(e) = platform::mknod(&path, typ == tar::BLKTYPE, header.mode, header.devmajor, header.devminor) {
+                if let Err(e) = platform::mknod(
+                    &path,
+                    typ == tar::BLKTYPE,
+                    header.mode,
+                    header.devmajor,
+                    header.devminor,
+                ) {
                     w.summary.warnings += 1;
-                    log::warn("warning", &format!("cannot create device {}: {e}", path.display()), vec![("code", json!("mknod")), ("path", json!(index_display(index)))]);
+                    log::warn(
+                        "warning",
+                        &format!("cannot create device {}: {e}", path.display()),
+                        vec![
+                            ("code", json!("mknod")),
+                            ("path", json!(index_display(index))),
+                        ],
+                    );
                     return Ok(());
                 }
                 w.set_meta(&path, &header, false)?;
             }
             other => {
                 w.summary.warnings += 1;
-                log::warn("warning", &format!("skipping {} of unsupported tar type {:?}", index_display(index), other as char), vec![("code", json!("unsupported_type"))]);
+                log::warn(
+                    "warning",
+                    &format!(
+                        "skipping {} of unsupported tar type {:?}",
+                        index_display(index),
+                        other as char
+                    ),
+                    vec![("code", json!("unsupported_type"))],
+                );
                 return Ok(());
             }
         }
@@ -538,16 +702,25 @@ fn restore_entry(streams: &mut [SetStream], holders: &[usize], index: &Index, w:
                     bw.flush().map_err(|e| Error::io(path.display(), e))?;
                 }
                 (Some(MemberKind::Diff), Some(basis)) => {
-                    basis.seek(io::SeekFrom::Start(0)).map_err(|e| Error::io("restore spool", e))?;
+                    basis
+                        .seek(io::SeekFrom::Start(0))
+                        .map_err(|e| Error::io("restore spool", e))?;
                     let mut basis = io::BufReader::with_capacity(1 << 16, basis);
                     let mut bw = io::BufWriter::with_capacity(1 << 16, &mut out);
                     delta::patch(&mut basis, &mut r, &mut bw).map_err(|e| match e {
                         delta::DeltaError::Io(io) => write_or_read_error(io, &path),
-                        other => Error::integrity(&obj, format!("{}: {other}", index_display(index))),
+                        other => {
+                            Error::integrity(&obj, format!("{}: {other}", index_display(index)))
+                        }
                     })?;
                     bw.flush().map_err(|e| Error::io(path.display(), e))?;
                 }
-                _ => return Err(Error::integrity(&obj, format!("{}: unexpected member kind", index_display(index)))),
+                _ => {
+                    return Err(Error::integrity(
+                        &obj,
+                        format!("{}: unexpected member kind", index_display(index)),
+                    ))
+                }
             }
             r.finish()?;
         }
@@ -582,6 +755,9 @@ fn symlink(target: &[u8], path: &Path) -> io::Result<()> {
     #[cfg(not(target_os = "wasi"))]
     {
         let _ = (target, path);
-        Err(io::Error::new(io::ErrorKind::Unsupported, "symlinks are not supported here"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "symlinks are not supported here",
+        ))
     }
 }

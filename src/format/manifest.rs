@@ -11,7 +11,12 @@ use std::io::{self, BufRead, Write};
 /// duplicity's `Quote`: if any byte is whitespace, a backslash or a quote, wrap the whole
 /// string in `"` and write those bytes as `\xNN`; everything else stays raw.
 pub fn quote(s: &[u8]) -> Vec<u8> {
-    let special = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0x0b | b'\\' | b'"' | b'\'');
+    let special = |b: u8| {
+        matches!(
+            b,
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0x0b | b'\\' | b'"' | b'\''
+        )
+    };
     if !s.iter().any(|&b| special(b)) {
         return s.to_vec();
     }
@@ -66,7 +71,10 @@ fn manifest_path_to_index(p: &[u8]) -> Index {
     if raw == b"." || raw.is_empty() {
         return Vec::new();
     }
-    raw.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").map(|c| c.to_vec()).collect()
+    raw.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 /// One `Volume N:` record.
@@ -141,8 +149,10 @@ pub fn write_filelist_line(out: &mut impl Write, kind: &str, index: &Index) -> i
 /// duplicity canonicalises Localdir: split on `/`, drop empty and `.` parts, keep `..`,
 /// keep a leading `/`, and `.` when nothing is left.
 pub fn canonical_localdir(path: &[u8]) -> Vec<u8> {
-    let parts: Vec<&[u8]> =
-        path.split(|&b| b == b'/').filter(|p| !p.is_empty() && *p != b".").collect();
+    let parts: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
+        .collect();
     let joined = parts.join(&b'/');
     if path.first() == Some(&b'/') {
         let mut v = b"/".to_vec();
@@ -171,7 +181,10 @@ pub fn parse(input: impl BufRead) -> Result<Manifest, String> {
     let finish = |m: &mut Manifest, v: Option<VolumeInfo>, saw_start: bool, saw_end: bool| {
         if let Some(v) = v {
             if !(saw_start && saw_end) {
-                return Err(format!("manifest volume {} lacks a starting or ending path", v.num));
+                return Err(format!(
+                    "manifest volume {} lacks a starting or ending path",
+                    v.num
+                ));
             }
             m.volumes.insert(v.num, v);
         }
@@ -217,11 +230,14 @@ pub fn parse(input: impl BufRead) -> Result<Manifest, String> {
             continue;
         }
         let Some(v) = current.as_mut() else { continue };
-        let toks: Vec<&[u8]> =
-            line.split(|b| b.is_ascii_whitespace()).filter(|t| !t.is_empty()).collect();
+        let toks: Vec<&[u8]> = line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|t| !t.is_empty())
+            .collect();
         let Some(first) = toks.first() else { continue };
         let block = |t: Option<&&[u8]>| -> Option<u64> {
-            t.and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse().ok())
+            t.and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(|s| s.parse().ok())
         };
         if first.eq_ignore_ascii_case(b"startingpath") && toks.len() >= 2 {
             v.start = manifest_path_to_index(toks[1]);
@@ -233,7 +249,8 @@ pub fn parse(input: impl BufRead) -> Result<Manifest, String> {
             saw_end = true;
         } else if first.eq_ignore_ascii_case(b"hash") && toks.len() >= 3 {
             let name = String::from_utf8_lossy(toks[1]).to_ascii_uppercase();
-            v.hashes.insert(name, String::from_utf8_lossy(toks[2]).to_ascii_lowercase());
+            v.hashes
+                .insert(name, String::from_utf8_lossy(toks[2]).to_ascii_lowercase());
         }
     }
     finish(&mut m, current.take(), saw_start, saw_end)?;
@@ -255,9 +272,20 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(quote(b"plain/name.txt"), b"plain/name.txt");
-        assert_eq!(quote(b"dir1/sp ace'q\"uote.txt"), b"\"dir1/sp\\x20ace\\x27q\\x22uote.txt\"".to_vec());
+        assert_eq!(
+            quote(b"dir1/sp ace'q\"uote.txt"),
+            b"\"dir1/sp\\x20ace\\x27q\\x22uote.txt\"".to_vec()
+        );
         assert_eq!(quote(b"\xff\xfe"), b"\xff\xfe");
-        for s in [&b"a b"[..], b"x\ny", b"\\", b"'", b"\xff\xfe z", b"", b"\"q\""] {
+        for s in [
+            &b"a b"[..],
+            b"x\ny",
+            b"\\",
+            b"'",
+            b"\xff\xfe z",
+            b"",
+            b"\"q\"",
+        ] {
             assert_eq!(unquote(&quote(s)), s);
         }
         // stock's Unquote ignores single quotes
@@ -274,7 +302,10 @@ mod tests {
         assert_eq!(m.volumes[&1].end, idx("big.bin"));
         assert_eq!(m.volumes[&1].end_block, Some(15));
         assert_eq!(m.volumes[&3].end, idx("sub/with space.txt"));
-        assert_eq!(m.volumes[&3].sha1(), Some("70d63d6028ecfe2a32443ae4dbd093d192e9fc43"));
+        assert_eq!(
+            m.volumes[&3].sha1(),
+            Some("70d63d6028ecfe2a32443ae4dbd093d192e9fc43")
+        );
 
         let mut out = Vec::new();
         write_header(&mut out, b"vm", b"src").unwrap();
@@ -282,7 +313,14 @@ mod tests {
             v.write_to(&mut out).unwrap();
         }
         writeln!(out, "Filelist 6").unwrap();
-        for f in ["big.bin", "changeme.txt", "deleteme.txt", "file1.txt", "sub/a.txt", "sub/with space.txt"] {
+        for f in [
+            "big.bin",
+            "changeme.txt",
+            "deleteme.txt",
+            "file1.txt",
+            "sub/a.txt",
+            "sub/with space.txt",
+        ] {
             write_filelist_line(&mut out, "new", &idx(f)).unwrap();
         }
         assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(REAL));

@@ -54,7 +54,13 @@ pub fn index_display(index: &Index) -> String {
 /// The member name of an entry in a volume. `dir` adds the trailing `/` Python gives
 /// directories; the root is `snapshot/./` in volumes (`in_sigtar` false) and `snapshot/`
 /// in signature files (§2.2).
-pub fn member_name(kind: MemberKind, index: &Index, dir: bool, chunk: Option<u64>, in_sigtar: bool) -> Vec<u8> {
+pub fn member_name(
+    kind: MemberKind,
+    index: &Index,
+    dir: bool,
+    chunk: Option<u64>,
+    in_sigtar: bool,
+) -> Vec<u8> {
     let mut name = kind.prefix(chunk.is_some()).to_vec();
     if index.is_empty() {
         if !in_sigtar {
@@ -108,18 +114,30 @@ pub fn parse_member_name(name: &[u8]) -> Result<ParsedMember, String> {
     let mut path = rest.strip_suffix(b"/").unwrap_or(rest);
     let mut chunk = None;
     if multivol {
-        let slash = path.iter().rposition(|&b| b == b'/').ok_or_else(|| format!("bad multivol member {:?}", show()))?;
-        let num = std::str::from_utf8(&path[slash + 1..]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad multivol member {:?}", show()))?;
+        let slash = path
+            .iter()
+            .rposition(|&b| b == b'/')
+            .ok_or_else(|| format!("bad multivol member {:?}", show()))?;
+        let num = std::str::from_utf8(&path[slash + 1..])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad multivol member {:?}", show()))?;
         chunk = Some(num);
         path = &path[..slash];
     }
     let index: Index = if path.is_empty() || path == b"." {
         Vec::new()
     } else {
-        path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").map(|c| c.to_vec()).collect()
+        path.split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .map(|c| c.to_vec())
+            .collect()
     };
     if index.iter().any(|c| c == b"..") {
-        return Err(format!("refused member {:?}: it would escape the target", show()));
+        return Err(format!(
+            "refused member {:?}: it would escape the target",
+            show()
+        ));
     }
     Ok(ParsedMember { kind, index, chunk })
 }
@@ -134,20 +152,53 @@ mod tests {
 
     #[test]
     fn member_names_as_stock_writes_them() {
-        assert_eq!(member_name(MemberKind::Snapshot, &vec![], true, None, false), b"snapshot/./");
-        assert_eq!(member_name(MemberKind::Snapshot, &vec![], true, None, true), b"snapshot/");
-        assert_eq!(member_name(MemberKind::Snapshot, &idx("a/b"), true, None, false), b"snapshot/a/b/");
-        assert_eq!(member_name(MemberKind::Diff, &idx("f"), false, None, false), b"diff/f");
-        assert_eq!(member_name(MemberKind::Snapshot, &idx("big.bin"), false, Some(16), false), b"multivol_snapshot/big.bin/16");
-        assert_eq!(member_name(MemberKind::Deleted, &idx("x"), false, None, false), b"deleted/x");
-        assert_eq!(member_name(MemberKind::Signature, &idx("x"), false, None, true), b"signature/x");
+        assert_eq!(
+            member_name(MemberKind::Snapshot, &vec![], true, None, false),
+            b"snapshot/./"
+        );
+        assert_eq!(
+            member_name(MemberKind::Snapshot, &vec![], true, None, true),
+            b"snapshot/"
+        );
+        assert_eq!(
+            member_name(MemberKind::Snapshot, &idx("a/b"), true, None, false),
+            b"snapshot/a/b/"
+        );
+        assert_eq!(
+            member_name(MemberKind::Diff, &idx("f"), false, None, false),
+            b"diff/f"
+        );
+        assert_eq!(
+            member_name(
+                MemberKind::Snapshot,
+                &idx("big.bin"),
+                false,
+                Some(16),
+                false
+            ),
+            b"multivol_snapshot/big.bin/16"
+        );
+        assert_eq!(
+            member_name(MemberKind::Deleted, &idx("x"), false, None, false),
+            b"deleted/x"
+        );
+        assert_eq!(
+            member_name(MemberKind::Signature, &idx("x"), false, None, true),
+            b"signature/x"
+        );
     }
 
     #[test]
     fn member_names_parse_back() {
         let p = parse_member_name(b"multivol_diff/dir/big.bin/7").unwrap();
-        assert_eq!((p.kind, p.index, p.chunk), (MemberKind::Diff, idx("dir/big.bin"), Some(7)));
-        assert_eq!(parse_member_name(b"snapshot/./").unwrap().index, Index::new());
+        assert_eq!(
+            (p.kind, p.index, p.chunk),
+            (MemberKind::Diff, idx("dir/big.bin"), Some(7))
+        );
+        assert_eq!(
+            parse_member_name(b"snapshot/./").unwrap().index,
+            Index::new()
+        );
         assert_eq!(parse_member_name(b"snapshot/").unwrap().index, Index::new());
         assert_eq!(parse_member_name(b"snapshot").unwrap().index, Index::new());
         assert_eq!(parse_member_name(b"snapshot/d/").unwrap().index, idx("d"));
@@ -156,8 +207,18 @@ mod tests {
 
     #[test]
     fn escaping_members_are_refused() {
-        for bad in [&b"snapshot/../escape"[..], b"snapshot//abs", b"diff/a/../../b", b"multivol_snapshot/../x/1", b"evil/x"] {
-            assert!(parse_member_name(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"snapshot/../escape"[..],
+            b"snapshot//abs",
+            b"diff/a/../../b",
+            b"multivol_snapshot/../x/1",
+            b"evil/x",
+        ] {
+            assert!(
+                parse_member_name(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

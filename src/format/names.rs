@@ -60,7 +60,10 @@ impl FileKind {
     }
 
     pub fn is_signature(&self) -> bool {
-        matches!(self, FileKind::FullSignatures { .. } | FileKind::NewSignatures { .. })
+        matches!(
+            self,
+            FileKind::FullSignatures { .. } | FileKind::NewSignatures { .. }
+        )
     }
 }
 
@@ -96,7 +99,11 @@ impl Prefixes {
                 timestr(end)
             ),
             FileKind::IncManifest { start, end } => {
-                format!("duplicity-inc.{}.to.{}.manifest", timestr(start), timestr(end))
+                format!(
+                    "duplicity-inc.{}.to.{}.manifest",
+                    timestr(start),
+                    timestr(end)
+                )
             }
             FileKind::FullSignatures { time } => {
                 format!("duplicity-full-signatures.{}.sigtar", timestr(time))
@@ -140,9 +147,23 @@ enum Kinds {
 /// short names `.p`/`.z`/`.g`.
 fn split_tail(rest: &str, short: bool) -> Vec<(&str, bool, Suffix)> {
     let (part, sufs): (&str, [(&str, Suffix); 3]) = if short {
-        (".p", [(".z", Suffix::Gzip), (".g", Suffix::Gpg), ("", Suffix::None)])
+        (
+            ".p",
+            [
+                (".z", Suffix::Gzip),
+                (".g", Suffix::Gpg),
+                ("", Suffix::None),
+            ],
+        )
     } else {
-        (".part", [(".gz", Suffix::Gzip), (".gpg", Suffix::Gpg), ("", Suffix::None)])
+        (
+            ".part",
+            [
+                (".gz", Suffix::Gzip),
+                (".gpg", Suffix::Gpg),
+                ("", Suffix::None),
+            ],
+        )
     };
     let mut out = Vec::new();
     for (s, suffix) in sufs {
@@ -161,7 +182,11 @@ fn parse_body(rest: &str, kinds: Kinds) -> Option<ParsedName> {
     // parser must be total, so "now" is 0 and such names come out as garbage times.
     let t = |s: &str| parse_name_time(s, 0);
     let b36 = |s: &str| -> Option<i64> {
-        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()) {
+        if s.is_empty()
+            || !s
+                .bytes()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        {
             return None;
         }
         i64::from_str_radix(s, 36).ok()
@@ -184,7 +209,11 @@ fn parse_body(rest: &str, kinds: Kinds) -> Option<ParsedName> {
             if partial && matches!(kind, FileKind::IncVolume { .. }) {
                 continue;
             }
-            return Some(ParsedName { kind, suffix, partial });
+            return Some(ParsedName {
+                kind,
+                suffix,
+                partial,
+            });
         }
     }
     None
@@ -202,10 +231,17 @@ fn parse_long(
             let (head, n) = body.rsplit_once(".vol")?;
             let vol = vol(n)?;
             if let Some(time) = head.strip_prefix("duplicity-full.") {
-                return Some(FileKind::FullVolume { time: t(time)?, vol });
+                return Some(FileKind::FullVolume {
+                    time: t(time)?,
+                    vol,
+                });
             }
             let (s, e) = head.strip_prefix("duplicity-inc.")?.split_once(".to.")?;
-            Some(FileKind::IncVolume { start: t(s)?, end: t(e)?, vol })
+            Some(FileKind::IncVolume {
+                start: t(s)?,
+                end: t(e)?,
+                vol,
+            })
         }
         Kinds::Manifest => {
             let head = stem.strip_suffix(".manifest")?;
@@ -213,15 +249,23 @@ fn parse_long(
                 return Some(FileKind::FullManifest { time: t(time)? });
             }
             let (s, e) = head.strip_prefix("duplicity-inc.")?.split_once(".to.")?;
-            Some(FileKind::IncManifest { start: t(s)?, end: t(e)? })
+            Some(FileKind::IncManifest {
+                start: t(s)?,
+                end: t(e)?,
+            })
         }
         Kinds::Signature => {
             let head = stem.strip_suffix(".sigtar")?;
             if let Some(time) = head.strip_prefix("duplicity-full-signatures.") {
                 return Some(FileKind::FullSignatures { time: t(time)? });
             }
-            let (s, e) = head.strip_prefix("duplicity-new-signatures.")?.split_once(".to.")?;
-            Some(FileKind::NewSignatures { start: t(s)?, end: t(e)? })
+            let (s, e) = head
+                .strip_prefix("duplicity-new-signatures.")?
+                .split_once(".to.")?;
+            Some(FileKind::NewSignatures {
+                start: t(s)?,
+                end: t(e)?,
+            })
         }
     }
 }
@@ -230,20 +274,25 @@ fn parse_short(stem: &str, kinds: Kinds, b36: &dyn Fn(&str) -> Option<i64>) -> O
     let parts: Vec<&str> = stem.split('.').collect();
     let num = |s: &str| b36(s).and_then(|n| u32::try_from(n).ok());
     match (kinds, parts.as_slice()) {
-        (Kinds::Volume, ["df", t, n, "dt"]) => {
-            Some(FileKind::FullVolume { time: b36(t)?, vol: num(n)? })
-        }
-        (Kinds::Volume, ["di", s, e, n, "dt"]) => {
-            Some(FileKind::IncVolume { start: b36(s)?, end: b36(e)?, vol: num(n)? })
-        }
+        (Kinds::Volume, ["df", t, n, "dt"]) => Some(FileKind::FullVolume {
+            time: b36(t)?,
+            vol: num(n)?,
+        }),
+        (Kinds::Volume, ["di", s, e, n, "dt"]) => Some(FileKind::IncVolume {
+            start: b36(s)?,
+            end: b36(e)?,
+            vol: num(n)?,
+        }),
         (Kinds::Manifest, ["df", t, "m"]) => Some(FileKind::FullManifest { time: b36(t)? }),
-        (Kinds::Manifest, ["di", s, e, "m"]) => {
-            Some(FileKind::IncManifest { start: b36(s)?, end: b36(e)? })
-        }
+        (Kinds::Manifest, ["di", s, e, "m"]) => Some(FileKind::IncManifest {
+            start: b36(s)?,
+            end: b36(e)?,
+        }),
         (Kinds::Signature, ["dfs", t, "st"]) => Some(FileKind::FullSignatures { time: b36(t)? }),
-        (Kinds::Signature, ["dns", s, e, "st"]) => {
-            Some(FileKind::NewSignatures { start: b36(s)?, end: b36(e)? })
-        }
+        (Kinds::Signature, ["dns", s, e, "st"]) => Some(FileKind::NewSignatures {
+            start: b36(s)?,
+            end: b36(e)?,
+        }),
         _ => None,
     }
 }
@@ -259,18 +308,42 @@ mod tests {
     #[test]
     fn long_names_round_trip() {
         let kinds = [
-            FileKind::FullVolume { time: 1700000000, vol: 1 },
-            FileKind::FullVolume { time: 1700000000, vol: 12 },
+            FileKind::FullVolume {
+                time: 1700000000,
+                vol: 1,
+            },
+            FileKind::FullVolume {
+                time: 1700000000,
+                vol: 12,
+            },
             FileKind::FullManifest { time: 1700000000 },
-            FileKind::IncVolume { start: 1700000000, end: 1700000100, vol: 3 },
-            FileKind::IncManifest { start: 1700000000, end: 1700000100 },
+            FileKind::IncVolume {
+                start: 1700000000,
+                end: 1700000100,
+                vol: 3,
+            },
+            FileKind::IncManifest {
+                start: 1700000000,
+                end: 1700000100,
+            },
             FileKind::FullSignatures { time: 1700000000 },
-            FileKind::NewSignatures { start: 1700000000, end: 1700000100 },
+            FileKind::NewSignatures {
+                start: 1700000000,
+                end: 1700000100,
+            },
         ];
         for k in kinds {
             for s in [Suffix::None, Suffix::Gzip, Suffix::Gpg] {
                 let n = p().name(&k, s);
-                assert_eq!(p().parse(&n), Some(ParsedName { kind: k.clone(), suffix: s, partial: false }), "{n}");
+                assert_eq!(
+                    p().parse(&n),
+                    Some(ParsedName {
+                        kind: k.clone(),
+                        suffix: s,
+                        partial: false
+                    }),
+                    "{n}"
+                );
             }
         }
     }
@@ -278,18 +351,42 @@ mod tests {
     #[test]
     fn names_from_real_archives() {
         assert_eq!(
-            p().name(&FileKind::FullVolume { time: 1700000000, vol: 1 }, Suffix::Gzip),
+            p().name(
+                &FileKind::FullVolume {
+                    time: 1700000000,
+                    vol: 1
+                },
+                Suffix::Gzip
+            ),
             "duplicity-full.20231114T221320Z.vol1.difftar.gz"
         );
         assert_eq!(
-            p().name(&FileKind::NewSignatures { start: 1700000000, end: 1700000100 }, Suffix::Gpg),
+            p().name(
+                &FileKind::NewSignatures {
+                    start: 1700000000,
+                    end: 1700000100
+                },
+                Suffix::Gpg
+            ),
             "duplicity-new-signatures.20231114T221320Z.to.20231114T221500Z.sigtar.gpg"
         );
-        let m = p().parse("duplicity-inc.20231114T221320Z.to.20231114T221500Z.manifest").unwrap();
-        assert_eq!(m.kind, FileKind::IncManifest { start: 1700000000, end: 1700000100 });
-        let part = p().parse("duplicity-full.20231114T221320Z.manifest.part").unwrap();
+        let m = p()
+            .parse("duplicity-inc.20231114T221320Z.to.20231114T221500Z.manifest")
+            .unwrap();
+        assert_eq!(
+            m.kind,
+            FileKind::IncManifest {
+                start: 1700000000,
+                end: 1700000100
+            }
+        );
+        let part = p()
+            .parse("duplicity-full.20231114T221320Z.manifest.part")
+            .unwrap();
         assert!(part.partial);
-        let sig = p().parse("duplicity-full-signatures.20231114T221320Z.sigtar.part").unwrap();
+        let sig = p()
+            .parse("duplicity-full-signatures.20231114T221320Z.sigtar.part")
+            .unwrap();
         assert!(sig.partial);
     }
 
@@ -326,10 +423,20 @@ mod tests {
             manifest: "M_".into(),
             signature: "S_".into(),
         };
-        let v = pr.name(&FileKind::FullVolume { time: 1700000000, vol: 1 }, Suffix::Gzip);
+        let v = pr.name(
+            &FileKind::FullVolume {
+                time: 1700000000,
+                vol: 1,
+            },
+            Suffix::Gzip,
+        );
         assert_eq!(v, "P_A_duplicity-full.20231114T221320Z.vol1.difftar.gz");
         assert!(pr.parse(&v).is_some());
-        assert!(pr.parse("P_M_duplicity-full.20231114T221320Z.manifest").is_some());
-        assert!(pr.parse("duplicity-full.20231114T221320Z.manifest").is_none());
+        assert!(pr
+            .parse("P_M_duplicity-full.20231114T221320Z.manifest")
+            .is_some());
+        assert!(pr
+            .parse("duplicity-full.20231114T221320Z.manifest")
+            .is_none());
     }
 }

@@ -43,7 +43,11 @@ pub struct Header {
 impl Header {
     /// The zeroed header stock writes for `deleted/` members.
     pub fn deleted(name: Vec<u8>) -> Header {
-        Header { name, typ: REGTYPE, ..Header::default() }
+        Header {
+            name,
+            typ: REGTYPE,
+            ..Header::default()
+        }
     }
 }
 
@@ -62,7 +66,9 @@ fn ascii_replace(raw: &[u8]) -> Vec<u8> {
 
 /// Length in Python characters (code points, one per undecodable byte).
 fn py_len(raw: &[u8]) -> usize {
-    raw.utf8_chunks().map(|c| c.valid().chars().count() + c.invalid().len()).sum()
+    raw.utf8_chunks()
+        .map(|c| c.valid().chars().count() + c.invalid().len())
+        .sum()
 }
 
 fn put_str(buf: &mut [u8], s: &[u8]) {
@@ -78,7 +84,15 @@ fn put_octal(buf: &mut [u8], n: u64) {
     buf[digits] = 0;
 }
 
-fn ustar_block(h: &Header, name: &[u8], linkname: &[u8], uid: u64, gid: u64, size: u64, mtime: u64) -> [u8; BLOCK] {
+fn ustar_block(
+    h: &Header,
+    name: &[u8],
+    linkname: &[u8],
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: u64,
+) -> [u8; BLOCK] {
     let mut b = [0u8; BLOCK];
     put_str(&mut b[0..100], name);
     put_octal(&mut b[100..108], (h.mode & 0o7777) as u64);
@@ -116,7 +130,12 @@ pub fn encode_header(h: &Header) -> Vec<u8> {
             pax.push((key, val.clone()));
         }
     }
-    let mut nums = [("uid", h.uid, 8u32), ("gid", h.gid, 8), ("size", h.size, 12), ("mtime", h.mtime.max(0) as u64, 12)];
+    let mut nums = [
+        ("uid", h.uid, 8u32),
+        ("gid", h.gid, 8),
+        ("size", h.size, 12),
+        ("mtime", h.mtime.max(0) as u64, 12),
+    ];
     for (key, val, digits) in nums.iter_mut() {
         if *val >= 8u64.pow(*digits - 1) {
             pax.push((key, val.to_string().into_bytes()));
@@ -148,13 +167,33 @@ pub fn encode_header(h: &Header) -> Vec<u8> {
             records.extend_from_slice(v);
             records.push(b'\n');
         }
-        let xh = Header { name: b"././@PaxHeader".to_vec(), typ: b'x', ..Header::default() };
-        out.extend_from_slice(&ustar_block(&xh, &xh.name, b"", 0, 0, records.len() as u64, 0));
+        let xh = Header {
+            name: b"././@PaxHeader".to_vec(),
+            typ: b'x',
+            ..Header::default()
+        };
+        out.extend_from_slice(&ustar_block(
+            &xh,
+            &xh.name,
+            b"",
+            0,
+            0,
+            records.len() as u64,
+            0,
+        ));
         out.extend_from_slice(&records);
         pad_to_block(&mut out);
     }
     let [(_, uid, _), (_, gid, _), (_, size, _), (_, mtime, _)] = nums;
-    out.extend_from_slice(&ustar_block(h, &ascii_replace(&h.name), &ascii_replace(&h.linkname), uid, gid, size, mtime));
+    out.extend_from_slice(&ustar_block(
+        h,
+        &ascii_replace(&h.name),
+        &ascii_replace(&h.linkname),
+        uid,
+        gid,
+        size,
+        mtime,
+    ));
     out
 }
 
@@ -221,11 +260,19 @@ fn parse_num(field: &[u8]) -> Result<u64, TarError> {
         // GNU base-256: big-endian, the first byte's high bit is the marker.
         let mut n: u64 = (field[0] & 0x3f) as u64;
         for &b in &field[1..] {
-            n = n.checked_mul(256).and_then(|n| n.checked_add(b as u64)).ok_or_else(|| TarError::Corrupt("number overflow".into()))?;
+            n = n
+                .checked_mul(256)
+                .and_then(|n| n.checked_add(b as u64))
+                .ok_or_else(|| TarError::Corrupt("number overflow".into()))?;
         }
         return Ok(n);
     }
-    let s: Vec<u8> = field.iter().copied().skip_while(|&b| b == b' ').take_while(|&b| b != 0 && b != b' ').collect();
+    let s: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|&b| b == b' ')
+        .take_while(|&b| b != 0 && b != b' ')
+        .collect();
     if s.is_empty() {
         return Ok(0);
     }
@@ -248,7 +295,12 @@ pub struct TarReader<R> {
 
 impl<R: Read> TarReader<R> {
     pub fn new(inner: R) -> Self {
-        TarReader { inner, remaining: 0, pad: 0, done: false }
+        TarReader {
+            inner,
+            remaining: 0,
+            pad: 0,
+            done: false,
+        }
     }
 
     pub fn into_inner(self) -> R {
@@ -286,10 +338,18 @@ impl<R: Read> TarReader<R> {
         // Extended headers (PAX, GNU long names) are small; refuse absurd sizes rather than
         // allocate what a corrupt header claims.
         if size > 16 << 20 {
-            return Err(TarError::Corrupt(format!("extended header of {size} bytes")));
+            return Err(TarError::Corrupt(format!(
+                "extended header of {size} bytes"
+            )));
         }
         let mut v = vec![0u8; size as usize];
-        self.inner.read_exact(&mut v).map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { TarError::Truncated } else { TarError::Io(e) })?;
+        self.inner.read_exact(&mut v).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                TarError::Truncated
+            } else {
+                TarError::Io(e)
+            }
+        })?;
         self.skip(padding(size) as u64)?;
         Ok(v)
     }
@@ -365,7 +425,14 @@ impl<R: Read> TarReader<R> {
                 extra: Vec::new(),
             };
             for (k, v) in pax {
-                let num = || std::str::from_utf8(&v).ok().and_then(|s| s.trim().split('.').next().and_then(|i| i.parse::<i64>().ok()));
+                let num = || {
+                    std::str::from_utf8(&v).ok().and_then(|s| {
+                        s.trim()
+                            .split('.')
+                            .next()
+                            .and_then(|i| i.parse::<i64>().ok())
+                    })
+                };
                 match &k[..] {
                     b"path" => h.name = v.clone(),
                     b"linkpath" => h.linkname = v.clone(),
@@ -392,13 +459,22 @@ fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TarError> {
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
-        let sp = rest.iter().position(|&b| b == b' ').ok_or_else(|| TarError::Corrupt("bad PAX record".into()))?;
-        let len: usize = std::str::from_utf8(&rest[..sp]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| TarError::Corrupt("bad PAX record length".into()))?;
+        let sp = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or_else(|| TarError::Corrupt("bad PAX record".into()))?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| TarError::Corrupt("bad PAX record length".into()))?;
         if len <= sp + 1 || len > rest.len() {
             return Err(TarError::Corrupt("bad PAX record length".into()));
         }
         let rec = &rest[sp + 1..len - 1];
-        let eq = rec.iter().position(|&b| b == b'=').ok_or_else(|| TarError::Corrupt("bad PAX record".into()))?;
+        let eq = rec
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| TarError::Corrupt("bad PAX record".into()))?;
         out.push((rec[..eq].to_vec(), rec[eq + 1..].to_vec()));
         rest = &rest[len..];
     }
@@ -413,7 +489,10 @@ impl<R: Read> Read for TarReader<R> {
         let want = (buf.len() as u64).min(self.remaining) as usize;
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tar member is truncated"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "tar member is truncated",
+            ));
         }
         self.remaining -= n as u64;
         Ok(n)
@@ -461,7 +540,11 @@ mod tests {
         assert_eq!(&enc[0..14], b"././@PaxHeader");
         assert_eq!(&enc[257..265], b"ustar\x0000");
         let recs = &enc[BLOCK..2 * BLOCK];
-        assert!(recs.starts_with(b"21 hdrcharset=BINARY\n24 path=snapshot/\xff\xfename\n"), "{:?}", String::from_utf8_lossy(recs));
+        assert!(
+            recs.starts_with(b"21 hdrcharset=BINARY\n24 path=snapshot/\xff\xfename\n"),
+            "{:?}",
+            String::from_utf8_lossy(recs)
+        );
         assert_eq!(&enc[2 * BLOCK..2 * BLOCK + 15], b"snapshot/??name");
         let (got, _) = roundtrip(&h, b"");
         assert_eq!(got.name, h.name);
@@ -492,7 +575,11 @@ mod tests {
             let enc = encode_header(&h);
             enc[BLOCK..2 * BLOCK].to_vec()
         };
-        assert!(recs.starts_with(b"111 path="), "{:?}", String::from_utf8_lossy(&recs[..12]));
+        assert!(
+            recs.starts_with(b"111 path="),
+            "{:?}",
+            String::from_utf8_lossy(&recs[..12])
+        );
     }
 
     #[test]
@@ -523,11 +610,20 @@ mod tests {
     fn the_tar_crate_reads_what_we_write() {
         let mut buf = Vec::new();
         write_member(&mut buf, &file(b"snapshot/\xff\xfe", 2), b"hi").unwrap();
-        write_member(&mut buf, &file(&[b"diff/".to_vec(), vec![b'q'; 140]].concat(), 0), b"").unwrap();
+        write_member(
+            &mut buf,
+            &file(&[b"diff/".to_vec(), vec![b'q'; 140]].concat(), 0),
+            b"",
+        )
+        .unwrap();
         buf.resize(buf.len() + footer_len(buf.len() as u64), 0);
         assert_eq!(buf.len() % RECORD as usize, 0);
         let mut a = tar::Archive::new(&buf[..]);
-        let names: Vec<Vec<u8>> = a.entries().unwrap().map(|e| e.unwrap().path_bytes().to_vec()).collect();
+        let names: Vec<Vec<u8>> = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path_bytes().to_vec())
+            .collect();
         assert_eq!(names[0], b"snapshot/\xff\xfe");
         assert_eq!(names[1].len(), 145);
     }
@@ -589,6 +685,9 @@ mod tests {
         // corrupt header
         let mut bad = clean.clone();
         bad[5] ^= 0x40;
-        assert!(matches!(TarReader::new(&bad[..]).next_header(), Err(TarError::Corrupt(_))));
+        assert!(matches!(
+            TarReader::new(&bad[..]).next_header(),
+            Err(TarError::Corrupt(_))
+        ));
     }
 }

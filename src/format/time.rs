@@ -34,7 +34,14 @@ pub fn utc_parts(t: i64) -> (i64, u32, u32, u32, u32, u32) {
     let days = t.div_euclid(86400);
     let secs = t.rem_euclid(86400);
     let (y, m, d) = civil_from_days(days);
-    (y, m, d, (secs / 3600) as u32, (secs % 3600 / 60) as u32, (secs % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (secs / 3600) as u32,
+        (secs % 3600 / 60) as u32,
+        (secs % 60) as u32,
+    )
 }
 
 /// The 16-character time string used in file names: `20231114T221320Z`.
@@ -52,11 +59,15 @@ pub fn rfc3339(t: i64) -> String {
 /// `asctime` form in UTC (`Sun Nov 29 16:03:46 2026`), as duplicity prints times.
 pub fn asctime(t: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let (y, mo, d, h, mi, s) = utc_parts(t);
     let wd = DAYS[t.div_euclid(86400).rem_euclid(7) as usize];
-    format!("{wd} {} {d:2} {h:02}:{mi:02}:{s:02} {y}", MONTHS[mo as usize - 1])
+    format!(
+        "{wd} {} {d:2} {h:02}:{mi:02}:{s:02} {y}",
+        MONTHS[mo as usize - 1]
+    )
 }
 
 fn num(s: &str) -> Option<u32> {
@@ -82,7 +93,9 @@ fn checked(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
 /// epoch digits are accepted too; `now` is the reference for intervals.
 pub fn parse_name_time(s: &str, now: i64) -> Option<i64> {
     let up = s.to_ascii_uppercase();
-    parse_compact(&up).or_else(|| parse_w3(&up, ':')).or_else(|| parse_user_time(&up, now).ok())
+    parse_compact(&up)
+        .or_else(|| parse_w3(&up, ':'))
+        .or_else(|| parse_user_time(&up, now).ok())
 }
 
 /// `YYYYMMDDTHHMMSSZ`.
@@ -123,7 +136,11 @@ fn parse_w3(s: &str, sep: char) -> Option<i64> {
             _ => return None,
         };
         let z = &zone[1..];
-        let (zh, zm) = if z.len() == 5 { (num(&z[..2])?, num(&z[3..])?) } else { return None };
+        let (zh, zm) = if z.len() == 5 {
+            (num(&z[..2])?, num(&z[3..])?)
+        } else {
+            return None;
+        };
         sign * (zh * 3600 + zm * 60) as i64
     };
     Some(t - offset)
@@ -205,7 +222,11 @@ fn parse_date(s: &str) -> Option<i64> {
             continue;
         }
         let (a, b, c) = (num(parts[0])?, num(parts[1])?, num(parts[2])?);
-        return if parts[0].len() == 4 { midnight(a, b, c) } else { midnight(c, a, b) };
+        return if parts[0].len() == 4 {
+            midnight(a, b, c)
+        } else {
+            midnight(c, a, b)
+        };
     }
     None
 }
@@ -226,7 +247,10 @@ mod tests {
 
     #[test]
     fn old_w3_names() {
-        assert_eq!(parse_name_time("2002-04-26T04:22:01-07:00", 0), Some(1019820121));
+        assert_eq!(
+            parse_name_time("2002-04-26T04:22:01-07:00", 0),
+            Some(1019820121)
+        );
         assert_eq!(parse_name_time("2002-04-26T11:22:01Z", 0), Some(1019820121));
         assert_eq!(parse_name_time("2002-13-26T11:22:01Z", 0), None);
     }
@@ -245,7 +269,10 @@ mod tests {
         assert_eq!(parse_user_time("11/14/2023", now), Ok(1699920000));
         assert_eq!(parse_user_time("20231114Z", now), Ok(1699920000));
         assert_eq!(parse_user_time("2023-11-14T22:13:20Z", now), Ok(1700000000));
-        assert_eq!(parse_user_time("2023-11-14T23:13:20+01:00", now), Ok(1700000000));
+        assert_eq!(
+            parse_user_time("2023-11-14T23:13:20+01:00", now),
+            Ok(1700000000)
+        );
         assert_eq!(parse_user_time("20231114T221320Z", now), Ok(1700000000));
         assert!(parse_user_time("yesterday", now).is_err());
         assert!(parse_user_time("3X", now).is_err());

@@ -39,7 +39,11 @@ impl Backend for FileBackend {
         })();
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
-            return Err(Error::Backend { object: name.into(), detail: e.to_string(), trans_id: None });
+            return Err(Error::Backend {
+                object: name.into(),
+                detail: e.to_string(),
+                trans_id: None,
+            });
         }
         Ok(())
     }
@@ -48,10 +52,22 @@ impl Backend for FileBackend {
         let p = self.path(name)?;
         let mut f = match fs::File::open(&p) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound(name.into())),
-            Err(e) => return Err(Error::Backend { object: name.into(), detail: e.to_string(), trans_id: None }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(name.into()))
+            }
+            Err(e) => {
+                return Err(Error::Backend {
+                    object: name.into(),
+                    detail: e.to_string(),
+                    trans_id: None,
+                })
+            }
         };
-        io::copy(&mut f, out).map_err(|e| Error::Backend { object: name.into(), detail: e.to_string(), trans_id: None })
+        io::copy(&mut f, out).map_err(|e| Error::Backend {
+            object: name.into(),
+            detail: e.to_string(),
+            trans_id: None,
+        })
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
@@ -74,7 +90,11 @@ impl Backend for FileBackend {
         match fs::remove_file(self.path(name)?) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::Backend { object: name.into(), detail: e.to_string(), trans_id: None }),
+            Err(e) => Err(Error::Backend {
+                object: name.into(),
+                detail: e.to_string(),
+                trans_id: None,
+            }),
         }
     }
 

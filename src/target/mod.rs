@@ -35,7 +35,9 @@ pub fn open(url: &str) -> Result<Box<dyn Backend>> {
         }
         return Ok(Box::new(file::FileBackend::new(path)?));
     }
-    Err(Error::Usage(format!("target URL {url:?}: unsupported scheme (use file:///absolute/path)")))
+    Err(Error::Usage(format!(
+        "target URL {url:?}: unsupported scheme (use file:///absolute/path)"
+    )))
 }
 
 /// Whether a command-line argument looks like a target URL rather than a local path.

@@ -21,7 +21,9 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
-        let base = std::env::var_os("SWIFTDUP_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let base = std::env::var_os("SWIFTDUP_TEST_TMP")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
         let p = base.join(format!("swiftdup-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).unwrap();
@@ -99,7 +101,12 @@ pub fn symlink(target: &str, p: &Path) {
 
 /// Copy a tree exactly (as `cp -a` would), to keep the expected state of a time.
 pub fn snapshot(src: &Path, dst: &Path) {
-    let st = Command::new("cp").arg("-a").arg(src).arg(dst).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -112,8 +119,18 @@ struct Node {
     link: Option<Vec<u8>>,
 }
 
-fn scan(root: &Path, rel: Vec<u8>, out: &mut BTreeMap<Vec<u8>, Node>, symlink_mtime: bool, is_root: bool) {
-    let p = if rel.is_empty() { root.to_path_buf() } else { bytes_path(root, &rel) };
+fn scan(
+    root: &Path,
+    rel: Vec<u8>,
+    out: &mut BTreeMap<Vec<u8>, Node>,
+    symlink_mtime: bool,
+    is_root: bool,
+) {
+    let p = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        bytes_path(root, &rel)
+    };
     let m = fs::symlink_metadata(&p).unwrap();
     let ft = m.file_type();
     let kind = if ft.is_symlink() {
@@ -127,16 +144,35 @@ fn scan(root: &Path, rel: Vec<u8>, out: &mut BTreeMap<Vec<u8>, Node>, symlink_mt
     };
     let node = Node {
         kind: kind.into(),
-        mode: if ft.is_symlink() { 0 } else { m.mode() & 0o7777 },
-        mtime: if ft.is_symlink() && !symlink_mtime { None } else { Some(m.mtime()) },
-        content: if ft.is_file() { Some(fs::read(&p).unwrap()) } else { None },
-        link: if ft.is_symlink() { Some(fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()) } else { None },
+        mode: if ft.is_symlink() {
+            0
+        } else {
+            m.mode() & 0o7777
+        },
+        mtime: if ft.is_symlink() && !symlink_mtime {
+            None
+        } else {
+            Some(m.mtime())
+        },
+        content: if ft.is_file() {
+            Some(fs::read(&p).unwrap())
+        } else {
+            None
+        },
+        link: if ft.is_symlink() {
+            Some(fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec())
+        } else {
+            None
+        },
     };
     // The restore target's own mode and mtime are those of the backed-up root.
     let _ = is_root;
     out.insert(rel.clone(), node);
     if ft.is_dir() {
-        let mut names: Vec<Vec<u8>> = fs::read_dir(&p).unwrap().map(|e| e.unwrap().file_name().as_bytes().to_vec()).collect();
+        let mut names: Vec<Vec<u8>> = fs::read_dir(&p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+            .collect();
         names.sort();
         for n in names {
             let mut r = rel.clone();
@@ -174,7 +210,13 @@ pub fn assert_same_tree(expected: &Path, got: &Path, symlink_mtime: bool) {
             diffs.push(format!("unexpected: {}", String::from_utf8_lossy(k)));
         }
     }
-    assert!(diffs.is_empty(), "trees differ ({} vs {}):\n{}", expected.display(), got.display(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "trees differ ({} vs {}):\n{}",
+        expected.display(),
+        got.display(),
+        diffs.join("\n")
+    );
 }
 
 pub fn swiftdup_bin() -> PathBuf {
@@ -184,7 +226,10 @@ pub fn swiftdup_bin() -> PathBuf {
 /// Run swiftdup with a clean environment plus `env`; returns the output.
 pub fn swiftdup(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(swiftdup_bin());
-    c.args(args).env_clear().env("PATH", "/usr/bin:/bin").stdin(Stdio::null());
+    c.args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null());
     for (k, v) in env {
         c.env(k, v);
     }
@@ -194,7 +239,12 @@ pub fn swiftdup(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Run swiftdup and insist on exit 0, showing its logs otherwise.
 pub fn swiftdup_ok(args: &[&str], env: &[(&str, &str)]) -> Output {
     let o = swiftdup(args, env);
-    assert_eq!(o.status.code(), Some(0), "swiftdup {args:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "swiftdup {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
@@ -208,7 +258,10 @@ pub fn events(o: &Output) -> Vec<serde_json::Value> {
 
 /// The `error` event of a failed run.
 pub fn error_event(o: &Output) -> serde_json::Value {
-    events(o).into_iter().find(|e| e["event"] == "error").unwrap_or_else(|| panic!("no error event in:\n{}", String::from_utf8_lossy(&o.stderr)))
+    events(o)
+        .into_iter()
+        .find(|e| e["event"] == "error")
+        .unwrap_or_else(|| panic!("no error event in:\n{}", String::from_utf8_lossy(&o.stderr)))
 }
 
 /// Run stock duplicity 0.8.22 with its own cache and GnuPG home inside `scratch`.
@@ -234,12 +287,24 @@ pub fn duplicity(scratch: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Outp
 
 pub fn duplicity_ok(scratch: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Output {
     let o = duplicity(scratch, args, env);
-    assert_eq!(o.status.code(), Some(0), "duplicity {args:?} failed:\nstdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "duplicity {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
 pub fn have(cmd: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 /// Build the interop tree and evolve it through three states, calling `backup(i, time)`
@@ -264,7 +329,11 @@ pub fn evolve_tree(s: &Scratch, mut backup: impl FnMut(usize, i64)) {
     fs::write(bytes_path(&src, b"bad\xffbyte.txt"), b"latin1").unwrap();
     let long_dir = src.join("d".repeat(70));
     fs::create_dir_all(&long_dir).unwrap();
-    fs::write(long_dir.join(format!("{}.txt", "f".repeat(80))), b"long path").unwrap();
+    fs::write(
+        long_dir.join(format!("{}.txt", "f".repeat(80))),
+        b"long path",
+    )
+    .unwrap();
     fs::create_dir_all(src.join("modes")).unwrap();
     fs::write(src.join("modes/setuid"), b"#!/bin/sh\n").unwrap();
     chmod(&src.join("modes/setuid"), 0o4755);
@@ -297,7 +366,10 @@ pub fn evolve_tree(s: &Scratch, mut backup: impl FnMut(usize, i64)) {
     fs::remove_dir(src.join("emptydir")).unwrap();
     symlink("sub/a.txt", &src.join("link1"));
     chmod(&src.join("file1.txt"), 0o600);
-    let mut f = fs::OpenOptions::new().append(true).open(src.join("sub/a.txt")).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(src.join("sub/a.txt"))
+        .unwrap();
     std::io::Write::write_all(&mut f, b"appended\n").unwrap();
     drop(f);
     fs::write(src.join("empty.txt"), b"now has data").unwrap();
