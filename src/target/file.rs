@@ -3,7 +3,7 @@
 use super::Backend;
 use crate::error::{Error, Result};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub struct FileBackend {
@@ -48,7 +48,7 @@ impl Backend for FileBackend {
         Ok(())
     }
 
-    fn get(&self, name: &str, out: &mut dyn Write) -> Result<u64> {
+    fn get(&self, name: &str, out: &mut fs::File) -> Result<u64> {
         let p = self.path(name)?;
         let mut f = match fs::File::open(&p) {
             Ok(f) => f,

@@ -7,7 +7,7 @@
 pub mod file;
 
 use crate::error::{Error, Result};
-use std::io::Write;
+use std::fs::File;
 use std::path::Path;
 
 /// Object storage as swiftdup needs it: flat names in one namespace.
@@ -15,8 +15,9 @@ pub trait Backend {
     /// Store the local file `src` under `name`, replacing any object of that name. A retry
     /// reads `src` again from the start, which is why uploads come from a spooled file.
     fn put(&self, name: &str, src: &Path) -> Result<()>;
-    /// Stream the object into `out`; `Error::NotFound` when it does not exist.
-    fn get(&self, name: &str, out: &mut dyn Write) -> Result<u64>;
+    /// Download the object into `dest` (an empty file) and return its size;
+    /// `Error::NotFound` when it does not exist. A retry may truncate and rewrite `dest`.
+    fn get(&self, name: &str, dest: &mut File) -> Result<u64>;
     /// Every object name that starts with `prefix` (all of them, paginated as needed).
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Remove an object; removing a missing object is not an error.
