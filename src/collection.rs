@@ -107,6 +107,8 @@ pub struct Collection {
     pub orphaned: Vec<BackupSet>,
     pub sig_chains: Vec<SigChain>,
     pub orphaned_sigs: Vec<String>,
+    /// The orphaned new-signature files with their times (for set-by-set matching).
+    orphaned_sig_entries: Vec<(i64, i64, String)>,
     /// Names in the listing that are not duplicity files (left alone).
     pub foreign: usize,
 }
@@ -205,7 +207,10 @@ impl Collection {
         for (s, e, n) in news_sig {
             match sig_chains.iter_mut().find(|ch| ch.end() == s) {
                 Some(ch) => ch.news.push((s, e, n)),
-                None => c.orphaned_sigs.push(n),
+                None => {
+                    c.orphaned_sigs.push(n.clone());
+                    c.orphaned_sig_entries.push((s, e, n));
+                }
             }
         }
         sig_chains.sort_by_key(|ch| ch.end());
@@ -218,12 +223,26 @@ impl Collection {
         self.chains.last()
     }
 
-    /// The signature chain that ends where `chain` ends.
-    pub fn sig_chain_for(&self, chain: &Chain) -> Option<&SigChain> {
-        self.sig_chains
-            .iter()
-            .rev()
-            .find(|s| s.end() == chain.end() && s.full_time == chain.start())
+    /// The signature files of `chain`: the full signatures of its full set and the new
+    /// signatures of each of its incrementals, in order; `None` when any is missing.
+    ///
+    /// Matching set by set (not by the signature chain's end time, as stock does) means a
+    /// run that died between uploading its signatures and its manifest leaves a stray
+    /// signature file that is simply ignored, instead of forcing a new full backup.
+    pub fn sig_chain_for(&self, chain: &Chain) -> Option<SigChain> {
+        let sc = self.sig_chains.iter().rev().find(|s| s.full_time == chain.start())?;
+        let mut news = Vec::new();
+        for inc in &chain.incs {
+            let n = self
+                .sig_chains
+                .iter()
+                .filter(|s| s.full_time == chain.start())
+                .flat_map(|s| s.news.iter())
+                .chain(self.orphaned_sig_entries.iter())
+                .find(|(s, e, _)| *s == inc.start && *e == inc.end)?;
+            news.push(n.clone());
+        }
+        Some(SigChain { full_time: sc.full_time, full: sc.full.clone(), news })
     }
 
     /// The chain a restore at `t` uses (§7.1): the one covering `t`, else the newest that
@@ -330,6 +349,21 @@ mod tests {
         assert_eq!(c.sig_chains.len(), 2);
         assert_eq!(c.sig_chain_for(&c.chains[0]).unwrap().news.len(), 1);
         assert!(c.sig_chain_for(&c.chains[1]).is_some());
+    }
+
+    #[test]
+    fn stray_signatures_of_an_unfinished_run_do_not_break_the_chain() {
+        let mut names = listing();
+        // a run that uploaded its signatures but died before its manifest
+        names.push(n(K::NewSignatures { start: 200, end: 300 }, S::Gpg));
+        let c = Collection::from_names(&names, &Prefixes::default());
+        let sc = c.sig_chain_for(&c.chains[0]).unwrap();
+        assert_eq!(sc.news.len(), 1);
+        assert_eq!(sc.news[0].1, 200);
+        // and a chain whose incremental lacks its signatures has no signature chain
+        let names: Vec<String> = listing().into_iter().filter(|x| !x.contains("new-signatures")).collect();
+        let c = Collection::from_names(&names, &Prefixes::default());
+        assert!(c.sig_chain_for(&c.chains[0]).is_none());
     }
 
     #[test]
