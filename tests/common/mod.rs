@@ -139,11 +139,16 @@ fn scan(
         "dir"
     } else if ft.is_file() {
         "file"
+    } else if std::os::unix::fs::FileTypeExt::is_fifo(&ft) {
+        "fifo"
+    } else if std::os::unix::fs::FileTypeExt::is_char_device(&ft) {
+        "chardev"
     } else {
         "special"
     };
+    let kind = if kind == "chardev" { format!("chardev {}", m.rdev()) } else { kind.to_string() };
     let node = Node {
-        kind: kind.into(),
+        kind,
         mode: if ft.is_symlink() {
             0
         } else {
@@ -307,6 +312,16 @@ pub fn have(cmd: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A FIFO, and (as root, where devices can be made) a character device like /dev/null.
+pub fn special_files(dir: &Path) {
+    let st = Command::new("mkfifo").arg(dir.join("fifo")).status().unwrap();
+    assert!(st.success());
+    if swiftdup::platform::is_root() {
+        let st = Command::new("mknod").arg(dir.join("null-device")).args(["c", "1", "3"]).status().unwrap();
+        assert!(st.success());
+    }
+}
+
 /// Build the interop tree and evolve it through three states, calling `backup(i, time)`
 /// after each and keeping a copy of every state in `states/<i>`.
 pub fn evolve_tree(s: &Scratch, mut backup: impl FnMut(usize, i64)) {
@@ -343,6 +358,7 @@ pub fn evolve_tree(s: &Scratch, mut backup: impl FnMut(usize, i64)) {
     chmod(&src.join("modes/private"), 0o600);
     symlink("file1.txt", &src.join("link1"));
     symlink("../nowhere", &src.join("dangling"));
+    special_files(&src);
     touch_all(&src, 1_699_990_000);
     snapshot(&src, &s.join("state0"));
     backup(0, T0);
