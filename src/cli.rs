@@ -150,6 +150,21 @@ pub struct Opts {
     /// Seconds between progress events (0: none).
     #[arg(long, env = "SWIFTDUP_PROGRESS_INTERVAL", default_value_t = 10)]
     pub progress_interval: u64,
+    /// Retries of a failed storage request (connection errors, timeouts, 408/409/429/498/5xx).
+    #[arg(long, env = "SWIFTDUP_NUM_RETRIES", default_value_t = 5)]
+    pub num_retries: u32,
+    /// Base delay in seconds of the exponential backoff between retries (jittered, at most 60 s).
+    #[arg(long, env = "SWIFTDUP_BACKEND_RETRY_DELAY", default_value_t = 1.0)]
+    pub backend_retry_delay: f64,
+    /// PEM file of CA certificates trusted in addition to the built-in roots (default: SSL_CERT_FILE).
+    #[arg(long, env = "SWIFTDUP_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds to connect, to wait for a response, or for any read or write to make progress.
+    #[arg(long, env = "SWIFTDUP_HTTP_TIMEOUT", default_value_t = 60.0, hide = true)]
+    pub http_timeout: f64,
+    /// Seconds for a whole upload or download body (default: from the size; 30 min to download).
+    #[arg(long, env = "SWIFTDUP_HTTP_BODY_TIMEOUT", hide = true)]
+    pub http_body_timeout: Option<f64>,
 }
 
 /// Add duplicity's implicit verbs: `swiftdup SOURCE URL` is a backup and `swiftdup URL DIR`
@@ -311,6 +326,13 @@ fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
         now,
         crypto,
         progress_interval: o.progress_interval,
+        backend: crate::target::Options::from_flags(
+            o.num_retries,
+            o.backend_retry_delay,
+            o.http_timeout,
+            o.http_body_timeout,
+            o.ca_file.clone(),
+        )?,
     })
 }
 

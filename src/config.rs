@@ -38,6 +38,8 @@ pub struct Common {
     pub now: i64,
     pub crypto: Crypto,
     pub progress_interval: u64,
+    /// Retries and HTTP timeouts of remote backends (`--num-retries`, ...).
+    pub backend: crate::target::Options,
 }
 
 /// Options of `full`, `incremental` and `backup`.

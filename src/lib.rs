@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod delta;
 pub mod error;
 pub mod format;
+pub mod http;
 pub mod interrupt;
 pub mod log;
 pub mod platform;

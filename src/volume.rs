@@ -177,7 +177,7 @@ pub struct VolumeWriter<'a> {
     start: i64,
     end: i64,
     volsize: u64,
-    mode: SealMode,
+    mode: &'a SealMode,
     cur: Option<OpenVolume>,
     pub stats: VolumeStats,
 }
@@ -194,7 +194,7 @@ impl<'a> VolumeWriter<'a> {
         start: i64,
         end: i64,
         volsize: u64,
-        mode: SealMode,
+        mode: &'a SealMode,
     ) -> Self {
         VolumeWriter {
             backend,
@@ -229,7 +229,7 @@ impl<'a> VolumeWriter<'a> {
         let f = File::create(&path.0).map_err(|e| Error::io(path.0.display(), e))?;
         let hc = HashCount::new(BufWriter::with_capacity(1 << 16, f));
         let out_bytes = hc.counter();
-        let sealer = Sealer::new(hc, &self.mode)
+        let sealer = Sealer::new(hc, self.mode)
             .map_err(|e| Error::Internal(format!("cannot start a volume: {e}")))?;
         self.cur = Some(OpenVolume {
             sealer,

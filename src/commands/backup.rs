@@ -557,7 +557,7 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     let started = Instant::now();
     let walk = Walk::new(opts.source.clone(), source::All)
         .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
-    let backend = target::open(&common.url)?;
+    let backend = target::open(&common.url, target::Access::Write, &common.backend)?;
     let names = backend.list(&common.prefixes.file)?;
     let coll = Collection::from_names(&names, &common.prefixes);
     let md = Metadata {
@@ -622,7 +622,7 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
             start,
             end,
             opts.volsize,
-            common.crypto.seal.clone(),
+            &common.crypto.seal,
         ),
         sigs: SigWriter::new(BufWriter::with_capacity(1 << 16, sig_spool)),
         manifest: ManifestWriter::new(common, opts.hostname.as_bytes(), &localdir)?,
@@ -762,12 +762,9 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     };
     let man_name = common.prefixes.name(&man_kind, man_suffix);
     let mut man_plain = manifest.finish(common)?;
-    let man_mode = if man_suffix == Suffix::Gpg {
-        common.crypto.seal.clone()
-    } else {
-        SealMode::Plain
-    };
-    let (sealed, _, n) = seal_file(&mut man_plain, &man_mode, common, "manifest")?;
+    let plain = SealMode::Plain;
+    let man_mode = if man_suffix == Suffix::Gpg { &common.crypto.seal } else { &plain };
+    let (sealed, _, n) = seal_file(&mut man_plain, man_mode, common, "manifest")?;
     interrupt::check()?;
     md.backend.put(&man_name, &sealed.0)?;
     summary.bytes_uploaded += n;

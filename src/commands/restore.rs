@@ -398,7 +398,7 @@ fn set_files(md: &Metadata, set: &BackupSet) -> Result<Manifest> {
 
 /// Run one restore.
 pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
-    let backend = target::open(&common.url)?;
+    let backend = target::open(&common.url, target::Access::Read, &common.backend)?;
     let names = backend.list(&common.prefixes.file)?;
     let coll = Collection::from_names(&names, &common.prefixes);
     let md = Metadata {

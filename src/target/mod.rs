@@ -5,10 +5,71 @@
 //! implementation.
 
 pub mod file;
+pub mod swift;
 
 use crate::error::{Error, Result};
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Whether a command only reads the target or also writes it. A read-only command can run
+/// with a read key; a writing one needs the full key, which is checked before any request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// How remote backends talk to their storage (file:// ignores it).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Retries after the first attempt of a request that failed transiently.
+    pub num_retries: u32,
+    /// Base of the exponential backoff between retries (full jitter, capped at 60 s).
+    pub retry_delay: Duration,
+    pub http: crate::http::Options,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            num_retries: 5,
+            retry_delay: Duration::from_secs(1),
+            http: crate::http::Options::default(),
+        }
+    }
+}
+
+impl Options {
+    /// From the command line's numbers of seconds (`--num-retries`, `--backend-retry-delay`,
+    /// `--http-timeout`, `--http-body-timeout`, `--ca-file`).
+    pub fn from_flags(
+        num_retries: u32,
+        retry_delay: f64,
+        http_timeout: f64,
+        http_body_timeout: Option<f64>,
+        ca_file: Option<PathBuf>,
+    ) -> Result<Options> {
+        let secs = |v: f64, flag: &str, zero_ok: bool| {
+            Duration::try_from_secs_f64(v)
+                .ok()
+                .filter(|d| zero_ok || !d.is_zero())
+                .ok_or_else(|| Error::Usage(format!("{flag}: {v} is not a usable number of seconds")))
+        };
+        Ok(Options {
+            num_retries,
+            retry_delay: secs(retry_delay, "--backend-retry-delay", true)?,
+            http: crate::http::Options {
+                timeout: secs(http_timeout, "--http-timeout", false)?,
+                body_timeout_override: http_body_timeout
+                    .map(|v| secs(v, "--http-body-timeout", false))
+                    .transpose()?,
+                ca_file,
+                ..crate::http::Options::default()
+            },
+        })
+    }
+}
 
 /// Object storage as swiftdup needs it: flat names in one namespace.
 pub trait Backend {
@@ -26,8 +87,11 @@ pub trait Backend {
     fn describe(&self) -> String;
 }
 
-/// Open the backend a target URL names.
-pub fn open(url: &str) -> Result<Box<dyn Backend>> {
+/// Open the backend a target URL names, for `access`.
+pub fn open(url: &str, access: Access, opts: &Options) -> Result<Box<dyn Backend>> {
+    if url.starts_with("swiftkeys://") {
+        return Ok(Box::new(swift::SwiftBackend::open(url, access, opts)?));
+    }
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
             return Err(Error::Usage(format!(
@@ -37,7 +101,7 @@ pub fn open(url: &str) -> Result<Box<dyn Backend>> {
         return Ok(Box::new(file::FileBackend::new(path)?));
     }
     Err(Error::Usage(format!(
-        "target URL {url:?}: unsupported scheme (use file:///absolute/path)"
+        "target URL {url:?}: unsupported scheme (use file:///absolute/path or swiftkeys://container[/prefix])"
     )))
 }
 

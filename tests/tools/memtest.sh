@@ -8,6 +8,7 @@ MIB=${1:-4096}
 D=$(mktemp -d "${TMPDIR:-/tmp}/swiftdup-mem.XXXXXX")
 trap 'rm -rf "$D"' EXIT
 export PASSPHRASE=memtest
+MODE=${MODE:-}
 mkdir -p "$D/src"
 echo "generating ${MIB} MiB of incompressible data..."
 head -c "$((MIB * 1024 * 1024))" /dev/urandom > "$D/src/big.bin"
@@ -15,7 +16,7 @@ touch -d @1700000000 "$D/src/big.bin"
 
 measure() {
   local label=$1; shift
-  /usr/bin/time -f "%M %e" -o "$D/time" "$BIN" "$@" --archive-dir "$D/cache" --log-format json 2> "$D/log" || { cat "$D/log"; exit 1; }
+  /usr/bin/time -f "%M %e" -o "$D/time" "$BIN" "$@" $MODE --archive-dir "$D/cache" --log-format json 2> "$D/log" || { cat "$D/log"; exit 1; }
   read -r kb secs < "$D/time"
   printf '| %-34s | %8.1f MiB | %7.1f s |\n' "$label" "$(echo "$kb/1024" | bc -l)" "$secs"
 }

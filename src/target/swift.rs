@@ -1,0 +1,897 @@
+//! `swiftkeys://CONTAINER[/PREFIX]`: an OpenStack Swift container reached with a container
+//! key (the provider's container-keys middleware), never with an auth token.
+//!
+//! Configuration comes from the environment: `SWIFT_STORAGE_URL` (the account URL,
+//! `https://host/v1/AUTH_<project>`), `SWIFT_CONTAINER_FULL_TOKEN` (read and write) and
+//! `SWIFT_CONTAINER_READ_TOKEN` (read only). Every request carries the key in
+//! `X-Container-Meta-Full-Key` or `X-Container-Meta-Read-Key`; an `X-Auth-Token` would make
+//! Swift bypass the key check, so none is ever sent. Only container- and object-level
+//! requests are made: a key is not valid for the account.
+//!
+//! This module owns what makes Swift reliable to talk to: retries with exponential backoff
+//! and full jitter on transient failures (honouring `Retry-After`), an MD5 `ETag` on every
+//! upload and its check on downloads, paginated listings, and errors that name the object
+//! and carry Swift's `X-Trans-Id` for the operator.
+
+use super::{Access, Backend, Options};
+use crate::error::{Error, Result};
+use crate::http::{self, encode, encode_path, Http, HttpError, Method, Request, Response};
+use crate::{interrupt, log};
+use md5::{Digest, Md5};
+use serde_json::json;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// Environment variable names (also used in error messages; their values never are).
+pub const ENV_STORAGE_URL: &str = "SWIFT_STORAGE_URL";
+pub const ENV_FULL_KEY: &str = "SWIFT_CONTAINER_FULL_TOKEN";
+pub const ENV_READ_KEY: &str = "SWIFT_CONTAINER_READ_TOKEN";
+
+const FULL_KEY_HEADER: &str = "X-Container-Meta-Full-Key";
+const READ_KEY_HEADER: &str = "X-Container-Meta-Read-Key";
+
+/// Swift's largest listing page.
+const PAGE: usize = 10_000;
+/// The longest wait between two attempts, whatever the backoff or `Retry-After` says.
+const MAX_DELAY: Duration = Duration::from_secs(60);
+/// A listing page of 10,000 names is a few MB; anything far larger is not a listing.
+const MAX_LISTING_BYTES: u64 = 256 << 20;
+/// How much of an error response body goes into a message.
+const MAX_ERROR_BODY: u64 = 300;
+/// The containerkeys middleware's answer to a wrong key; other 401s come from normal auth.
+const KEY_INVALID_MARKER: &str = "Auth Key invalid";
+
+/// A container key: never printed, not even by `{:?}`.
+#[derive(Clone)]
+struct Key(String);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the container is and which keys may be used (normally from the environment).
+#[derive(Clone, Default)]
+pub struct SwiftConfig {
+    /// The account's storage URL, as Keystone's catalogue or the provider gives it.
+    pub storage_url: String,
+    pub full_key: Option<String>,
+    pub read_key: Option<String>,
+}
+
+impl std::fmt::Debug for SwiftConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwiftConfig")
+            .field("storage_url", &self.storage_url)
+            .field("full_key", &self.full_key.as_ref().map(|_| "<redacted>"))
+            .field("read_key", &self.read_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl SwiftConfig {
+    /// Read `SWIFT_STORAGE_URL`, `SWIFT_CONTAINER_FULL_TOKEN` and `SWIFT_CONTAINER_READ_TOKEN`;
+    /// an empty variable counts as unset.
+    pub fn from_env() -> SwiftConfig {
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        SwiftConfig {
+            storage_url: var(ENV_STORAGE_URL).unwrap_or_default(),
+            full_key: var(ENV_FULL_KEY),
+            read_key: var(ENV_READ_KEY),
+        }
+    }
+}
+
+/// The swiftkeys:// backend.
+pub struct SwiftBackend {
+    http: Box<dyn Http>,
+    /// `<storage url>/<encoded container>`.
+    container_url: String,
+    container: String,
+    /// `PREFIX/`, or empty: prepended to every object name.
+    prefix: String,
+    key_header: &'static str,
+    key: Key,
+    /// Opened for a writing command (and so with the full key).
+    writable: bool,
+    num_retries: u32,
+    retry_delay: Duration,
+}
+
+/// What one attempt of a request came to.
+enum Step<T> {
+    Done(T),
+    /// A transient failure: try again after the backoff (or at least `after`).
+    Retry(Error, Option<Duration>),
+    /// A failure that another attempt would repeat.
+    Fail(Error),
+}
+
+/// `(container, prefix)` of `swiftkeys://CONTAINER[/PREFIX]`; the prefix loses surrounding
+/// slashes.
+pub fn parse_url(url: &str) -> Result<(String, String)> {
+    let rest = url.strip_prefix("swiftkeys://").ok_or_else(|| {
+        Error::Usage(format!(
+            "target URL {url:?}: expected swiftkeys://container[/prefix]"
+        ))
+    })?;
+    let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if container.is_empty() {
+        return Err(Error::Usage(format!(
+            "target URL {url:?}: no container name (swiftkeys://container[/prefix])"
+        )));
+    }
+    Ok((container.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+impl SwiftBackend {
+    /// Open `swiftkeys://CONTAINER[/PREFIX]` with the configuration in the environment.
+    pub fn open(url: &str, access: Access, opts: &Options) -> Result<SwiftBackend> {
+        let (container, prefix) = parse_url(url)?;
+        SwiftBackend::with_config(&container, &prefix, SwiftConfig::from_env(), access, opts)
+    }
+
+    /// Open a container with an explicit configuration: check the keys against `access`
+    /// (before any request), then make sure the container answers to the key.
+    pub fn with_config(
+        container: &str,
+        prefix: &str,
+        cfg: SwiftConfig,
+        access: Access,
+        opts: &Options,
+    ) -> Result<SwiftBackend> {
+        let storage_url = cfg.storage_url.trim_end_matches('/');
+        if storage_url.is_empty() {
+            return Err(Error::Usage(format!(
+                "{ENV_STORAGE_URL} is not set: swiftkeys:// needs the account's storage URL \
+                 (https://host/v1/AUTH_<project>)"
+            )));
+        }
+        if !(storage_url.starts_with("https://") || storage_url.starts_with("http://")) {
+            return Err(Error::Usage(format!(
+                "{ENV_STORAGE_URL} must be an http:// or https:// URL"
+            )));
+        }
+        let (key_header, key) = match (access, cfg.full_key, cfg.read_key) {
+            (Access::Write, Some(full), _) => (FULL_KEY_HEADER, full),
+            (Access::Write, None, Some(_)) => {
+                return Err(Error::AccessDenied {
+                    object: container.to_string(),
+                    detail: format!(
+                        "this command writes to the container and needs its full key \
+                         ({ENV_FULL_KEY}); only a read key ({ENV_READ_KEY}) is set"
+                    ),
+                    trans_id: None,
+                })
+            }
+            (Access::Write, None, None) => {
+                return Err(Error::Usage(format!(
+                    "{ENV_FULL_KEY} is not set: this command writes to swiftkeys://{container} \
+                     and needs the container's full key"
+                )))
+            }
+            // Reading prefers the read key: the full key need not be handed to restores.
+            (Access::Read, _, Some(read)) => (READ_KEY_HEADER, read),
+            (Access::Read, Some(full), None) => (FULL_KEY_HEADER, full),
+            (Access::Read, None, None) => {
+                return Err(Error::Usage(format!(
+                    "neither {ENV_READ_KEY} nor {ENV_FULL_KEY} is set: swiftkeys://{container} \
+                     needs a container key"
+                )))
+            }
+        };
+        let http = http::client(&opts.http).map_err(|e| Error::Usage(e.detail))?;
+        let b = SwiftBackend {
+            http,
+            container_url: format!("{storage_url}/{}", encode(container)),
+            container: container.to_string(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            key_header,
+            key: Key(key),
+            writable: access == Access::Write,
+            num_retries: opts.num_retries,
+            retry_delay: opts.retry_delay,
+        };
+        b.check_container()?;
+        Ok(b)
+    }
+
+    /// One listing entry's worth of GET on the container: it exists and takes the key.
+    /// (A GET, not a HEAD: a 401 has to be told apart by its body, see `container_401`.)
+    fn check_container(&self) -> Result<()> {
+        let url = format!("{}?format=json&limit=1", self.container_url);
+        self.request(
+            &self.container,
+            || Ok(self.req(Method::Get, url.clone())),
+            |mut resp| match resp.status {
+                200..=299 => {
+                    drain(&mut resp);
+                    Step::Done(())
+                }
+                401 => Step::Fail(self.container_401(&mut resp)),
+                404 => Step::Fail(self.container_missing(&resp)),
+                _ => self.status_error(&self.container, &mut resp),
+            },
+        )
+    }
+
+    /// A 401 on the container. The middleware answers a wrong key with "Auth Key invalid";
+    /// a container that does not exist (or has no keys) is passed on to normal auth, which
+    /// refuses a tokenless request with a 401 of its own.
+    fn container_401(&self, resp: &mut Response) -> Error {
+        let trans_id = trans_id(resp);
+        let body = error_body(resp);
+        if body.contains(KEY_INVALID_MARKER) {
+            Error::KeyRejected {
+                object: self.container.clone(),
+                trans_id,
+            }
+        } else {
+            Error::TargetMissing(format!(
+                "container {} does not exist or has no container keys: Swift's normal auth \
+                 refused the keyed request (HTTP 401{}); create the container and set its \
+                 keys first (swiftdup creates nothing)",
+                self.container,
+                tid_suffix(&trans_id)
+            ))
+        }
+    }
+
+    fn container_missing(&self, resp: &Response) -> Error {
+        Error::TargetMissing(format!(
+            "container {} does not exist (HTTP 404{}); create it and set its keys first \
+             (swiftdup creates nothing)",
+            self.container,
+            tid_suffix(&trans_id(resp))
+        ))
+    }
+
+    /// A request with the key header (and never an auth token).
+    fn req(&self, method: Method, url: String) -> Request {
+        Request {
+            method,
+            url,
+            headers: vec![(self.key_header.to_string(), self.key.0.clone())],
+            body: None,
+        }
+    }
+
+    fn object_name(&self, name: &str) -> Result<String> {
+        if name.is_empty() {
+            return Err(Error::Usage("invalid object name \"\"".into()));
+        }
+        Ok(format!("{}{name}", self.prefix))
+    }
+
+    fn object_url(&self, name: &str) -> Result<String> {
+        Ok(format!(
+            "{}/{}",
+            self.container_url,
+            encode_path(&self.object_name(name)?)
+        ))
+    }
+
+    /// Refuse a write before any request when the backend was opened for reading.
+    fn check_writable(&self, name: &str) -> Result<()> {
+        if self.writable {
+            return Ok(());
+        }
+        let detail = if self.key_header == READ_KEY_HEADER {
+            format!(
+                "a read key ({ENV_READ_KEY}) cannot write: set the full key ({ENV_FULL_KEY})"
+            )
+        } else {
+            "the target was opened read-only".to_string()
+        };
+        Err(Error::AccessDenied {
+            object: name.to_string(),
+            detail,
+            trans_id: None,
+        })
+    }
+
+    /// Run a request with retries: `make` builds each attempt's request (a fresh body
+    /// reader from the start), `handle` judges each response.
+    fn request<T>(
+        &self,
+        object: &str,
+        mut make: impl FnMut() -> Result<Request>,
+        mut handle: impl FnMut(Response) -> Step<T>,
+    ) -> Result<T> {
+        let attempts = self.num_retries.saturating_add(1);
+        for attempt in 1..=attempts {
+            interrupt::check()?;
+            let req = make()?;
+            let method = req.method;
+            let step = match self.http.call(req) {
+                Ok(resp) => handle(resp),
+                Err(e) => transport_error(object, e),
+            };
+            let (err, after) = match step {
+                Step::Done(t) => return Ok(t),
+                Step::Fail(e) => return Err(e),
+                Step::Retry(e, after) => (e, after),
+            };
+            if attempt == attempts {
+                return Err(gave_up(err, attempts));
+            }
+            let delay = self.backoff(attempt - 1, after);
+            let mut fields = vec![
+                ("object", json!(object)),
+                ("method", json!(method.as_str())),
+                ("attempt", json!(attempt)),
+                ("delay_seconds", json!((delay.as_secs_f64() * 1000.0).round() / 1000.0)),
+                ("reason", json!(err.to_string())),
+            ];
+            if let Some(t) = err.trans_id() {
+                fields.push(("trans_id", json!(t)));
+            }
+            log::warn(
+                "retry",
+                &format!(
+                    "{err}; retry {attempt} of {} in {:.1}s",
+                    self.num_retries,
+                    delay.as_secs_f64()
+                ),
+                fields,
+            );
+            sleep_interruptibly(delay)?;
+        }
+        Err(Error::Internal("retry loop ended without a result".into()))
+    }
+
+    /// Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^retry)], but
+    /// never shorter than the server's `Retry-After` (itself capped).
+    fn backoff(&self, retry: u32, after: Option<Duration>) -> Duration {
+        use rand::Rng;
+        let ceiling = self
+            .retry_delay
+            .saturating_mul(1u32 << retry.min(16))
+            .min(MAX_DELAY);
+        let jitter = ceiling.mul_f64(rand::thread_rng().gen::<f64>());
+        match after {
+            Some(a) => jitter.max(a.min(MAX_DELAY)),
+            None => jitter,
+        }
+    }
+
+    /// The shared judgement of a status the caller did not handle itself.
+    fn status_error<T>(&self, object: &str, resp: &mut Response) -> Step<T> {
+        let status = resp.status;
+        let trans_id = trans_id(resp);
+        let backend = |detail: String| Error::Backend {
+            object: object.to_string(),
+            detail,
+            trans_id: trans_id.clone(),
+        };
+        match status {
+            401 => Step::Fail(Error::KeyRejected {
+                object: object.to_string(),
+                trans_id,
+            }),
+            403 => Step::Fail(Error::AccessDenied {
+                object: object.to_string(),
+                detail: format!(
+                    "Swift refused the operation (HTTP 403): {}",
+                    error_body(resp)
+                ),
+                trans_id,
+            }),
+            408 | 409 | 429 | 498 | 500 | 502 | 503 | 504 => {
+                let after = retry_after(resp);
+                let body = error_body(resp);
+                Step::Retry(
+                    backend(format!("HTTP {status} {}", reason(status, &body))),
+                    after,
+                )
+            }
+            411 => Step::Fail(backend(
+                "Swift wants a length (HTTP 411 Length Required): something between swiftdup \
+                 and Swift dropped the Content-Length header"
+                    .into(),
+            )),
+            413 => Step::Fail(backend(
+                "object too large for Swift (HTTP 413; the limit is usually 5 GiB): lower \
+                 --volsize"
+                    .into(),
+            )),
+            422 => Step::Fail(backend(
+                "Swift received bytes whose MD5 differs from the ETag sent (HTTP 422): the \
+                 spooled file changed during the upload or the data was damaged on the way"
+                    .into(),
+            )),
+            _ => {
+                let body = error_body(resp);
+                Step::Fail(backend(format!(
+                    "unexpected HTTP {status} {}",
+                    reason(status, &body)
+                )))
+            }
+        }
+    }
+
+    /// One listing page: the names after `marker` that start with `full_prefix`.
+    fn list_page(&self, full_prefix: &str, marker: &str, what: &str) -> Result<Vec<String>> {
+        let mut url = format!(
+            "{}?format=json&limit={PAGE}&prefix={}",
+            self.container_url,
+            encode(full_prefix)
+        );
+        if !marker.is_empty() {
+            url.push_str("&marker=");
+            url.push_str(&encode(marker));
+        }
+        self.request(
+            what,
+            || Ok(self.req(Method::Get, url.clone())),
+            |mut resp| match resp.status {
+                204 => Step::Done(Vec::new()),
+                200 => {
+                    let mut body = Vec::new();
+                    if let Err(e) = resp
+                        .body
+                        .by_ref()
+                        .take(MAX_LISTING_BYTES)
+                        .read_to_end(&mut body)
+                    {
+                        return Step::Retry(
+                            Error::Backend {
+                                object: what.to_string(),
+                                detail: format!("listing cut off: {e}"),
+                                trans_id: trans_id(&resp),
+                            },
+                            None,
+                        );
+                    }
+                    match parse_listing(&body) {
+                        Ok(names) => Step::Done(names),
+                        Err(detail) => Step::Retry(
+                            Error::Backend {
+                                object: what.to_string(),
+                                detail,
+                                trans_id: trans_id(&resp),
+                            },
+                            None,
+                        ),
+                    }
+                }
+                401 => Step::Fail(self.container_401(&mut resp)),
+                404 => Step::Fail(self.container_missing(&resp)),
+                _ => self.status_error(what, &mut resp),
+            },
+        )
+    }
+}
+
+impl Backend for SwiftBackend {
+    fn put(&self, name: &str, src: &Path) -> Result<()> {
+        self.check_writable(name)?;
+        let url = self.object_url(name)?;
+        let (md5, len) = md5_file(src)?;
+        self.request(
+            name,
+            || {
+                let file = File::open(src).map_err(|e| Error::io(src.display(), e))?;
+                let mut req = self.req(Method::Put, url.clone());
+                req.headers.push(("ETag".into(), md5.clone()));
+                req.headers
+                    .push(("Content-Type".into(), "application/octet-stream".into()));
+                req.body = Some(http::Body { file, len });
+                Ok(req)
+            },
+            |mut resp| match resp.status {
+                201 => {
+                    drain(&mut resp);
+                    match resp.header("etag").map(unquote) {
+                        // Swift computed the MD5 of what it stored: it must be ours.
+                        Some(etag) if !etag.eq_ignore_ascii_case(&md5) => Step::Retry(
+                            Error::Backend {
+                                object: name.to_string(),
+                                detail: format!(
+                                    "Swift stored the object with ETag {etag}, expected {md5}"
+                                ),
+                                trans_id: trans_id(&resp),
+                            },
+                            None,
+                        ),
+                        _ => Step::Done(()),
+                    }
+                }
+                404 => Step::Fail(self.container_missing(&resp)),
+                _ => self.status_error(name, &mut resp),
+            },
+        )
+    }
+
+    fn get(&self, name: &str, dest: &mut File) -> Result<u64> {
+        let url = self.object_url(name)?;
+        self.request(
+            name,
+            || Ok(self.req(Method::Get, url.clone())),
+            |mut resp| match resp.status {
+                200 => receive(name, &mut resp, dest),
+                404 => Step::Fail(Error::NotFound(name.to_string())),
+                _ => self.status_error(name, &mut resp),
+            },
+        )
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let full_prefix = format!("{}{prefix}", self.prefix);
+        let what = format!("{}/{full_prefix}* (listing)", self.container);
+        let mut names = Vec::new();
+        let mut marker = String::new();
+        loop {
+            let page = self.list_page(&full_prefix, &marker, &what)?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            // A server that ignored the marker would page forever.
+            if !marker.is_empty() && last <= marker {
+                return Err(Error::Backend {
+                    object: what,
+                    detail: format!("listing did not advance past {marker:?}"),
+                    trans_id: None,
+                });
+            }
+            names.extend(page.into_iter().filter_map(|n| {
+                n.strip_prefix(&full_prefix)
+                    .map(|rest| format!("{prefix}{rest}"))
+            }));
+            // Some Swift-compatible servers end pages early: only an empty page ends it.
+            marker = last;
+        }
+        Ok(names)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.check_writable(name)?;
+        let url = self.object_url(name)?;
+        self.request(
+            name,
+            || Ok(self.req(Method::Delete, url.clone())),
+            |mut resp| match resp.status {
+                // Already gone is what a delete wants.
+                200..=299 | 404 => {
+                    drain(&mut resp);
+                    Step::Done(())
+                }
+                _ => self.status_error(name, &mut resp),
+            },
+        )
+    }
+
+    fn describe(&self) -> String {
+        format!("swiftkeys://{}/{}", self.container, self.prefix)
+    }
+}
+
+/// Stream a 200 response into `dest` (emptied first: this may be a retry), checking the
+/// length and, for a plain object, the MD5 against the `Etag`.
+fn receive(name: &str, resp: &mut Response, dest: &mut File) -> Step<u64> {
+    let local = |e: io::Error| Step::Fail(Error::io(format!("download of {name}"), e));
+    if let Err(e) = dest.set_len(0).and_then(|_| dest.seek(SeekFrom::Start(0))) {
+        return local(e);
+    }
+    let tid = trans_id(resp);
+    let retry = |detail: String| {
+        Step::Retry(
+            Error::Backend {
+                object: name.to_string(),
+                detail,
+                trans_id: tid.clone(),
+            },
+            None,
+        )
+    };
+    let expected_len: Option<u64> = resp.header("content-length").and_then(|v| v.parse().ok());
+    // Large objects (SLO, DLO) have an Etag that is not the MD5 of the content.
+    let expected_md5 = match resp.header("etag") {
+        Some(e)
+            if resp.header("x-static-large-object").is_none()
+                && resp.header("x-object-manifest").is_none()
+                && !e.starts_with('"')
+                && e.len() == 32
+                && e.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Some(e.to_ascii_lowercase())
+        }
+        _ => None,
+    };
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n: u64 = 0;
+    loop {
+        let got = match resp.body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return retry(format!("download broke off after {n} bytes: {e}")),
+        };
+        hasher.update(&buf[..got]);
+        if let Err(e) = dest.write_all(&buf[..got]) {
+            return local(e);
+        }
+        n += got as u64;
+    }
+    if let Some(len) = expected_len {
+        if n != len {
+            return retry(format!("download truncated: {n} of {len} bytes"));
+        }
+    }
+    if let Some(md5) = expected_md5 {
+        let got = crate::volume::hex(&hasher.finalize());
+        if got != md5 {
+            return Step::Retry(
+                Error::Integrity {
+                    object: name.to_string(),
+                    detail: format!(
+                        "downloaded bytes have MD5 {got} but Swift's Etag is {md5}{}",
+                        tid_suffix(&tid)
+                    ),
+                },
+                None,
+            );
+        }
+    }
+    Step::Done(n)
+}
+
+/// A transport failure as a step: retry what may pass next time.
+fn transport_error<T>(object: &str, e: HttpError) -> Step<T> {
+    let retryable = e.is_retryable();
+    let err = Error::Backend {
+        object: object.to_string(),
+        detail: e.to_string(),
+        trans_id: None,
+    };
+    if retryable {
+        Step::Retry(err, None)
+    } else {
+        Step::Fail(err)
+    }
+}
+
+/// The last transient error, saying that the retries are used up.
+fn gave_up(err: Error, attempts: u32) -> Error {
+    match err {
+        Error::Backend {
+            object,
+            detail,
+            trans_id,
+        } => Error::Backend {
+            object,
+            detail: format!("{detail} (gave up after {attempts} attempts)"),
+            trans_id,
+        },
+        Error::Integrity { object, detail } => Error::Integrity {
+            object,
+            detail: format!("{detail} (gave up after {attempts} attempts)"),
+        },
+        e => e,
+    }
+}
+
+/// Sleep, but wake up for SIGINT/SIGTERM so a stopped pod does not wait out a backoff.
+fn sleep_interruptibly(d: Duration) -> Result<()> {
+    let step = Duration::from_millis(100);
+    let mut left = d;
+    while !left.is_zero() {
+        interrupt::check()?;
+        let s = left.min(step);
+        std::thread::sleep(s);
+        left -= s;
+    }
+    interrupt::check()
+}
+
+/// Names from a JSON listing page (`[{"name": ...}, ...]`).
+fn parse_listing(body: &[u8]) -> std::result::Result<Vec<String>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("listing is not valid JSON: {e}"))?;
+    let items = v
+        .as_array()
+        .ok_or_else(|| "listing is not a JSON array".to_string())?;
+    let mut names = Vec::with_capacity(items.len());
+    for item in items {
+        match item.get("name").and_then(|n| n.as_str()) {
+            Some(n) => names.push(n.to_string()),
+            // `subdir` entries appear only with a delimiter, which is never sent.
+            None if item.get("subdir").is_some() => {}
+            None => return Err(format!("listing entry without a name: {item}")),
+        }
+    }
+    Ok(names)
+}
+
+/// MD5 (hex) and length of a file, read once before an upload.
+fn md5_file(path: &Path) -> Result<(String, u64)> {
+    let mut f = File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(path.display(), e)),
+        };
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((crate::volume::hex(&hasher.finalize()), len))
+}
+
+fn trans_id(resp: &Response) -> Option<String> {
+    resp.header("x-trans-id")
+        .or_else(|| resp.header("x-openstack-request-id"))
+        .map(str::to_string)
+}
+
+fn tid_suffix(t: &Option<String>) -> String {
+    t.as_ref()
+        .map(|t| format!(", X-Trans-Id {t}"))
+        .unwrap_or_default()
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by Swift and is ignored).
+fn retry_after(resp: &Response) -> Option<Duration> {
+    resp.header("retry-after")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(MAX_DELAY.as_secs_f64())))
+}
+
+/// The start of an error response's body, on one line, for messages.
+fn error_body(resp: &mut Response) -> String {
+    let mut body = Vec::new();
+    // A body that cannot be read adds nothing to the message; the status says enough.
+    let _ = resp
+        .body
+        .by_ref()
+        .take(MAX_ERROR_BODY)
+        .read_to_end(&mut body);
+    String::from_utf8_lossy(&body)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn reason(status: u16, body: &str) -> String {
+    let name = match status {
+        408 => "Request Timeout",
+        409 => "Conflict",
+        429 => "Too Many Requests",
+        498 => "Rate Limited",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    };
+    match (name.is_empty(), body.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => name.to_string(),
+        (true, false) => format!("({body})"),
+        (false, false) => format!("{name} ({body})"),
+    }
+}
+
+/// Read a small success body to its end so the connection can be reused.
+fn drain(resp: &mut Response) {
+    // Failing to drain only costs the connection, not the result.
+    let _ = io::copy(&mut resp.body.by_ref().take(1 << 20), &mut io::sink());
+}
+
+fn unquote(s: &str) -> &str {
+    s.trim().trim_matches('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("swiftkeys://c").unwrap(),
+            ("c".into(), "".into())
+        );
+        assert_eq!(
+            parse_url("swiftkeys://c/a/b/").unwrap(),
+            ("c".into(), "a/b".into())
+        );
+        assert!(matches!(
+            parse_url("swiftkeys:///x"),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn listing_json() {
+        assert_eq!(
+            parse_listing(br#"[{"name":"a b","bytes":1},{"subdir":"x/"}]"#).unwrap(),
+            vec!["a b".to_string()]
+        );
+        assert!(parse_listing(b"[{\"na").is_err());
+        assert!(parse_listing(b"{}").is_err());
+    }
+
+    fn cfg(full: Option<&str>, read: Option<&str>) -> SwiftConfig {
+        SwiftConfig {
+            // Nothing listens on port 9: the checks below must fail before connecting.
+            storage_url: "http://127.0.0.1:9/v1/AUTH_x".into(),
+            full_key: full.map(String::from),
+            read_key: read.map(String::from),
+        }
+    }
+
+    #[test]
+    fn key_checks_come_before_any_request() {
+        let o = Options::default();
+        let e = SwiftBackend::with_config("c", "", cfg(None, Some("r")), Access::Write, &o)
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::AccessDenied { .. }), "{e}");
+        assert!(e.to_string().contains(ENV_FULL_KEY), "{e}");
+        assert!(!e.to_string().contains("\"r\""));
+        let e = SwiftBackend::with_config("c", "", cfg(None, None), Access::Write, &o)
+            .err()
+            .unwrap();
+        assert!(matches!(&e, Error::Usage(m) if m.contains(ENV_FULL_KEY)), "{e}");
+        let e = SwiftBackend::with_config("c", "", cfg(None, None), Access::Read, &o)
+            .err()
+            .unwrap();
+        assert!(matches!(&e, Error::Usage(m) if m.contains(ENV_READ_KEY)), "{e}");
+        let e = SwiftBackend::with_config(
+            "c",
+            "",
+            SwiftConfig {
+                storage_url: String::new(),
+                ..cfg(Some("f"), None)
+            },
+            Access::Read,
+            &o,
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(&e, Error::Usage(m) if m.contains(ENV_STORAGE_URL)), "{e}");
+    }
+
+    #[test]
+    fn backoff_is_capped_and_honours_retry_after() {
+        let o = Options {
+            num_retries: 0,
+            retry_delay: Duration::from_secs(1),
+            ..Options::default()
+        };
+        // Build without the network: a backend value is all `backoff` needs.
+        let b = SwiftBackend {
+            http: http::client(&o.http).unwrap(),
+            container_url: String::new(),
+            container: "c".into(),
+            prefix: String::new(),
+            key_header: FULL_KEY_HEADER,
+            key: Key("k".into()),
+            writable: false,
+            num_retries: 0,
+            retry_delay: o.retry_delay,
+        };
+        for retry in 0..40 {
+            let d = b.backoff(retry, None);
+            assert!(d <= MAX_DELAY);
+            assert!(d <= Duration::from_secs(1u64 << retry.min(10)));
+        }
+        assert!(b.backoff(0, Some(Duration::from_secs(5))) >= Duration::from_secs(5));
+        assert_eq!(b.backoff(0, Some(Duration::from_secs(600))), MAX_DELAY);
+        assert!(format!("{:?}", b.key).contains("redacted"));
+    }
+}
