@@ -17,10 +17,6 @@ pub struct BackupSet {
 }
 
 impl BackupSet {
-    pub fn time(&self) -> i64 {
-        self.end
-    }
-
     /// Every remote file of the set, the manifest first (so an interrupted delete leaves an
     /// incomplete set, never a broken complete one, §7.5), then volumes from the highest.
     pub fn files_for_delete(&self) -> Vec<String> {
@@ -57,6 +53,8 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// The chain starts at its full set's time (a full set's start and end are equal).
+    #[allow(clippy::misnamed_getters)]
     pub fn start(&self) -> i64 {
         self.full.end
     }
@@ -230,7 +228,11 @@ impl Collection {
     /// run that died between uploading its signatures and its manifest leaves a stray
     /// signature file that is simply ignored, instead of forcing a new full backup.
     pub fn sig_chain_for(&self, chain: &Chain) -> Option<SigChain> {
-        let sc = self.sig_chains.iter().rev().find(|s| s.full_time == chain.start())?;
+        let sc = self
+            .sig_chains
+            .iter()
+            .rev()
+            .find(|s| s.full_time == chain.start())?;
         let mut news = Vec::new();
         for inc in &chain.incs {
             let n = self
@@ -242,7 +244,11 @@ impl Collection {
                 .find(|(s, e, _)| *s == inc.start && *e == inc.end)?;
             news.push(n.clone());
         }
-        Some(SigChain { full_time: sc.full_time, full: sc.full.clone(), news })
+        Some(SigChain {
+            full_time: sc.full_time,
+            full: sc.full.clone(),
+            news,
+        })
     }
 
     /// The chain a restore at `t` uses (§7.1): the one covering `t`, else the newest that
@@ -355,13 +361,22 @@ mod tests {
     fn stray_signatures_of_an_unfinished_run_do_not_break_the_chain() {
         let mut names = listing();
         // a run that uploaded its signatures but died before its manifest
-        names.push(n(K::NewSignatures { start: 200, end: 300 }, S::Gpg));
+        names.push(n(
+            K::NewSignatures {
+                start: 200,
+                end: 300,
+            },
+            S::Gpg,
+        ));
         let c = Collection::from_names(&names, &Prefixes::default());
         let sc = c.sig_chain_for(&c.chains[0]).unwrap();
         assert_eq!(sc.news.len(), 1);
         assert_eq!(sc.news[0].1, 200);
         // and a chain whose incremental lacks its signatures has no signature chain
-        let names: Vec<String> = listing().into_iter().filter(|x| !x.contains("new-signatures")).collect();
+        let names: Vec<String> = listing()
+            .into_iter()
+            .filter(|x| !x.contains("new-signatures"))
+            .collect();
         let c = Collection::from_names(&names, &Prefixes::default());
         assert!(c.sig_chain_for(&c.chains[0]).is_none());
     }

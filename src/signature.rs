@@ -148,7 +148,7 @@ impl SigChainReader {
                     let sig = if kind == MemberKind::Signature {
                         // Bounded by 12 bytes per block of the file; see delta::block_len_for.
                         let mut buf = Vec::with_capacity(header.size.min(1 << 24) as usize);
-                        (&mut s.tar)
+                        s.tar
                             .read_to_end(&mut buf)
                             .map_err(|e| Error::integrity(&s.name, e))?;
                         Some(buf)

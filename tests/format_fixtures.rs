@@ -104,7 +104,7 @@ fn signature_file_headers_and_signatures_match_stock() {
         let m = parse_member_name(&h.name).unwrap();
         if m.kind == MemberKind::Signature && m.index == vec![b"file1.txt".to_vec()] {
             let mut sig = Vec::new();
-            (&mut r).read_to_end(&mut sig).unwrap();
+            r.read_to_end(&mut sig).unwrap();
             let mut b = SignatureBuilder::new(512);
             b.update(b"hello\n");
             assert_eq!(b.finish(), sig);

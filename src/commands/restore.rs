@@ -185,7 +185,7 @@ impl<'a> SetStream<'a> {
     /// Skip the current entry entirely.
     fn skip_entry(&mut self) -> Result<()> {
         let mut r = self.entry_reader();
-        io::copy(&mut r, &mut io::sink()).map_err(|e| unwrap_io(e))?;
+        io::copy(&mut r, &mut io::sink()).map_err(unwrap_io)?;
         r.finish()
     }
 }

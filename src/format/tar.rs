@@ -364,7 +364,7 @@ impl<R: Read> TarReader<R> {
         self.skip(rest)?;
         self.remaining = 0;
         self.pad = 0;
-        let mut pax: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut pax: PaxRecords = Vec::new();
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         loop {
@@ -455,7 +455,10 @@ impl<R: Read> TarReader<R> {
     }
 }
 
-fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TarError> {
+/// PAX records as (keyword, value) byte strings.
+type PaxRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn parse_pax(data: &[u8]) -> Result<PaxRecords, TarError> {
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
@@ -571,7 +574,7 @@ mod tests {
     fn pax_record_length_counts_its_digits() {
         // 9 + 1 digit would be 10, which needs 2 digits: the fixed point is 11.
         let recs = {
-            let h = file(&vec![b'c'; 101], 0);
+            let h = file(&[b'c'; 101], 0);
             let enc = encode_header(&h);
             enc[BLOCK..2 * BLOCK].to_vec()
         };
