@@ -10,8 +10,12 @@ use swiftdup::target::{self, Access, Backend, Options};
 
 fn file_opener(s: &Scratch) -> impl Fn(&str) -> Box<dyn Backend> + '_ {
     move |sub: &str| {
-        target::open(&s.url(&format!("target/{sub}")), Access::Write, &Options::default())
-            .unwrap()
+        target::open(
+            &s.url(&format!("target/{sub}")),
+            Access::Write,
+            &Options::default(),
+        )
+        .unwrap()
     }
 }
 
@@ -29,7 +33,10 @@ fn file_backend_opens_for_reading_too() {
     let url = s.url("target");
     let b = target::open(&url, Access::Read, &Options::default()).unwrap();
     assert!(b.list("").unwrap().is_empty());
-    assert_eq!(b.describe(), format!("file://{}", s.join("target").display()));
+    assert_eq!(
+        b.describe(),
+        format!("file://{}", s.join("target").display())
+    );
 }
 
 #[test]

@@ -316,3 +316,196 @@ fn symmetric_backup_without_passphrase_is_a_usage_error() {
     let o = swiftdup(&["full", s.join("src").to_str().unwrap(), &url], &[]);
     assert_fails(&o, exit::USAGE, "usage", "PASSPHRASE");
 }
+
+#[test]
+fn wrong_secret_key_is_a_decryption_error() {
+    let s = Scratch::new("wrongkey");
+    let right = make_key_named(&s, "right@example.com");
+    let wrong = make_key_named(&s, "wrong@example.com");
+    fs::create_dir_all(s.join("src")).unwrap();
+    fs::write(s.join("src/a.txt"), b"alpha").unwrap();
+    let url = s.url("target");
+    let (src, pubk) = (
+        s.join("src").display().to_string(),
+        right.public.display().to_string(),
+    );
+    swiftdup_ok(
+        &[
+            "full",
+            &src,
+            &url,
+            "--encrypt-key-file",
+            &pubk,
+            "--archive-dir",
+            s.join("c").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let o = restore(
+        &s,
+        "out",
+        &["--decrypt-key-file", wrong.secret.to_str().unwrap()],
+        &[("PASSPHRASE", "")],
+    );
+    assert_fails(&o, exit::DECRYPTION, "decryption", "no matching secret key");
+    assert!(!s.join("out").exists());
+    let o = restore(
+        &s,
+        "out",
+        &["--decrypt-key-file", right.secret.to_str().unwrap()],
+        &[("PASSPHRASE", "")],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fs::read(s.join("out/a.txt")).unwrap(), b"alpha");
+    // No secret key material in the logs.
+    let key = fs::read_to_string(&right.secret).unwrap();
+    let body = key.lines().nth(3).unwrap();
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(body));
+}
+
+#[test]
+fn public_key_incremental_without_secret_key_or_cache_says_what_is_needed() {
+    let s = Scratch::new("pubnosecret");
+    let k = make_key(&s);
+    fs::create_dir_all(s.join("src")).unwrap();
+    fs::write(s.join("src/a.txt"), b"alpha").unwrap();
+    let url = s.url("target");
+    let (src, pubk) = (
+        s.join("src").display().to_string(),
+        k.public.display().to_string(),
+    );
+    swiftdup_ok(
+        &[
+            "full",
+            &src,
+            &url,
+            "--encrypt-key-file",
+            &pubk,
+            "--archive-dir",
+            s.join("c1").to_str().unwrap(),
+            "--current-time",
+            "1700000000",
+        ],
+        &[],
+    );
+    // A fresh pod: no cache, no secret key.
+    let o = swiftdup(
+        &[
+            "incremental",
+            &src,
+            &url,
+            "--encrypt-key-file",
+            &pubk,
+            "--archive-dir",
+            s.join("c2").to_str().unwrap(),
+            "--current-time",
+            "1700000100",
+        ],
+        &[],
+    );
+    assert_fails(&o, exit::NO_CHAIN, "no_chain", "--decrypt-key-file");
+    // With the cache of the first run it works without the secret key.
+    swiftdup_ok(
+        &[
+            "incremental",
+            &src,
+            &url,
+            "--encrypt-key-file",
+            &pubk,
+            "--archive-dir",
+            s.join("c1").to_str().unwrap(),
+            "--current-time",
+            "1700000100",
+        ],
+        &[],
+    );
+    // And `backup --full-if-no-signatures` starts a new chain instead of failing.
+    let o = swiftdup_ok(
+        &[
+            "backup",
+            &src,
+            &url,
+            "--encrypt-key-file",
+            &pubk,
+            "--archive-dir",
+            s.join("c3").to_str().unwrap(),
+            "--current-time",
+            "1700000200",
+            "--full-if-no-signatures",
+        ],
+        &[],
+    );
+    let plan = events(&o)
+        .into_iter()
+        .find(|e| e["event"] == "plan")
+        .unwrap();
+    assert_eq!(plan["type"], "full");
+}
+
+#[test]
+fn incremental_from_another_host_or_source_is_refused() {
+    let s = Scratch::new("mismatch");
+    fs::create_dir_all(s.join("src")).unwrap();
+    fs::create_dir_all(s.join("other")).unwrap();
+    let url = s.url("target");
+    let src = s.join("src").display().to_string();
+    let cache = s.join("c").display().to_string();
+    let base = ["--no-encryption", "--archive-dir", &cache];
+    let run = |args: &[&str]| swiftdup(&[args, &base[..]].concat(), &[]);
+    assert_eq!(
+        run(&[
+            "full",
+            &src,
+            &url,
+            "--hostname",
+            "pod-a",
+            "--current-time",
+            "1700000000"
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    let o = run(&[
+        "incremental",
+        &src,
+        &url,
+        "--hostname",
+        "pod-b",
+        "--current-time",
+        "1700000100",
+    ]);
+    assert_fails(&o, exit::HOSTNAME_MISMATCH, "hostname_mismatch", "pod-a");
+    let other = s.join("other").display().to_string();
+    let o = run(&[
+        "incremental",
+        &other,
+        &url,
+        "--hostname",
+        "pod-a",
+        "--current-time",
+        "1700000100",
+    ]);
+    assert_fails(&o, exit::SOURCE_MISMATCH, "source_mismatch", "other");
+    let o = run(&[
+        "incremental",
+        &other,
+        &url,
+        "--hostname",
+        "pod-b",
+        "--allow-source-mismatch",
+        "--current-time",
+        "1700000100",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -1,1 +1,749 @@
-//! placeholder
+//! swiftkeys:// against a real Swift on loopback (feature `swift-tests`): the backend
+//! conformance suite, listings past one page, read/full/rotated/wrong keys, a missing
+//! container, and transient faults injected by a proxy between the backend and Swift.
+//!
+//! Needs a running test Swift: `bash tests/swift/start.sh DIR` writes `DIR/env`, and
+//! `SWIFTDUP_SWIFT_ENV=DIR/env` points these tests at it (`make test` does both).
+
+mod common;
+#[path = "common/conformance.rs"]
+mod conformance;
+#[path = "common/faultproxy.rs"]
+mod faultproxy;
+
+use common::{swiftdup, Scratch};
+use conformance::{get_bytes, put_bytes};
+use faultproxy::{Fault, FaultProxy};
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use swiftdup::error::{exit, Error};
+use swiftdup::target::swift::{SwiftBackend, SwiftConfig};
+use swiftdup::target::{Access, Backend, Options};
+
+/// The test Swift's coordinates, from the env file start.sh wrote.
+struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    fn load() -> Env {
+        let path = std::env::var("SWIFTDUP_SWIFT_ENV").unwrap_or_else(|_| {
+            panic!(
+                "SWIFTDUP_SWIFT_ENV is not set: start a test Swift with \
+                 `bash tests/swift/start.sh DIR` and set SWIFTDUP_SWIFT_ENV=DIR/env \
+                 (`make test` does this)"
+            )
+        });
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("SWIFTDUP_SWIFT_ENV={path}: {e} (is Swift started?)"));
+        let vars = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        Env { vars }
+    }
+
+    fn get(&self, k: &str) -> String {
+        self.vars
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} missing from SWIFTDUP_SWIFT_ENV's file"))
+            .clone()
+    }
+
+    fn storage_url(&self) -> String {
+        self.get("SWIFT_STORAGE_URL")
+    }
+    fn container(&self) -> String {
+        self.get("SWIFTDUP_TEST_CONTAINER")
+    }
+    fn full_key(&self) -> String {
+        self.get("SWIFTDUP_TEST_FULL_KEY")
+    }
+    fn read_key(&self) -> String {
+        self.get("SWIFTDUP_TEST_READ_KEY")
+    }
+}
+
+/// A prefix no other test run uses: tests share one container.
+fn run_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("t{}-{nanos}/{test}", std::process::id())
+}
+
+/// Quick retries so fault tests take seconds, not minutes.
+fn fast() -> Options {
+    let mut o = Options {
+        num_retries: 5,
+        retry_delay: Duration::from_millis(20),
+        ..Options::default()
+    };
+    o.http.timeout = Duration::from_secs(10);
+    o
+}
+
+fn keys(storage_url: &str, full: Option<&str>, read: Option<&str>) -> SwiftConfig {
+    SwiftConfig {
+        storage_url: storage_url.to_string(),
+        full_key: full.map(String::from),
+        read_key: read.map(String::from),
+    }
+}
+
+fn open(
+    storage_url: &str,
+    container: &str,
+    prefix: &str,
+    full: Option<&str>,
+    read: Option<&str>,
+    access: Access,
+    opts: &Options,
+) -> Result<SwiftBackend, Error> {
+    SwiftBackend::with_config(
+        container,
+        prefix,
+        keys(storage_url, full, read),
+        access,
+        opts,
+    )
+}
+
+/// A full-key backend on the test container under `prefix`.
+fn full(env: &Env, storage_url: &str, prefix: &str, opts: &Options) -> SwiftBackend {
+    open(
+        storage_url,
+        &env.container(),
+        prefix,
+        Some(&env.full_key()),
+        None,
+        Access::Write,
+        opts,
+    )
+    .unwrap_or_else(|e| panic!("open {prefix}: {e}"))
+}
+
+fn work(s: &Scratch) -> std::path::PathBuf {
+    let w = s.join("work");
+    fs::create_dir_all(&w).unwrap();
+    w
+}
+
+#[test]
+fn swift_backend_conforms() {
+    let env = Env::load();
+    let s = Scratch::new("swift-conformance");
+    let base = run_prefix("conformance");
+    let url = env.storage_url();
+    let opener = |sub: &str| -> Box<dyn Backend> {
+        Box::new(full(&env, &url, &format!("{base}/{sub}"), &fast()))
+    };
+    conformance::run_suite(&opener, &work(&s));
+}
+
+#[test]
+fn listing_pages_past_ten_thousand() {
+    const N: usize = 10_001;
+    let env = Env::load();
+    let s = Scratch::new("swift-many");
+    let src = conformance::file_with(&work(&s), "tiny", b"x");
+    let b = full(&env, &env.storage_url(), &run_prefix("many"), &fast());
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    // Swift on loopback takes PUTs in parallel well; the backend is shared by the threads.
+    std::thread::scope(|scope| {
+        for _ in 0..12 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= N {
+                    break;
+                }
+                b.put(&format!("obj-{i:05}"), &src)
+                    .unwrap_or_else(|e| panic!("put obj-{i:05}: {e}"));
+            });
+        }
+    });
+    let put_time = started.elapsed();
+    let listed = b.list("obj-").unwrap();
+    assert_eq!(listed.len(), N, "every name once");
+    let unique: BTreeSet<&String> = listed.iter().collect();
+    assert_eq!(unique.len(), N, "a name came twice");
+    let want: BTreeSet<String> = (0..N).map(|i| format!("obj-{i:05}")).collect();
+    assert!(listed.iter().all(|n| want.contains(n)), "a stranger name");
+    // A prefix inside the set: only its names.
+    assert_eq!(
+        b.list("obj-0999").unwrap(),
+        (9990..10000)
+            .map(|i| format!("obj-{i:05}"))
+            .collect::<Vec<_>>()
+    );
+    eprintln!(
+        "listing test: {N} PUTs in {:.1}s, total {:.1}s",
+        put_time.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "too slow: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn read_key_reads_but_never_writes() {
+    let env = Env::load();
+    let s = Scratch::new("swift-readkey");
+    let w = work(&s);
+    let prefix = run_prefix("readkey");
+    let writer = full(&env, &env.storage_url(), &prefix, &fast());
+    put_bytes(&writer, &w, "r1", b"readable").unwrap();
+
+    let proxy = FaultProxy::start(&env.storage_url());
+    let reader = open(
+        &proxy.storage_url(),
+        &env.container(),
+        &prefix,
+        None,
+        Some(&env.read_key()),
+        Access::Read,
+        &fast(),
+    )
+    .unwrap();
+    assert_eq!(reader.list("").unwrap(), vec!["r1".to_string()]);
+    assert_eq!(get_bytes(&reader, &w, "r1").unwrap(), b"readable");
+    for r in proxy.seen() {
+        assert_eq!(
+            r.header("x-container-meta-read-key"),
+            Some(&*env.read_key())
+        );
+        assert!(r.header("x-container-meta-full-key").is_none());
+    }
+
+    proxy.clear();
+    let e = put_bytes(&reader, &w, "r2", b"nope").unwrap_err();
+    assert!(matches!(e, Error::AccessDenied { .. }), "{e}");
+    assert!(e.to_string().contains("SWIFT_CONTAINER_FULL_TOKEN"), "{e}");
+    let e = reader.delete("r1").unwrap_err();
+    assert!(matches!(e, Error::AccessDenied { .. }), "{e}");
+    // A writing command given only a read key stops before its first request.
+    let e = open(
+        &proxy.storage_url(),
+        &env.container(),
+        &prefix,
+        None,
+        Some(&env.read_key()),
+        Access::Write,
+        &fast(),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, Error::AccessDenied { .. }), "{e}");
+    assert_eq!(e.exit_code(), exit::ACCESS_DENIED);
+    assert_eq!(proxy.count(), 0, "refused writes must not reach Swift");
+    assert_eq!(get_bytes(&writer, &w, "r1").unwrap(), b"readable");
+}
+
+/// The environment the binary needs for the test Swift, plus `extra`.
+fn cli_env<'a>(env: &'a Env, keys: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
+    let mut v = vec![
+        ("SWIFT_STORAGE_URL", env.storage_url()),
+        ("SWIFTDUP_BACKEND_RETRY_DELAY", "0.05".to_string()),
+        ("SWIFTDUP_LOG_FORMAT", "json".to_string()),
+    ];
+    v.extend(keys.iter().cloned());
+    v
+}
+
+fn run_cli(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    swiftdup(args, &e)
+}
+
+#[test]
+fn backup_with_only_a_read_key_is_refused_and_writes_nothing() {
+    let env = Env::load();
+    let s = Scratch::new("swift-backup-ro");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let prefix = run_prefix("backup-ro");
+    let url = format!("swiftkeys://{}/{prefix}", env.container());
+    let cache = s.join("cache").display().to_string();
+    let o = run_cli(
+        &[
+            "full",
+            src.to_str().unwrap(),
+            &url,
+            "--no-encryption",
+            "--archive-dir",
+            &cache,
+        ],
+        &cli_env(&env, &[("SWIFT_CONTAINER_READ_TOKEN", env.read_key())]),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(exit::ACCESS_DENIED),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ev = common::error_event(&o);
+    assert_eq!(ev["code"], "access_denied");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("SWIFT_CONTAINER_FULL_TOKEN"), "{stderr}");
+    assert!(!stderr.contains(&env.read_key()), "a key was logged");
+    let b = full(&env, &env.storage_url(), &prefix, &fast());
+    assert!(b.list("").unwrap().is_empty(), "something was written");
+}
+
+#[test]
+fn rotated_and_other_keys() {
+    let env = Env::load();
+    let s = Scratch::new("swift-rotated");
+    let w = work(&s);
+    let prefix = run_prefix("rotated");
+    let b = open(
+        &env.storage_url(),
+        &env.container(),
+        &prefix,
+        Some(&env.get("SWIFTDUP_TEST_ROTATED_KEY")),
+        None,
+        Access::Write,
+        &fast(),
+    )
+    .expect("the rotated full key (Full-Key-1) opens the container");
+    conformance::round_trip(&b, &w);
+    // A key is scoped to its container: the other container's key is not valid here...
+    let e = open(
+        &env.storage_url(),
+        &env.container(),
+        &prefix,
+        Some(&env.get("SWIFTDUP_TEST_OTHER_KEY")),
+        None,
+        Access::Write,
+        &fast(),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, Error::KeyRejected { .. }), "{e}");
+    // ...but it is in its own.
+    let other = open(
+        &env.storage_url(),
+        &env.get("SWIFTDUP_TEST_OTHER_CONTAINER"),
+        &prefix,
+        Some(&env.get("SWIFTDUP_TEST_OTHER_KEY")),
+        None,
+        Access::Write,
+        &fast(),
+    )
+    .unwrap();
+    conformance::round_trip(&other, &w);
+}
+
+#[test]
+fn wrong_key_is_rejected_at_once() {
+    let env = Env::load();
+    // Default retries and delays: a 401 must not be retried at all.
+    let opts = Options::default();
+    assert_eq!(opts.num_retries, 5);
+    let proxy = FaultProxy::start(&env.storage_url());
+    for (full_key, read_key, access) in [
+        (Some("wrong-full-key"), None, Access::Write),
+        (None, Some("wrong-read-key"), Access::Read),
+    ] {
+        proxy.clear();
+        let t = Instant::now();
+        let e = open(
+            &proxy.storage_url(),
+            &env.container(),
+            "x",
+            full_key,
+            read_key,
+            access,
+            &opts,
+        )
+        .err()
+        .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(matches!(e, Error::KeyRejected { .. }), "{e}");
+        assert_eq!(e.exit_code(), exit::KEY_REJECTED);
+        assert!(e.to_string().contains("wrong or rotated"), "{e}");
+        assert!(e.trans_id().is_some_and(|t| t.starts_with("tx")), "{e:?}");
+        assert!(
+            !format!("{e} {e:?}").contains("wrong-"),
+            "the key leaked: {e:?}"
+        );
+        assert_eq!(proxy.count(), 1, "a 401 was retried");
+    }
+}
+
+#[test]
+fn key_rejected_mid_run_is_never_retried() {
+    let env = Env::load();
+    let s = Scratch::new("swift-401");
+    let w = work(&s);
+    let proxy = FaultProxy::start(&env.storage_url());
+    let b = full(&env, &proxy.storage_url(), &run_prefix("401"), &fast());
+    put_bytes(&b, &w, "o", b"data").unwrap();
+    for op in ["get", "put", "list", "delete"] {
+        proxy.clear();
+        proxy.set(Fault::Status {
+            status: 401,
+            n: 100,
+            retry_after: None,
+        });
+        let e = match op {
+            "get" => get_bytes(&b, &w, "o").map(drop),
+            "put" => put_bytes(&b, &w, "o", b"new"),
+            "list" => b.list("").map(drop),
+            _ => b.delete("o"),
+        }
+        .unwrap_err();
+        proxy.set(Fault::None);
+        assert_eq!(e.exit_code(), exit::KEY_REJECTED, "{op}: {e}");
+        assert_eq!(proxy.count(), 1, "{op}: a 401 was retried");
+    }
+}
+
+#[test]
+fn missing_container_is_target_missing() {
+    let env = Env::load();
+    let proxy = FaultProxy::start(&env.storage_url());
+    let name = format!("swiftdup-no-such-{}", std::process::id());
+    let e = open(
+        &proxy.storage_url(),
+        &name,
+        "",
+        Some(&env.full_key()),
+        None,
+        Access::Write,
+        &Options::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, Error::TargetMissing(_)), "{e}");
+    assert!(e.to_string().contains(&name), "{e}");
+    assert_eq!(proxy.count(), 1);
+    // Nothing account-level, and nothing created.
+    let p = &proxy.seen()[0];
+    assert_eq!(p.method, "GET");
+    assert!(p.path.contains(&format!("/{name}?")), "{}", p.path);
+
+    // The binary says so with its exit code.
+    let s = Scratch::new("swift-missing");
+    let o = run_cli(
+        &[
+            "restore",
+            &format!("swiftkeys://{name}"),
+            s.join("out").to_str().unwrap(),
+            "--archive-dir",
+            s.join("cache").to_str().unwrap(),
+        ],
+        &cli_env(&env, &[("SWIFT_CONTAINER_READ_TOKEN", env.read_key())]),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(exit::TARGET_MISSING),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn missing_configuration_is_a_usage_error_naming_the_variable() {
+    let env = Env::load();
+    let s = Scratch::new("swift-usage");
+    let out = s.join("out").display().to_string();
+    let url = format!("swiftkeys://{}", env.container());
+    let o = run_cli(
+        &["restore", &url, &out],
+        &[("SWIFT_CONTAINER_READ_TOKEN", env.read_key())],
+    );
+    assert_eq!(o.status.code(), Some(exit::USAGE));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SWIFT_STORAGE_URL"));
+    let o = run_cli(&["restore", &url, &out], &cli_env(&env, &[]));
+    assert_eq!(o.status.code(), Some(exit::USAGE));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SWIFT_CONTAINER_READ_TOKEN"));
+}
+
+#[test]
+fn requests_carry_the_key_and_never_an_auth_token() {
+    let env = Env::load();
+    let s = Scratch::new("swift-headers");
+    let proxy = FaultProxy::start(&env.storage_url());
+    let b = full(&env, &proxy.storage_url(), &run_prefix("headers"), &fast());
+    conformance::round_trip(&b, &work(&s));
+    conformance::missing_objects(&b, &work(&s));
+    let seen = proxy.seen();
+    assert!(seen.len() >= 10);
+    let container_path = format!("/{}", env.container());
+    for r in &seen {
+        assert!(r.header("x-auth-token").is_none(), "{r:?}");
+        assert!(r.header("x-storage-token").is_none(), "{r:?}");
+        assert_eq!(
+            r.header("x-container-meta-full-key"),
+            Some(&*env.full_key())
+        );
+        // Container- or object-level only: never the account.
+        let (_, after_account) = r.path.split_at(r.path.find("/AUTH_").unwrap());
+        let rest = &after_account[after_account[1..].find('/').unwrap() + 1..];
+        assert!(rest.starts_with(&container_path), "{}", r.path);
+    }
+    // Uploads carry their MD5.
+    assert!(seen
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .all(|r| r.header("etag").is_some_and(|e| e.len() == 32)));
+}
+
+/// Round trip through the proxy with `fault` set before each operation; returns the number
+/// of requests the proxy saw.
+fn round_trip_under(fault: Fault, opts: &Options, test: &str) -> (Result<(), Error>, usize) {
+    let env = Env::load();
+    let s = Scratch::new(&format!("swift-fault-{test}"));
+    let w = work(&s);
+    let proxy = FaultProxy::start(&env.storage_url());
+    let b = full(&env, &proxy.storage_url(), &run_prefix(test), opts);
+    let data = common::random_bytes(11, 300_000);
+    proxy.clear();
+    let res = (|| {
+        proxy.set(fault.clone());
+        put_bytes(&b, &w, "obj", &data)?;
+        proxy.set(fault.clone());
+        assert_eq!(get_bytes(&b, &w, "obj")?, data);
+        proxy.set(fault.clone());
+        assert_eq!(b.list("")?, vec!["obj".to_string()]);
+        proxy.set(fault.clone());
+        b.delete("obj")
+    })();
+    (res, proxy.count())
+}
+
+#[test]
+fn connection_resets_are_retried() {
+    let (res, count) = round_trip_under(Fault::Reset(2), &fast(), "reset");
+    res.expect("resets within the retry budget");
+    // Two resets before each operation; the listing is two pages (the second empty).
+    assert_eq!(count, 4 * 3 + 1);
+}
+
+#[test]
+fn bursts_of_503_are_retried() {
+    let fault = Fault::Status {
+        status: 503,
+        n: 3,
+        retry_after: None,
+    };
+    let (res, count) = round_trip_under(fault, &fast(), "503");
+    res.expect("503 bursts within the retry budget");
+    assert_eq!(count, 4 * 4 + 1);
+}
+
+#[test]
+fn too_many_requests_waits_for_retry_after() {
+    let fault = Fault::Status {
+        status: 429,
+        n: 1,
+        retry_after: Some(1),
+    };
+    let t = Instant::now();
+    let (res, count) = round_trip_under(fault, &fast(), "429");
+    res.expect("429 then success");
+    assert_eq!(count, 4 * 2 + 1);
+    // Four waits of one second each, although the backoff alone is 20 ms.
+    assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
+#[test]
+fn persistent_errors_give_up_with_a_clear_error() {
+    let mut opts = fast();
+    opts.num_retries = 2;
+    let fault = Fault::Status {
+        status: 503,
+        n: 1000,
+        retry_after: None,
+    };
+    let (res, count) = round_trip_under(fault, &opts, "503-forever");
+    let e = res.unwrap_err();
+    assert_eq!(count, 3, "1 try + 2 retries");
+    let msg = e.to_string();
+    assert!(msg.starts_with("obj: HTTP 503"), "{msg}");
+    assert!(msg.contains("gave up after 3 attempts"), "{msg}");
+    assert_eq!(e.trans_id(), Some("txfault503"));
+    assert_eq!(e.exit_code(), exit::BACKEND);
+}
+
+#[test]
+fn final_statuses_are_not_retried_and_explain_themselves() {
+    for (status, words) in [
+        (413, "lower --volsize"),
+        (422, "MD5"),
+        (411, "Content-Length"),
+        (403, "refused"),
+    ] {
+        let fault = Fault::Status {
+            status,
+            n: 1000,
+            retry_after: None,
+        };
+        let (res, count) = round_trip_under(fault, &fast(), &format!("final-{status}"));
+        let e = res.unwrap_err();
+        assert_eq!(count, 1, "{status} was retried");
+        assert!(e.to_string().contains(words), "{status}: {e}");
+        assert_eq!(e.object(), Some("obj"));
+    }
+}
+
+#[test]
+fn a_stalled_server_times_out_and_is_retried() {
+    let mut opts = fast();
+    opts.http.timeout = Duration::from_secs(1);
+    let t = Instant::now();
+    let (res, count) = round_trip_under(Fault::Stall(1), &opts, "stall");
+    res.expect("one stall, then success");
+    assert_eq!(count, 4 * 2 + 1);
+    assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
+
+    // A server that never answers: a clear timeout error after the retries.
+    opts.num_retries = 1;
+    let t = Instant::now();
+    let (res, count) = round_trip_under(Fault::Stall(100), &opts, "stall-forever");
+    let e = res.unwrap_err();
+    assert_eq!(count, 2);
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(e.to_string().contains("gave up after 2 attempts"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_slow_body_hits_the_body_budget() {
+    let env = Env::load();
+    let s = Scratch::new("swift-body-budget");
+    let w = work(&s);
+    let mut opts = fast();
+    opts.num_retries = 1;
+    opts.http.body_timeout_override = Some(Duration::from_secs(2));
+    let proxy = FaultProxy::start(&env.storage_url());
+    let b = full(
+        &env,
+        &proxy.storage_url(),
+        &run_prefix("body-budget"),
+        &opts,
+    );
+    put_bytes(&b, &w, "slow", &common::random_bytes(3, 300_000)).unwrap();
+    // 300 KB at 10 KB/s: never idle for the 10 s per-read timeout, but over the 2 s budget.
+    proxy.set(Fault::TrickleGet(100));
+    let t = Instant::now();
+    let e = get_bytes(&b, &w, "slow").unwrap_err();
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(e.to_string().contains("gave up after 2 attempts"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    // A trickle that fits the budget passes.
+    proxy.set(Fault::TrickleGet(1));
+    assert_eq!(b.list("").unwrap(), vec!["slow".to_string()]);
+}
+
+#[test]
+fn truncated_downloads_are_retried() {
+    let (res, count) = round_trip_under(Fault::TruncateGet(2), &fast(), "truncate");
+    res.expect("two short bodies, then the whole");
+    // Only the GET is hit: 1 PUT + 3 GETs + 2 listing pages + 1 DELETE.
+    assert_eq!(count, 7);
+
+    let mut opts = fast();
+    opts.num_retries = 1;
+    let (res, _) = round_trip_under(Fault::TruncateGet(100), &opts, "truncate-forever");
+    let e = res.unwrap_err();
+    assert_eq!(e.exit_code(), exit::BACKEND);
+    assert!(
+        e.to_string().contains("broke off") || e.to_string().contains("truncated"),
+        "{e}"
+    );
+}
+
+/// What the issue calls the manual end-to-end, automated: a full and an incremental
+/// backup with the full key, restored with only the read key.
+#[test]
+fn backup_and_restore_through_swift() {
+    let env = Env::load();
+    let s = Scratch::new("swift-e2e");
+    let src = s.join("src");
+    fs::create_dir_all(src.join("dir with space")).unwrap();
+    fs::write(src.join("a.txt"), b"alpha").unwrap();
+    fs::write(
+        src.join("dir with space/b#?.bin"),
+        common::random_bytes(5, 3_000_000),
+    )
+    .unwrap();
+    fs::write(src.join("ünïcødé"), b"utf-8").unwrap();
+    let prefix = run_prefix("e2e");
+    let url = format!("swiftkeys://{}/{prefix}", env.container());
+    let cache = s.join("cache").display().to_string();
+    let full_env = cli_env(&env, &[("SWIFT_CONTAINER_FULL_TOKEN", env.full_key())]);
+    let backup = |verb: &str, t: &str| {
+        let o = run_cli(
+            &[
+                verb,
+                src.to_str().unwrap(),
+                &url,
+                "--no-encryption",
+                "--volsize",
+                "1",
+                "--archive-dir",
+                &cache,
+                "--current-time",
+                t,
+            ],
+            &full_env,
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{verb}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    backup("full", "1700000000");
+    fs::write(src.join("a.txt"), b"alpha, changed").unwrap();
+    fs::write(src.join("new"), b"new file").unwrap();
+    backup("incremental", "1700000100");
+
+    let b = full(&env, &env.storage_url(), &prefix, &fast());
+    let names = b.list("").unwrap();
+    assert!(names.iter().any(|n| n.contains(".vol3.")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("duplicity-inc.")),
+        "{names:?}"
+    );
+
+    // Restore with the read key only and a fresh cache: everything comes from Swift.
+    let out = s.join("out");
+    let o = run_cli(
+        &[
+            "restore",
+            &url,
+            out.to_str().unwrap(),
+            "--archive-dir",
+            s.join("cache2").to_str().unwrap(),
+        ],
+        &cli_env(&env, &[("SWIFT_CONTAINER_READ_TOKEN", env.read_key())]),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    common::assert_same_tree(&src, &out, false);
+    assert_no_key_in(&o.stderr, &env);
+}
+
+fn assert_no_key_in(log: &[u8], env: &Env) {
+    let log = String::from_utf8_lossy(log);
+    for k in [env.full_key(), env.read_key()] {
+        assert!(!log.contains(&k), "a key was logged");
+    }
+}

@@ -108,7 +108,8 @@ pub fn round_trip(b: &dyn Backend, scratch: &Path) {
         names(&["empty", "small", "one-mib"])
     );
     for (name, _) in &objects {
-        b.delete(name).unwrap_or_else(|e| panic!("delete {name}: {e}"));
+        b.delete(name)
+            .unwrap_or_else(|e| panic!("delete {name}: {e}"));
     }
     assert!(b.list("").unwrap().is_empty());
 }
@@ -175,7 +176,8 @@ pub fn missing_objects(b: &dyn Backend, scratch: &Path) {
         Err(Error::NotFound(n)) => assert_eq!(n, "never-written"),
         other => panic!("get of a missing object: {other:?}"),
     }
-    b.delete("never-written").expect("deleting a missing object");
+    b.delete("never-written")
+        .expect("deleting a missing object");
     put_bytes(b, scratch, "short-lived", b"x").unwrap();
     b.delete("short-lived").unwrap();
     assert!(matches!(
@@ -236,10 +238,13 @@ pub fn md5_of(path: &Path) -> String {
 pub fn big_object(b: &dyn Backend, scratch: &Path, len: u64) {
     let src = scratch.join("big-src");
     let want = write_big_file(&src, len, 42);
-    b.put("big", &src).unwrap_or_else(|e| panic!("put big: {e}"));
+    b.put("big", &src)
+        .unwrap_or_else(|e| panic!("put big: {e}"));
     fs::remove_file(&src).unwrap();
     let (dst, mut f) = dest_file(scratch, "big");
-    let n = b.get("big", &mut f).unwrap_or_else(|e| panic!("get big: {e}"));
+    let n = b
+        .get("big", &mut f)
+        .unwrap_or_else(|e| panic!("get big: {e}"));
     drop(f);
     assert_eq!(n, len);
     assert_eq!(fs::metadata(&dst).unwrap().len(), len);

@@ -34,6 +34,9 @@ pub enum Fault {
     Stall(u32),
     /// Forward the next `n` object GETs, but pass on only half of a 200 response's body.
     TruncateGet(u32),
+    /// Forward the next `n` object GETs, passing a 200 response's body on at about
+    /// 10 KB/s: a link that is slow but never idle.
+    TrickleGet(u32),
 }
 
 /// One request as the proxy saw it.
@@ -72,8 +75,15 @@ pub struct FaultProxy {
     state: Arc<State>,
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Body {
+    Whole,
+    Half,
+    Trickle,
+}
+
 enum Action {
-    Forward { truncate: bool },
+    Forward(Body),
     Reset,
     Status(u16, Option<u32>),
     Stall,
@@ -154,7 +164,7 @@ impl Drop for FaultProxy {
 fn take_fault(st: &State, method: &str, path: &str) -> Action {
     let mut f = st.fault.lock().unwrap();
     let (action, left) = match &mut *f {
-        Fault::None => return Action::Forward { truncate: false },
+        Fault::None => return Action::Forward(Body::Whole),
         Fault::Reset(n) => (Action::Reset, n),
         Fault::Status {
             status,
@@ -164,9 +174,12 @@ fn take_fault(st: &State, method: &str, path: &str) -> Action {
         Fault::Stall(n) => (Action::Stall, n),
         // Only object downloads: listings (`?format=json`) pass untouched.
         Fault::TruncateGet(n) if method == "GET" && !path.contains('?') => {
-            (Action::Forward { truncate: true }, n)
+            (Action::Forward(Body::Half), n)
         }
-        Fault::TruncateGet(_) => return Action::Forward { truncate: false },
+        Fault::TrickleGet(n) if method == "GET" && !path.contains('?') => {
+            (Action::Forward(Body::Trickle), n)
+        }
+        Fault::TruncateGet(_) | Fault::TrickleGet(_) => return Action::Forward(Body::Whole),
     };
     *left = left.saturating_sub(1);
     if *left == 0 {
@@ -175,8 +188,11 @@ fn take_fault(st: &State, method: &str, path: &str) -> Action {
     action
 }
 
-/// Read an HTTP head (up to the blank line): the first line and the headers.
-fn read_head(r: &mut impl BufRead) -> io::Result<Option<(String, Vec<(String, String)>)>> {
+/// An HTTP head: the request or status line, and the headers (lower-case names).
+type Head = (String, Vec<(String, String)>);
+
+/// Read an HTTP head (up to the blank line); `None` at a clean end of the stream.
+fn read_head(r: &mut impl BufRead) -> io::Result<Option<Head>> {
     let mut first = String::new();
     if r.read_line(&mut first)? == 0 {
         return Ok(None);
@@ -253,7 +269,7 @@ fn handle(client: TcpStream, upstream: SocketAddr, st: &State) -> io::Result<()>
         method: method.clone(),
         path: path.clone(),
         headers: headers.clone(),
-        faulted: !matches!(action, Action::Forward { truncate: false }),
+        faulted: !matches!(action, Action::Forward(Body::Whole)),
     });
     let body_len = content_length(&headers).unwrap_or(0);
     let mut client = client;
@@ -279,7 +295,7 @@ fn handle(client: TcpStream, upstream: SocketAddr, st: &State) -> io::Result<()>
             client.write_all(s.as_bytes())?;
             client.flush()
         }
-        Action::Forward { truncate } => {
+        Action::Forward(body) => {
             let mut up = TcpStream::connect(upstream)?;
             up.set_read_timeout(Some(Duration::from_secs(120)))?;
             write_head(&mut up, &first, &headers)?;
@@ -290,12 +306,22 @@ fn handle(client: TcpStream, upstream: SocketAddr, st: &State) -> io::Result<()>
             };
             write_head(&mut client, &status_line, &resp_headers)?;
             let ok = status_line.split(' ').nth(1) == Some("200");
-            if truncate && ok {
+            if body == Body::Half && ok {
                 let half = content_length(&resp_headers).unwrap_or(0) / 2;
                 io::copy(&mut (&mut up_reader).take(half), &mut client)?;
                 client.flush()?;
                 // Close without the rest: the client sees a short body.
                 let _ = client.shutdown(Shutdown::Both);
+            } else if body == Body::Trickle && ok {
+                let mut buf = [0u8; 1000];
+                while !st.stop.load(Ordering::SeqCst) {
+                    let n = up_reader.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    client.write_all(&buf[..n])?;
+                    thread::sleep(Duration::from_millis(100));
+                }
             } else if method != "HEAD" {
                 match content_length(&resp_headers) {
                     Some(n) => io::copy(&mut (&mut up_reader).take(n), &mut client)?,

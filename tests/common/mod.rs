@@ -146,7 +146,11 @@ fn scan(
     } else {
         "special"
     };
-    let kind = if kind == "chardev" { format!("chardev {}", m.rdev()) } else { kind.to_string() };
+    let kind = if kind == "chardev" {
+        format!("chardev {}", m.rdev())
+    } else {
+        kind.to_string()
+    };
     let node = Node {
         kind,
         mode: if ft.is_symlink() {
@@ -314,10 +318,17 @@ pub fn have(cmd: &str) -> bool {
 
 /// A FIFO, and (as root, where devices can be made) a character device like /dev/null.
 pub fn special_files(dir: &Path) {
-    let st = Command::new("mkfifo").arg(dir.join("fifo")).status().unwrap();
+    let st = Command::new("mkfifo")
+        .arg(dir.join("fifo"))
+        .status()
+        .unwrap();
     assert!(st.success());
     if swiftdup::platform::is_root() {
-        let st = Command::new("mknod").arg(dir.join("null-device")).args(["c", "1", "3"]).status().unwrap();
+        let st = Command::new("mknod")
+            .arg(dir.join("null-device"))
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap();
         assert!(st.success());
     }
 }
@@ -394,4 +405,72 @@ pub fn evolve_tree(s: &Scratch, mut backup: impl FnMut(usize, i64)) {
     }
     snapshot(&src, &s.join("state2"));
     backup(2, T2);
+}
+
+pub struct Keys {
+    pub public: std::path::PathBuf,
+    pub secret: std::path::PathBuf,
+    pub fpr: String,
+}
+
+/// Make an OpenPGP key with stock gpg, as a user would (`gpg --quick-gen-key`), exported
+/// to files for swiftdup; duplicity uses the same key from its keyring.
+pub fn make_key(s: &Scratch) -> Keys {
+    make_key_named(s, "swiftdup-test@example.com")
+}
+
+/// The same with another user id (a second, unrelated key).
+pub fn make_key_named(s: &Scratch, uid: &str) -> Keys {
+    let gh = s.join("gnupg-dup");
+    std::fs::create_dir_all(&gh).unwrap();
+    chmod(&gh, 0o700);
+    let gpg = |args: &[&str]| {
+        let o = std::process::Command::new("gpg")
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .env("GNUPGHOME", &gh)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    gpg(&["--quick-gen-key", uid, "default", "default", "never"]);
+    let colons = String::from_utf8(gpg(&["--list-keys", "--with-colons", uid])).unwrap();
+    let fpr = colons
+        .lines()
+        .find(|l| l.starts_with("fpr"))
+        .unwrap()
+        .split(':')
+        .nth(9)
+        .unwrap()
+        .to_string();
+    let public = s.join(&format!("{uid}.public.asc"));
+    let secret = s.join(&format!("{uid}.secret.asc"));
+    std::fs::write(&public, gpg(&["--armor", "--export", &fpr])).unwrap();
+    std::fs::write(&secret, gpg(&["--armor", "--export-secret-keys", &fpr])).unwrap();
+    // Trust it ultimately so duplicity's gpg encrypts to it without prompting.
+    let o = std::process::Command::new("gpg")
+        .args(["--batch", "--import-ownertrust"])
+        .env("GNUPGHOME", &gh)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{fpr}:6:\n").as_bytes())?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(o.success());
+    Keys {
+        public,
+        secret,
+        fpr,
+    }
 }
