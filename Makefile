@@ -2,7 +2,11 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build test deps demo release clean fmt lint
+.PHONY: all build test test-swift deps demo release clean fmt lint
+
+# Test targets that need a running Swift (built with --features swift-tests): every
+# integration test whose name starts with `swift` (cargo expands the glob).
+SWIFT_TESTS ?= swift*
 
 all: build
 
@@ -13,9 +17,28 @@ build:
 deps:
 	bash tests/tools/install-deps.sh
 
-## Every test: unit tests, format fixtures, bad input, interop with stock duplicity.
+## Every test: unit tests, format fixtures, bad input, interop with stock duplicity, and
+## swiftkeys:// against a real Swift (test-swift). Both parts run even if the first fails.
 test: deps
-	$(CARGO) test --all-targets --no-fail-fast
+	@status=0; \
+	$(CARGO) test --all-targets --no-fail-fast || status=1; \
+	bash tests/tools/validate-k8s.sh || status=1; \
+	$(MAKE) --no-print-directory test-swift || status=1; \
+	exit $$status
+
+## The Swift tests: install Swift (once), start it on 127.0.0.1 in a scratch directory, run
+## $(SWIFT_TESTS) with SWIFTDUP_SWIFT_ENV pointing at it, and stop it whatever happened
+## (the EXIT trap also runs on failure and Ctrl-C). Swift's logs are kept when tests fail.
+test-swift:
+	bash tests/swift/install.sh
+	@dir=$$(mktemp -d "$${TMPDIR:-/tmp}/swiftdup-swift.XXXXXX"); \
+	trap 'status=$$?; bash tests/swift/stop.sh "$$dir"; \
+	      if [ $$status -eq 0 ]; then rm -rf "$$dir"; \
+	      else echo "test-swift: failed; Swift logs kept in $$dir/log" >&2; fi' EXIT; \
+	trap 'exit 130' INT TERM; \
+	bash tests/swift/start.sh "$$dir" && \
+	SWIFTDUP_SWIFT_ENV="$$dir/env" $(CARGO) test --features swift-tests --no-fail-fast \
+	  $(foreach t,$(SWIFT_TESTS),--test '$(t)')
 
 ## Back up a sample tree, change it, run an incremental, restore and compare.
 demo: build

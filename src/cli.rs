@@ -160,7 +160,12 @@ pub struct Opts {
     #[arg(long, env = "SWIFTDUP_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// Seconds to connect, to wait for a response, or for any read or write to make progress.
-    #[arg(long, env = "SWIFTDUP_HTTP_TIMEOUT", default_value_t = 60.0, hide = true)]
+    #[arg(
+        long,
+        env = "SWIFTDUP_HTTP_TIMEOUT",
+        default_value_t = 60.0,
+        hide = true
+    )]
     pub http_timeout: f64,
     /// Seconds for a whole upload or download body (default: from the size; 30 min to download).
     #[arg(long, env = "SWIFTDUP_HTTP_BODY_TIMEOUT", hide = true)]

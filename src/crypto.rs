@@ -315,7 +315,9 @@ impl<W: Write> Sealer<W> {
                 c.flush()?;
                 Ok(c.inner)
             }
-            SealInner::Finished => Err(CryptoError::Io(io::Error::other("sealer already finished"))),
+            SealInner::Finished => {
+                Err(CryptoError::Io(io::Error::other("sealer already finished")))
+            }
         }
     }
 }
@@ -619,7 +621,10 @@ impl<W: Write> Write for Deflater<W> {
                 break;
             }
             if self.storing > 0 {
-                let n = rest.len().min(self.storing).min(ENTROPY_BLOCK - self.hist_n);
+                let n = rest
+                    .len()
+                    .min(self.storing)
+                    .min(ENTROPY_BLOCK - self.hist_n);
                 self.store(&rest[..n])?;
                 for &b in &rest[..n] {
                     self.hist[b as usize] += 1;
@@ -727,7 +732,13 @@ impl<W: Write> Framer<W> {
         }
     }
 
-    fn emit_chunk(out: &mut W, tag: u8, started: &mut bool, chunk: usize, data: &[u8]) -> io::Result<()> {
+    fn emit_chunk(
+        out: &mut W,
+        tag: u8,
+        started: &mut bool,
+        chunk: usize,
+        data: &[u8],
+    ) -> io::Result<()> {
         if !*started {
             out.write_all(&[0xC0 | tag])?;
             *started = true;
@@ -757,7 +768,13 @@ impl<W: Write> Write for Framer<W> {
             if self.buf.len() < self.chunk {
                 return Ok(n);
             }
-            Self::emit_chunk(&mut self.out, self.tag, &mut self.started, self.chunk, &self.buf)?;
+            Self::emit_chunk(
+                &mut self.out,
+                self.tag,
+                &mut self.started,
+                self.chunk,
+                &self.buf,
+            )?;
             self.buf.clear();
         }
         while data.len() >= self.chunk {
@@ -866,7 +883,9 @@ impl<W: Write> Write for CfbMdcWriter<W> {
         self.mdc.update(data);
         let mut rest = data;
         while !rest.is_empty() {
-            let take = (CFB_BUF - self.buf.len().min(CFB_BUF)).min(rest.len()).max(1);
+            let take = (CFB_BUF - self.buf.len().min(CFB_BUF))
+                .min(rest.len())
+                .max(1);
             self.buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if self.buf.len() >= CFB_BUF {
@@ -958,8 +977,7 @@ fn can_encrypt(alg: PublicKeyAlgorithm) -> bool {
 fn encryption_target(k: &SignedPublicKey) -> Result<EncTarget<'_>, CryptoError> {
     let now = now_secs() as u64;
     let fpr = format!("{:X}", k.fingerprint());
-    if k
-        .details
+    if k.details
         .revocation_signatures
         .iter()
         .any(|s| s.verify_key(&k.primary_key).is_ok())
@@ -1013,7 +1031,11 @@ fn encryption_target(k: &SignedPublicKey) -> Result<EncTarget<'_>, CryptoError> 
             .collect();
         let any_flags = sigs.iter().any(|s| {
             let f = s.key_flags();
-            f.certify() || f.sign() || f.encrypt_comms() || f.encrypt_storage() || f.authentication()
+            f.certify()
+                || f.sign()
+                || f.encrypt_comms()
+                || f.encrypt_storage()
+                || f.authentication()
         });
         let enc_flag = sigs.iter().any(|s| {
             let f = s.key_flags();
@@ -1268,7 +1290,11 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
                 body.read_exact(&mut v).map_err(fail)?;
                 match v[0] {
                     1 => {}
-                    2 => return Err(CryptoError::Unsupported("SEIPD v2 (RFC 9580) encrypted data".into())),
+                    2 => {
+                        return Err(CryptoError::Unsupported(
+                            "SEIPD v2 (RFC 9580) encrypted data".into(),
+                        ))
+                    }
                     v => return Err(integrity(format!("unknown SEIPD version {v}"))),
                 }
             } else {
@@ -1276,7 +1302,10 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
             }
             // The first block_size+2 bytes carry the quick check; 18 covers every cipher.
             let mut prefix = Vec::with_capacity(18);
-            (&mut body).take(18).read_to_end(&mut prefix).map_err(fail)?;
+            (&mut body)
+                .take(18)
+                .read_to_end(&mut prefix)
+                .map_err(fail)?;
             let (alg, key) = sk_search.find(Check::Cfb(&prefix))?;
             if !matches!(
                 alg,
@@ -1360,7 +1389,10 @@ fn classify(e: io::Error, src_failed: &Cell<bool>) -> CryptoError {
     if src_failed.get() {
         return CryptoError::Io(e);
     }
-    if let Some(pe) = e.get_ref().and_then(|i| i.downcast_ref::<pgp::errors::Error>()) {
+    if let Some(pe) = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<pgp::errors::Error>())
+    {
         if matches!(pe, pgp::errors::Error::MdcError) {
             return integrity(
                 "modification detection code (MDC) mismatch: the file was modified or truncated",
@@ -1380,7 +1412,10 @@ fn read_small_body(header: PacketHeader, src: &mut Src<'_>) -> io::Result<Vec<u8
     if body.fill_buf()?.is_empty() {
         Ok(v)
     } else {
-        Err(io::Error::new(io::ErrorKind::InvalidData, "packet too large"))
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "packet too large",
+        ))
     }
 }
 
@@ -1407,7 +1442,10 @@ struct SearchNotes {
 }
 
 impl SessionKeySearch<'_> {
-    fn find(&self, check: Check<'_>) -> Result<(SymmetricKeyAlgorithm, RawSessionKey), CryptoError> {
+    fn find(
+        &self,
+        check: Check<'_>,
+    ) -> Result<(SymmetricKeyAlgorithm, RawSessionKey), CryptoError> {
         let mut notes = SearchNotes::default();
         let accept = |alg: SymmetricKeyAlgorithm, key: &RawSessionKey| -> bool {
             match &check {
@@ -1427,34 +1465,35 @@ impl SessionKeySearch<'_> {
         for pkesk in &order {
             let Ok(values) = pkesk.values() else { continue };
             for skey in &self.keys.secret_keys {
-                let mut try_key = |k: &dyn UnlockableKey| -> Option<(SymmetricKeyAlgorithm, RawSessionKey)> {
-                    // v3 PKESK: key id match, or wildcard (hidden recipient) => try every key.
-                    match pkesk.id() {
-                        Ok(id) if id.is_wildcard() || *id == k.key_id() => {}
-                        _ => return None,
-                    }
-                    match k.decrypt_session_key(self.keys.passphrase.as_deref(), values) {
-                        KeyOutcome::Locked => {
-                            notes.locked = true;
-                            None
+                let mut try_key =
+                    |k: &dyn UnlockableKey| -> Option<(SymmetricKeyAlgorithm, RawSessionKey)> {
+                        // v3 PKESK: key id match, or wildcard (hidden recipient) => try every key.
+                        match pkesk.id() {
+                            Ok(id) if id.is_wildcard() || *id == k.key_id() => {}
+                            _ => return None,
                         }
-                        KeyOutcome::Failed => None,
-                        KeyOutcome::Ok(PlainSessionKey::V3_4 { sym_alg, ref key }) => {
-                            let key = key.clone();
-                            let alg = match &check {
-                                Check::Aead(a) => *a,
-                                Check::Cfb(_) => sym_alg,
-                            };
-                            if accept(alg, &key) {
-                                Some((alg, key))
-                            } else {
-                                notes.candidate_rejected = true;
+                        match k.decrypt_session_key(self.keys.passphrase.as_deref(), values) {
+                            KeyOutcome::Locked => {
+                                notes.locked = true;
                                 None
                             }
+                            KeyOutcome::Failed => None,
+                            KeyOutcome::Ok(PlainSessionKey::V3_4 { sym_alg, ref key }) => {
+                                let key = key.clone();
+                                let alg = match &check {
+                                    Check::Aead(a) => *a,
+                                    Check::Cfb(_) => sym_alg,
+                                };
+                                if accept(alg, &key) {
+                                    Some((alg, key))
+                                } else {
+                                    notes.candidate_rejected = true;
+                                    None
+                                }
+                            }
+                            KeyOutcome::Ok(_) => None,
                         }
-                        KeyOutcome::Ok(_) => None,
-                    }
-                };
+                    };
                 if let Some(found) = try_key(&skey.primary_key) {
                     return Ok(found);
                 }
@@ -1469,8 +1508,18 @@ impl SessionKeySearch<'_> {
         // 2. Passphrase ESKs.
         if let Some(pass) = self.keys.passphrase.as_deref() {
             for skesk in self.skesks {
-                let (SymKeyEncryptedSessionKey::V4 { sym_algorithm, s2k, encrypted_key, .. }
-                | SymKeyEncryptedSessionKey::V5 { sym_algorithm, s2k, encrypted_key, .. }) = skesk
+                let (SymKeyEncryptedSessionKey::V4 {
+                    sym_algorithm,
+                    s2k,
+                    encrypted_key,
+                    ..
+                }
+                | SymKeyEncryptedSessionKey::V5 {
+                    sym_algorithm,
+                    s2k,
+                    encrypted_key,
+                    ..
+                }) = skesk
                 else {
                     continue;
                 };
@@ -1484,7 +1533,9 @@ impl SessionKeySearch<'_> {
                     Some((*sym_algorithm, kek))
                 } else {
                     match skesk.decrypt(kek.as_ref()) {
-                        Ok(PlainSessionKey::V3_4 { sym_alg, ref key }) => Some((sym_alg, key.clone())),
+                        Ok(PlainSessionKey::V3_4 { sym_alg, ref key }) => {
+                            Some((sym_alg, key.clone()))
+                        }
                         Ok(PlainSessionKey::V5 { ref key }) => match &check {
                             Check::Aead(a) => Some((*a, key.clone())),
                             Check::Cfb(_) => None,
@@ -1580,7 +1631,11 @@ enum KeyOutcome {
 /// Primary and subkeys, so that both can be tried and cached once unlocked.
 trait UnlockableKey {
     fn key_id(&self) -> KeyId;
-    fn decrypt_session_key(&self, pass: Option<&str>, values: &pgp::types::PkeskBytes) -> KeyOutcome;
+    fn decrypt_session_key(
+        &self,
+        pass: Option<&str>,
+        values: &pgp::types::PkeskBytes,
+    ) -> KeyOutcome;
 }
 
 thread_local! {
@@ -1600,7 +1655,11 @@ enum UnlockedKey {
     Sub(pgp::packet::SecretSubkey),
 }
 
-fn decrypt_with<K: DecryptionKey>(k: &K, pw: &Password, values: &pgp::types::PkeskBytes) -> Result<Result<PlainSessionKey, ()>, ()> {
+fn decrypt_with<K: DecryptionKey>(
+    k: &K,
+    pw: &Password,
+    values: &pgp::types::PkeskBytes,
+) -> Result<Result<PlainSessionKey, ()>, ()> {
     match k.decrypt(pw, values, EskType::V3_4) {
         Ok(Ok(sk)) => Ok(Ok(sk)),
         Ok(Err(_)) => Ok(Err(())),
@@ -1664,13 +1723,22 @@ macro_rules! impl_unlockable {
 impl_unlockable!(pgp::packet::SecretKey, Primary);
 impl_unlockable!(pgp::packet::SecretSubkey, Sub);
 
-fn derive_cached(s2k: &StringToKey, pass: &[u8], key_size: usize) -> Result<RawSessionKey, CryptoError> {
+fn derive_cached(
+    s2k: &StringToKey,
+    pass: &[u8],
+    key_size: usize,
+) -> Result<RawSessionKey, CryptoError> {
     let mut id = s2k
         .to_bytes()
         .map_err(|e| CryptoError::Unsupported(format!("S2K: {e}")))?;
     id.extend_from_slice(&(key_size as u32).to_be_bytes());
     id.extend_from_slice(&pass_digest(pass));
-    if let Some(k) = OPEN_S2K.with(|c| c.borrow().iter().find(|(i, _)| *i == id).map(|(_, k)| k.clone())) {
+    if let Some(k) = OPEN_S2K.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, k)| k.clone())
+    }) {
         return Ok(k);
     }
     let key = s2k
@@ -1833,7 +1901,10 @@ impl<'a> PgpReader<'a> {
                                 match seq {
                                     Seq::Direct(_) => {
                                         if !self.literal_seen {
-                                            return Err(integrity("message contains no literal data").into());
+                                            return Err(integrity(
+                                                "message contains no literal data",
+                                            )
+                                            .into());
                                         }
                                         self.st = St::Done;
                                         return Ok(false);
@@ -1989,7 +2060,15 @@ mod tests {
             let mut c = Command::new("gpg");
             c.arg("--homedir")
                 .arg(&self.dir)
-                .args(["--batch", "--yes", "--no-tty", "--pinentry-mode", "loopback", "--trust-model", "always"])
+                .args([
+                    "--batch",
+                    "--yes",
+                    "--no-tty",
+                    "--pinentry-mode",
+                    "loopback",
+                    "--trust-model",
+                    "always",
+                ])
                 .args(args);
             c.output().expect("running gpg")
         }
@@ -2003,12 +2082,20 @@ mod tests {
         }
         fn gpg_ok(&self, args: &[&str]) -> Output {
             let o = self.gpg(args);
-            assert!(o.status.success(), "gpg {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "gpg {args:?} failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             o
         }
         fn gpg1_ok(&self, args: &[&str]) -> Output {
             let o = self.gpg1(args);
-            assert!(o.status.success(), "gpg1 {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "gpg1 {args:?} failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             o
         }
         fn import(&self, key: &[u8], passphrase: &str) {
@@ -2059,11 +2146,25 @@ mod tests {
         F.get_or_init(|| {
             let h = Home::new();
             let gen = |uid: &str, algo: &str, usage: &str, pass: &str| -> KeyPair {
-                h.gpg_ok(&["--passphrase", pass, "--quick-gen-key", uid, algo, usage, "never"]);
+                h.gpg_ok(&[
+                    "--passphrase",
+                    pass,
+                    "--quick-gen-key",
+                    uid,
+                    algo,
+                    usage,
+                    "never",
+                ]);
                 let exact = format!("={uid}");
                 let public = h.gpg_ok(&["--export", &exact]).stdout;
                 let secret = h
-                    .gpg_ok(&["--passphrase", pass, "--armor", "--export-secret-keys", &exact])
+                    .gpg_ok(&[
+                        "--passphrase",
+                        pass,
+                        "--armor",
+                        "--export-secret-keys",
+                        &exact,
+                    ])
                     .stdout;
                 assert!(!public.is_empty() && !secret.is_empty());
                 KeyPair {
@@ -2124,7 +2225,9 @@ mod tests {
         let mut v = Vec::with_capacity(n + 64);
         let mut i = 0u64;
         while v.len() < n {
-            v.extend_from_slice(format!("line {i} of some file content; mode 0644 uid 1000\n").as_bytes());
+            v.extend_from_slice(
+                format!("line {i} of some file content; mode 0644 uid 1000\n").as_bytes(),
+            );
             i += 1;
         }
         v.truncate(n);
@@ -2181,27 +2284,65 @@ mod tests {
     fn roundtrip_every_mode() {
         let f = fixture();
         let modes: Vec<(SealMode, OpenKeys)> = vec![
-            (SealMode::Symmetric { passphrase: "pw one".into(), level: 6 }, pass_keys("pw one")),
-            (SealMode::Symmetric { passphrase: "pw one".into(), level: 0 }, pass_keys("pw one")),
-            (SealMode::Symmetric { passphrase: "".into(), level: 9 }, pass_keys("")),
             (
-                SealMode::PublicKey { recipients: pubkeys(&f.cv), hidden: vec![], level: 6 },
+                SealMode::Symmetric {
+                    passphrase: "pw one".into(),
+                    level: 6,
+                },
+                pass_keys("pw one"),
+            ),
+            (
+                SealMode::Symmetric {
+                    passphrase: "pw one".into(),
+                    level: 0,
+                },
+                pass_keys("pw one"),
+            ),
+            (
+                SealMode::Symmetric {
+                    passphrase: "".into(),
+                    level: 9,
+                },
+                pass_keys(""),
+            ),
+            (
+                SealMode::PublicKey {
+                    recipients: pubkeys(&f.cv),
+                    hidden: vec![],
+                    level: 6,
+                },
                 secret_keys(&[&f.cv], None),
             ),
             (
-                SealMode::PublicKey { recipients: pubkeys(&f.rsa), hidden: vec![], level: 1 },
+                SealMode::PublicKey {
+                    recipients: pubkeys(&f.rsa),
+                    hidden: vec![],
+                    level: 1,
+                },
                 secret_keys(&[&f.rsa], None),
             ),
             (
-                SealMode::PublicKey { recipients: vec![], hidden: pubkeys(&f.rsa_primary), level: 0 },
+                SealMode::PublicKey {
+                    recipients: vec![],
+                    hidden: pubkeys(&f.rsa_primary),
+                    level: 0,
+                },
                 secret_keys(&[&f.other, &f.rsa_primary], None),
             ),
             (
-                SealMode::PublicKey { recipients: pubkeys(&f.cv), hidden: pubkeys(&f.rsa), level: 6 },
+                SealMode::PublicKey {
+                    recipients: pubkeys(&f.cv),
+                    hidden: pubkeys(&f.rsa),
+                    level: 6,
+                },
                 secret_keys(&[&f.rsa], None),
             ),
             (
-                SealMode::PublicKey { recipients: pubkeys(&f.prot), hidden: vec![], level: 6 },
+                SealMode::PublicKey {
+                    recipients: pubkeys(&f.prot),
+                    hidden: vec![],
+                    level: 6,
+                },
                 secret_keys(&[&f.prot], Some("keypass")),
             ),
         ];
@@ -2215,7 +2356,8 @@ mod tests {
             assert_eq!(seal(&data, &SealMode::Plain), data);
             for (mode, keys) in &modes {
                 let sealed = seal(&data, mode);
-                let (out, warnings) = open_all(&sealed, keys).unwrap_or_else(|e| panic!("{mode:?} {name}: {e}"));
+                let (out, warnings) =
+                    open_all(&sealed, keys).unwrap_or_else(|e| panic!("{mode:?} {name}: {e}"));
                 assert!(out == data, "{mode:?} {name}: plaintext differs");
                 assert!(warnings.is_empty(), "{warnings:?}");
             }
@@ -2225,9 +2367,21 @@ mod tests {
     #[test]
     fn incompressible_data_overhead_is_small() {
         let data = random_bytes(1 << 20, 9);
-        let sealed = seal(&data, &SealMode::Symmetric { passphrase: "x".into(), level: 6 });
+        let sealed = seal(
+            &data,
+            &SealMode::Symmetric {
+                passphrase: "x".into(),
+                level: 6,
+            },
+        );
         assert!(sealed.len() < data.len() + 1024, "{}", sealed.len());
-        let sealed = seal(&data, &SealMode::Symmetric { passphrase: "x".into(), level: 0 });
+        let sealed = seal(
+            &data,
+            &SealMode::Symmetric {
+                passphrase: "x".into(),
+                level: 0,
+            },
+        );
         assert!(sealed.len() < data.len() + 128, "{}", sealed.len());
     }
 
@@ -2239,36 +2393,58 @@ mod tests {
             let gz = seal(&data, &SealMode::Gzip { level });
             let p = h.write("x.gz", &gz);
             let o = Command::new("gzip").arg("-dc").arg(&p).output().unwrap();
-            assert!(o.status.success() && o.stdout == data, "gzip -d level {level}");
+            assert!(
+                o.status.success() && o.stdout == data,
+                "gzip -d level {level}"
+            );
             if level == 6 {
                 let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::new(6));
                 e.write_all(&data).unwrap();
                 let plain = e.finish().unwrap().len();
-                eprintln!("mixed data: {} bytes, flate2 level 6: {plain}, ours: {}", data.len(), gz.len());
+                eprintln!(
+                    "mixed data: {} bytes, flate2 level 6: {plain}, ours: {}",
+                    data.len(),
+                    gz.len()
+                );
                 assert!(gz.len() < plain + plain / 100, "{} vs {plain}", gz.len());
             }
         }
         let gz = seal(b"abc", &SealMode::Gzip { level: 6 });
         assert_eq!(&gz[..3], &[0x1f, 0x8b, 8]);
         assert_eq!(gz[3], 0, "no FNAME");
-        assert!(u32::from_le_bytes(gz[4..8].try_into().unwrap()) > 1_600_000_000, "mtime = now");
+        assert!(
+            u32::from_le_bytes(gz[4..8].try_into().unwrap()) > 1_600_000_000,
+            "mtime = now"
+        );
         assert_eq!(gz[9], 255, "OS byte");
     }
 
     #[test]
     fn symmetric_salt_and_key_reused_within_process() {
-        let mode = SealMode::Symmetric { passphrase: "same".into(), level: 6 };
+        let mode = SealMode::Symmetric {
+            passphrase: "same".into(),
+            level: 6,
+        };
         let a = seal(b"a", &mode);
         let t = std::time::Instant::now();
         let b = seal(b"b", &mode);
-        assert!(t.elapsed().as_millis() < 50, "second seal must not derive again");
+        assert!(
+            t.elapsed().as_millis() < 50,
+            "second seal must not derive again"
+        );
         // SKESK: 8c 0d 04 09 03 08 <salt 8> <count>
         assert_eq!(&a[..6], &[0x8C, 0x0D, 4, 9, 3, 8]);
         assert_eq!(a[..15], b[..15]);
         assert_eq!(a[14], S2K_COUNT);
         // ... but the ciphertexts still differ (random CFB prefix).
         assert_ne!(a[17..35], b[17..35]);
-        let c = seal(b"a", &SealMode::Symmetric { passphrase: "other".into(), level: 6 });
+        let c = seal(
+            b"a",
+            &SealMode::Symmetric {
+                passphrase: "other".into(),
+                level: 6,
+            },
+        );
         assert_ne!(a[6..14], c[6..14]);
     }
 
@@ -2279,18 +2455,36 @@ mod tests {
         let h = Home::new();
         for (name, data) in samples() {
             for level in [6, 0] {
-                let sealed = seal(&data, &SealMode::Symmetric { passphrase: "secret pw".into(), level });
+                let sealed = seal(
+                    &data,
+                    &SealMode::Symmetric {
+                        passphrase: "secret pw".into(),
+                        level,
+                    },
+                );
                 let inp = h.write("in.gpg", &sealed);
                 let out = h.path("out");
                 let o = h.gpg_ok(&["--passphrase", "secret pw", "-o", s(&out), "-d", s(&inp)]);
                 let stderr = String::from_utf8_lossy(&o.stderr);
                 assert!(!stderr.contains("WARNING"), "{name}: {stderr}");
-                assert!(!stderr.to_lowercase().contains("integrity"), "{name}: {stderr}");
-                assert!(h.read("out") == data, "{name} level {level}: gpg output differs");
+                assert!(
+                    !stderr.to_lowercase().contains("integrity"),
+                    "{name}: {stderr}"
+                );
+                assert!(
+                    h.read("out") == data,
+                    "{name} level {level}: gpg output differs"
+                );
             }
         }
         // and gpg1
-        let sealed = seal(b"for gpg1", &SealMode::Symmetric { passphrase: "pw".into(), level: 6 });
+        let sealed = seal(
+            b"for gpg1",
+            &SealMode::Symmetric {
+                passphrase: "pw".into(),
+                level: 6,
+            },
+        );
         let inp = h.write("in1.gpg", &sealed);
         let o = h.gpg1_ok(&["--passphrase", "pw", "-d", s(&inp)]);
         assert_eq!(o.stdout, b"for gpg1");
@@ -2300,24 +2494,48 @@ mod tests {
     fn gpg_list_packets_of_symmetric_output() {
         let h = Home::new();
         let data = text_bytes(300_000);
-        let sealed = seal(&data, &SealMode::Symmetric { passphrase: "pw".into(), level: 6 });
+        let sealed = seal(
+            &data,
+            &SealMode::Symmetric {
+                passphrase: "pw".into(),
+                level: 6,
+            },
+        );
         let inp = h.write("in.gpg", &sealed);
         let o = h.gpg_ok(&["--passphrase", "pw", "--list-packets", s(&inp)]);
         let text = String::from_utf8_lossy(&o.stdout).to_string();
         eprintln!("{text}{}", String::from_utf8_lossy(&o.stderr));
-        assert!(text.contains(":symkey enc packet: version 4, cipher 9, aead 0,s2k 3, hash 8"), "{text}");
+        assert!(
+            text.contains(":symkey enc packet: version 4, cipher 9, aead 0,s2k 3, hash 8"),
+            "{text}"
+        );
         assert!(text.contains("count 65011712 (255)"), "{text}");
-        assert!(text.contains("tag=18") && text.contains("partial new-ctb"), "{text}");
+        assert!(
+            text.contains("tag=18") && text.contains("partial new-ctb"),
+            "{text}"
+        );
         assert!(text.contains("mdc_method: 2"), "{text}");
         assert!(text.contains(":compressed packet: algo=1"), "{text}");
-        assert!(text.contains(":literal data packet:\n\tmode b (62), created"), "{text}");
+        assert!(
+            text.contains(":literal data packet:\n\tmode b (62), created"),
+            "{text}"
+        );
         assert!(text.contains("name=\"\""), "{text}");
         // small files get a definite SEIPD length, like gpg
-        let sealed = seal(b"manifest", &SealMode::Symmetric { passphrase: "pw".into(), level: 6 });
+        let sealed = seal(
+            b"manifest",
+            &SealMode::Symmetric {
+                passphrase: "pw".into(),
+                level: 6,
+            },
+        );
         let inp = h.write("small.gpg", &sealed);
         let o = h.gpg_ok(&["--passphrase", "pw", "--list-packets", s(&inp)]);
         let text = String::from_utf8_lossy(&o.stdout).to_string();
-        assert!(text.contains("mdc_method: 2") && !text.contains("partial"), "{text}");
+        assert!(
+            text.contains("mdc_method: 2") && !text.contains("partial"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -2325,10 +2543,42 @@ mod tests {
         let f = fixture();
         let data = mixed_bytes();
         let cases: Vec<(&str, SealMode, &KeyPair)> = vec![
-            ("cv25519", SealMode::PublicKey { recipients: pubkeys(&f.cv), hidden: vec![], level: 6 }, &f.cv),
-            ("rsa subkey", SealMode::PublicKey { recipients: pubkeys(&f.rsa), hidden: vec![], level: 6 }, &f.rsa),
-            ("rsa primary", SealMode::PublicKey { recipients: pubkeys(&f.rsa_primary), hidden: vec![], level: 0 }, &f.rsa_primary),
-            ("hidden cv25519", SealMode::PublicKey { recipients: pubkeys(&f.rsa), hidden: pubkeys(&f.cv), level: 6 }, &f.cv),
+            (
+                "cv25519",
+                SealMode::PublicKey {
+                    recipients: pubkeys(&f.cv),
+                    hidden: vec![],
+                    level: 6,
+                },
+                &f.cv,
+            ),
+            (
+                "rsa subkey",
+                SealMode::PublicKey {
+                    recipients: pubkeys(&f.rsa),
+                    hidden: vec![],
+                    level: 6,
+                },
+                &f.rsa,
+            ),
+            (
+                "rsa primary",
+                SealMode::PublicKey {
+                    recipients: pubkeys(&f.rsa_primary),
+                    hidden: vec![],
+                    level: 0,
+                },
+                &f.rsa_primary,
+            ),
+            (
+                "hidden cv25519",
+                SealMode::PublicKey {
+                    recipients: pubkeys(&f.rsa),
+                    hidden: pubkeys(&f.cv),
+                    level: 6,
+                },
+                &f.cv,
+            ),
         ];
         for (name, mode, key) in cases {
             let h = Home::new();
@@ -2370,8 +2620,14 @@ mod tests {
         assert_eq!(keys.len(), 2);
         // a secret key file works as a public key file
         assert_eq!(read_public_keys(&f.cv.secret).unwrap().len(), 1);
-        assert!(matches!(read_public_keys(b"garbage"), Err(CryptoError::Key(_))));
-        assert!(matches!(read_secret_keys(&f.cv.public), Err(CryptoError::Key(_))));
+        assert!(matches!(
+            read_public_keys(b"garbage"),
+            Err(CryptoError::Key(_))
+        ));
+        assert!(matches!(
+            read_secret_keys(&f.cv.public),
+            Err(CryptoError::Key(_))
+        ));
     }
 
     // --- we read what gpg writes --------------------------------------------------------------
@@ -2411,7 +2667,14 @@ mod tests {
             &["--cipher-algo", "CAMELLIA256"],
             &["--cipher-algo", "IDEA"],
             &["--s2k-mode", "1", "--s2k-digest-algo", "SHA512"],
-            &["--s2k-mode", "3", "--s2k-digest-algo", "MD5", "--s2k-count", "1024"],
+            &[
+                "--s2k-mode",
+                "3",
+                "--s2k-digest-algo",
+                "MD5",
+                "--s2k-count",
+                "1024",
+            ],
             &["--s2k-digest-algo", "RIPEMD160"],
             &["--s2k-digest-algo", "SHA224"],
             &["--s2k-mode", "0", "--rfc2440"],
@@ -2422,7 +2685,8 @@ mod tests {
         h.import(&f.cv.secret, "");
         for v in variants {
             let sealed = gpg_sym(&h, &data, v);
-            let (out, warnings) = open_all(&sealed, &pass_keys("gpg pw")).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            let (out, warnings) =
+                open_all(&sealed, &pass_keys("gpg pw")).unwrap_or_else(|e| panic!("{v:?}: {e}"));
             assert!(out == data, "{v:?}: plaintext differs");
             eprintln!("{v:?}: {warnings:?}");
             // wrong passphrase is detected up front, for every cipher and S2K
@@ -2449,8 +2713,20 @@ mod tests {
             (&["--cipher-algo", "CAST5", "--disable-mdc"], true),
             (&["--rfc2440"], true),
             (&["--openpgp", "--compress-algo", "zlib"], true),
-            (&["--rfc1991", "--cipher-algo", "IDEA", "--s2k-mode", "0"], true),
-            (&["--cipher-algo", "CAST5", "--compress-algo", "bzip2", "--disable-mdc"], true),
+            (
+                &["--rfc1991", "--cipher-algo", "IDEA", "--s2k-mode", "0"],
+                true,
+            ),
+            (
+                &[
+                    "--cipher-algo",
+                    "CAST5",
+                    "--compress-algo",
+                    "bzip2",
+                    "--disable-mdc",
+                ],
+                true,
+            ),
         ];
         for (v, sed) in variants {
             let mut args = vec!["--passphrase", "gpg1 pw", "-o", s(&out)];
@@ -2458,7 +2734,8 @@ mod tests {
             args.extend_from_slice(&["-c", s(&inp)]);
             h.gpg1_ok(&args);
             let sealed = h.read("o.gpg");
-            let (got, warnings) = open_all(&sealed, &pass_keys("gpg1 pw")).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            let (got, warnings) =
+                open_all(&sealed, &pass_keys("gpg1 pw")).unwrap_or_else(|e| panic!("{v:?}: {e}"));
             assert!(got == data, "{v:?}: plaintext differs");
             eprintln!("gpg1 {v:?}: {warnings:?}");
             assert_eq!(
@@ -2466,7 +2743,13 @@ mod tests {
                 *sed,
                 "{v:?}: {warnings:?}"
             );
-            assert!(matches!(open_pgp(&sealed[..], &pass_keys("nope")), Err(CryptoError::WrongPassphrase)), "{v:?}");
+            assert!(
+                matches!(
+                    open_pgp(&sealed[..], &pass_keys("nope")),
+                    Err(CryptoError::WrongPassphrase)
+                ),
+                "{v:?}"
+            );
         }
     }
 
@@ -2484,15 +2767,55 @@ mod tests {
         let cases: Vec<(Vec<&str>, OpenKeys)> = vec![
             (vec!["-r", "cv@example.com"], secret_keys(&[&f.cv], None)),
             (vec!["-r", "rsa@example.com"], secret_keys(&[&f.rsa], None)),
-            (vec!["-r", "rsap@example.com"], secret_keys(&[&f.rsa_primary], None)),
-            (vec!["-r", "prot@example.com"], secret_keys(&[&f.prot], Some("keypass"))),
-            (vec!["--hidden-recipient", "cv@example.com"], secret_keys(&[&f.other, &f.rsa, &f.cv], None)),
-            (vec!["--hidden-recipient", "rsa@example.com"], secret_keys(&[&f.other, &f.cv, &f.rsa], None)),
-            (vec!["-r", "cv@example.com", "--throw-keyids"], secret_keys(&[&f.rsa, &f.cv], None)),
-            (vec!["-r", "rsa@example.com", "-r", "cv@example.com"], secret_keys(&[&f.cv], None)),
-            (vec!["--sign", "--default-key", "cv@example.com", "-r", "rsa@example.com"], secret_keys(&[&f.rsa], None)),
-            (vec!["--compress-algo", "none", "-r", "cv@example.com"], secret_keys(&[&f.cv], None)),
-            (vec!["--cipher-algo", "CAST5", "--compress-algo", "bzip2", "-r", "rsa@example.com"], secret_keys(&[&f.rsa], None)),
+            (
+                vec!["-r", "rsap@example.com"],
+                secret_keys(&[&f.rsa_primary], None),
+            ),
+            (
+                vec!["-r", "prot@example.com"],
+                secret_keys(&[&f.prot], Some("keypass")),
+            ),
+            (
+                vec!["--hidden-recipient", "cv@example.com"],
+                secret_keys(&[&f.other, &f.rsa, &f.cv], None),
+            ),
+            (
+                vec!["--hidden-recipient", "rsa@example.com"],
+                secret_keys(&[&f.other, &f.cv, &f.rsa], None),
+            ),
+            (
+                vec!["-r", "cv@example.com", "--throw-keyids"],
+                secret_keys(&[&f.rsa, &f.cv], None),
+            ),
+            (
+                vec!["-r", "rsa@example.com", "-r", "cv@example.com"],
+                secret_keys(&[&f.cv], None),
+            ),
+            (
+                vec![
+                    "--sign",
+                    "--default-key",
+                    "cv@example.com",
+                    "-r",
+                    "rsa@example.com",
+                ],
+                secret_keys(&[&f.rsa], None),
+            ),
+            (
+                vec!["--compress-algo", "none", "-r", "cv@example.com"],
+                secret_keys(&[&f.cv], None),
+            ),
+            (
+                vec![
+                    "--cipher-algo",
+                    "CAST5",
+                    "--compress-algo",
+                    "bzip2",
+                    "-r",
+                    "rsa@example.com",
+                ],
+                secret_keys(&[&f.rsa], None),
+            ),
         ];
         for (args, keys) in cases {
             let mut a = vec!["--passphrase", "", "-o", s(&out)];
@@ -2500,11 +2823,15 @@ mod tests {
             a.extend_from_slice(&["-e", s(&inp)]);
             h.gpg_ok(&a);
             let sealed = h.read("o.gpg");
-            let (got, warnings) = open_all(&sealed, &keys).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let (got, warnings) =
+                open_all(&sealed, &keys).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             assert!(got == data, "{args:?}: plaintext differs");
             eprintln!("{args:?}: {warnings:?}");
             if args.contains(&"--sign") {
-                assert!(warnings.iter().any(|w| w.contains("signed")), "{warnings:?}");
+                assert!(
+                    warnings.iter().any(|w| w.contains("signed")),
+                    "{warnings:?}"
+                );
             }
             // A message for these keys is not for `other`.
             let res = open_pgp(&sealed[..], &secret_keys(&[&f.other], None)).map(|_| ());
@@ -2521,42 +2848,110 @@ mod tests {
         let f = fixture();
         let data = b"data".to_vec();
         // wrong secret key
-        let sealed = seal(&data, &SealMode::PublicKey { recipients: pubkeys(&f.cv), hidden: vec![], level: 6 });
+        let sealed = seal(
+            &data,
+            &SealMode::PublicKey {
+                recipients: pubkeys(&f.cv),
+                hidden: vec![],
+                level: 6,
+            },
+        );
         match open_pgp(&sealed[..], &secret_keys(&[&f.rsa, &f.other], None)) {
             Err(CryptoError::NoMatchingKey(ids)) => {
-                let sub = hex_upper(seckeys(&f.cv)[0].secret_subkeys[0].key.public_key().legacy_key_id().as_ref());
+                let sub = hex_upper(
+                    seckeys(&f.cv)[0].secret_subkeys[0]
+                        .key
+                        .public_key()
+                        .legacy_key_id()
+                        .as_ref(),
+                );
                 assert!(ids.contains(&sub), "{ids} / {sub}");
             }
             other => panic!("{:?}", other.err()),
         }
         // hidden recipient, wrong key
-        let sealed = seal(&data, &SealMode::PublicKey { recipients: vec![], hidden: pubkeys(&f.cv), level: 6 });
+        let sealed = seal(
+            &data,
+            &SealMode::PublicKey {
+                recipients: vec![],
+                hidden: pubkeys(&f.cv),
+                level: 6,
+            },
+        );
         match open_pgp(&sealed[..], &secret_keys(&[&f.rsa, &f.other], None)) {
             Err(CryptoError::NoMatchingKey(ids)) => assert_eq!(ids, "hidden recipient"),
             other => panic!("{:?}", other.err()),
         }
         // no keys at all for a public-key message
         assert!(matches!(
-            open_pgp(&sealed[..], &OpenKeys { passphrase: Some("x".into()), secret_keys: vec![] }),
+            open_pgp(
+                &sealed[..],
+                &OpenKeys {
+                    passphrase: Some("x".into()),
+                    secret_keys: vec![]
+                }
+            ),
             Err(CryptoError::NoMatchingKey(_))
         ));
         // protected secret key, wrong or missing passphrase
-        let sealed = seal(&data, &SealMode::PublicKey { recipients: pubkeys(&f.prot), hidden: vec![], level: 6 });
-        assert!(matches!(open_pgp(&sealed[..], &secret_keys(&[&f.prot], Some("bad"))), Err(CryptoError::WrongPassphrase)));
-        assert!(matches!(open_pgp(&sealed[..], &secret_keys(&[&f.prot], None)), Err(CryptoError::WrongPassphrase)));
-        assert_eq!(open_all(&sealed, &secret_keys(&[&f.prot], Some("keypass"))).unwrap().0, data);
-        // symmetric: wrong and missing passphrase
-        let sealed = seal(&data, &SealMode::Symmetric { passphrase: "right".into(), level: 6 });
-        assert!(matches!(open_pgp(&sealed[..], &pass_keys("wrong")), Err(CryptoError::WrongPassphrase)));
+        let sealed = seal(
+            &data,
+            &SealMode::PublicKey {
+                recipients: pubkeys(&f.prot),
+                hidden: vec![],
+                level: 6,
+            },
+        );
         assert!(matches!(
-            open_pgp(&sealed[..], &OpenKeys { passphrase: None, secret_keys: seckeys(&f.cv) }),
+            open_pgp(&sealed[..], &secret_keys(&[&f.prot], Some("bad"))),
+            Err(CryptoError::WrongPassphrase)
+        ));
+        assert!(matches!(
+            open_pgp(&sealed[..], &secret_keys(&[&f.prot], None)),
+            Err(CryptoError::WrongPassphrase)
+        ));
+        assert_eq!(
+            open_all(&sealed, &secret_keys(&[&f.prot], Some("keypass")))
+                .unwrap()
+                .0,
+            data
+        );
+        // symmetric: wrong and missing passphrase
+        let sealed = seal(
+            &data,
+            &SealMode::Symmetric {
+                passphrase: "right".into(),
+                level: 6,
+            },
+        );
+        assert!(matches!(
+            open_pgp(&sealed[..], &pass_keys("wrong")),
+            Err(CryptoError::WrongPassphrase)
+        ));
+        assert!(matches!(
+            open_pgp(
+                &sealed[..],
+                &OpenKeys {
+                    passphrase: None,
+                    secret_keys: seckeys(&f.cv)
+                }
+            ),
             Err(CryptoError::WrongPassphrase)
         ));
         // not OpenPGP at all
-        assert!(matches!(open_pgp(&b"plain text"[..], &pass_keys("x")), Err(CryptoError::Integrity(_))));
-        assert!(matches!(open_pgp(&b""[..], &pass_keys("x")), Err(CryptoError::Integrity(_))));
+        assert!(matches!(
+            open_pgp(&b"plain text"[..], &pass_keys("x")),
+            Err(CryptoError::Integrity(_))
+        ));
+        assert!(matches!(
+            open_pgp(&b""[..], &pass_keys("x")),
+            Err(CryptoError::Integrity(_))
+        ));
         let gz = seal(b"x", &SealMode::Gzip { level: 6 });
-        assert!(matches!(open_pgp(&gz[..], &pass_keys("x")), Err(CryptoError::Integrity(_))));
+        assert!(matches!(
+            open_pgp(&gz[..], &pass_keys("x")),
+            Err(CryptoError::Integrity(_))
+        ));
     }
 
     // --- tampering and truncation ---------------------------------------------------------------
@@ -2564,7 +2959,12 @@ mod tests {
     /// Opening must fail (at open or while reading), never yield different plaintext.
     /// (`Ok(None)`: the change hit a field without meaning, e.g. the bit count of an MPI,
     /// and the authenticated plaintext came out unchanged.)
-    fn must_fail(sealed: &[u8], keys: &OpenKeys, what: &str, original: &[u8]) -> Option<CryptoError> {
+    fn must_fail(
+        sealed: &[u8],
+        keys: &OpenKeys,
+        what: &str,
+        original: &[u8],
+    ) -> Option<CryptoError> {
         match open_pgp(sealed, keys) {
             Err(e) => Some(e),
             Ok((mut r, _)) => {
@@ -2572,7 +2972,10 @@ mod tests {
                 match r.read_to_end(&mut out) {
                     Err(e) => Some(CryptoError::from(e)),
                     Ok(_) => {
-                        assert!(out == original, "{what}: modified message opened with different plaintext");
+                        assert!(
+                            out == original,
+                            "{what}: modified message opened with different plaintext"
+                        );
                         None
                     }
                 }
@@ -2588,9 +2991,28 @@ mod tests {
             d.extend(random_bytes(100_000, 3));
             d
         };
-        let sym = seal(&data, &SealMode::Symmetric { passphrase: "p".into(), level: 6 });
-        let raw = seal(&data, &SealMode::Symmetric { passphrase: "p".into(), level: 0 });
-        let pk = seal(&data, &SealMode::PublicKey { recipients: pubkeys(&f.cv), hidden: vec![], level: 6 });
+        let sym = seal(
+            &data,
+            &SealMode::Symmetric {
+                passphrase: "p".into(),
+                level: 6,
+            },
+        );
+        let raw = seal(
+            &data,
+            &SealMode::Symmetric {
+                passphrase: "p".into(),
+                level: 0,
+            },
+        );
+        let pk = seal(
+            &data,
+            &SealMode::PublicKey {
+                recipients: pubkeys(&f.cv),
+                hidden: vec![],
+                level: 6,
+            },
+        );
         let mut meaningless = Vec::new();
         for (name, sealed, keys) in [
             ("sym", &sym, pass_keys("p")),
@@ -2609,7 +3031,10 @@ mod tests {
                     // Inside the encrypted data every flip is an integrity error
                     // (the two quick-check bytes excepted, they look like a wrong key).
                     if pos > seipd_start + 2 + 16 + 3 {
-                        assert!(matches!(e, Some(CryptoError::Integrity(_))), "{name} flip at {pos}: {e:?}");
+                        assert!(
+                            matches!(e, Some(CryptoError::Integrity(_))),
+                            "{name} flip at {pos}: {e:?}"
+                        );
                     } else if e.is_none() {
                         meaningless.push((name, pos, bit));
                     }
@@ -2623,9 +3048,28 @@ mod tests {
     fn truncation_is_detected() {
         let f = fixture();
         let data = random_bytes(300_000, 4);
-        let sym = seal(&data, &SealMode::Symmetric { passphrase: "p".into(), level: 6 });
-        let small = seal(b"short manifest", &SealMode::Symmetric { passphrase: "p".into(), level: 6 });
-        let pk = seal(&data, &SealMode::PublicKey { recipients: pubkeys(&f.rsa), hidden: vec![], level: 0 });
+        let sym = seal(
+            &data,
+            &SealMode::Symmetric {
+                passphrase: "p".into(),
+                level: 6,
+            },
+        );
+        let small = seal(
+            b"short manifest",
+            &SealMode::Symmetric {
+                passphrase: "p".into(),
+                level: 6,
+            },
+        );
+        let pk = seal(
+            &data,
+            &SealMode::PublicKey {
+                recipients: pubkeys(&f.rsa),
+                hidden: vec![],
+                level: 0,
+            },
+        );
         for (name, sealed, keys, original) in [
             ("sym", &sym, pass_keys("p"), &data[..]),
             ("small", &small, pass_keys("p"), &b"short manifest"[..]),
@@ -2635,7 +3079,13 @@ mod tests {
             cuts.extend((600..sealed.len()).step_by(1499));
             cuts.extend(sealed.len().saturating_sub(30)..sealed.len());
             for cut in cuts {
-                assert!(must_fail(&sealed[..cut], &keys, &format!("{name} cut at {cut}"), original).is_some());
+                assert!(must_fail(
+                    &sealed[..cut],
+                    &keys,
+                    &format!("{name} cut at {cut}"),
+                    original
+                )
+                .is_some());
             }
         }
         // gpg's own output, cut inside the partial chunks and at the MDC
@@ -2654,11 +3104,24 @@ mod tests {
         let data = text_bytes(10_000);
         let inp = h.write("plain", &data);
         let out = h.path("o.gpg");
-        h.gpg1_ok(&["--passphrase", "p", "-o", s(&out), "--disable-mdc", "--compress-algo", "none", "-c", s(&inp)]);
+        h.gpg1_ok(&[
+            "--passphrase",
+            "p",
+            "-o",
+            s(&out),
+            "--disable-mdc",
+            "--compress-algo",
+            "none",
+            "-c",
+            s(&inp),
+        ]);
         let sealed = h.read("o.gpg");
         let (got, warnings) = open_all(&sealed, &pass_keys("p")).unwrap();
         assert_eq!(got, data);
-        assert!(warnings.iter().any(|w| w.contains("no MDC")), "{warnings:?}");
+        assert!(
+            warnings.iter().any(|w| w.contains("no MDC")),
+            "{warnings:?}"
+        );
     }
 
     #[test]
@@ -2667,7 +3130,10 @@ mod tests {
         impl Read for Failing<'_> {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
                 if self.1 >= 100_000 {
-                    return Err(io::Error::new(io::ErrorKind::ConnectionReset, "network down"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        "network down",
+                    ));
                 }
                 let n = buf.len().min(4096).min(self.0.len() - self.1);
                 buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
@@ -2676,21 +3142,35 @@ mod tests {
             }
         }
         let data = random_bytes(300_000, 8);
-        let sealed = seal(&data, &SealMode::Symmetric { passphrase: "p".into(), level: 6 });
+        let sealed = seal(
+            &data,
+            &SealMode::Symmetric {
+                passphrase: "p".into(),
+                level: 6,
+            },
+        );
         let (mut r, _) = open_pgp(Failing(&sealed, 0), &pass_keys("p")).unwrap();
         let mut out = Vec::new();
         let e = CryptoError::from(r.read_to_end(&mut out).unwrap_err());
-        assert!(matches!(&e, CryptoError::Io(io) if io.kind() == io::ErrorKind::ConnectionReset), "{e:?}");
+        assert!(
+            matches!(&e, CryptoError::Io(io) if io.kind() == io::ErrorKind::ConnectionReset),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn secrets_stay_out_of_debug_and_errors() {
-        let mode = SealMode::Symmetric { passphrase: "hunter2-very-secret".into(), level: 6 };
+        let mode = SealMode::Symmetric {
+            passphrase: "hunter2-very-secret".into(),
+            level: 6,
+        };
         assert!(!format!("{mode:?}").contains("hunter2"));
         let keys = pass_keys("hunter2-very-secret");
         assert!(!format!("{keys:?}").contains("hunter2"));
         let sealed = seal(b"x", &mode);
-        let e = open_pgp(&sealed[..], &pass_keys("hunter3-very-secret")).err().unwrap();
+        let e = open_pgp(&sealed[..], &pass_keys("hunter3-very-secret"))
+            .err()
+            .unwrap();
         assert!(!format!("{e} {e:?}").contains("hunter"));
         let f = fixture();
         let k = secret_keys(&[&f.cv], None);
@@ -2705,12 +3185,21 @@ mod tests {
 
     #[test]
     fn open_gnupg_ocb_symmetric_vector() {
-        let hex: String = LIBREPGP_SKESK5_OCB.chars().filter(|c| !c.is_whitespace()).collect();
-        let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        let hex: String = LIBREPGP_SKESK5_OCB
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
         let (out, warnings) = open_all(&bytes, &pass_keys("password")).unwrap();
         assert_eq!(out, b"Hello, world!\n");
         assert!(warnings.iter().any(|w| w.contains("OCB")));
-        assert!(matches!(open_pgp(&bytes[..], &pass_keys("passwort")), Err(CryptoError::WrongPassphrase)));
+        assert!(matches!(
+            open_pgp(&bytes[..], &pass_keys("passwort")),
+            Err(CryptoError::WrongPassphrase)
+        ));
         let mut t = bytes.clone();
         let n = t.len();
         t[n - 5] ^= 1;
@@ -2754,7 +3243,14 @@ mod tests {
         let mut buf = vec![0u8; 1 << 20];
         let mut hin = Sha1::new();
         let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        let mut sealer = Sealer::new(file, &SealMode::Symmetric { passphrase: "big".into(), level: 6 }).unwrap();
+        let mut sealer = Sealer::new(
+            file,
+            &SealMode::Symmetric {
+                passphrase: "big".into(),
+                level: 6,
+            },
+        )
+        .unwrap();
         let mut done = 0;
         let t = std::time::Instant::now();
         while done < TOTAL {
@@ -2793,7 +3289,10 @@ mod tests {
         );
         assert_eq!(got, TOTAL);
         assert_eq!(hin.finalize(), hout.finalize());
-        assert!(after_open < before + 64 * 1024, "peak RSS grew by more than 64 MiB");
+        assert!(
+            after_open < before + 64 * 1024,
+            "peak RSS grew by more than 64 MiB"
+        );
     }
 
     /// `cargo test --release -- --ignored bench_symmetric --test-threads=1 --nocapture`
@@ -2804,7 +3303,10 @@ mod tests {
         let mut random = vec![0u8; N];
         Gen(42).fill(&mut random);
         let text = text_bytes(N);
-        let mode = SealMode::Symmetric { passphrase: "bench".into(), level: 6 };
+        let mode = SealMode::Symmetric {
+            passphrase: "bench".into(),
+            level: 6,
+        };
         let _ = seal(b"warm up the S2K cache", &mode);
         for (name, data) in [("incompressible", &random), ("compressible", &text)] {
             let t = std::time::Instant::now();
@@ -2838,7 +3340,6 @@ mod tests {
         }
     }
 
-
     /// `cargo test --release -- --ignored bench_parts --test-threads=1 --nocapture`
     #[test]
     #[ignore]
@@ -2854,8 +3355,14 @@ mod tests {
                 e.write_all(c).unwrap();
             }
             e.finish().unwrap();
-            eprintln!("raw deflate level {level}: {:.0} MiB/s", mib / t.elapsed().as_secs_f64());
-            let mode = SealMode::Symmetric { passphrase: "b".into(), level };
+            eprintln!(
+                "raw deflate level {level}: {:.0} MiB/s",
+                mib / t.elapsed().as_secs_f64()
+            );
+            let mode = SealMode::Symmetric {
+                passphrase: "b".into(),
+                level,
+            };
             let _ = seal(b"x", &mode);
             let t = std::time::Instant::now();
             let mut s = Sealer::new(io::sink(), &mode).unwrap();
@@ -2863,8 +3370,10 @@ mod tests {
                 s.write_all(c).unwrap();
             }
             s.finish().unwrap();
-            eprintln!("seal level {level}: {:.0} MiB/s", mib / t.elapsed().as_secs_f64());
+            eprintln!(
+                "seal level {level}: {:.0} MiB/s",
+                mib / t.elapsed().as_secs_f64()
+            );
         }
     }
-
 }

@@ -763,7 +763,11 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     let man_name = common.prefixes.name(&man_kind, man_suffix);
     let mut man_plain = manifest.finish(common)?;
     let plain = SealMode::Plain;
-    let man_mode = if man_suffix == Suffix::Gpg { &common.crypto.seal } else { &plain };
+    let man_mode = if man_suffix == Suffix::Gpg {
+        &common.crypto.seal
+    } else {
+        &plain
+    };
     let (sealed, _, n) = seal_file(&mut man_plain, man_mode, common, "manifest")?;
     interrupt::check()?;
     md.backend.put(&man_name, &sealed.0)?;

@@ -10,7 +10,7 @@
 //! slow but moving link.
 
 use super::{ErrorKind, Http, HttpError, Method, Options, Request, Response};
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::Path;
 use ureq::tls::{parse_pem, Certificate, PemItem, RootCerts, TlsConfig};
 
@@ -87,15 +87,28 @@ fn with_headers<B>(
 /// Sort a ureq failure into retryable transport trouble and the rest.
 fn map_err(e: ureq::Error) -> HttpError {
     use ureq::Error as E;
-    let detail = e.to_string();
+    let detail = match &e {
+        E::Timeout(t) => match t {
+            ureq::Timeout::PerRead => "nothing received for the whole timeout".to_string(),
+            ureq::Timeout::PerWrite => "nothing could be sent for the whole timeout".to_string(),
+            ureq::Timeout::RecvResponse => "no response within the timeout".to_string(),
+            ureq::Timeout::Connect => "no connection within the timeout".to_string(),
+            ureq::Timeout::RecvBody => "the download did not finish within its budget".to_string(),
+            ureq::Timeout::SendBody => "the upload did not finish within its budget".to_string(),
+            other => format!("{other}"),
+        },
+        // ureq's Display would prefix "io: ".
+        E::Io(io) => io.to_string(),
+        _ => e.to_string(),
+    };
     let kind = match e {
         E::Timeout(_) => ErrorKind::Timeout,
         E::HostNotFound | E::ConnectionFailed | E::ConnectProxyFailed(_) => ErrorKind::Connect,
         E::Io(io) => match io.kind() {
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
-            std::io::ErrorKind::ConnectionRefused
-            | std::io::ErrorKind::AddrNotAvailable
-            | std::io::ErrorKind::NotConnected => ErrorKind::Connect,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+            io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::AddrNotAvailable
+            | io::ErrorKind::NotConnected => ErrorKind::Connect,
             _ => ErrorKind::Io,
         },
         // The peer closed or garbled the exchange: the next connection may do better.
@@ -104,6 +117,26 @@ fn map_err(e: ureq::Error) -> HttpError {
         _ => ErrorKind::Invalid,
     };
     HttpError::new(kind, detail)
+}
+
+/// A response body whose errors read like `call`'s ("timed out: ...").
+struct BodyReader(ureq::BodyReader<'static>);
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            if !e.get_ref().is_some_and(|inner| inner.is::<ureq::Error>()) {
+                return e;
+            }
+            // `From<io::Error>` unwraps the ureq error the reader wrapped.
+            let he = map_err(ureq::Error::from(e));
+            let kind = match he.kind {
+                ErrorKind::Timeout => io::ErrorKind::TimedOut,
+                _ => io::ErrorKind::Other,
+            };
+            io::Error::new(kind, he.to_string())
+        })
+    }
 }
 
 impl Http for NativeHttp {
@@ -133,9 +166,9 @@ impl Http for NativeHttp {
                     .timeout_send_body(Some(self.opts.upload_budget(len)))
                     .build();
                 match body {
-                    Some(body) => b.send(ureq::SendBody::from_owned_reader(
-                        body.file.take(body.len),
-                    )),
+                    Some(body) => {
+                        b.send(ureq::SendBody::from_owned_reader(body.file.take(body.len)))
+                    }
                     None => b.send(&[][..]),
                 }
             }
@@ -152,7 +185,7 @@ impl Http for NativeHttp {
                 )
             })
             .collect();
-        let reader: Box<dyn Read + Send> = Box::new(body.into_reader());
+        let reader: Box<dyn Read + Send> = Box::new(BodyReader(body.into_reader()));
         Ok(Response {
             status: parts.status.as_u16(),
             headers,

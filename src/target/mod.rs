@@ -54,7 +54,9 @@ impl Options {
             Duration::try_from_secs_f64(v)
                 .ok()
                 .filter(|d| zero_ok || !d.is_zero())
-                .ok_or_else(|| Error::Usage(format!("{flag}: {v} is not a usable number of seconds")))
+                .ok_or_else(|| {
+                    Error::Usage(format!("{flag}: {v} is not a usable number of seconds"))
+                })
         };
         Ok(Options {
             num_retries,

@@ -284,9 +284,7 @@ impl SwiftBackend {
             return Ok(());
         }
         let detail = if self.key_header == READ_KEY_HEADER {
-            format!(
-                "a read key ({ENV_READ_KEY}) cannot write: set the full key ({ENV_FULL_KEY})"
-            )
+            format!("a read key ({ENV_READ_KEY}) cannot write: set the full key ({ENV_FULL_KEY})")
         } else {
             "the target was opened read-only".to_string()
         };
@@ -323,12 +321,20 @@ impl SwiftBackend {
                 return Err(gave_up(err, attempts));
             }
             let delay = self.backoff(attempt - 1, after);
+            // The event carries object and trans_id as fields: the reason need not repeat them.
+            let reason = match &err {
+                Error::Backend { detail, .. } | Error::Integrity { detail, .. } => detail.clone(),
+                e => e.to_string(),
+            };
             let mut fields = vec![
                 ("object", json!(object)),
                 ("method", json!(method.as_str())),
                 ("attempt", json!(attempt)),
-                ("delay_seconds", json!((delay.as_secs_f64() * 1000.0).round() / 1000.0)),
-                ("reason", json!(err.to_string())),
+                (
+                    "delay_seconds",
+                    json!((delay.as_secs_f64() * 1000.0).round() / 1000.0),
+                ),
+                ("reason", json!(reason)),
             ];
             if let Some(t) = err.trans_id() {
                 fields.push(("trans_id", json!(t)));
@@ -336,7 +342,7 @@ impl SwiftBackend {
             log::warn(
                 "retry",
                 &format!(
-                    "{err}; retry {attempt} of {} in {:.1}s",
+                    "{object}: {reason}; retry {attempt} of {} in {:.1}s",
                     self.num_retries,
                     delay.as_secs_f64()
                 ),
@@ -379,18 +385,15 @@ impl SwiftBackend {
             403 => Step::Fail(Error::AccessDenied {
                 object: object.to_string(),
                 detail: format!(
-                    "Swift refused the operation (HTTP 403): {}",
-                    error_body(resp)
+                    "Swift refused the operation: {}",
+                    status_text(403, &error_body(resp))
                 ),
                 trans_id,
             }),
             408 | 409 | 429 | 498 | 500 | 502 | 503 | 504 => {
                 let after = retry_after(resp);
                 let body = error_body(resp);
-                Step::Retry(
-                    backend(format!("HTTP {status} {}", reason(status, &body))),
-                    after,
-                )
+                Step::Retry(backend(status_text(status, &body)), after)
             }
             411 => Step::Fail(backend(
                 "Swift wants a length (HTTP 411 Length Required): something between swiftdup \
@@ -410,8 +413,8 @@ impl SwiftBackend {
             _ => {
                 let body = error_body(resp);
                 Step::Fail(backend(format!(
-                    "unexpected HTTP {status} {}",
-                    reason(status, &body)
+                    "unexpected {}",
+                    status_text(status, &body)
                 )))
             }
         }
@@ -462,7 +465,7 @@ impl SwiftBackend {
                         ),
                     }
                 }
-                401 => Step::Fail(self.container_401(&mut resp)),
+                // Unlike at open, a 401 here is the key: the container answered it before.
                 404 => Step::Fail(self.container_missing(&resp)),
                 _ => self.status_error(what, &mut resp),
             },
@@ -765,8 +768,10 @@ fn error_body(resp: &mut Response) -> String {
         .join(" ")
 }
 
-fn reason(status: u16, body: &str) -> String {
+/// `HTTP 503 Service Unavailable (body)`, for messages.
+fn status_text(status: u16, body: &str) -> String {
     let name = match status {
+        403 => "Forbidden",
         408 => "Request Timeout",
         409 => "Conflict",
         429 => "Too Many Requests",
@@ -777,12 +782,15 @@ fn reason(status: u16, body: &str) -> String {
         504 => "Gateway Timeout",
         _ => "",
     };
-    match (name.is_empty(), body.is_empty()) {
-        (true, true) => String::new(),
-        (false, true) => name.to_string(),
-        (true, false) => format!("({body})"),
-        (false, false) => format!("{name} ({body})"),
+    let mut s = format!("HTTP {status}");
+    if !name.is_empty() {
+        s.push(' ');
+        s.push_str(name);
     }
+    if !body.is_empty() {
+        s.push_str(&format!(" ({body})"));
+    }
+    s
 }
 
 /// Read a small success body to its end so the connection can be reused.
@@ -801,18 +809,12 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(
-            parse_url("swiftkeys://c").unwrap(),
-            ("c".into(), "".into())
-        );
+        assert_eq!(parse_url("swiftkeys://c").unwrap(), ("c".into(), "".into()));
         assert_eq!(
             parse_url("swiftkeys://c/a/b/").unwrap(),
             ("c".into(), "a/b".into())
         );
-        assert!(matches!(
-            parse_url("swiftkeys:///x"),
-            Err(Error::Usage(_))
-        ));
+        assert!(matches!(parse_url("swiftkeys:///x"), Err(Error::Usage(_))));
     }
 
     #[test]
@@ -836,34 +838,35 @@ mod tests {
 
     #[test]
     fn key_checks_come_before_any_request() {
-        let o = Options::default();
-        let e = SwiftBackend::with_config("c", "", cfg(None, Some("r")), Access::Write, &o)
-            .err()
-            .unwrap();
+        let refused = |c: SwiftConfig, access: Access| match SwiftBackend::with_config(
+            "c",
+            "",
+            c,
+            access,
+            &Options::default(),
+        ) {
+            Err(e) => e,
+            Ok(_) => panic!("opened without a usable key"),
+        };
+        let e = refused(cfg(None, Some("r")), Access::Write);
         assert!(matches!(e, Error::AccessDenied { .. }), "{e}");
         assert!(e.to_string().contains(ENV_FULL_KEY), "{e}");
         assert!(!e.to_string().contains("\"r\""));
-        let e = SwiftBackend::with_config("c", "", cfg(None, None), Access::Write, &o)
-            .err()
-            .unwrap();
-        assert!(matches!(&e, Error::Usage(m) if m.contains(ENV_FULL_KEY)), "{e}");
-        let e = SwiftBackend::with_config("c", "", cfg(None, None), Access::Read, &o)
-            .err()
-            .unwrap();
-        assert!(matches!(&e, Error::Usage(m) if m.contains(ENV_READ_KEY)), "{e}");
-        let e = SwiftBackend::with_config(
-            "c",
-            "",
-            SwiftConfig {
-                storage_url: String::new(),
-                ..cfg(Some("f"), None)
-            },
-            Access::Read,
-            &o,
-        )
-        .err()
-        .unwrap();
-        assert!(matches!(&e, Error::Usage(m) if m.contains(ENV_STORAGE_URL)), "{e}");
+        for (c, access, var) in [
+            (cfg(None, None), Access::Write, ENV_FULL_KEY),
+            (cfg(None, None), Access::Read, ENV_READ_KEY),
+            (
+                SwiftConfig {
+                    storage_url: String::new(),
+                    ..cfg(Some("f"), None)
+                },
+                Access::Read,
+                ENV_STORAGE_URL,
+            ),
+        ] {
+            let e = refused(c, access);
+            assert!(matches!(&e, Error::Usage(m) if m.contains(var)), "{e}");
+        }
     }
 
     #[test]

@@ -39,6 +39,17 @@ pub enum Fault {
     TrickleGet(u32),
 }
 
+impl Fault {
+    /// `n` answers of `status`, without `Retry-After`.
+    pub fn status(status: u16, n: u32) -> Fault {
+        Fault::Status {
+            status,
+            n,
+            retry_after: None,
+        }
+    }
+}
+
 /// One request as the proxy saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {

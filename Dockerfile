@@ -1,0 +1,58 @@
+# syntax=docker/dockerfile:1
+# swiftdup as a container: one static binary in an otherwise empty image.
+#
+#   docker build -t swiftdup .
+#
+# The image holds nothing but /swiftdup: no shell, no libc, no /tmp, no /etc. Whoever runs it
+# provides a writable /tmp (volumes are spooled there before upload) and /cache (the archive
+# dir): an emptyDir each in Kubernetes (k8s/), `--tmpfs` with `docker run` (README,
+# "Kubernetes and Docker").
+
+# ---- stage 1: build a static musl binary ----------------------------------------------
+# Debian bookworm with the current stable Rust (rustup, cargo) preinstalled.
+FROM rust:1-bookworm AS build
+
+# musl-gcc: `ring` (rustls' crypto) compiles C and assembly, and for a musl target the cc
+# crate looks for musl-gcc. Lists removed so the layer stays small.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends musl-tools \
+    && rm -rf /var/lib/apt/lists/*
+
+# The musl standard library: a musl binary links statically and runs on `scratch`.
+RUN rustup target add x86_64-unknown-linux-musl
+
+WORKDIR /src
+
+# The whole source tree (.dockerignore keeps target/ and .git/ out of the context).
+COPY . .
+
+# --locked: build exactly what Cargo.lock says, fail instead of resolving anew.
+# The cache mounts keep the crates.io downloads and the target dir between builds (BuildKit);
+# the binary is copied out in the same step because a cache mount is not part of the image.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --target x86_64-unknown-linux-musl \
+    && mkdir -p /out \
+    && cp target/x86_64-unknown-linux-musl/release/swiftdup /out/swiftdup
+
+# ---- stage 2: the runtime image -------------------------------------------------------
+# Empty base: nothing to patch, nothing to exploit but swiftdup itself. No CA bundle is
+# needed: the binary carries Mozilla's roots (webpki-root-certs); a private CA is added
+# with SWIFTDUP_CA_FILE. No /etc/passwd either: owners are recorded by number only.
+FROM scratch
+
+# The only file in the image.
+COPY --from=build /out/swiftdup /swiftdup
+
+# A numeric non-root user (the "nonroot" id of distroless images): numeric so that
+# Kubernetes' runAsNonRoot can check it without an /etc/passwd to look a name up in.
+USER 65532:65532
+
+# Where volumes are spooled before upload (about one volume, 200 MiB by default) and where
+# the cache of manifests and signatures lives. Neither directory exists in the image:
+# mount an emptyDir (Kubernetes) or a tmpfs (docker run) on each.
+ENV TMPDIR=/tmp SWIFTDUP_ARCHIVE_DIR=/cache
+
+# Exec form: swiftdup is PID 1 and gets SIGTERM directly (it then stops, writes its
+# summary and exits 143). With no arguments it runs the job SWIFTDUP_COMMAND describes.
+ENTRYPOINT ["/swiftdup"]

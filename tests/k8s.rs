@@ -1,0 +1,373 @@
+//! The Kubernetes manifests in `k8s/` against the binary's own tables.
+//!
+//! A schema check (`tests/tools/validate-k8s.sh`) sees that `podFailurePolicy` is well formed
+//! but not that exit code 52 is what swiftdup returns for a rejected key, nor that an
+//! environment variable is one swiftdup reads. These tests do: every exit code in a
+//! `podFailurePolicy` rule must be in `swiftdup::error::EXIT_CODES` under the error code its
+//! comment names, the failures that no retry cures must fail the Job at once, the
+//! retryable ones must be retried, and every `SWIFTDUP_*`/`SWIFT_*` variable must be real.
+//!
+//! No YAML crate: the manifests keep a fixed, line-based form that is parsed here by hand:
+//!
+//! ```yaml
+//! - action: FailJob
+//!   onExitCodes:
+//!     operator: In
+//!     values: [2, 31, 52]  # usage decryption key_rejected
+//! ```
+
+use clap::CommandFactory;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use swiftdup::error::{exit, EXIT_CODES};
+use swiftdup::target::swift;
+
+fn k8s_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("k8s")
+}
+
+fn read(name: &str) -> String {
+    let p = k8s_dir().join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// One rule of a `podFailurePolicy`, as written.
+#[derive(Debug)]
+struct Rule {
+    line: usize,
+    action: String,
+    /// `None` for a rule on pod conditions.
+    operator: Option<String>,
+    values: Vec<i32>,
+    /// The error codes named in the comment after `values: [...]`, in order.
+    names: Vec<String>,
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// The rules of the (first) `podFailurePolicy` in `file`.
+fn pod_failure_rules(file: &str) -> Vec<Rule> {
+    let text = read(file);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "podFailurePolicy:")
+        .unwrap_or_else(|| panic!("{file}: no podFailurePolicy"));
+    let base = indent(lines[start]);
+    let mut rules: Vec<Rule> = Vec::new();
+    for (i, raw) in lines.iter().enumerate().skip(start + 1) {
+        let t = raw.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if indent(raw) <= base {
+            break; // the next key of the Job spec
+        }
+        let n = i + 1;
+        if let Some(a) = t.strip_prefix("- action:") {
+            rules.push(Rule {
+                line: n,
+                action: a.trim().to_string(),
+                operator: None,
+                values: Vec::new(),
+                names: Vec::new(),
+            });
+        } else if t.starts_with("action:") {
+            panic!("{file}:{n}: write each rule as `- action: ...` first");
+        } else if let Some(op) = t.strip_prefix("operator:") {
+            let r = rules.last_mut().expect("operator before any rule");
+            r.operator = Some(op.trim().to_string());
+        } else if let Some(rest) = t.strip_prefix("values:") {
+            let r = rules.last_mut().expect("values before any rule");
+            let (list, comment) = rest.split_once('#').unwrap_or((rest, ""));
+            let list = list.trim();
+            let inner = list
+                .strip_prefix('[')
+                .and_then(|l| l.strip_suffix(']'))
+                .unwrap_or_else(|| {
+                    panic!("{file}:{n}: write values on one line as `values: [N, ...]  # name ...`")
+                });
+            r.values = inner
+                .split(',')
+                .map(|v| {
+                    v.trim()
+                        .parse()
+                        .unwrap_or_else(|e| panic!("{file}:{n}: {v:?}: {e}"))
+                })
+                .collect();
+            r.names = comment.split_whitespace().map(str::to_string).collect();
+        }
+    }
+    assert!(!rules.is_empty(), "{file}: podFailurePolicy without rules");
+    rules
+}
+
+/// What the Job controller does with a pod that exited with `code`: the first rule on exit
+/// codes that matches decides; none matching means the failure is counted.
+fn decide(rules: &[Rule], code: i32) -> &str {
+    for r in rules {
+        let hit = match r.operator.as_deref() {
+            Some("In") => r.values.contains(&code),
+            Some("NotIn") => !r.values.contains(&code),
+            _ => false, // a rule on pod conditions
+        };
+        if hit {
+            return &r.action;
+        }
+    }
+    "Count"
+}
+
+/// The error code `EXIT_CODES` gives to exit code `code`, if it has one.
+fn error_code_of(code: i32) -> Option<&'static str> {
+    EXIT_CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map(|(_, name, _)| *name)
+}
+
+/// What holds for every policy: the Job API's own rules the schema does not check, and
+/// every code a real exit code of swiftdup under the name the comment gives it.
+fn check_policy(file: &str, rules: &[Rule]) {
+    for r in rules {
+        let at = format!("{file}:{}", r.line);
+        assert!(
+            ["FailJob", "Ignore", "Count"].contains(&r.action.as_str()),
+            "{at}: action {:?} (FailIndex needs an Indexed Job)",
+            r.action
+        );
+        let Some(op) = &r.operator else {
+            assert!(r.values.is_empty(), "{at}: values without an operator");
+            continue;
+        };
+        assert!(op == "In" || op == "NotIn", "{at}: operator {op:?}");
+        // An ignored exit code would be retried forever: Ignore is for pod conditions only.
+        assert_ne!(r.action, "Ignore", "{at}: Ignore on exit codes never ends");
+        assert!(
+            !r.values.is_empty() && r.values.len() <= 255,
+            "{at}: 1 to 255 values"
+        );
+        assert!(
+            r.values.windows(2).all(|w| w[0] < w[1]),
+            "{at}: the API wants values sorted and unique: {:?}",
+            r.values
+        );
+        assert!(
+            !(op == "In" && r.values.contains(&0)),
+            "{at}: 0 is not allowed with In"
+        );
+        assert_eq!(
+            r.values.len(),
+            r.names.len(),
+            "{at}: name each code in the comment after values, in order: {:?} vs {:?}",
+            r.values,
+            r.names
+        );
+        for (code, name) in r.values.iter().zip(&r.names) {
+            let known = error_code_of(*code)
+                .unwrap_or_else(|| panic!("{at}: swiftdup has no exit code {code} (EXIT_CODES)"));
+            assert_eq!(
+                known, name,
+                "{at}: exit code {code} is {known:?} in EXIT_CODES, the comment says {name:?}"
+            );
+        }
+    }
+}
+
+/// `(constant, its error code)`: also pins the constants' meaning in `EXIT_CODES`.
+fn assert_decided(file: &str, rules: &[Rule], want: &str, codes: &[(i32, &str)]) {
+    for &(code, name) in codes {
+        assert_eq!(
+            error_code_of(code),
+            Some(name),
+            "EXIT_CODES: exit code {code} should be {name:?}"
+        );
+        assert_eq!(
+            decide(rules, code),
+            want,
+            "{file}: exit code {code} ({name}) should be {want}"
+        );
+    }
+}
+
+/// Failures that no retry can cure, in any job.
+const NEVER_RETRY: &[(i32, &str)] = &[
+    (exit::USAGE, "usage"),
+    (exit::DECRYPTION, "decryption"),
+    (exit::KEY_REJECTED, "key_rejected"),
+    (exit::ACCESS_DENIED, "access_denied"),
+];
+
+/// Failures a later attempt may not meet.
+const RETRY: &[(i32, &str)] = &[(exit::BACKEND, "backend"), (exit::INTEGRITY, "integrity")];
+
+#[test]
+fn cronjob_fails_at_once_on_config_and_key_errors() {
+    let rules = pod_failure_rules("cronjob.yaml");
+    check_policy("cronjob.yaml", &rules);
+    assert_decided("cronjob.yaml", &rules, "FailJob", NEVER_RETRY);
+    assert_decided(
+        "cronjob.yaml",
+        &rules,
+        "FailJob",
+        &[(exit::SOURCE_MISSING, "source_missing")],
+    );
+    assert_decided("cronjob.yaml", &rules, "Count", RETRY);
+    assert_decided("cronjob.yaml", &rules, "Count", &[(exit::LOCKED, "locked")]);
+    // The codes the CronJob is documented to fail on (README, k8s/cronjob.yaml), literally.
+    for code in [2, 31, 52, 53, 66] {
+        assert_eq!(decide(&rules, code), "FailJob", "cronjob.yaml: {code}");
+    }
+}
+
+#[test]
+fn restore_job_fails_at_once_on_what_a_retry_cannot_change() {
+    let rules = pod_failure_rules("restore-job.yaml");
+    check_policy("restore-job.yaml", &rules);
+    assert_decided("restore-job.yaml", &rules, "FailJob", NEVER_RETRY);
+    assert_decided(
+        "restore-job.yaml",
+        &rules,
+        "FailJob",
+        &[
+            (exit::NOTHING_TO_RESTORE, "no_backup"),
+            (exit::RESTORE_PATH_NOT_FOUND, "path_not_found"),
+            (exit::UNSAFE_MEMBER, "unsafe_member"),
+        ],
+    );
+    assert_decided("restore-job.yaml", &rules, "Count", RETRY);
+}
+
+#[test]
+fn jobs_with_a_pod_failure_policy_never_restart_in_place() {
+    for (file, backoff) in [("cronjob.yaml", "3"), ("restore-job.yaml", "3")] {
+        let text = read(file);
+        let field = |key: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix(key))
+                .map(|v| v.split('#').next().unwrap_or("").trim().to_string())
+                .collect()
+        };
+        // podFailurePolicy is rejected by the API server unless the pod's policy is Never.
+        assert_eq!(field("restartPolicy:"), ["Never"], "{file}");
+        assert_eq!(field("backoffLimit:"), [backoff], "{file}");
+    }
+}
+
+/// Every `SWIFTDUP_*` variable a clap option reads, plus the ones read outside clap.
+fn swiftdup_env_vars() -> BTreeSet<String> {
+    let mut vars: BTreeSet<String> = swiftdup::cli::Cli::command()
+        .get_subcommands()
+        .flat_map(|s| s.get_arguments())
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    // Read by cli::normalise when no verb is given.
+    vars.insert("SWIFTDUP_COMMAND".into());
+    vars
+}
+
+/// `(line number, name)` of every `- name: X` env entry in `file`, commented-out ones too
+/// (they are examples to uncomment, so they must be right as well).
+fn env_names(file: &str) -> Vec<(usize, String)> {
+    read(file)
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let t = l.trim().trim_start_matches('#').trim();
+            let name = t.strip_prefix("- name:")?.trim();
+            (name.starts_with("SWIFT") || name == "PASSPHRASE" || name == "TMPDIR")
+                .then(|| (i + 1, name.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_environment_variable_is_one_swiftdup_reads() {
+    let known = swiftdup_env_vars();
+    // Options announced but not yet in the CLI; an entry here is harmless once it lands.
+    let pending = ["SWIFTDUP_EVERY"];
+    let others = [
+        swift::ENV_STORAGE_URL,
+        swift::ENV_FULL_KEY,
+        swift::ENV_READ_KEY,
+        "PASSPHRASE",
+        "TMPDIR",
+    ];
+    for file in ["cronjob.yaml", "restore-job.yaml", "sidecar.yaml"] {
+        let names = env_names(file);
+        assert!(names.len() >= 5, "{file}: env not found");
+        for (line, name) in names {
+            assert!(
+                known.contains(&name)
+                    || pending.contains(&name.as_str())
+                    || others.contains(&name.as_str()),
+                "{file}:{line}: swiftdup does not read {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_job_gets_only_the_key_it_needs() {
+    let names = |f: &str| -> Vec<String> { env_names(f).into_iter().map(|(_, n)| n).collect() };
+    for f in ["cronjob.yaml", "sidecar.yaml"] {
+        assert!(names(f).iter().any(|n| n == swift::ENV_FULL_KEY), "{f}");
+        assert!(!names(f).iter().any(|n| n == swift::ENV_READ_KEY), "{f}");
+    }
+    let restore = names("restore-job.yaml");
+    assert!(restore.iter().any(|n| n == swift::ENV_READ_KEY));
+    assert!(
+        !restore.iter().any(|n| n == swift::ENV_FULL_KEY),
+        "the restore Job must not hold the full key"
+    );
+    // Every key a manifest takes from the Secret is in the Secret's example.
+    let secret = read("secret.example.yaml");
+    for f in ["cronjob.yaml", "restore-job.yaml", "sidecar.yaml"] {
+        for l in read(f).lines() {
+            if let Some(key) = l.trim().strip_prefix("key:") {
+                let key = key.trim();
+                assert!(
+                    secret
+                        .lines()
+                        .any(|s| s.trim().starts_with(&format!("{key}:"))),
+                    "{f}: secret key {key} is not in secret.example.yaml"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn pods_run_as_the_image_user() {
+    let dockerfile = std::fs::read_to_string(k8s_dir().join("../Dockerfile")).expect("Dockerfile");
+    let user = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("Dockerfile: USER");
+    let uid = user.trim().split(':').next().unwrap_or("");
+    for f in ["cronjob.yaml", "restore-job.yaml", "sidecar.yaml"] {
+        let text = read(f);
+        let uids: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("runAsUser:"))
+            .map(|v| v.split('#').next().unwrap_or("").trim())
+            .collect();
+        assert!(!uids.is_empty(), "{f}: no runAsUser");
+        assert!(
+            uids.iter().all(|u| *u == uid),
+            "{f}: runAsUser {uids:?}, Dockerfile USER {uid}"
+        );
+        for must in [
+            "runAsNonRoot: true",
+            "readOnlyRootFilesystem: true",
+            "allowPrivilegeEscalation: false",
+            "mountPath: /tmp",
+            "mountPath: /cache",
+        ] {
+            assert!(text.lines().any(|l| l.trim() == must), "{f}: no `{must}`");
+        }
+    }
+}

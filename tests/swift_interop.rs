@@ -1,0 +1,244 @@
+//! The engine's interop scenarios against a real Swift: swiftdup writes with a container
+//! key and stock duplicity restores through its own `swift://` backend (tempauth), and the
+//! reverse, with restores done by swiftdup using only the read key.
+//!
+//! Needs the Swift started by `tests/swift/start.sh`; `make test` sets SWIFTDUP_SWIFT_ENV.
+
+mod common;
+use common::*;
+use std::collections::HashMap;
+
+fn swift_env() -> HashMap<String, String> {
+    let path = std::env::var("SWIFTDUP_SWIFT_ENV").expect("SWIFTDUP_SWIFT_ENV is not set: start Swift with tests/swift/start.sh DIR and point it at DIR/env (make test does)");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.trim_matches(|c| c == '\'' || c == '"').to_string(),
+            )
+        })
+        .collect()
+}
+
+const PASS: &str = "swift interop passphrase";
+
+struct Ctx {
+    env: HashMap<String, String>,
+    prefix: String,
+}
+
+impl Ctx {
+    fn new(name: &str) -> Ctx {
+        Ctx {
+            env: swift_env(),
+            prefix: format!("{name}-{}", std::process::id()),
+        }
+    }
+
+    fn sd_url(&self) -> String {
+        format!(
+            "swiftkeys://{}/{}",
+            self.env["SWIFTDUP_TEST_CONTAINER"], self.prefix
+        )
+    }
+
+    fn dup_url(&self) -> String {
+        format!(
+            "swift://{}/{}",
+            self.env["SWIFTDUP_TEST_CONTAINER"], self.prefix
+        )
+    }
+
+    fn sd_env(&self, read_only: bool) -> Vec<(&str, String)> {
+        let mut v = vec![
+            ("SWIFT_STORAGE_URL", self.env["SWIFT_STORAGE_URL"].clone()),
+            ("PASSPHRASE", PASS.to_string()),
+        ];
+        if read_only {
+            v.push((
+                "SWIFT_CONTAINER_READ_TOKEN",
+                self.env["SWIFTDUP_TEST_READ_KEY"].clone(),
+            ));
+        } else {
+            v.push((
+                "SWIFT_CONTAINER_FULL_TOKEN",
+                self.env["SWIFTDUP_TEST_FULL_KEY"].clone(),
+            ));
+        }
+        v
+    }
+
+    fn dup_env(&self) -> Vec<(&str, String)> {
+        [
+            "SWIFT_AUTHURL",
+            "SWIFT_USERNAME",
+            "SWIFT_PASSWORD",
+            "SWIFT_AUTHVERSION",
+        ]
+        .iter()
+        .map(|k| (*k, self.env[*k].clone()))
+        .chain(std::iter::once(("PASSPHRASE", PASS.to_string())))
+        .collect()
+    }
+}
+
+fn run_sd(ctx: &Ctx, args: &[String], read_only: bool) {
+    let env = ctx.sd_env(read_only);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    swiftdup_ok(&a, &env);
+}
+
+fn run_dup(s: &Scratch, ctx: &Ctx, args: &[String]) {
+    let env = ctx.dup_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    duplicity_ok(s, &a, &env);
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+#[test]
+fn swiftdup_writes_to_swift_duplicity_restores() {
+    let s = Scratch::new("swift-sd2dup");
+    let ctx = Ctx::new("sd2dup");
+    let src = s.join("src").display().to_string();
+    let cache = s.join("cache").display().to_string();
+    evolve_tree(&s, |i, t| {
+        let verb = if i == 0 { "full" } else { "incremental" };
+        run_sd(
+            &ctx,
+            &strs(&[
+                verb,
+                &src,
+                &ctx.sd_url(),
+                "--volsize",
+                "1",
+                "--current-time",
+                &t.to_string(),
+                "--archive-dir",
+                &cache,
+                "--hostname",
+                "h",
+            ]),
+            false,
+        );
+    });
+    for (i, t) in [T0, T1, T2].into_iter().enumerate() {
+        let out = s.join(&format!("dup-{i}")).display().to_string();
+        run_dup(
+            &s,
+            &ctx,
+            &strs(&["restore", "-t", &t.to_string(), &ctx.dup_url(), &out]),
+        );
+        assert_same_tree(
+            &s.join(&format!("state{i}")),
+            &s.join(&format!("dup-{i}")),
+            false,
+        );
+        // and swiftdup with only the read key, without a cache
+        let out = s.join(&format!("sd-{i}")).display().to_string();
+        let c = s.join(&format!("c-{i}")).display().to_string();
+        run_sd(
+            &ctx,
+            &strs(&[
+                "restore",
+                &ctx.sd_url(),
+                &out,
+                "-t",
+                &t.to_string(),
+                "--archive-dir",
+                &c,
+            ]),
+            true,
+        );
+        assert_same_tree(
+            &s.join(&format!("state{i}")),
+            &s.join(&format!("sd-{i}")),
+            true,
+        );
+    }
+}
+
+#[test]
+fn duplicity_writes_to_swift_swiftdup_restores_with_the_read_key() {
+    let s = Scratch::new("swift-dup2sd");
+    let ctx = Ctx::new("dup2sd");
+    let src = s.join("src").display().to_string();
+    evolve_tree(&s, |i, t| {
+        let verb = if i == 0 { "full" } else { "incremental" };
+        run_dup(
+            &s,
+            &ctx,
+            &strs(&[
+                verb,
+                "--volsize",
+                "1",
+                "--current-time",
+                &t.to_string(),
+                "--allow-source-mismatch",
+                &src,
+                &ctx.dup_url(),
+            ]),
+        );
+    });
+    for (i, t) in [T0, T1, T2].into_iter().enumerate() {
+        let out = s.join(&format!("sd-{i}")).display().to_string();
+        let c = s.join(&format!("c-{i}")).display().to_string();
+        run_sd(
+            &ctx,
+            &strs(&[
+                "restore",
+                &ctx.sd_url(),
+                &out,
+                "-t",
+                &t.to_string(),
+                "--archive-dir",
+                &c,
+            ]),
+            true,
+        );
+        assert_same_tree(
+            &s.join(&format!("state{i}")),
+            &s.join(&format!("sd-{i}")),
+            false,
+        );
+    }
+    // swiftdup continues duplicity's chain in Swift, and duplicity restores the result.
+    std::fs::write(
+        s.join("src/new.txt"),
+        b"written by swiftdup into a duplicity chain",
+    )
+    .unwrap();
+    set_mtime(&s.join("src/new.txt"), 1_700_000_250);
+    snapshot(&s.join("src"), &s.join("state3"));
+    let cache = s.join("cache").display().to_string();
+    run_sd(
+        &ctx,
+        &strs(&[
+            "incremental",
+            &src,
+            &ctx.sd_url(),
+            "--volsize",
+            "1",
+            "--current-time",
+            &T3.to_string(),
+            "--archive-dir",
+            &cache,
+            "--allow-source-mismatch",
+        ]),
+        false,
+    );
+    let out = s.join("dup-3").display().to_string();
+    run_dup(
+        &s,
+        &ctx,
+        &strs(&["restore", "-t", &T3.to_string(), &ctx.dup_url(), &out]),
+    );
+    assert_same_tree(&s.join("state3"), &s.join("dup-3"), false);
+}
