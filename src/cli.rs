@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,6 +67,9 @@ pub struct RestoreArgs {
 /// Options shared by the verbs (an option a verb does not use is ignored, as in duplicity).
 #[derive(Args, Debug, Clone)]
 pub struct Opts {
+    /// Sidecar mode: repeat the job every DURATION (15m, 1h, 1D) until SIGTERM.
+    #[arg(long, env = "SWIFTDUP_EVERY")]
+    pub every: Option<String>,
     /// Volume size in MiB.
     #[arg(long, env = "SWIFTDUP_VOLSIZE", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub volsize: u64,
@@ -386,8 +389,80 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Restore(a) => &a.opts,
     };
     setup_logging(opts);
+    let code = match opts.every.as_deref().map(parse_every) {
+        None => run_logged(&cli.command).0,
+        Some(Ok(every)) => run_every(&cli.command, every),
+        Some(Err(e)) => {
+            log::event(
+                Level::Error,
+                "error",
+                &e.to_string(),
+                vec![("code", json!(e.code()))],
+            );
+            e.exit_code()
+        }
+    };
+    let meaning = EXIT_CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map(|(_, _, m)| *m)
+        .unwrap_or("");
+    log::info("exit", meaning, vec![("exit_code", json!(code))]);
+    code
+}
+
+fn parse_every(s: &str) -> Result<Duration> {
+    match crate::format::time::parse_interval(s) {
+        Some(n) if n > 0 => Ok(Duration::from_secs(n as u64)),
+        _ => Err(Error::Usage(format!(
+            "--every / SWIFTDUP_EVERY: {s:?} is not an interval like 15m, 1h or 1D"
+        ))),
+    }
+}
+
+/// Sidecar mode: run at fixed ticks (start + k x interval) until SIGTERM. A run that
+/// overruns skips the ticks it missed instead of starting late runs back to back, so runs
+/// never overlap and never drift. Returns the exit code of the last completed run.
+fn run_every(cmd: &Command, every: Duration) -> i32 {
+    let origin = Instant::now();
+    let mut last: i32;
+    let mut tick: u32 = 0;
+    loop {
+        let (code, interrupted) = run_logged(cmd);
+        if interrupted {
+            return code;
+        }
+        last = code;
+        let elapsed = origin.elapsed();
+        tick = tick.max((elapsed.as_secs_f64() / every.as_secs_f64()).floor() as u32) + 1;
+        let next = origin + every * tick;
+        log::info(
+            "sleep",
+            &format!(
+                "next run in {} s",
+                next.saturating_duration_since(Instant::now()).as_secs()
+            ),
+            vec![(
+                "next_run_in_seconds",
+                json!(next.saturating_duration_since(Instant::now()).as_secs()),
+            )],
+        );
+        while Instant::now() < next {
+            if interrupt::pending().is_some() {
+                return last;
+            }
+            std::thread::sleep(
+                Duration::from_millis(100).min(next.saturating_duration_since(Instant::now())),
+            );
+        }
+    }
+}
+
+/// One run with its `start`, `error` and `summary` events. Returns the exit code and
+/// whether it was stopped by a signal.
+fn run_logged(cmd: &Command) -> (i32, bool) {
     let started = Instant::now();
-    let (name, url) = match &cli.command {
+    let (name, url) = match cmd {
         Command::Full(a) => ("full", a.url.clone()),
         Command::Incremental(a) => ("incremental", a.url.clone()),
         Command::Backup(a) => ("backup", a.url.clone()),
@@ -402,13 +477,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
             ("target", json!(log::redact(&url))),
         ],
     );
-    let result = run(&cli.command);
+    let result = run(cmd);
     let secs = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    let code = match result {
+    match result {
         Ok((mut fields, code)) => {
             fields.push(("duration_seconds", json!(secs)));
             log::info("summary", &format!("{name} finished"), fields);
-            code
+            (code, false)
         }
         Err(e) => {
             let mut fields = vec![("code", json!(e.code()))];
@@ -427,16 +502,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
                     ("error_code", json!(e.code())),
                 ],
             );
-            e.exit_code()
+            (e.exit_code(), matches!(e, Error::Interrupted(_)))
         }
-    };
-    let meaning = EXIT_CODES
-        .iter()
-        .find(|(c, _, _)| *c == code)
-        .map(|(_, _, m)| *m)
-        .unwrap_or("");
-    log::info("exit", meaning, vec![("exit_code", json!(code))]);
-    code
+    }
 }
 
 type Fields = Vec<(&'static str, serde_json::Value)>;

@@ -1,0 +1,264 @@
+//! The batch-job contract: every log line is a JSON object with the common fields, exactly
+//! one `summary` then one `exit` per run, no secret anywhere in the output, configuration
+//! from the environment alone, and the sidecar mode (`--every`).
+
+mod common;
+use common::*;
+use std::fs;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PASS: &str = "do-not-leak-this-passphrase";
+
+fn check_common_fields(evs: &[serde_json::Value]) {
+    for e in evs {
+        for k in ["time", "level", "event", "msg"] {
+            assert!(e.get(k).is_some(), "event without {k}: {e}");
+        }
+        let t = e["time"].as_str().unwrap();
+        assert!(
+            t.len() == 20 && t.ends_with('Z') && &t[10..11] == "T",
+            "time not RFC 3339 UTC: {t}"
+        );
+    }
+}
+
+#[test]
+fn a_run_is_configured_by_the_environment_alone_and_logs_the_schema() {
+    let s = Scratch::new("batch-env");
+    fs::create_dir_all(s.join("src/d")).unwrap();
+    fs::write(s.join("src/d/f.txt"), b"data").unwrap();
+    let url = s.url("target");
+    let env = [
+        (
+            "SWIFTDUP_SOURCE",
+            s.join("src").to_str().unwrap().to_string(),
+        ),
+        ("SWIFTDUP_URL", url.clone()),
+        (
+            "SWIFTDUP_ARCHIVE_DIR",
+            s.join("cache").to_str().unwrap().to_string(),
+        ),
+        ("SWIFTDUP_HOSTNAME", "pod".to_string()),
+        ("PASSPHRASE", PASS.to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let o = swiftdup_ok(&[], &env);
+    let evs = events(&o);
+    check_common_fields(&evs);
+    let names: Vec<&str> = evs.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names.first(), Some(&"start"));
+    assert!(names.contains(&"plan") && names.contains(&"volume"));
+    assert_eq!(names.iter().filter(|n| **n == "summary").count(), 1);
+    assert_eq!(names.last(), Some(&"exit"));
+    assert_eq!(names[names.len() - 2], "summary");
+    let summary = &evs[evs.len() - 2];
+    for k in [
+        "files_new",
+        "files_changed",
+        "files_unchanged",
+        "files_deleted",
+        "bytes_read",
+        "bytes_uploaded",
+        "volumes",
+        "duration_seconds",
+        "set_time",
+        "chain_length",
+    ] {
+        assert!(summary.get(k).is_some(), "summary lacks {k}: {summary}");
+    }
+    assert_eq!(summary["files_new"], 3);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(PASS));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(PASS));
+
+    // A second run with SWIFTDUP_COMMAND=restore and a target from the environment.
+    let mut env2 = env.clone();
+    env2.push(("SWIFTDUP_COMMAND", "restore"));
+    let out = s.join("out");
+    let out_s = out.to_str().unwrap().to_string();
+    env2.retain(|(k, _)| *k != "SWIFTDUP_SOURCE");
+    env2.push(("SWIFTDUP_TARGET", &out_s));
+    swiftdup_ok(&[], &env2);
+    assert_eq!(fs::read(out.join("d/f.txt")).unwrap(), b"data");
+}
+
+#[test]
+fn a_malformed_variable_is_named_and_its_value_not_echoed() {
+    let s = Scratch::new("batch-bad-env");
+    fs::create_dir_all(s.join("src")).unwrap();
+    let o = swiftdup(
+        &["full", s.join("src").to_str().unwrap(), &s.url("t")],
+        &[("SWIFTDUP_VOLSIZE", "lots"), ("PASSPHRASE", PASS)],
+    );
+    assert_eq!(o.status.code(), Some(swiftdup::error::exit::USAGE));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("volsize"), "{err}");
+    assert!(!err.contains(PASS));
+}
+
+#[test]
+fn sidecar_mode_repeats_until_sigterm_and_exits_with_the_last_runs_code() {
+    let s = Scratch::new("batch-every");
+    fs::create_dir_all(s.join("src")).unwrap();
+    fs::write(s.join("src/a"), b"a").unwrap();
+    let mut child = Command::new(swiftdup_bin())
+        .args([
+            "backup",
+            s.join("src").to_str().unwrap(),
+            &s.url("target"),
+            "--every",
+            "2s",
+            "--no-encryption",
+            "--archive-dir",
+            s.join("c").to_str().unwrap(),
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let three runs happen (t = 0, 2, 4 s), then stop it between runs.
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(5000));
+    // SAFETY-free: send SIGTERM with the kill command.
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "SIGTERM was not honoured promptly"
+    );
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    let evs: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    check_common_fields(&evs);
+    let summaries: Vec<&serde_json::Value> =
+        evs.iter().filter(|e| e["event"] == "summary").collect();
+    assert_eq!(summaries.len(), 3, "{err}");
+    assert_eq!(summaries[0]["type"], "full");
+    assert_eq!(summaries[1]["type"], "incremental");
+    assert_eq!(evs.iter().filter(|e| e["event"] == "exit").count(), 1);
+    assert_eq!(evs.last().unwrap()["event"], "exit");
+}
+
+#[test]
+fn sigterm_during_a_run_stops_it_and_leaves_a_readable_chain() {
+    let s = Scratch::new("batch-sigterm");
+    fs::create_dir_all(s.join("src")).unwrap();
+    for i in 0..40 {
+        fs::write(s.join(&format!("src/f{i}")), random_bytes(i, 1_000_000)).unwrap();
+    }
+    let url = s.url("target");
+    let cache = s.join("c").to_str().unwrap().to_string();
+    swiftdup_ok(
+        &[
+            "full",
+            s.join("src").to_str().unwrap(),
+            &url,
+            "--no-encryption",
+            "--archive-dir",
+            &cache,
+            "--current-time",
+            "1700000000",
+            "--volsize",
+            "1",
+        ],
+        &[],
+    );
+    for i in 0..40 {
+        fs::write(
+            s.join(&format!("src/f{i}")),
+            random_bytes(i + 100, 1_000_000),
+        )
+        .unwrap();
+    }
+    let mut child = Command::new(swiftdup_bin())
+        .args([
+            "incremental",
+            s.join("src").to_str().unwrap(),
+            &url,
+            "--no-encryption",
+            "--archive-dir",
+            &cache,
+            "--current-time",
+            "1700000100",
+            "--volsize",
+            "1",
+            "--compress-level",
+            "9",
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    // 40 MB at deflate level 9 takes seconds; 300 ms in, the run is always mid-way.
+    assert_eq!(status.code(), Some(143), "{err}");
+    let evs: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(evs.iter().filter(|e| e["event"] == "summary").count(), 1);
+    assert_eq!(evs.last().unwrap()["exit_code"], 143);
+    // The interrupted set has no manifest: restore still gives the full backup's state.
+    let out = s.join("out");
+    swiftdup_ok(
+        &[
+            "restore",
+            &url,
+            out.to_str().unwrap(),
+            "--archive-dir",
+            s.join("c2").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        fs::read(out.join("f3")).unwrap(),
+        random_bytes(3, 1_000_000)
+    );
+    // and the next run completes the incremental
+    swiftdup_ok(
+        &[
+            "incremental",
+            s.join("src").to_str().unwrap(),
+            &url,
+            "--no-encryption",
+            "--archive-dir",
+            &cache,
+            "--current-time",
+            "1700000200",
+            "--volsize",
+            "1",
+        ],
+        &[],
+    );
+}
