@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build test test-swift deps demo release clean fmt lint
+.PHONY: all build musl wasm test test-swift deps demo release clean fmt lint
+MUSL_TARGET := x86_64-unknown-linux-musl
+MUSL_BIN := target/$(MUSL_TARGET)/release/swiftdup
 
 # Test targets that need a running Swift (built with --features swift-tests): every
 # integration test whose name starts with `swift` (cargo expands the glob).
@@ -12,6 +14,13 @@ all: build
 
 build:
 	$(CARGO) build --release
+
+## Static binary for FROM scratch images (ring's C code needs Debian's musl-tools).
+musl:
+	@command -v musl-gcc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >/dev/null; }
+	@rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+	$(CARGO) build --release --target $(MUSL_TARGET)
+	@ls -l $(MUSL_BIN)
 
 ## Install the tools the tests compare against (stock duplicity, gpg, rdiff).
 deps:
@@ -38,7 +47,9 @@ test-swift:
 	trap 'exit 130' INT TERM; \
 	bash tests/swift/start.sh "$$dir" && \
 	SWIFTDUP_SWIFT_ENV="$$dir/env" $(CARGO) test --features swift-tests --no-fail-fast \
-	  $(foreach t,$(SWIFT_TESTS),--test '$(t)')
+	  $(foreach t,$(SWIFT_TESTS),--test '$(t)') && \
+	$(MAKE) --no-print-directory musl && \
+	bash tests/tools/chroot-test.sh "$$dir/env" $(MUSL_BIN)
 
 ## Back up a sample tree, change it, run an incremental, restore and compare.
 demo: build

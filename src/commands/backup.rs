@@ -576,8 +576,21 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
         }
         None => (true, common.now, 1),
     };
-    let end = common.now;
-    if !full && end <= start {
+    let mut end = common.now;
+    let taken = |t: i64| {
+        coll.chains
+            .iter()
+            .flat_map(|c| c.sets())
+            .chain(coll.incomplete.iter())
+            .any(|s| s.end == t)
+    };
+    if (!full && end == start) || (full && taken(end)) {
+        // Two runs in the same second would give the set an empty time range; like stock,
+        // wait it out (set names have one-second resolution).
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        end = start + 1;
+    }
+    if !full && end < start {
         return Err(Error::Usage(format!(
             "the chain already ends at {} which is not before this run's time {}; wait a second or fix --current-time",
             crate::format::time::rfc3339(start),
