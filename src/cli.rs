@@ -67,6 +67,9 @@ pub struct RestoreArgs {
 /// Options shared by the verbs (an option a verb does not use is ignored, as in duplicity).
 #[derive(Args, Debug, Clone)]
 pub struct Opts {
+    /// Push run metrics to this Prometheus Pushgateway at the end of each run.
+    #[arg(long, env = "SWIFTDUP_PUSHGATEWAY_URL")]
+    pub pushgateway_url: Option<String>,
     /// Sidecar mode: repeat the job every DURATION (15m, 1h, 1D) until SIGTERM.
     #[arg(long, env = "SWIFTDUP_EVERY")]
     pub every: Option<String>,
@@ -458,6 +461,36 @@ fn run_every(cmd: &Command, every: Duration) -> i32 {
     }
 }
 
+/// Push this run's metrics when a Pushgateway is configured; a failure is a warning.
+fn push_metrics(cmd: &Command, name: &str, code: i32, fields: &[(&str, serde_json::Value)]) {
+    let opts = match cmd {
+        Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => &a.opts,
+        Command::Restore(a) => &a.opts,
+    };
+    let Some(url) = opts.pushgateway_url.as_deref().filter(|u| !u.is_empty()) else {
+        return;
+    };
+    let instance = opts.hostname.clone().unwrap_or_else(platform::hostname);
+    let tempdir = opts
+        .tempdir
+        .clone()
+        .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let body = crate::metrics::render(name, code, now(), fields);
+    match crate::metrics::push(url, &instance, &body, &tempdir) {
+        Ok(()) => log::debug(
+            "metrics",
+            "pushed metrics",
+            vec![("url", json!(log::redact(url)))],
+        ),
+        Err(e) => log::warn(
+            "warning",
+            &format!("cannot push metrics to {}: {e}", log::redact(url)),
+            vec![("code", json!("metrics"))],
+        ),
+    }
+}
+
 /// One run with its `start`, `error` and `summary` events. Returns the exit code and
 /// whether it was stopped by a signal.
 fn run_logged(cmd: &Command) -> (i32, bool) {
@@ -482,6 +515,7 @@ fn run_logged(cmd: &Command) -> (i32, bool) {
     match result {
         Ok((mut fields, code)) => {
             fields.push(("duration_seconds", json!(secs)));
+            push_metrics(cmd, name, code, &fields);
             log::info("summary", &format!("{name} finished"), fields);
             (code, false)
         }
@@ -494,14 +528,12 @@ fn run_logged(cmd: &Command) -> (i32, bool) {
                 fields.push(("trans_id", json!(t)));
             }
             log::event(Level::Error, "error", &e.to_string(), fields);
-            log::info(
-                "summary",
-                &format!("{name} failed"),
-                vec![
-                    ("duration_seconds", json!(secs)),
-                    ("error_code", json!(e.code())),
-                ],
-            );
+            let fields = vec![
+                ("duration_seconds", json!(secs)),
+                ("error_code", json!(e.code())),
+            ];
+            push_metrics(cmd, name, e.exit_code(), &fields);
+            log::info("summary", &format!("{name} failed"), fields);
             (e.exit_code(), matches!(e, Error::Interrupted(_)))
         }
     }

@@ -19,6 +19,7 @@ pub mod format;
 pub mod http;
 pub mod interrupt;
 pub mod log;
+pub mod metrics;
 pub mod platform;
 pub mod signature;
 pub mod source;

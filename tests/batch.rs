@@ -262,3 +262,111 @@ fn sigterm_during_a_run_stops_it_and_leaves_a_readable_chain() {
         &[],
     );
 }
+
+/// A one-request HTTP listener standing in for a Pushgateway: returns (port, handle giving
+/// the raw request).
+fn fake_pushgateway() -> (u16, std::thread::JoinHandle<String>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Read headers, then Content-Length bytes of body.
+        loop {
+            let n = c.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(i) = text.find("\r\n\r\n") {
+                let len: usize = text[..i]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= i + 4 + len || n == 0 {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        std::io::Write::write_all(
+            &mut c,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    (port, h)
+}
+
+#[test]
+fn metrics_are_pushed_to_the_pushgateway_once_per_run() {
+    let s = Scratch::new("batch-metrics");
+    fs::create_dir_all(s.join("src")).unwrap();
+    fs::write(s.join("src/a"), b"abc").unwrap();
+    let (port, h) = fake_pushgateway();
+    let url = format!("http://127.0.0.1:{port}");
+    swiftdup_ok(
+        &[
+            "full",
+            s.join("src").to_str().unwrap(),
+            &s.url("t"),
+            "--no-encryption",
+            "--archive-dir",
+            s.join("c").to_str().unwrap(),
+            "--hostname",
+            "pod-1",
+        ],
+        &[("SWIFTDUP_PUSHGATEWAY_URL", &url)],
+    );
+    let req = h.join().unwrap();
+    assert!(
+        req.starts_with("PUT /metrics/job/swiftdup/instance/pod-1 HTTP/1.1\r\n"),
+        "{req}"
+    );
+    assert!(
+        req.contains("swiftdup_last_run_success{command=\"full\"} 1\n"),
+        "{req}"
+    );
+    assert!(
+        req.contains("swiftdup_last_run_files{command=\"full\",state=\"new\"} 2\n"),
+        "{req}"
+    );
+    assert!(
+        req.contains("swiftdup_chain_length{command=\"full\"} 1\n"),
+        "{req}"
+    );
+    assert!(
+        req.contains("swiftdup_last_run_bytes_uploaded{command=\"full\"} "),
+        "{req}"
+    );
+
+    // A failing run pushes success 0 with its exit code.
+    let (port, h) = fake_pushgateway();
+    let url = format!("http://127.0.0.1:{port}");
+    let o = swiftdup(
+        &[
+            "incremental",
+            s.join("src").to_str().unwrap(),
+            &s.url("empty"),
+            "--no-encryption",
+        ],
+        &[("SWIFTDUP_PUSHGATEWAY_URL", &url)],
+    );
+    assert_eq!(o.status.code(), Some(swiftdup::error::exit::NO_CHAIN));
+    let req = h.join().unwrap();
+    assert!(
+        req.contains("swiftdup_last_run_success{command=\"incremental\"} 0\n"),
+        "{req}"
+    );
+    assert!(
+        req.contains("swiftdup_last_run_exit_code{command=\"incremental\"} 17\n"),
+        "{req}"
+    );
+}

@@ -1,0 +1,134 @@
+//! Prometheus Pushgateway: one push at the end of each run (a CronJob has no scrape target
+//! that lives long enough). The group is `job=swiftdup`, `instance=<hostname>`, and a PUT
+//! replaces the group, so a failed run does not leave the previous run's byte counts behind.
+
+use crate::http::{self, Body, Method, Request};
+use serde_json::Value;
+use std::io::{Seek, Write};
+
+/// Render the run's outcome in the Prometheus text format.
+pub fn render(command: &str, exit_code: i32, finished_at: i64, fields: &[(&str, Value)]) -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, labels: &str, v: f64| {
+        out.push_str(&format!("# HELP swiftdup_{name} {help}\n# TYPE swiftdup_{name} gauge\nswiftdup_{name}{{command=\"{command}\"{labels}}} {v}\n"));
+    };
+    gauge(
+        "last_run_success",
+        "1 if the last run succeeded (exit code 0), else 0.",
+        "",
+        if exit_code == 0 { 1.0 } else { 0.0 },
+    );
+    gauge(
+        "last_run_exit_code",
+        "Exit code of the last run.",
+        "",
+        exit_code as f64,
+    );
+    gauge(
+        "last_run_timestamp_seconds",
+        "When the last run finished (Unix time).",
+        "",
+        finished_at as f64,
+    );
+    for (k, v) in fields {
+        let Some(n) = v.as_f64() else { continue };
+        let (name, help) = match *k {
+            "duration_seconds" => ("last_run_duration_seconds", "Duration of the last run."),
+            "bytes_uploaded" => (
+                "last_run_bytes_uploaded",
+                "Bytes stored in the target by the last run.",
+            ),
+            "bytes_read" => (
+                "last_run_bytes_read",
+                "Bytes read from the source by the last run.",
+            ),
+            "chain_length" => (
+                "chain_length",
+                "Sets in the chain after the last run (full + incrementals).",
+            ),
+            "volumes" => (
+                "last_run_volumes",
+                "Volumes written or read by the last run.",
+            ),
+            "warnings" => ("last_run_warnings", "Files the last run could not read."),
+            "files_restored" => (
+                "last_run_files_restored",
+                "Entries restored by the last run.",
+            ),
+            _ => continue,
+        };
+        gauge(name, help, "", n);
+    }
+    for state in ["new", "changed", "unchanged", "deleted"] {
+        if let Some(n) = fields
+            .iter()
+            .find(|(k, _)| *k == format!("files_{state}"))
+            .and_then(|(_, v)| v.as_f64())
+        {
+            out.push_str(&format!(
+                "swiftdup_last_run_files{{command=\"{command}\",state=\"{state}\"}} {n}\n"
+            ));
+        }
+    }
+    out
+}
+
+/// Push to `base` (e.g. `http://pushgateway:9091`). Errors are returned as text for a
+/// warning: metrics must never fail a backup.
+pub fn push(
+    base: &str,
+    instance: &str,
+    body: &str,
+    tempdir: &std::path::Path,
+) -> Result<(), String> {
+    let url = format!(
+        "{}/metrics/job/swiftdup/instance/{}",
+        base.trim_end_matches('/'),
+        http::encode(instance)
+    );
+    let mut f = crate::cache::tempfile_in(tempdir).map_err(|e| e.to_string())?;
+    f.write_all(body.as_bytes()).map_err(|e| e.to_string())?;
+    f.rewind().map_err(|e| e.to_string())?;
+    let client = http::client(&http::Options::default()).map_err(|e| e.to_string())?;
+    let req = Request {
+        method: Method::Put,
+        url,
+        headers: vec![("Content-Type".into(), "text/plain; version=0.0.4".into())],
+        body: Some(Body {
+            file: f,
+            len: body.len() as u64,
+        }),
+    };
+    let resp = client.call(req).map_err(|e| e.to_string())?;
+    if (200..300).contains(&resp.status) {
+        Ok(())
+    } else {
+        Err(format!("pushgateway answered HTTP {}", resp.status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn renders_gauges() {
+        let text = super::render(
+            "backup",
+            0,
+            1700000000,
+            &[
+                ("bytes_uploaded", json!(1234)),
+                ("files_new", json!(3)),
+                ("type", json!("full")),
+            ],
+        );
+        assert!(text.contains("swiftdup_last_run_success{command=\"backup\"} 1\n"));
+        assert!(text.contains("swiftdup_last_run_bytes_uploaded{command=\"backup\"} 1234\n"));
+        assert!(text.contains("swiftdup_last_run_files{command=\"backup\",state=\"new\"} 3\n"));
+        assert!(
+            text.contains("swiftdup_last_run_timestamp_seconds{command=\"backup\"} 1700000000\n")
+        );
+        assert!(!text.contains("full"));
+    }
+}
