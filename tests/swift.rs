@@ -480,6 +480,104 @@ fn key_rejected_mid_run_is_never_retried() {
 }
 
 #[test]
+fn a_refused_large_upload_is_answered_before_its_body() {
+    let env = Env::load();
+    let s = Scratch::new("swift-expect");
+    let w = work(&s);
+    let proxy = FaultProxy::start(&env.storage_url());
+    let b = full(&env, &proxy.storage_url(), &run_prefix("expect"), &fast());
+    let data = common::random_bytes(9, 3 << 20);
+    // Large uploads ask for `100 Continue`: the PUT goes through...
+    proxy.clear();
+    put_bytes(&b, &w, "big", &data).unwrap();
+    assert_eq!(proxy.seen()[0].header("expect"), Some("100-continue"));
+    assert_eq!(get_bytes(&b, &w, "big").unwrap(), data);
+    // ...and a refusal arrives at once, not after the body, and is not retried.
+    for (status, code) in [(401, exit::KEY_REJECTED), (413, exit::BACKEND)] {
+        proxy.clear();
+        proxy.set(Fault::status(status, 100));
+        let t = Instant::now();
+        let e = put_bytes(&b, &w, "big", &data).unwrap_err();
+        assert_eq!(e.exit_code(), code, "{e}");
+        assert_eq!(proxy.count(), 1);
+        assert!(
+            t.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+}
+
+/// Set up (with tempauth's token, as an operator would) a container whose full key is not
+/// ASCII; the key travels as its UTF-8 bytes.
+#[test]
+fn a_non_ascii_key_works() {
+    use swiftdup::http::{self, Method, Request};
+    let env = Env::load();
+    let s = Scratch::new("swift-utf8-key");
+    let c = http::client(&http::Options::default()).unwrap();
+    let call = |method, url: String, headers: &[(&str, &str)]| {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        c.call(Request {
+            method,
+            url,
+            headers,
+            body: None,
+        })
+        .unwrap()
+    };
+    let auth = call(
+        Method::Get,
+        env.get("SWIFT_AUTHURL"),
+        &[
+            ("X-Storage-User", &env.get("SWIFT_USERNAME")),
+            ("X-Storage-Pass", &env.get("SWIFT_PASSWORD")),
+        ],
+    );
+    let token = auth
+        .header("x-auth-token")
+        .expect("tempauth token")
+        .to_string();
+    let container = format!("swiftdup-utf8-{}", std::process::id());
+    let url = format!("{}/{container}", env.storage_url());
+    let key = "clé-✓-キー";
+    let put = call(
+        Method::Put,
+        url.clone(),
+        &[("X-Auth-Token", &token), ("X-Container-Meta-Full-Key", key)],
+    );
+    assert!(put.status / 100 == 2, "create container: {}", put.status);
+    let b = open(
+        &env.storage_url(),
+        &container,
+        "",
+        Some(key),
+        None,
+        Access::Write,
+        &fast(),
+    )
+    .unwrap();
+    conformance::round_trip(&b, &work(&s));
+    let e = open(
+        &env.storage_url(),
+        &container,
+        "",
+        Some("cle-✓-キー"),
+        None,
+        Access::Write,
+        &fast(),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, Error::KeyRejected { .. }), "{e}");
+    let del = call(Method::Delete, url, &[("X-Auth-Token", &token)]);
+    assert_eq!(del.status, 204, "remove container");
+}
+
+#[test]
 fn missing_container_is_target_missing() {
     let env = Env::load();
     let proxy = FaultProxy::start(&env.storage_url());

@@ -14,6 +14,10 @@ use std::io::{self, Read};
 use std::path::Path;
 use ureq::tls::{parse_pem, Certificate, PemItem, RootCerts, TlsConfig};
 
+/// Uploads from this size on ask for `100 Continue` first. Smaller ones are not worth the
+/// round trip (and the up to one second ureq waits for a server that never sends a 100).
+const EXPECT_CONTINUE_MIN: u64 = 1 << 20;
+
 /// ureq behind the `Http` trait. Connections are pooled by the agent.
 pub struct NativeHttp {
     agent: ureq::Agent,
@@ -158,10 +162,15 @@ impl Http for NativeHttp {
             Method::Delete => with_headers(a.delete(&url), &headers).call(),
             Method::Put => {
                 let len = body.as_ref().map_or(0, |b| b.len);
-                let b = with_headers(a.put(&url), &headers)
+                let mut b = with_headers(a.put(&url), &headers)
                     // Always a length: Swift answers 411 to a PUT without one (and chunked
                     // uploads cannot be checked against the size we hashed).
-                    .header("content-length", len.to_string())
+                    .header("content-length", len.to_string());
+                if len >= EXPECT_CONTINUE_MIN {
+                    // Let Swift refuse (401, 413, ...) before a whole volume is sent.
+                    b = b.header("expect", "100-continue");
+                }
+                let b = b
                     .config()
                     .timeout_send_body(Some(self.opts.upload_budget(len)))
                     .build();

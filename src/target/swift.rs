@@ -572,7 +572,13 @@ impl Backend for SwiftBackend {
     }
 
     fn describe(&self) -> String {
-        format!("swiftkeys://{}/{}", self.container, self.prefix)
+        format!(
+            "swiftkeys://{}/{}",
+            self.container,
+            self.prefix.trim_end_matches('/')
+        )
+        .trim_end_matches('/')
+        .to_string()
     }
 }
 

@@ -232,11 +232,12 @@ fn content_length(headers: &[(String, String)]) -> Option<u64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-/// The head again, with `Connection: close` instead of whatever was there.
+/// The head again, with `Connection: close` instead of whatever was there, and without
+/// `Expect` (the proxy answers the `100 Continue` itself).
 fn write_head(w: &mut impl Write, first: &str, headers: &[(String, String)]) -> io::Result<()> {
     let mut s = format!("{first}\r\n");
     for (k, v) in headers {
-        if k != "connection" && k != "keep-alive" {
+        if k != "connection" && k != "keep-alive" && k != "expect" {
             s.push_str(&format!("{k}: {v}\r\n"));
         }
     }
@@ -283,6 +284,9 @@ fn handle(client: TcpStream, upstream: SocketAddr, st: &State) -> io::Result<()>
         faulted: !matches!(action, Action::Forward(Body::Whole)),
     });
     let body_len = content_length(&headers).unwrap_or(0);
+    let expects_100 = headers
+        .iter()
+        .any(|(k, v)| k == "expect" && v.eq_ignore_ascii_case("100-continue"));
     let mut client = client;
     match action {
         Action::Reset => {
@@ -294,8 +298,11 @@ fn handle(client: TcpStream, upstream: SocketAddr, st: &State) -> io::Result<()>
             Ok(())
         }
         Action::Status(status, retry_after) => {
-            // Take the body first, as a server does, so the client sees the answer.
-            io::copy(&mut (&mut reader).take(body_len), &mut io::sink())?;
+            // A client waiting for `100 Continue` has sent no body: answer at once, as Swift
+            // does. Otherwise take the body first, so the client sees the answer.
+            if !expects_100 {
+                io::copy(&mut (&mut reader).take(body_len), &mut io::sink())?;
+            }
             let mut s = format!(
                 "HTTP/1.1 {status} Injected\r\ncontent-length: 0\r\nx-trans-id: txfault{status}\r\nconnection: close\r\n"
             );
@@ -310,6 +317,9 @@ fn handle(client: TcpStream, upstream: SocketAddr, st: &State) -> io::Result<()>
             let mut up = TcpStream::connect(upstream)?;
             up.set_read_timeout(Some(Duration::from_secs(120)))?;
             write_head(&mut up, &first, &headers)?;
+            if expects_100 {
+                client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            }
             io::copy(&mut (&mut reader).take(body_len), &mut up)?;
             let mut up_reader = BufReader::new(up);
             let Some((status_line, resp_headers)) = read_head(&mut up_reader)? else {

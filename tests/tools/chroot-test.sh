@@ -9,7 +9,7 @@ ENV_FILE=${1:?usage: chroot-test.sh SWIFT_ENV_FILE [BINARY]}
 BIN=${2:-target/x86_64-unknown-linux-musl/release/swiftdup}
 # shellcheck disable=SC1090
 source "$ENV_FILE"
-file "$BIN" | grep -q "statically linked" || { echo "chroot-test: $BIN is not static"; exit 1; }
+file "$BIN" | grep -Eq "static(ally|-pie) linked" || { echo "chroot-test: $BIN is not static"; exit 1; }
 R=$(mktemp -d "${TMPDIR:-/tmp}/swiftdup-chroot.XXXXXX")
 trap 'umount -R "$R" 2>/dev/null || true; rm -rf "$R"' EXIT
 mkdir -p "$R/data/sub" "$R/scratch"
@@ -20,16 +20,17 @@ ln -s hello.txt "$R/data/link"
 PREFIX="chroot-$$"
 run() {
   # A private mount namespace: the root is bind-mounted read-only, /scratch read-write.
+  local root=$1; shift
   unshare --mount bash -c '
     set -e
     R=$1; shift
     mount --bind "$R" "$R"
     mount --bind "$R/scratch" "$R/scratch"
     mount -o remount,bind,ro "$R"
-    exec chroot "$R" /swiftdup "$@"' _ "$R" "$@"
+    exec chroot "$R" /swiftdup "$@"' _ "$root" "$@"
 }
 export -n HOME || true
-common=(env -i "SWIFT_STORAGE_URL=$SWIFT_STORAGE_URL" "SWIFT_CONTAINER_FULL_TOKEN=$SWIFTDUP_TEST_FULL_KEY"
+common=(env -i "PATH=/usr/sbin:/usr/bin:/sbin:/bin" "SWIFT_STORAGE_URL=$SWIFT_STORAGE_URL" "SWIFT_CONTAINER_FULL_TOKEN=$SWIFTDUP_TEST_FULL_KEY"
         "PASSPHRASE=chroot-test" "TMPDIR=/scratch" "SWIFTDUP_ARCHIVE_DIR=/scratch/cache" "SWIFTDUP_HOSTNAME=chroot")
 URL="swiftkeys://$SWIFTDUP_TEST_CONTAINER/$PREFIX"
 "${common[@]}" bash -c "$(declare -f run); run \"$R\" full /data \"$URL\"" > /dev/null 2> "$R/log1" || { cat "$R/log1"; exit 1; }
