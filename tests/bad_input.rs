@@ -509,3 +509,68 @@ fn incremental_from_another_host_or_source_is_refused() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn tampered_encrypted_volume_with_a_forged_manifest_hash_fails_on_its_mdc() {
+    // An attacker who can write the container and knows the passphrase-protected manifest
+    // format still cannot change a volume: its OpenPGP MDC is checked to the last byte,
+    // even though the tar stream inside ends earlier.
+    let s = backed_up("mdc", true);
+    let vol = only(&s, ".vol1.difftar");
+    let man = only(&s, ".manifest");
+    let gpg = |args: &[&str]| {
+        let o = std::process::Command::new("gpg")
+            .args([
+                "--batch",
+                "--yes",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                PASS,
+            ])
+            .args(args)
+            .env("GNUPGHOME", s.join("gnupg-forge"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    fs::create_dir_all(s.join("gnupg-forge")).unwrap();
+    chmod(&s.join("gnupg-forge"), 0o700);
+    // Like stock's gpg volumes, put 2 MB of junk after the tar footer, so the MDC lies far
+    // beyond the point where the tar reader stops; then damage the MDC.
+    let tarball = s.join("vol.tar");
+    gpg(&["-o", tarball.to_str().unwrap(), "-d", vol.to_str().unwrap()]);
+    let mut t = fs::read(&tarball).unwrap();
+    t.extend_from_slice(&random_bytes(99, 2_000_000));
+    fs::write(&tarball, &t).unwrap();
+    gpg(&[
+        "--symmetric",
+        "--compress-algo",
+        "none",
+        "-o",
+        vol.to_str().unwrap(),
+        tarball.to_str().unwrap(),
+    ]);
+    let mut b = fs::read(&vol).unwrap();
+    let n = b.len();
+    b[n - 5] ^= 0x01;
+    fs::write(&vol, &b).unwrap();
+    let sha = swiftdup::volume::hex(&<sha1::Sha1 as sha1::Digest>::digest(&b));
+    let plain = s.join("manifest.txt");
+    gpg(&["-o", plain.to_str().unwrap(), "-d", man.to_str().unwrap()]);
+    let text = fs::read_to_string(&plain).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("Hash SHA1"))
+        .unwrap()
+        .to_string();
+    fs::write(&plain, text.replace(&line, &format!("    Hash SHA1 {sha}"))).unwrap();
+    gpg(&[
+        "--symmetric",
+        "-o",
+        man.to_str().unwrap(),
+        plain.to_str().unwrap(),
+    ]);
+    let o = restore(&s, "out", &[], &[("PASSPHRASE", PASS)]);
+    assert_fails(&o, exit::INTEGRITY, "integrity", "vol1");
+}

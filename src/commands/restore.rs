@@ -162,7 +162,16 @@ impl<'a> SetStream<'a> {
                         header: h,
                     }));
                 }
-                Ok(None) => self.tar = None,
+                Ok(None) => {
+                    // The tar stream ends at its zero blocks, but an OpenPGP message is
+                    // authenticated (MDC) only at its very end: read to EOF before trusting
+                    // this volume, and before moving on to the next.
+                    if let Some(t) = self.tar.take() {
+                        let mut inner = t.into_inner();
+                        crate::crypto::drain_to_end(&mut inner)
+                            .map_err(|e| crate::cache::crypto_error(&self.object, e))?;
+                    }
+                }
                 Err(e) => return Err(tar_error(&self.object, e)),
             }
         }
@@ -631,12 +640,28 @@ fn restore_entry(
             }
             tar::SYMTYPE => {
                 w.clear(&path, false)?;
-                symlink(&header.linkname, &path).map_err(|e| Error::io(path.display(), e))?;
+                platform::symlink(&header.linkname, &path)
+                    .map_err(|e| Error::io(path.display(), e))?;
                 w.set_meta(&path, &header, true)?;
             }
             tar::FIFOTYPE => {
                 w.clear(&path, false)?;
-                platform::mkfifo(&path, header.mode).map_err(|e| Error::io(path.display(), e))?;
+                // Where FIFOs cannot be made (WASI), skip it with a warning, as a device.
+                if let Err(e) = platform::mkfifo(&path, header.mode) {
+                    if e.kind() != io::ErrorKind::Unsupported {
+                        return Err(Error::io(path.display(), e));
+                    }
+                    w.summary.warnings += 1;
+                    log::warn(
+                        "warning",
+                        &format!("cannot create FIFO {}: {e}", path.display()),
+                        vec![
+                            ("code", json!("mkfifo")),
+                            ("path", json!(index_display(index))),
+                        ],
+                    );
+                    return Ok(());
+                }
                 w.set_meta(&path, &header, false)?;
             }
             tar::CHRTYPE | tar::BLKTYPE => {
@@ -739,25 +764,4 @@ fn write_or_read_error(e: io::Error, path: &Path) -> Error {
         return unwrap_io(e);
     }
     Error::io(path.display(), e)
-}
-
-#[cfg(unix)]
-fn symlink(target: &[u8], path: &Path) -> io::Result<()> {
-    std::os::unix::fs::symlink(platform::path_from_bytes(target), path)
-}
-
-#[cfg(not(unix))]
-fn symlink(target: &[u8], path: &Path) -> io::Result<()> {
-    #[cfg(target_os = "wasi")]
-    {
-        std::os::wasi::fs::symlink_path(platform::path_from_bytes(target), path)
-    }
-    #[cfg(not(target_os = "wasi"))]
-    {
-        let _ = (target, path);
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "symlinks are not supported here",
-        ))
-    }
 }
