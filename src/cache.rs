@@ -163,7 +163,10 @@ pub fn tempfile_in(dir: &Path) -> Result<fs::File> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
     for _ in 0..100 {
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = dir.join(format!("swiftdup-{}-{n}.tmp", std::process::id()));
+        let p = dir.join(format!(
+            "swiftdup-{}-{n}.tmp",
+            crate::platform::process_id()
+        ));
         match fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -192,7 +195,7 @@ impl TempPath {
         let n = N.fetch_add(1, Ordering::Relaxed);
         Ok(TempPath(dir.join(format!(
             "swiftdup-{}-{what}-{n}.tmp",
-            std::process::id()
+            crate::platform::process_id()
         ))))
     }
 }

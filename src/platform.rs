@@ -3,7 +3,8 @@
 //!
 //! Everything else in swiftdup uses `std::fs` and does not know which target it runs on.
 //! WASI (preview 2) has no owners, no permission bits and no special files: there a backup
-//! records mode 0644/0755, uid/gid 0, and a restore skips what it cannot set (README).
+//! records mode 0644/0755, uid/gid 0, skips special files, and a restore skips what it
+//! cannot set (README).
 
 use std::io;
 use std::path::Path;
@@ -141,6 +142,16 @@ mod imp {
         })
     }
 
+    /// Create a symlink at `path` pointing to the raw bytes `target`.
+    pub fn symlink(target: &[u8], path: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(path_from_bytes(target), path)
+    }
+
+    /// This process's id, for unique temporary file names.
+    pub fn process_id() -> u32 {
+        std::process::id()
+    }
+
     pub fn is_root() -> bool {
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() == 0 }
@@ -166,9 +177,16 @@ mod imp {
     }
 }
 
-#[cfg(not(unix))]
+/// WASI (preview 2) as wasmtime provides it: `std::fs` for what it covers, and wasi-libc
+/// for setting times without following symlinks. There are no owners, no permission bits
+/// (std cannot set them: a restore leaves the host's defaults), no FIFOs or devices (the
+/// host reports them as other types, and `lstat` maps them all to `Socket` so the walk
+/// skips them), and no process ids or host name.
+#[cfg(target_os = "wasi")]
 mod imp {
     use super::*;
+    use std::ffi::CString;
+    use std::os::wasi::ffi::OsStrExt;
 
     pub fn lstat(path: &Path) -> io::Result<Stat> {
         let m = std::fs::symlink_metadata(path)?;
@@ -180,6 +198,8 @@ mod imp {
         } else if ft.is_symlink() {
             Kind::Symlink
         } else {
+            // Devices (whose numbers WASI does not give), FIFOs and sockets (which WASI
+            // reports as "unknown" or as sockets): nothing a restore could recreate.
             Kind::Socket
         };
         let mtime = m
@@ -188,10 +208,10 @@ mod imp {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
+        // No permission bits in WASI: what a plain umask-022 tree would have.
         let mode = match kind {
             Kind::Dir => 0o755,
             Kind::Symlink => 0o777,
-            _ if m.permissions().readonly() => 0o444,
             _ => 0o644,
         };
         Ok(Stat {
@@ -207,19 +227,43 @@ mod imp {
         })
     }
 
+    /// Set the modification time without following symlinks: wasi-libc's `utimensat`
+    /// resolves the path against the preopened directories as std does, and the host
+    /// applies `AT_SYMLINK_NOFOLLOW` (wasi:filesystem `set-times-at` without
+    /// `symlink-follow`).
     pub fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
-        match std::fs::File::open(path) {
-            Ok(f) => f.set_modified(t),
-            // Symlinks and special files: WASI cannot set their times through std.
-            Err(_) => Ok(()),
+        let p = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            libc::timespec {
+                tv_sec: mtime.max(0) as libc::time_t,
+                tv_nsec: 0,
+            },
+        ];
+        // SAFETY: p is a valid NUL-terminated string and times has two elements.
+        let rc = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
     }
 
-    pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-        let mut p = std::fs::metadata(path)?.permissions();
-        p.set_readonly(mode & 0o222 == 0);
-        std::fs::set_permissions(path, p)
+    /// WASI cannot set permission bits (std reports them as unsupported): entries keep
+    /// the modes the host gives new files, which the README documents.
+    pub fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+        Ok(())
     }
 
     pub fn set_owner(_path: &Path, _uid: u64, _gid: u64) -> io::Result<()> {
@@ -229,7 +273,7 @@ mod imp {
     pub fn mkfifo(_path: &Path, _mode: u32) -> io::Result<()> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "FIFOs cannot be created on this platform",
+            "FIFOs cannot be created under WASI",
         ))
     }
 
@@ -242,18 +286,33 @@ mod imp {
     ) -> io::Result<()> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "devices cannot be created on this platform",
+            "devices cannot be created under WASI",
         ))
+    }
+
+    pub fn symlink(target: &[u8], path: &Path) -> io::Result<()> {
+        std::os::wasi::fs::symlink_path(path_from_bytes(target), path)
     }
 
     pub fn is_root() -> bool {
         false
     }
 
+    /// WASI has no host name: `HOSTNAME` when the runtime passes it (`--env HOSTNAME`),
+    /// else empty (set `--hostname`/`SWIFTDUP_HOSTNAME` for incrementals to match).
     pub fn hostname() -> String {
-        String::new()
+        std::env::var("HOSTNAME").unwrap_or_default()
     }
 
+    /// WASI has no process ids (std panics when asked): a random number, fixed for the
+    /// run, keeps temporary names of concurrent runs apart.
+    pub fn process_id() -> u32 {
+        static ID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        *ID.get_or_init(rand::random)
+    }
+
+    /// WASI file names are UTF-8 at the host boundary, so nothing is lost reading them;
+    /// a stored name that is not UTF-8 is restored with U+FFFD in place of the bad bytes.
     pub fn os_bytes(p: &Path) -> Vec<u8> {
         p.to_string_lossy().into_owned().into_bytes()
     }
@@ -262,6 +321,9 @@ mod imp {
         String::from_utf8_lossy(b).into_owned().into()
     }
 }
+
+#[cfg(not(any(unix, target_os = "wasi")))]
+compile_error!("swiftdup builds for Unix and WASI (wasm32-wasip2) only");
 
 pub use imp::*;
 
