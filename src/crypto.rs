@@ -2027,9 +2027,11 @@ impl<'a> PgpReader<'a> {
                                 self.compressed_seen = true;
                                 self.st = St::Packets(Seq::Compressed(Box::new(dec)));
                             }
+                            // Inside decrypted data, before the MDC has been checked: a
+                            // structure gpg never writes means damage, not a missing feature.
                             _ => {
-                                return Err(CryptoError::Unsupported(
-                                    "nested or repeated compressed packets".into(),
+                                return Err(integrity(
+                                    "nested or repeated compressed packets (damaged data?)",
                                 )
                                 .into())
                             }
