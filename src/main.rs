@@ -3,5 +3,5 @@
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    std::process::exit(swiftdup::cli::main(args));
+    swiftdup::platform::exit(swiftdup::cli::main(args));
 }

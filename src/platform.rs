@@ -152,6 +152,11 @@ mod imp {
         std::process::id()
     }
 
+    /// End the process with `code`.
+    pub fn exit(code: i32) -> ! {
+        std::process::exit(code)
+    }
+
     pub fn is_root() -> bool {
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() == 0 }
@@ -186,7 +191,24 @@ mod imp {
 mod imp {
     use super::*;
     use std::ffi::CString;
-    use std::os::wasi::ffi::OsStrExt;
+
+    /// A path for wasi-libc (`std::os::wasi` is not stable on wasip2). WASI paths are
+    /// UTF-8, and every path swiftdup makes here came through `path_from_bytes`.
+    fn cpath(path: &Path) -> io::Result<CString> {
+        let s = path
+            .to_str()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path is not UTF-8"))?;
+        CString::new(s)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    }
+
+    fn check(rc: libc::c_int) -> io::Result<()> {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
 
     pub fn lstat(path: &Path) -> io::Result<Stat> {
         let m = std::fs::symlink_metadata(path)?;
@@ -232,8 +254,7 @@ mod imp {
     /// applies `AT_SYMLINK_NOFOLLOW` (wasi:filesystem `set-times-at` without
     /// `symlink-follow`).
     pub fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
-        let p = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+        let p = cpath(path)?;
         let times = [
             libc::timespec {
                 tv_sec: 0,
@@ -245,19 +266,14 @@ mod imp {
             },
         ];
         // SAFETY: p is a valid NUL-terminated string and times has two elements.
-        let rc = unsafe {
+        check(unsafe {
             libc::utimensat(
                 libc::AT_FDCWD,
                 p.as_ptr(),
                 times.as_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW,
             )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        })
     }
 
     /// WASI cannot set permission bits (std reports them as unsupported): entries keep
@@ -290,12 +306,29 @@ mod imp {
         ))
     }
 
+    /// Create a symlink at `path` pointing to `target` (lossy UTF-8, as all WASI names).
     pub fn symlink(target: &[u8], path: &Path) -> io::Result<()> {
-        std::os::wasi::fs::symlink_path(path_from_bytes(target), path)
+        let t = cpath(&path_from_bytes(target))?;
+        let p = cpath(path)?;
+        // SAFETY: both are valid NUL-terminated strings.
+        check(unsafe { libc::symlink(t.as_ptr(), p.as_ptr()) })
     }
 
     pub fn is_root() -> bool {
         false
+    }
+
+    /// End the process with `code`. std's `exit` can only say success or failure under
+    /// WASI 0.2 (`wasi:cli/exit.exit` takes a result: wasmtime exits with 1 for every
+    /// failure), so the documented exit codes go through `exit-with-code`, which the host
+    /// must enable (`wasmtime run -S cli-exit-with-code`).
+    pub fn exit(code: i32) -> ! {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        wasi::cli::exit::exit_with_code(u8::try_from(code).unwrap_or(u8::MAX));
+        // Not reached: the host ends the component above.
+        std::process::exit(code)
     }
 
     /// WASI has no host name: `HOSTNAME` when the runtime passes it (`--env HOSTNAME`),
