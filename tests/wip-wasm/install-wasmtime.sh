@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the WebAssembly runtime the wasm tests run swiftdup under: wasmtime-cli 48.0.8,
+# built by cargo with only what `wasmtime run -S http` needs (about 12 minutes on 2 cores).
+# Idempotent: does nothing when `wasmtime --version` (on PATH or in ~/.cargo/bin) already
+# says 48.0.8. Also adds the wasm32-wasip2 rustup target when it is missing.
+set -euo pipefail
+
+VERSION=48.0.8
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+for w in "$(command -v wasmtime || true)" "$CARGO_BIN/wasmtime"; do
+  if [ -n "$w" ] && [ -x "$w" ] && "$w" --version 2>/dev/null | grep -q "^wasmtime $VERSION\b"; then
+    echo "install-wasmtime.sh: $("$w" --version) at $w"
+    exit 0
+  fi
+done
+
+echo "install-wasmtime.sh: building wasmtime-cli $VERSION with cargo (takes a while)"
+cargo install "wasmtime-cli@$VERSION" --locked --no-default-features \
+  --features run,cranelift,component-model,wasi-http,parallel-compilation
+"$CARGO_BIN/wasmtime" --version

@@ -1,0 +1,188 @@
+//! swiftdup built for `wasm32-wasip2` and run by wasmtime, against file:// targets in a
+//! preopened directory (no Swift needed; tests/swift_wasm.rs does the same over wasi:http).
+//!
+//! What must hold: a chain written by the wasm build restores, with the wasm build and with
+//! the native one, to the source's contents, types, link targets and mtimes; a chain written
+//! by the native build restores under WASI, skipping what WASI cannot make; and HTTP
+//! failures come back as swiftdup errors, not traps. Needs wasmtime 48.0.8
+//! (`bash tests/tools/install-wasmtime.sh`); the component is built on first use.
+
+mod common;
+#[path = "common/wasm.rs"]
+mod wasm;
+
+use common::*;
+use std::fs;
+use wasm::*;
+
+const PASS: &str = "wasm test passphrase";
+
+#[test]
+fn wasm_chain_on_a_file_target_restores_like_native() {
+    let s = Scratch::new("wasm-file");
+    let (src, scratch, out) = (s.join("src"), s.join("scratch"), s.join("out"));
+    fs::create_dir_all(&out).unwrap();
+    build_tree(&src, 11);
+    let guest = Guest::new(&scratch, PASS)
+        .dir(&src, "/src")
+        .dir(&out, "/out");
+    let url = "file:///scratch/target";
+    let t0 = T0.to_string();
+    let t1 = T1.to_string();
+
+    let o = guest.clone().env("SWIFTDUP_LOG_LEVEL", "debug").run_ok(&[
+        "full",
+        "/src",
+        url,
+        "--volsize",
+        "1",
+        "--current-time",
+        &t0,
+    ]);
+    assert!(
+        events_named(&o, "skip")
+            .iter()
+            .any(|e| e["msg"].as_str().is_some_and(|m| m.ends_with(" fifo"))),
+        "the FIFO was not skipped:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    snapshot(&src, &s.join("state0"));
+    change_tree(&src, 11);
+    snapshot(&src, &s.join("state1"));
+    guest.run_ok(&[
+        "incremental",
+        "/src",
+        url,
+        "--volsize",
+        "1",
+        "--current-time",
+        &t1,
+    ]);
+    let names: Vec<String> = fs::read_dir(scratch.join("target"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("duplicity-inc.")),
+        "no incremental set in {names:?}"
+    );
+
+    // The wasm build restores both times; the native build restores the same chain.
+    let native_url = format!("file://{}", scratch.join("target").display());
+    for (i, t) in [(0, &t0), (1, &t1)] {
+        let w = format!("/out/wasm-{i}");
+        guest.run_ok(&["restore", url, &w, "-t", t]);
+        let n = out.join(format!("native-{i}"));
+        let cache = s.join(&format!("native-cache-{i}"));
+        swiftdup_ok(
+            &[
+                "restore",
+                &native_url,
+                &n.display().to_string(),
+                "-t",
+                t,
+                "--archive-dir",
+                &cache.display().to_string(),
+            ],
+            &[("PASSPHRASE", PASS)],
+        );
+        let state = s.join(&format!("state{i}"));
+        assert_same_content(&state, &out.join(format!("wasm-{i}")), true);
+        assert_same_content(&n, &out.join(format!("wasm-{i}")), false);
+    }
+}
+
+#[test]
+fn wasm_restores_a_native_chain_skipping_what_wasi_cannot_make() {
+    let s = Scratch::new("wasm-native-chain");
+    let (src, scratch, out) = (s.join("src"), s.join("scratch"), s.join("out"));
+    fs::create_dir_all(&out).unwrap();
+    build_tree(&src, 11);
+    chmod(&src.join("hello.txt"), 0o4755);
+    chmod(&src.join("sub/changeme.txt"), 0o600);
+    let target = scratch.join("target");
+    let native_url = format!("file://{}", target.display());
+    let cache = s.join("native-cache").display().to_string();
+    let srcs = src.display().to_string();
+    let env = [("PASSPHRASE", PASS)];
+    let t0 = T0.to_string();
+    let t1 = T1.to_string();
+    swiftdup_ok(
+        &[
+            "full",
+            &srcs,
+            &native_url,
+            "--volsize",
+            "1",
+            "--current-time",
+            &t0,
+            "--archive-dir",
+            &cache,
+        ],
+        &env,
+    );
+    change_tree(&src, 11);
+    swiftdup_ok(
+        &[
+            "incremental",
+            &srcs,
+            &native_url,
+            "--volsize",
+            "1",
+            "--current-time",
+            &t1,
+            "--archive-dir",
+            &cache,
+        ],
+        &env,
+    );
+
+    let guest = Guest::new(&scratch, PASS).dir(&out, "/out");
+    // Exit 10: done, with warnings (as the native build on a device it cannot make).
+    let o = guest.run_expect(&["restore", "file:///scratch/target", "/out/tree"], 10);
+    let warnings: Vec<String> = events_named(&o, "warning")
+        .iter()
+        .map(|e| e["code"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        warnings,
+        ["mkfifo"],
+        "expected one warning, for the FIFO:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_same_content(&src, &out.join("tree"), true);
+}
+
+#[test]
+fn wasm_http_failures_are_swiftdup_errors() {
+    // A port nothing listens on: the host's connection is refused, the guest reports a
+    // backend error (exit 50) naming the cause instead of trapping.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let s = Scratch::new("wasm-http-refused");
+    let scratch = s.join("scratch");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let guest = Guest::new(&scratch, PASS)
+        .dir(&src, "/src")
+        .env(
+            "SWIFT_STORAGE_URL",
+            &format!("http://127.0.0.1:{port}/v1/AUTH_test"),
+        )
+        .env("SWIFT_CONTAINER_FULL_TOKEN", "k")
+        .env("SWIFTDUP_NUM_RETRIES", "1")
+        .env("SWIFTDUP_BACKEND_RETRY_DELAY", "0.1");
+    let o = guest.run_expect(&["full", "/src", "swiftkeys://c"], 50);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("connection refused"), "{log}");
+
+    // A CA file cannot be added under WASI: refused up front as a usage error.
+    let o = guest
+        .env("SWIFTDUP_CA_FILE", "/scratch/ca.pem")
+        .run_expect(&["full", "/src", "swiftkeys://c"], 2);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("cannot add CA certificates"), "{log}");
+}
