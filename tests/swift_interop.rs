@@ -8,20 +8,6 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 
-fn swift_env() -> HashMap<String, String> {
-    let path = std::env::var("SWIFTDUP_SWIFT_ENV").expect("SWIFTDUP_SWIFT_ENV is not set: start Swift with tests/swift/start.sh DIR and point it at DIR/env (make test does)");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                v.trim_matches(|c| c == '\'' || c == '"').to_string(),
-            )
-        })
-        .collect()
-}
 
 const PASS: &str = "swift interop passphrase";
 

@@ -83,8 +83,6 @@ pub enum ErrorKind {
     Tls,
     /// The request itself is malformed (bad URL, bad header value): a bug or bad config.
     Invalid,
-    /// This build has no HTTP client (WASI for now).
-    Unsupported,
 }
 
 /// A transport failure: no HTTP status was received.
@@ -119,7 +117,6 @@ impl fmt::Display for HttpError {
             ErrorKind::Io => "connection failed",
             ErrorKind::Tls => "TLS failed",
             ErrorKind::Invalid => "invalid request",
-            ErrorKind::Unsupported => "no HTTP client",
         };
         write!(f, "{what}: {}", self.detail)
     }

@@ -474,3 +474,23 @@ pub fn make_key_named(s: &Scratch, uid: &str) -> Keys {
         fpr,
     }
 }
+
+/// The test Swift's settings (`tests/swift/start.sh DIR` writes `DIR/env` as `export K='V'`
+/// lines; `SWIFTDUP_SWIFT_ENV` points at it, which `make test` sets).
+pub fn swift_env() -> std::collections::HashMap<String, String> {
+    let path = std::env::var("SWIFTDUP_SWIFT_ENV").expect(
+        "SWIFTDUP_SWIFT_ENV is not set: start Swift with tests/swift/start.sh DIR and point \
+         it at DIR/env (make test does)",
+    );
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.trim_matches(|c| c == '\'' || c == '"').to_string(),
+            )
+        })
+        .collect()
+}

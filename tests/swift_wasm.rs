@@ -15,29 +15,11 @@ mod wasm;
 
 use common::*;
 use faultproxy::{Fault, FaultProxy};
-use std::collections::HashMap;
 use std::fs;
 use wasm::*;
 
 const PASS: &str = "swift wasm passphrase";
 
-fn swift_env() -> HashMap<String, String> {
-    let path = std::env::var("SWIFTDUP_SWIFT_ENV").expect(
-        "SWIFTDUP_SWIFT_ENV is not set: start Swift with tests/swift/start.sh DIR and point \
-         it at DIR/env (make test does)",
-    );
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                v.trim_matches(|c| c == '\'' || c == '"').to_string(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn wasm_backs_up_to_swift_over_wasi_http_and_restores_like_native() {
