@@ -38,6 +38,119 @@ pub enum Command {
     /// Restore URL into TARGET (also `swiftdup URL TARGET`).
     #[command(alias = "rb")]
     Restore(RestoreArgs),
+    /// Check every volume of the chain at --time and compare the result with SOURCE.
+    #[command(alias = "vb")]
+    Verify(VerifyArgs),
+    /// Chains, sets, incomplete and orphaned sets, locks (--json: one JSON document).
+    #[command(visible_alias = "status", alias = "st")]
+    CollectionStatus(UrlArgs),
+    /// The files of the backup at --time, from the signature files (--json: JSON lines).
+    #[command(visible_alias = "ls")]
+    ListCurrentFiles(UrlArgs),
+    /// Delete what interrupted runs left: incomplete and orphaned sets, unused signature
+    /// files, expired locks (lists only, unless --force).
+    #[command(alias = "cl")]
+    Cleanup(UrlArgs),
+    /// Delete the chains that end before TIME, never the newest (lists only, unless --force).
+    #[command(alias = "ro")]
+    RemoveOlderThan(OlderThanArgs),
+    /// Keep the newest N chains, delete older ones (lists only, unless --force).
+    #[command(name = "remove-all-but-n-full", alias = "ra")]
+    RemoveAllButNFull(CountArgs),
+    /// Keep the newest N chains whole and only the full sets of older ones (lists only,
+    /// unless --force).
+    #[command(name = "remove-all-inc-of-but-n-full", alias = "ri")]
+    RemoveAllIncOfButNFull(CountArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Target to verify.
+    #[arg(env = "SWIFTDUP_URL")]
+    pub url: String,
+    /// Directory to compare with.
+    #[arg(env = "SWIFTDUP_SOURCE")]
+    pub source: PathBuf,
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+#[derive(Args, Debug)]
+pub struct UrlArgs {
+    /// Target: file:///absolute/path or swiftkeys://container[/prefix].
+    #[arg(env = "SWIFTDUP_URL")]
+    pub url: String,
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+#[derive(Args, Debug)]
+pub struct OlderThanArgs {
+    /// Cutoff: an interval before now (3M, 1Y), a date, or epoch seconds.
+    #[arg(value_name = "TIME", env = "SWIFTDUP_REMOVE_TIME")]
+    pub older_than: String,
+    /// Target.
+    #[arg(env = "SWIFTDUP_URL")]
+    pub url: String,
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+#[derive(Args, Debug)]
+pub struct CountArgs {
+    /// How many chains (full backups) to keep.
+    #[arg(value_name = "N", env = "SWIFTDUP_REMOVE_COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+    /// Target.
+    #[arg(env = "SWIFTDUP_URL")]
+    pub url: String,
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+impl Command {
+    fn opts(&self) -> &Opts {
+        match self {
+            Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => &a.opts,
+            Command::Restore(a) => &a.opts,
+            Command::Verify(a) => &a.opts,
+            Command::CollectionStatus(a) | Command::ListCurrentFiles(a) | Command::Cleanup(a) => {
+                &a.opts
+            }
+            Command::RemoveOlderThan(a) => &a.opts,
+            Command::RemoveAllButNFull(a) | Command::RemoveAllIncOfButNFull(a) => &a.opts,
+        }
+    }
+
+    /// The verb's name, as logged and in metrics.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Full(_) => "full",
+            Command::Incremental(_) => "incremental",
+            Command::Backup(_) => "backup",
+            Command::Restore(_) => "restore",
+            Command::Verify(_) => "verify",
+            Command::CollectionStatus(_) => "collection-status",
+            Command::ListCurrentFiles(_) => "list-current-files",
+            Command::Cleanup(_) => "cleanup",
+            Command::RemoveOlderThan(_) => "remove-older-than",
+            Command::RemoveAllButNFull(_) => "remove-all-but-n-full",
+            Command::RemoveAllIncOfButNFull(_) => "remove-all-inc-of-but-n-full",
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => &a.url,
+            Command::Restore(a) => &a.url,
+            Command::Verify(a) => &a.url,
+            Command::CollectionStatus(a) | Command::ListCurrentFiles(a) | Command::Cleanup(a) => {
+                &a.url
+            }
+            Command::RemoveOlderThan(a) => &a.url,
+            Command::RemoveAllButNFull(a) | Command::RemoveAllIncOfButNFull(a) => &a.url,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -111,9 +224,28 @@ pub struct Opts {
     /// Host name recorded in manifests and compared before incrementals (default: this host).
     #[arg(long, env = "SWIFTDUP_HOSTNAME")]
     pub hostname: Option<String>,
-    /// Restore into a non-empty target, overwriting.
+    /// Restore into a non-empty target, overwriting; make cleanup and remove-* delete.
     #[arg(long, env = "SWIFTDUP_FORCE", value_parser = clap::builder::BoolishValueParser::new())]
     pub force: bool,
+    /// collection-status, list-current-files, verify, cleanup, remove-*: JSON on stdout.
+    #[arg(long, env = "SWIFTDUP_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    pub json: bool,
+    /// verify: compare file contents too (metadata is always compared).
+    #[arg(long, env = "SWIFTDUP_COMPARE_DATA", value_parser = clap::builder::BoolishValueParser::new())]
+    pub compare_data: bool,
+    /// After a successful backup, keep only the newest N chains (remove-all-but-n-full N --force).
+    #[arg(long, env = "SWIFTDUP_KEEP_FULL", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_full: Option<u64>,
+    /// Make a full backup instead of an incremental that would make the chain longer than N
+    /// incrementals.
+    #[arg(long, env = "SWIFTDUP_MAX_CHAIN_LENGTH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_chain_length: Option<u64>,
+    /// Wait this long (30s, 10m) for another job's lock on the target instead of exiting 23.
+    #[arg(long, env = "SWIFTDUP_LOCK_WAIT")]
+    pub lock_wait: Option<String>,
+    /// Remove other jobs' locks on the target first (when they are certainly gone).
+    #[arg(long, env = "SWIFTDUP_BREAK_LOCK", value_parser = clap::builder::BoolishValueParser::new())]
+    pub break_lock: bool,
     /// Pretend the time is EPOCH (for tests and fixtures).
     #[arg(long, env = "SWIFTDUP_CURRENT_TIME", hide = true)]
     pub current_time: Option<i64>,
@@ -190,6 +322,21 @@ fn normalise(mut args: Vec<OsString>) -> Vec<OsString> {
         "bu",
         "restore",
         "rb",
+        "verify",
+        "vb",
+        "collection-status",
+        "status",
+        "st",
+        "list-current-files",
+        "ls",
+        "cleanup",
+        "cl",
+        "remove-older-than",
+        "ro",
+        "remove-all-but-n-full",
+        "ra",
+        "remove-all-inc-of-but-n-full",
+        "ri",
         "help",
         "-h",
         "--help",
@@ -387,10 +534,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     };
     interrupt::install();
-    let opts = match &cli.command {
-        Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => &a.opts,
-        Command::Restore(a) => &a.opts,
-    };
+    let opts = cli.command.opts();
     setup_logging(opts);
     let code = match opts.every.as_deref().map(parse_every) {
         None => run_logged(&cli.command).0,
@@ -463,10 +607,7 @@ fn run_every(cmd: &Command, every: Duration) -> i32 {
 
 /// Push this run's metrics when a Pushgateway is configured; a failure is a warning.
 fn push_metrics(cmd: &Command, name: &str, code: i32, fields: &[(&str, serde_json::Value)]) {
-    let opts = match cmd {
-        Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => &a.opts,
-        Command::Restore(a) => &a.opts,
-    };
+    let opts = cmd.opts();
     let Some(url) = opts.pushgateway_url.as_deref().filter(|u| !u.is_empty()) else {
         return;
     };
@@ -495,19 +636,14 @@ fn push_metrics(cmd: &Command, name: &str, code: i32, fields: &[(&str, serde_jso
 /// whether it was stopped by a signal.
 fn run_logged(cmd: &Command) -> (i32, bool) {
     let started = Instant::now();
-    let (name, url) = match cmd {
-        Command::Full(a) => ("full", a.url.clone()),
-        Command::Incremental(a) => ("incremental", a.url.clone()),
-        Command::Backup(a) => ("backup", a.url.clone()),
-        Command::Restore(a) => ("restore", a.url.clone()),
-    };
+    let (name, url) = (cmd.name(), cmd.url());
     log::info(
         "start",
         &format!("swiftdup {} {name}", env!("CARGO_PKG_VERSION")),
         vec![
             ("version", json!(env!("CARGO_PKG_VERSION"))),
             ("command", json!(name)),
-            ("target", json!(log::redact(&url))),
+            ("target", json!(log::redact(url))),
         ],
     );
     let result = run(cmd);
@@ -541,10 +677,54 @@ fn run_logged(cmd: &Command) -> (i32, bool) {
 
 type Fields = Vec<(&'static str, serde_json::Value)>;
 
+fn user_time(t: &str, now: i64, flag: &str) -> Result<i64> {
+    parse_user_time(t, now).map_err(|m| Error::Usage(format!("{flag}: {m}")))
+}
+
+/// Take the target lock for a writing verb (`--lock-wait`, `--break-lock`).
+fn lock(common: &Common, o: &Opts, command: &str) -> Result<crate::lock::Held> {
+    let wait = match &o.lock_wait {
+        Some(w) => Some(Duration::from_secs(
+            crate::format::time::parse_interval(w)
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--lock-wait / SWIFTDUP_LOCK_WAIT: {w:?} is not an interval like 30s or 10m"
+                    ))
+                })? as u64,
+        )),
+        None => None,
+    };
+    let held = crate::lock::acquire(
+        common,
+        &crate::lock::Options {
+            wait,
+            break_lock: o.break_lock,
+            command: command.to_string(),
+            hostname: o.hostname.clone().unwrap_or_else(platform::hostname),
+        },
+    )?;
+    log::debug(
+        "lock",
+        "took the target lock",
+        vec![("object", json!(held.object()))],
+    );
+    Ok(held)
+}
+
+fn code_for(warnings: u64) -> i32 {
+    if warnings > 0 {
+        exit::PARTIAL
+    } else {
+        exit::SUCCESS
+    }
+}
+
 fn run(cmd: &Command) -> Result<(Fields, i32)> {
+    let o = cmd.opts();
+    let stdout = std::io::stdout();
     match cmd {
         Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => {
-            let o = &a.opts;
             let common = common(&a.url, o, true)?;
             let force_full = match cmd {
                 Command::Full(_) => Some(true),
@@ -552,11 +732,7 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 _ => None,
             };
             let full_if_older_than = match &o.full_if_older_than {
-                Some(t) => Some(
-                    common.now
-                        - parse_user_time(t, common.now)
-                            .map_err(|m| Error::Usage(format!("--full-if-older-than: {m}")))?,
-                ),
+                Some(t) => Some(common.now - user_time(t, common.now, "--full-if-older-than")?),
                 None => None,
             };
             let opts = BackupOpts {
@@ -567,24 +743,34 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 allow_source_mismatch: o.allow_source_mismatch,
                 full_if_older_than,
                 full_if_no_signatures: o.full_if_no_signatures,
+                max_chain_length: o.max_chain_length.map(|n| n as usize),
                 compress_level: o.compress_level,
             };
+            let _lock = lock(&common, o, cmd.name())?;
             let s = commands::backup::run(&common, &opts)?;
-            let code = if s.warnings > 0 {
-                exit::PARTIAL
-            } else {
-                exit::SUCCESS
-            };
-            Ok((s.to_fields(), code))
+            let mut code = code_for(s.warnings);
+            let mut fields = s.to_fields();
+            if let Some(n) = o.keep_full {
+                // The backup is stored; a failed prune does not undo it, it is a warning.
+                let policy = commands::prune::Policy::AllButNFull(n as usize);
+                match commands::prune::run(&common, policy, true, false, &mut std::io::sink()) {
+                    Ok(p) => fields.push(("pruned_sets", json!(p.sets))),
+                    Err(e) => {
+                        log::warn(
+                            "warning",
+                            &format!("the backup is stored, but --keep-full failed: {e}"),
+                            vec![("code", json!(e.code()))],
+                        );
+                        code = exit::PARTIAL;
+                    }
+                }
+            }
+            Ok((fields, code))
         }
         Command::Restore(a) => {
-            let o = &a.opts;
             let common = common(&a.url, o, false)?;
             let time = match &o.time {
-                Some(t) => Some(
-                    parse_user_time(t, common.now)
-                        .map_err(|m| Error::Usage(format!("--time: {m}")))?,
-                ),
+                Some(t) => Some(user_time(t, common.now, "--time")?),
                 None => None,
             };
             let opts = RestoreOpts {
@@ -596,14 +782,82 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 restore_ownership: !o.do_not_restore_ownership,
             };
             let s = commands::restore::run(&common, &opts)?;
-            let code = if s.warnings > 0 {
-                exit::PARTIAL
+            Ok((s.to_fields(), code_for(s.warnings)))
+        }
+        Command::Verify(a) => {
+            let common = common(&a.url, o, false)?;
+            let opts = commands::verify::VerifyOpts {
+                source: a.source.clone(),
+                time: match &o.time {
+                    Some(t) => Some(user_time(t, common.now, "--time")?),
+                    None => None,
+                },
+                file_to_restore: o.file_to_restore.as_deref().map(parse_index),
+                compare_data: o.compare_data,
+            };
+            let s = commands::verify::run(&common, &opts, o.json, &mut stdout.lock())?;
+            let code = if s.differences > 0 {
+                exit::DIFFERENCES
             } else {
-                exit::SUCCESS
+                code_for(s.warnings)
             };
             Ok((s.to_fields(), code))
         }
+        Command::CollectionStatus(a) => {
+            let common = common(&a.url, o, false)?;
+            let s = commands::status::run(&common)?;
+            let text = if o.json {
+                format!("{:#}\n", s.doc)
+            } else {
+                s.text.clone()
+            };
+            use std::io::Write;
+            stdout
+                .lock()
+                .write_all(text.as_bytes())
+                .map_err(|e| Error::io("standard output", e))?;
+            Ok((s.to_fields(), exit::SUCCESS))
+        }
+        Command::ListCurrentFiles(a) => {
+            let common = common(&a.url, o, false)?;
+            let time = match &o.time {
+                Some(t) => Some(user_time(t, common.now, "--time")?),
+                None => None,
+            };
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let s = commands::list::run(&common, time, o.json, &mut out)?;
+            Ok((s.to_fields(), exit::SUCCESS))
+        }
+        Command::Cleanup(a) => prune(&a.url, o, cmd, |_| Ok(commands::prune::Policy::Cleanup)),
+        Command::RemoveOlderThan(a) => prune(&a.url, o, cmd, |c| {
+            Ok(commands::prune::Policy::OlderThan(user_time(
+                &a.older_than,
+                c.now,
+                "remove-older-than TIME",
+            )?))
+        }),
+        Command::RemoveAllButNFull(a) => prune(&a.url, o, cmd, |_| {
+            Ok(commands::prune::Policy::AllButNFull(a.count as usize))
+        }),
+        Command::RemoveAllIncOfButNFull(a) => prune(&a.url, o, cmd, |_| {
+            Ok(commands::prune::Policy::AllIncOfButNFull(a.count as usize))
+        }),
     }
+}
+
+/// The deleting verbs: under the target lock, dry unless --force.
+fn prune(
+    url: &str,
+    o: &Opts,
+    cmd: &Command,
+    policy: impl FnOnce(&Common) -> Result<commands::prune::Policy>,
+) -> Result<(Fields, i32)> {
+    let common = common(url, o, false)?;
+    let policy = policy(&common)?;
+    let _lock = lock(&common, o, cmd.name())?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let s = commands::prune::run(&common, policy, o.force, o.json, &mut out)?;
+    Ok((s.to_fields(), exit::SUCCESS))
 }
 
 #[cfg(test)]

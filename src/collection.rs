@@ -251,6 +251,31 @@ impl Collection {
         })
     }
 
+    /// Signature files in `names` that no complete chain uses: left by runs that died
+    /// before their manifest, or by sets deleted since. `cleanup` removes them.
+    pub fn unused_signatures(&self, names: &[String], prefixes: &Prefixes) -> Vec<String> {
+        // Judged file by file, not through `sig_chain_for`: a chain that lost one signature
+        // file keeps the others (they still serve restores of stock's list-current-files).
+        let used = |kind: &FileKind| {
+            self.chains.iter().any(|c| match *kind {
+                FileKind::FullSignatures { time } => c.start() == time,
+                FileKind::NewSignatures { start, end } => {
+                    c.incs.iter().any(|s| s.start == start && s.end == end)
+                }
+                _ => true,
+            })
+        };
+        names
+            .iter()
+            .filter(|n| {
+                prefixes
+                    .parse(n)
+                    .is_some_and(|p| !p.partial && p.kind.is_signature() && !used(&p.kind))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The chain a restore at `t` uses (§7.1): the one covering `t`, else the newest that
     /// ends before `t`, else the oldest.
     pub fn chain_at(&self, t: i64) -> Option<&Chain> {

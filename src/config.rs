@@ -54,6 +54,8 @@ pub struct BackupOpts {
     /// Make a full backup when the old signatures cannot be read (public-key mode without
     /// the secret key and without a cache) instead of failing.
     pub full_if_no_signatures: bool,
+    /// Make a full backup rather than an incremental beyond this many (`--max-chain-length`).
+    pub max_chain_length: Option<usize>,
     pub compress_level: u32,
 }
 

@@ -18,6 +18,7 @@ pub mod error;
 pub mod format;
 pub mod http;
 pub mod interrupt;
+pub mod lock;
 pub mod log;
 pub mod metrics;
 pub mod platform;

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 
-
 const PASS: &str = "swift interop passphrase";
 
 struct Ctx {

@@ -20,7 +20,6 @@ use wasm::*;
 
 const PASS: &str = "swift wasm passphrase";
 
-
 #[test]
 fn wasm_backs_up_to_swift_over_wasi_http_and_restores_like_native() {
     let env = swift_env();

@@ -70,7 +70,7 @@ impl Summary {
 }
 
 /// The tar type of an entry.
-fn tar_type(k: Kind) -> u8 {
+pub(crate) fn tar_type(k: Kind) -> u8 {
     match k {
         Kind::File => tar::REGTYPE,
         Kind::Dir => tar::DIRTYPE,
@@ -426,6 +426,9 @@ impl Run<'_> {
 /// The plan for this run.
 struct Plan<'c> {
     chain: Option<&'c Chain>,
+    /// Which rule decided, a stable word for the `plan` event: requested, no_chain,
+    /// no_signatures, full_if_older_than, max_chain_length, incremental.
+    rule: &'static str,
     reason: String,
 }
 
@@ -435,14 +438,15 @@ fn decide<'c>(
     common: &Common,
     opts: &BackupOpts,
 ) -> Result<Plan<'c>> {
-    let full = |reason: &str| {
+    let full = |rule: &'static str, reason: &str| {
         Ok(Plan {
             chain: None,
+            rule,
             reason: reason.to_string(),
         })
     };
     if opts.force_full == Some(true) {
-        return full("full backup requested");
+        return full("requested", "full backup requested");
     }
     let explicit_inc = opts.force_full == Some(false);
     let no_chain = |why: String| {
@@ -451,7 +455,7 @@ fn decide<'c>(
                 "{why}; run a full backup first (swiftdup full)"
             )))
         } else {
-            full(&why)
+            full("no_chain", &why)
         }
     };
     let Some(chain) = coll.latest_chain() else {
@@ -462,10 +466,24 @@ fn decide<'c>(
     };
     if let Some(age) = opts.full_if_older_than {
         if !explicit_inc && chain.start() < common.now - age {
-            return full(&format!(
-                "chain started {} which is older than --full-if-older-than",
-                crate::format::time::rfc3339(chain.start())
-            ));
+            return full(
+                "full_if_older_than",
+                &format!(
+                    "chain started {} which is older than --full-if-older-than",
+                    crate::format::time::rfc3339(chain.start())
+                ),
+            );
+        }
+    }
+    if let Some(max) = opts.max_chain_length {
+        if !explicit_inc && chain.incs.len() >= max {
+            return full(
+                "max_chain_length",
+                &format!(
+                    "the chain has {} incremental(s), the most --max-chain-length allows",
+                    chain.incs.len()
+                ),
+            );
         }
     }
     if !common.crypto.can_read_own {
@@ -475,7 +493,10 @@ fn decide<'c>(
         });
         if !all_cached {
             if opts.full_if_no_signatures && !explicit_inc {
-                return full("old signatures are encrypted and no secret key was given (--full-if-no-signatures)");
+                return full(
+                    "no_signatures",
+                    "old signatures are encrypted and no secret key was given (--full-if-no-signatures)",
+                );
             }
             return Err(Error::NoChain(
                 "an incremental needs the previous signatures, which are encrypted to your public key and not in the local cache: \
@@ -486,6 +507,7 @@ fn decide<'c>(
     }
     Ok(Plan {
         chain: Some(chain),
+        rule: "incremental",
         reason: format!(
             "extending the chain started {}",
             crate::format::time::rfc3339(chain.start())
@@ -606,6 +628,7 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
         ),
         vec![
             ("type", json!(if full { "full" } else { "incremental" })),
+            ("rule", json!(plan.rule)),
             ("reason", json!(plan.reason)),
             ("set_time", json!(crate::format::time::rfc3339(end))),
         ],
@@ -656,6 +679,7 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     loop {
         interrupt::check()?;
         run.progress();
+        crate::lock::tick();
         // Entries below an unreadable directory keep their previous state.
         if let (Some(c), Some(o)) = (&carried, &old) {
             if o.index.starts_with(c) {

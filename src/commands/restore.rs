@@ -56,25 +56,26 @@ impl Summary {
     }
 }
 
-struct Member {
-    index: Index,
-    kind: MemberKind,
+pub(crate) struct Member {
+    pub(crate) index: Index,
+    pub(crate) kind: MemberKind,
     multivol: bool,
-    header: Header,
+    pub(crate) header: Header,
 }
 
 /// One set's volumes read as a single stream of members.
-struct SetStream<'a> {
+pub(crate) struct SetStream<'a> {
     backend: &'a dyn Backend,
     common: &'a Common,
     suffix: crate::format::names::Suffix,
-    volumes: VecDeque<(String, Option<String>)>,
+    pub(crate) volumes: VecDeque<(String, Option<String>)>,
     tar: Option<TarReader<Box<dyn Read + 'a>>>,
-    object: String,
-    head: Option<Member>,
+    pub(crate) object: String,
+    pub(crate) head: Option<Member>,
     /// Bytes of the current entry still unread in the current member.
     in_member: bool,
-    stats: (u64, u64),
+    /// Volumes and bytes downloaded.
+    pub(crate) stats: (u64, u64),
 }
 
 impl<'a> SetStream<'a> {
@@ -192,7 +193,7 @@ impl<'a> SetStream<'a> {
     }
 
     /// Skip the current entry entirely.
-    fn skip_entry(&mut self) -> Result<()> {
+    pub(crate) fn skip_entry(&mut self) -> Result<()> {
         let mut r = self.entry_reader();
         io::copy(&mut r, &mut io::sink()).map_err(unwrap_io)?;
         r.finish()
@@ -406,33 +407,19 @@ fn set_files(md: &Metadata, set: &BackupSet) -> Result<Manifest> {
 }
 
 /// Run one restore.
-pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
-    let backend = target::open(&common.url, target::Access::Read, &common.backend)?;
-    let names = backend.list(&common.prefixes.file)?;
-    let coll = Collection::from_names(&names, &common.prefixes);
-    let md = Metadata {
-        backend: backend.as_ref(),
-        cache: Cache::open(common)?,
-        common,
-    };
-    md.prune_spurious(&names)?;
-    let t = opts.time.unwrap_or(common.now);
-    let Some(chain) = coll.chain_at(t) else {
-        return Err(Error::NothingToRestore(format!(
-            "no complete backup in {}",
-            log::redact(&common.url)
-        )));
-    };
-    let sets = chain.sets_until(t);
-    let prefix: Index = opts.file_to_restore.clone().unwrap_or_default();
-
-    // Plan: every set's manifest, and the volumes it needs.
+/// One stream per set up to the restore time, each with the volumes that may hold `prefix`.
+pub(crate) fn set_streams<'a>(
+    md: &Metadata<'a>,
+    sets: &[&BackupSet],
+    prefix: &Index,
+) -> Result<Vec<SetStream<'a>>> {
+    let (backend, common) = (md.backend, md.common);
     let mut streams = Vec::new();
-    for set in &sets {
-        let m = set_files(&md, set)?;
+    for set in sets {
+        let m = set_files(md, set)?;
         let mut vols = VecDeque::new();
         for (num, v) in &m.volumes {
-            if !prefix.is_empty() && !v.may_contain(&prefix) {
+            if !prefix.is_empty() && !v.may_contain(prefix) {
                 continue;
             }
             let name = set.volumes.get(num).cloned().ok_or_else(|| {
@@ -454,7 +441,7 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
             vols.push_back((name, v.sha1().map(str::to_string)));
         }
         streams.push(SetStream {
-            backend: backend.as_ref(),
+            backend,
             common,
             suffix: set.suffix,
             volumes: vols,
@@ -465,6 +452,30 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
             stats: (0, 0),
         });
     }
+    Ok(streams)
+}
+
+pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
+    let backend = target::open(&common.url, target::Access::Read, &common.backend)?;
+    let names = backend.list(&common.prefixes.file)?;
+    let coll = Collection::from_names(&names, &common.prefixes);
+    let md = Metadata {
+        backend: backend.as_ref(),
+        cache: Cache::open(common)?,
+        common,
+    };
+    md.prune_spurious(&names)?;
+    let t = opts.time.unwrap_or(common.now);
+    let Some(chain) = coll.chain_at(t) else {
+        return Err(Error::NothingToRestore(format!(
+            "no complete backup in {}",
+            log::redact(&common.url)
+        )));
+    };
+    let sets = chain.sets_until(t);
+    let prefix: Index = opts.file_to_restore.clone().unwrap_or_default();
+
+    let mut streams = set_streams(&md, &sets, &prefix)?;
     if !prefix.is_empty() && streams.iter().all(|s| s.volumes.is_empty()) {
         return Err(Error::PathNotFound(index_display(&prefix)));
     }
@@ -532,6 +543,31 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
             ..Summary::default()
         },
     };
+    let found = merge(&mut streams, &prefix, |streams, holders, index| {
+        restore_entry(streams, holders, index, &mut w)
+    })?;
+    w.flush_dirs(None)?;
+    if !prefix.is_empty() && !found {
+        return Err(Error::PathNotFound(index_display(&prefix)));
+    }
+    for s in &streams {
+        w.summary.volumes_read += s.stats.0;
+        w.summary.bytes_downloaded += s.stats.1;
+    }
+    Ok(w.summary)
+}
+
+/// The k-way merge of the sets' streams by index: for each path under `prefix`, `entry` gets
+/// the streams that hold it, from the last full copy (snapshot) to the newest delta; older
+/// members are skipped. Returns whether anything under `prefix` was seen.
+pub(crate) fn merge(
+    streams: &mut [SetStream],
+    prefix: &Index,
+    mut entry: impl FnMut(&mut [SetStream], &[usize], &Index) -> Result<()>,
+) -> Result<bool> {
+    for s in streams.iter_mut() {
+        s.advance()?;
+    }
     let mut found = false;
     loop {
         interrupt::check()?;
@@ -545,7 +581,7 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
         let holders: Vec<usize> = (0..streams.len())
             .filter(|&i| streams[i].head.as_ref().is_some_and(|h| h.index == min))
             .collect();
-        if !min.starts_with(&prefix) {
+        if !min.starts_with(prefix) {
             for &i in &holders {
                 streams[i].skip_entry()?;
             }
@@ -567,18 +603,9 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
         for &i in &holders[..keep_from] {
             streams[i].skip_entry()?;
         }
-        let chain_of = &holders[keep_from..];
-        restore_entry(&mut streams, chain_of, &min, &mut w)?;
+        entry(streams, &holders[keep_from..], &min)?;
     }
-    w.flush_dirs(None)?;
-    if !prefix.is_empty() && !found {
-        return Err(Error::PathNotFound(index_display(&prefix)));
-    }
-    for s in &streams {
-        w.summary.volumes_read += s.stats.0;
-        w.summary.bytes_downloaded += s.stats.1;
-    }
-    Ok(w.summary)
+    Ok(found)
 }
 
 fn restore_entry(
@@ -706,57 +733,94 @@ fn restore_entry(
 
     // A regular file: base snapshot, then each delta in order.
     w.clear(&path, false)?;
+    let mut out = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
     let tempdir = w.common.tempdir.clone();
-    let mut current: Option<File> = None;
-    let last = holders.len() - 1;
-    for (pos, &i) in holders.iter().enumerate() {
-        let is_last = pos == last;
-        let mut out: File = if is_last {
-            File::create(&path).map_err(|e| Error::io(path.display(), e))?
-        } else {
-            tempfile_in(&tempdir)?
-        };
-        let obj = streams[i].object.clone();
-        let kind = streams[i].head.as_ref().map(|h| h.kind);
-        {
-            let mut r = streams[i].entry_reader();
-            match (kind, current.as_mut()) {
-                (Some(MemberKind::Snapshot), _) => {
-                    let mut bw = io::BufWriter::with_capacity(1 << 16, &mut out);
-                    io::copy(&mut r, &mut bw).map_err(|e| write_or_read_error(e, &path))?;
-                    bw.flush().map_err(|e| Error::io(path.display(), e))?;
-                }
-                (Some(MemberKind::Diff), Some(basis)) => {
-                    basis
-                        .seek(io::SeekFrom::Start(0))
-                        .map_err(|e| Error::io("restore spool", e))?;
-                    let mut basis = io::BufReader::with_capacity(1 << 16, basis);
-                    let mut bw = io::BufWriter::with_capacity(1 << 16, &mut out);
-                    delta::patch(&mut basis, &mut r, &mut bw).map_err(|e| match e {
-                        delta::DeltaError::Io(io) => write_or_read_error(io, &path),
-                        other => {
-                            Error::integrity(&obj, format!("{}: {other}", index_display(index)))
-                        }
-                    })?;
-                    bw.flush().map_err(|e| Error::io(path.display(), e))?;
-                }
-                _ => {
-                    return Err(Error::integrity(
-                        &obj,
-                        format!("{}: unexpected member kind", index_display(index)),
-                    ))
-                }
-            }
-            r.finish()?;
-        }
-        current = Some(out);
-    }
-    if let Some(f) = current {
-        w.summary.bytes_written += f.metadata().map(|m| m.len()).unwrap_or(0);
-    }
+    w.summary.bytes_written += rebuild_file(streams, holders, index, &tempdir, &mut out, &path)?;
+    drop(out);
     w.set_meta(&path, &header, false)?;
     w.summary.files += 1;
     Ok(())
+}
+
+/// Counts what passes through.
+struct Counting<'w> {
+    inner: &'w mut dyn Write,
+    n: u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Rebuild a regular file from its snapshot and the deltas after it (the `holders` of the
+/// merge) into `out`, returning its length. Intermediate versions are spooled to anonymous
+/// temporary files, so memory does not depend on the file's size. `path` names the file in
+/// errors about writing `out`.
+pub(crate) fn rebuild_file(
+    streams: &mut [SetStream],
+    holders: &[usize],
+    index: &Index,
+    tempdir: &Path,
+    out: &mut dyn Write,
+    path: &Path,
+) -> Result<u64> {
+    let mut basis: Option<File> = None;
+    let last = holders.len().saturating_sub(1);
+    let mut written = 0;
+    for (pos, &i) in holders.iter().enumerate() {
+        let mut spool = if pos == last {
+            None
+        } else {
+            Some(tempfile_in(tempdir)?)
+        };
+        let mut counting = Counting {
+            inner: match spool.as_mut() {
+                Some(f) => f,
+                None => &mut *out,
+            },
+            n: 0,
+        };
+        let obj = streams[i].object.clone();
+        let kind = streams[i].head.as_ref().map(|h| h.kind);
+        let mut r = streams[i].entry_reader();
+        match (kind, basis.as_mut()) {
+            (Some(MemberKind::Snapshot), _) => {
+                let mut bw = io::BufWriter::with_capacity(1 << 16, &mut counting);
+                io::copy(&mut r, &mut bw).map_err(|e| write_or_read_error(e, path))?;
+                bw.flush().map_err(|e| Error::io(path.display(), e))?;
+            }
+            (Some(MemberKind::Diff), Some(b)) => {
+                b.seek(io::SeekFrom::Start(0))
+                    .map_err(|e| Error::io("restore spool", e))?;
+                let mut b = io::BufReader::with_capacity(1 << 16, b);
+                let mut bw = io::BufWriter::with_capacity(1 << 16, &mut counting);
+                delta::patch(&mut b, &mut r, &mut bw).map_err(|e| match e {
+                    delta::DeltaError::Io(io) => write_or_read_error(io, path),
+                    other => Error::integrity(&obj, format!("{}: {other}", index_display(index))),
+                })?;
+                bw.flush().map_err(|e| Error::io(path.display(), e))?;
+            }
+            _ => {
+                return Err(Error::integrity(
+                    &obj,
+                    format!("{}: unexpected member kind", index_display(index)),
+                ))
+            }
+        }
+        r.finish()?;
+        written = counting.n;
+        if spool.is_some() {
+            basis = spool;
+        }
+    }
+    Ok(written)
 }
 
 fn write_or_read_error(e: io::Error, path: &Path) -> Error {

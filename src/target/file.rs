@@ -70,7 +70,7 @@ impl Backend for FileBackend {
         })
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let rd = fs::read_dir(&self.dir).map_err(|e| Error::io(self.dir.display(), e))?;
         let mut names = Vec::new();
         for e in rd {
@@ -78,7 +78,12 @@ impl Backend for FileBackend {
             // Names that are not UTF-8 cannot be duplicity files; skip them.
             if let Ok(n) = e.file_name().into_string() {
                 if n.starts_with(prefix) && !n.ends_with(".swiftdup-part") {
-                    names.push(n);
+                    // A file deleted between the listing and the stat is simply not listed.
+                    match e.metadata() {
+                        Ok(m) => names.push((n, m.len())),
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                        Err(err) => return Err(Error::io(self.dir.display(), err)),
+                    }
                 }
             }
         }

@@ -78,11 +78,26 @@ pub trait Backend {
     /// Store the local file `src` under `name`, replacing any object of that name. A retry
     /// reads `src` again from the start, which is why uploads come from a spooled file.
     fn put(&self, name: &str, src: &Path) -> Result<()>;
+    /// `put`, for an object the storage may drop after `ttl` (lock objects). Backends
+    /// without expiry store it like any other; readers judge expiry by the lock's name.
+    fn put_expiring(&self, name: &str, src: &Path, ttl: Duration) -> Result<()> {
+        let _ = ttl;
+        self.put(name, src)
+    }
     /// Download the object into `dest` (an empty file) and return its size;
     /// `Error::NotFound` when it does not exist. A retry may truncate and rewrite `dest`.
     fn get(&self, name: &str, dest: &mut File) -> Result<u64>;
-    /// Every object name that starts with `prefix` (all of them, paginated as needed).
-    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Every object that starts with `prefix` (all of them, paginated as needed), with its
+    /// size in bytes.
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
+    /// Every object name that starts with `prefix`.
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_sized(prefix)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
     /// Remove an object; removing a missing object is not an error.
     fn delete(&self, name: &str) -> Result<()>;
     /// A description for logs, without secrets.

@@ -421,7 +421,7 @@ impl SwiftBackend {
     }
 
     /// One listing page: the names after `marker` that start with `full_prefix`.
-    fn list_page(&self, full_prefix: &str, marker: &str, what: &str) -> Result<Vec<String>> {
+    fn list_page(&self, full_prefix: &str, marker: &str, what: &str) -> Result<Vec<(String, u64)>> {
         let mut url = format!(
             "{}?format=json&limit={PAGE}&prefix={}",
             self.container_url,
@@ -473,8 +473,8 @@ impl SwiftBackend {
     }
 }
 
-impl Backend for SwiftBackend {
-    fn put(&self, name: &str, src: &Path) -> Result<()> {
+impl SwiftBackend {
+    fn put_with(&self, name: &str, src: &Path, ttl: Option<std::time::Duration>) -> Result<()> {
         self.check_writable(name)?;
         let url = self.object_url(name)?;
         let (md5, len) = md5_file(src)?;
@@ -484,6 +484,10 @@ impl Backend for SwiftBackend {
                 let file = File::open(src).map_err(|e| Error::io(src.display(), e))?;
                 let mut req = self.req(Method::Put, url.clone());
                 req.headers.push(("ETag".into(), md5.clone()));
+                if let Some(ttl) = ttl {
+                    req.headers
+                        .push(("X-Delete-After".into(), ttl.as_secs().max(1).to_string()));
+                }
                 req.headers
                     .push(("Content-Type".into(), "application/octet-stream".into()));
                 req.body = Some(http::Body { file, len });
@@ -512,6 +516,17 @@ impl Backend for SwiftBackend {
             },
         )
     }
+}
+
+impl Backend for SwiftBackend {
+    fn put(&self, name: &str, src: &Path) -> Result<()> {
+        self.put_with(name, src, None)
+    }
+
+    fn put_expiring(&self, name: &str, src: &Path, ttl: std::time::Duration) -> Result<()> {
+        // Swift deletes it by itself: a lock left by a killed job does not linger.
+        self.put_with(name, src, Some(ttl))
+    }
 
     fn get(&self, name: &str, dest: &mut File) -> Result<u64> {
         let url = self.object_url(name)?;
@@ -526,14 +541,14 @@ impl Backend for SwiftBackend {
         )
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let full_prefix = format!("{}{prefix}", self.prefix);
         let what = format!("{}/{full_prefix}* (listing)", self.container);
         let mut names = Vec::new();
         let mut marker = String::new();
         loop {
             let page = self.list_page(&full_prefix, &marker, &what)?;
-            let Some(last) = page.last().cloned() else {
+            let Some(last) = page.last().map(|(n, _)| n.clone()) else {
                 break;
             };
             // A server that ignored the marker would page forever.
@@ -544,9 +559,9 @@ impl Backend for SwiftBackend {
                     trans_id: None,
                 });
             }
-            names.extend(page.into_iter().filter_map(|n| {
+            names.extend(page.into_iter().filter_map(|(n, size)| {
                 n.strip_prefix(&full_prefix)
-                    .map(|rest| format!("{prefix}{rest}"))
+                    .map(|rest| (format!("{prefix}{rest}"), size))
             }));
             // Some Swift-compatible servers end pages early: only an empty page ends it.
             marker = last;
@@ -702,7 +717,7 @@ fn sleep_interruptibly(d: Duration) -> Result<()> {
 }
 
 /// Names from a JSON listing page (`[{"name": ...}, ...]`).
-fn parse_listing(body: &[u8]) -> std::result::Result<Vec<String>, String> {
+fn parse_listing(body: &[u8]) -> std::result::Result<Vec<(String, u64)>, String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("listing is not valid JSON: {e}"))?;
     let items = v
@@ -711,7 +726,11 @@ fn parse_listing(body: &[u8]) -> std::result::Result<Vec<String>, String> {
     let mut names = Vec::with_capacity(items.len());
     for item in items {
         match item.get("name").and_then(|n| n.as_str()) {
-            Some(n) => names.push(n.to_string()),
+            // Sizes are informational (status); a listing without them still lists.
+            Some(n) => names.push((
+                n.to_string(),
+                item.get("bytes").and_then(|b| b.as_u64()).unwrap_or(0),
+            )),
             // `subdir` entries appear only with a delimiter, which is never sent.
             None if item.get("subdir").is_some() => {}
             None => return Err(format!("listing entry without a name: {item}")),
@@ -827,7 +846,7 @@ mod tests {
     fn listing_json() {
         assert_eq!(
             parse_listing(br#"[{"name":"a b","bytes":1},{"subdir":"x/"}]"#).unwrap(),
-            vec!["a b".to_string()]
+            vec![("a b".to_string(), 1)]
         );
         assert!(parse_listing(b"[{\"na").is_err());
         assert!(parse_listing(b"{}").is_err());

@@ -1,0 +1,391 @@
+//! The target lock: two jobs that write the same target (backup, cleanup, the remove-*
+//! verbs) never interleave.
+//!
+//! Each holder writes its own object, `<file-prefix>swiftdup-lock.<created>.<id>.<expires>`,
+//! then lists every lock object: it holds the lock when no other live lock is older than its
+//! own (ties broken by id). Because everyone writes before listing, two racing jobs cannot
+//! both see themselves as the oldest, and nothing is ever overwritten, so no conditional
+//! PUT is needed. The expiry is in the name, so the listing alone says which locks are
+//! live; on Swift the object also carries `X-Delete-After`, so a lock left by a killed pod
+//! disappears by itself. A live job renews its lock (a new object, then the old one
+//! deleted) well before it expires: from a thread on native builds, and from the backup
+//! loop on WASI, which has no threads.
+//!
+//! Stock duplicity ignores these objects (they are not duplicity file names).
+
+use crate::config::Common;
+use crate::error::{Error, Result};
+use crate::format::time::rfc3339;
+use crate::log;
+use crate::target::{self, Backend};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a lock lives without renewal. A killed job blocks others this long at most.
+pub const TTL: Duration = Duration::from_secs(15 * 60);
+/// How often a live job renews it: several renewals fit in one TTL, so a slow request or
+/// two does not let the lock lapse.
+const RENEW_EVERY: Duration = Duration::from_secs(3 * 60);
+const POLL: Duration = Duration::from_secs(5);
+
+const STEM: &str = "swiftdup-lock.";
+
+/// One lock object, parsed from its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockInfo {
+    pub name: String,
+    pub created: i64,
+    pub id: String,
+    pub expires: i64,
+}
+
+/// Parse `<prefix>swiftdup-lock.<created>.<id>.<expires>`.
+pub fn parse(prefix: &str, name: &str) -> Option<LockInfo> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix(STEM)?;
+    let mut parts = rest.split('.');
+    let created = parts.next()?.parse().ok()?;
+    let id = parts.next()?.to_string();
+    let expires = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(LockInfo {
+        name: name.to_string(),
+        created,
+        id,
+        expires,
+    })
+}
+
+/// The lock objects among `names`.
+pub fn locks_in(prefix: &str, names: &[String]) -> Vec<LockInfo> {
+    names.iter().filter_map(|n| parse(prefix, n)).collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn random_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    crate::volume::hex(&b)
+}
+
+/// What the lock object holds: who took it, for the message another job prints.
+fn body(command: &str, hostname: &str) -> Vec<u8> {
+    json!({
+        "tool": "swiftdup",
+        "version": env!("CARGO_PKG_VERSION"),
+        "command": command,
+        "hostname": hostname,
+        "pid": crate::platform::process_id(),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+struct State {
+    current: String,
+    created: i64,
+    id: String,
+    last_renewal: Instant,
+    body: Vec<u8>,
+}
+
+/// The lock object and what renews it; dropping it deletes the object.
+pub struct Lock {
+    backend: Box<dyn Backend>,
+    /// For the renewer thread, which opens its own connection (backends are not `Send`).
+    url: String,
+    backend_opts: target::Options,
+    prefix: String,
+    tempdir: std::path::PathBuf,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How to take the lock.
+pub struct Options {
+    /// Wait up to this long for another job's lock to go away (`--lock-wait`).
+    pub wait: Option<Duration>,
+    /// Remove other jobs' locks first (`--break-lock`).
+    pub break_lock: bool,
+    pub command: String,
+    pub hostname: String,
+}
+
+fn store(backend: &dyn Backend, tempdir: &std::path::Path, name: &str, body: &[u8]) -> Result<()> {
+    let tmp = crate::cache::TempPath::new(tempdir, "lock")?;
+    std::fs::write(&tmp.0, body).map_err(|e| Error::io(tmp.0.display(), e))?;
+    backend.put_expiring(name, &tmp.0, TTL)
+}
+
+fn object_name(prefix: &str, created: i64, id: &str) -> String {
+    format!(
+        "{prefix}{STEM}{created}.{id}.{}",
+        now() + TTL.as_secs() as i64
+    )
+}
+
+/// Take the lock on the target `common` names, or fail with `Error::Locked`.
+pub fn acquire(common: &Common, opts: &Options) -> Result<Held> {
+    let backend = target::open(&common.url, target::Access::Write, &common.backend)?;
+    let prefix = common.prefixes.file.clone();
+    let body = body(&opts.command, &opts.hostname);
+    let deadline = opts.wait.map(|w| Instant::now() + w);
+    if opts.break_lock {
+        for l in locks_in(&prefix, &backend.list(&prefix)?) {
+            log::warn(
+                "warning",
+                &format!(
+                    "breaking lock {} taken at {} (--break-lock)",
+                    l.name,
+                    rfc3339(l.created)
+                ),
+                vec![("code", json!("lock_broken")), ("object", json!(l.name))],
+            );
+            backend.delete(&l.name)?;
+        }
+    }
+    loop {
+        let created = now();
+        let id = random_id();
+        let name = object_name(&prefix, created, &id);
+        store(backend.as_ref(), &common.tempdir, &name, &body)?;
+        let now = now();
+        let mut holder: Option<LockInfo> = None;
+        for l in locks_in(&prefix, &backend.list(&prefix)?) {
+            if l.id == id {
+                continue;
+            }
+            if l.expires < now {
+                // Left by a job that died: clear it so listings stay short.
+                let _ = backend.delete(&l.name);
+                continue;
+            }
+            if (l.created, &l.id) < (created, &id)
+                && holder
+                    .as_ref()
+                    .is_none_or(|h| (l.created, &l.id) < (h.created, &h.id))
+            {
+                holder = Some(l);
+            }
+        }
+        let Some(h) = holder else {
+            let state = Arc::new(Mutex::new(State {
+                current: name,
+                created,
+                id,
+                last_renewal: Instant::now(),
+                body,
+            }));
+            let mut lock = Lock {
+                backend,
+                url: common.url.clone(),
+                backend_opts: common.backend.clone(),
+                prefix,
+                tempdir: common.tempdir.clone(),
+                state,
+                stop: Arc::new(AtomicBool::new(false)),
+                renewer: None,
+            };
+            lock.start_renewer();
+            return Ok(Held::new(lock));
+        };
+        // Someone older holds it: step back.
+        backend.delete(&name)?;
+        let msg = format!(
+            "the target is locked by another swiftdup job since {} (lock {}, expires {}); \
+             wait for it, use --lock-wait, or --break-lock if it is certainly gone",
+            rfc3339(h.created),
+            h.name,
+            rfc3339(h.expires)
+        );
+        match deadline {
+            Some(d) if Instant::now() + POLL < d => {
+                log::info(
+                    "lock_wait",
+                    &format!("waiting for the lock held since {}", rfc3339(h.created)),
+                    vec![("object", json!(h.name))],
+                );
+                let until = Instant::now() + POLL;
+                while Instant::now() < until {
+                    crate::interrupt::check()?;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            _ => return Err(Error::Locked(msg)),
+        }
+    }
+}
+
+/// Write a fresh lock object and delete the previous one.
+fn renew(
+    backend: &dyn Backend,
+    prefix: &str,
+    tempdir: &std::path::Path,
+    s: &mut State,
+) -> Result<()> {
+    let name = object_name(prefix, s.created, &s.id);
+    store(backend, tempdir, &name, &s.body)?;
+    let old = std::mem::replace(&mut s.current, name);
+    if old != s.current {
+        backend.delete(&old)?;
+    }
+    s.last_renewal = Instant::now();
+    Ok(())
+}
+
+impl Lock {
+    /// Renew from a thread where threads exist; elsewhere `tick` does it.
+    fn start_renewer(&mut self) {
+        let (url, opts, prefix, tempdir, state, stop) = (
+            self.url.clone(),
+            self.backend_opts.clone(),
+            self.prefix.clone(),
+            self.tempdir.clone(),
+            self.state.clone(),
+            self.stop.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("lock-renewer".into())
+            .spawn(move || {
+                let backend = match target::open(&url, target::Access::Write, &opts) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        log::warn(
+                            "warning",
+                            &format!("cannot renew the target lock: {e}"),
+                            vec![("code", json!("lock_renewal"))],
+                        );
+                        return;
+                    }
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let Ok(mut s) = state.lock() else { return };
+                    if s.last_renewal.elapsed() >= RENEW_EVERY {
+                        if let Err(e) = renew(backend.as_ref(), &prefix, &tempdir, &mut s) {
+                            log::warn(
+                                "warning",
+                                &format!("cannot renew the target lock: {e}"),
+                                vec![("code", json!("lock_renewal"))],
+                            );
+                            // Try again at the next round instead of every 200 ms.
+                            s.last_renewal = Instant::now();
+                        }
+                    }
+                }
+            });
+        self.renewer = spawned.ok();
+    }
+
+    /// Renew the lock if it is due and no thread does it (WASI).
+    fn tick(&self) {
+        if self.renewer.is_some() {
+            return;
+        }
+        let Ok(mut s) = self.state.lock() else { return };
+        if s.last_renewal.elapsed() >= RENEW_EVERY {
+            if let Err(e) = renew(self.backend.as_ref(), &self.prefix, &self.tempdir, &mut s) {
+                log::warn(
+                    "warning",
+                    &format!("cannot renew the target lock: {e}"),
+                    vec![("code", json!("lock_renewal"))],
+                );
+                s.last_renewal = Instant::now();
+            }
+        }
+    }
+
+    /// The lock object's current name.
+    pub fn object(&self) -> String {
+        self.state
+            .lock()
+            .map(|s| s.current.clone())
+            .unwrap_or_default()
+    }
+}
+
+thread_local! {
+    /// The lock this thread holds when no renewer thread could be started (WASI), so the
+    /// long loops can renew it through `tick` without being handed it.
+    static HELD: std::cell::RefCell<Option<std::rc::Weak<Lock>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Renew the held lock when it is due and no thread renews it. Cheap: call it from loops.
+pub fn tick() {
+    HELD.with(|h| {
+        if let Some(l) = h.borrow().as_ref().and_then(|w| w.upgrade()) {
+            l.tick();
+        }
+    });
+}
+
+/// A held lock, released (its object deleted) when the last handle is dropped.
+pub struct Held(std::rc::Rc<Lock>);
+
+impl Held {
+    /// The lock object's current name.
+    pub fn object(&self) -> String {
+        self.0.object()
+    }
+
+    fn new(l: Lock) -> Held {
+        let rc = std::rc::Rc::new(l);
+        if rc.renewer.is_none() {
+            HELD.with(|h| *h.borrow_mut() = Some(std::rc::Rc::downgrade(&rc)));
+        }
+        Held(rc)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.with(|h| *h.borrow_mut() = None);
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.renewer.take() {
+            let _ = t.join();
+        }
+        let name = self.object();
+        if let Err(e) = self.backend.delete(&name) {
+            log::warn(
+                "warning",
+                &format!("cannot release the target lock {name}: {e}; it expires by itself"),
+                vec![("code", json!("lock_release"))],
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let l = parse("p-", "p-swiftdup-lock.1700000000.00ff.1700000900").unwrap();
+        assert_eq!(
+            (l.created, l.id.as_str(), l.expires),
+            (1700000000, "00ff", 1700000900)
+        );
+        assert!(parse("", "p-swiftdup-lock.1.ab.2").is_none());
+        assert!(parse("", "swiftdup-lock.1.xyz.2").is_none());
+        assert!(parse("", "swiftdup-lock.1.ab.2.3").is_none());
+        assert!(parse("", "duplicity-full.20261129T000000Z.vol1.difftar.gpg").is_none());
+    }
+}
