@@ -1,11 +1,11 @@
 //! The target lock: two jobs that write the same target (backup, cleanup, the remove-*
 //! verbs) never interleave.
 //!
-//! Each holder writes its own object, `<file-prefix>swiftdup-lock.<created>.<id>.<expires>`,
-//! then lists every lock object: it holds the lock when no other live lock is older than its
-//! own (ties broken by id). Because everyone writes before listing, two racing jobs cannot
-//! both see themselves as the oldest, and nothing is ever overwritten, so no conditional
-//! PUT is needed. The expiry is in the name, so the listing alone says which locks are
+//! Each job writes its own object, `<file-prefix>swiftdup-lock.<created>.<id>.<expires>`,
+//! then lists every lock object: it holds the lock when no other live lock is there, and
+//! otherwise deletes its own and steps back. Because everyone writes before listing, two
+//! racing jobs cannot both miss each other (at worst both step back), and nothing is ever
+//! overwritten, so no conditional PUT is needed. The expiry is in the name, so the listing alone says which locks are
 //! live; on Swift the object also carries `X-Delete-After`, so a lock left by a killed pod
 //! disappears by itself. A live job renews its lock (a new object, then the old one
 //! deleted) well before it expires: from a thread on native builds, and from the backup
@@ -76,6 +76,11 @@ fn random_id() -> String {
     let mut b = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut b);
     crate::volume::hex(&b)
+}
+
+fn random_u16() -> u16 {
+    use rand::RngCore;
+    rand::rngs::OsRng.next_u32() as u16
 }
 
 /// What the lock object holds: who took it, for the message another job prints.
@@ -161,24 +166,14 @@ pub fn acquire(common: &Common, opts: &Options) -> Result<Held> {
         let name = object_name(&prefix, created, &id);
         store(backend.as_ref(), &common.tempdir, &name, &body)?;
         let now = now();
-        let mut holder: Option<LockInfo> = None;
-        for l in locks_in(&prefix, &backend.list(&prefix)?) {
-            if l.id == id {
-                continue;
-            }
-            if l.expires < now {
-                // Left by a job that died: clear it so listings stay short.
-                let _ = backend.delete(&l.name);
-                continue;
-            }
-            if (l.created, &l.id) < (created, &id)
-                && holder
-                    .as_ref()
-                    .is_none_or(|h| (l.created, &l.id) < (h.created, &h.id))
-            {
-                holder = Some(l);
-            }
-        }
+        // Any other live lock wins, whoever wrote first: a job that already holds the lock
+        // never looks again, so the newcomer must be the one to step back. Two jobs that
+        // start in the same instant may both step back; neither writes, and with
+        // --lock-wait they retry after a random pause.
+        let holder = locks_in(&prefix, &backend.list(&prefix)?)
+            .into_iter()
+            .filter(|l| l.id != id && l.expires >= now)
+            .min_by_key(|l| l.created);
         let Some(h) = holder else {
             let state = Arc::new(Mutex::new(State {
                 current: name,
@@ -216,7 +211,8 @@ pub fn acquire(common: &Common, opts: &Options) -> Result<Held> {
                     &format!("waiting for the lock held since {}", rfc3339(h.created)),
                     vec![("object", json!(h.name))],
                 );
-                let until = Instant::now() + POLL;
+                let jitter = Duration::from_millis(u64::from(random_u16()) % 2000);
+                let until = Instant::now() + POLL + jitter;
                 while Instant::now() < until {
                     crate::interrupt::check()?;
                     std::thread::sleep(Duration::from_millis(100));

@@ -904,3 +904,154 @@ fn assert_no_key_in(log: &[u8], env: &Env) {
         assert!(!log.contains(&k), "a key was logged");
     }
 }
+
+#[test]
+fn lock_objects_expire_by_themselves_on_swift() {
+    let env = Env::load();
+    let s = Scratch::new("swift-lock-expiry");
+    let prefix = run_prefix("lock-expiry");
+    let b = full(&env, &env.storage_url(), &prefix, &fast());
+    let p = work(&s).join("lock");
+    fs::write(&p, b"{}").unwrap();
+    b.put_expiring("swiftdup-lock.1.ab.2", &p, Duration::from_secs(1))
+        .unwrap();
+    let scratch = |n: &str| {
+        fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(work(&s).join(n))
+            .unwrap()
+    };
+    b.get("swiftdup-lock.1.ab.2", &mut scratch("got1")).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut f = scratch("got2");
+    assert!(
+        matches!(
+            b.get("swiftdup-lock.1.ab.2", &mut f),
+            Err(Error::NotFound(_))
+        ),
+        "the lock object outlived its X-Delete-After"
+    );
+}
+
+#[test]
+fn locking_status_and_retention_through_swift() {
+    let env = Env::load();
+    let s = Scratch::new("swift-ops");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), common::random_bytes(9, 200_000)).unwrap();
+    let prefix = run_prefix("ops");
+    let url = format!("swiftkeys://{}/{prefix}", env.container());
+    let cache = s.join("cache").display().to_string();
+    let full_env = cli_env(&env, &[("SWIFT_CONTAINER_FULL_TOKEN", env.full_key())]);
+    let read_env = cli_env(&env, &[("SWIFT_CONTAINER_READ_TOKEN", env.read_key())]);
+    let run = |args: &[&str], env: &[(&str, String)]| {
+        let mut a = args.to_vec();
+        a.extend(["--no-encryption", "--archive-dir", &cache]);
+        run_cli(&a, env)
+    };
+    for (i, t) in ["1700000000", "1700000100", "1700000200"]
+        .iter()
+        .enumerate()
+    {
+        fs::write(src.join("a"), common::random_bytes(9 + i as u64, 200_000)).unwrap();
+        let o = run(
+            &["full", src.to_str().unwrap(), &url, "--current-time", t],
+            &full_env,
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // A live lock of another job: a backup is refused at once.
+    let b = full(&env, &env.storage_url(), &prefix, &fast());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let p = work(&s).join("lock");
+    fs::write(&p, b"{}").unwrap();
+    let other = format!("swiftdup-lock.{}.00cc.{}", now - 5, now + 600);
+    b.put_expiring(&other, &p, Duration::from_secs(600))
+        .unwrap();
+    let o = run(
+        &[
+            "incremental",
+            src.to_str().unwrap(),
+            &url,
+            "--current-time",
+            "1700000300",
+        ],
+        &full_env,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(23),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // status with only the read key shows it.
+    let o = run(&["collection-status", &url, "--json"], &read_env);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["chains"].as_array().unwrap().len(), 3);
+    assert_eq!(doc["locks"][0]["object"], other.as_str());
+    assert_eq!(doc["locks"][0]["live"], true);
+    // Retention under the lock after --break-lock; a read key cannot delete.
+    let o = run(&["remove-all-but-n-full", "1", &url, "--force"], &read_env);
+    assert_eq!(
+        o.status.code(),
+        Some(53),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(
+        &[
+            "remove-all-but-n-full",
+            "1",
+            &url,
+            "--force",
+            "--break-lock",
+        ],
+        &full_env,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let names = b.list("").unwrap();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("20231114T221320Z") && !n.contains("20231114T221500Z")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().all(|n| !n.starts_with("swiftdup-lock.")),
+        "{names:?}"
+    );
+    let o = run(
+        &["verify", &url, src.to_str().unwrap(), "--compare-data"],
+        &read_env,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_no_key_in(&o.stderr, &env);
+}

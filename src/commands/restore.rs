@@ -527,9 +527,6 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
         ],
     );
 
-    for s in streams.iter_mut() {
-        s.advance()?;
-    }
     let mut w = Writer {
         root: target.clone(),
         prefix: prefix.clone(),
