@@ -607,7 +607,7 @@ fn a_live_lock_stops_a_second_job_and_an_expired_one_does_not() {
     fs::write(tgt.join(&dead), b"{}").unwrap();
     let t2 = T2.to_string();
     h.sd_ok(&["incremental", &src, &url, "--current-time", &t2]);
-    assert_eq!(lock_names(&tgt), [dead.clone()]);
+    assert_eq!(lock_names(&tgt), std::slice::from_ref(&dead));
     h.sd_ok(&["cleanup", &url, "--force"]);
     assert!(lock_names(&tgt).is_empty());
 
