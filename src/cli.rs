@@ -243,6 +243,10 @@ pub struct Opts {
     /// Wait this long (30s, 10m) for another job's lock on the target instead of exiting 23.
     #[arg(long, env = "SWIFTDUP_LOCK_WAIT")]
     pub lock_wait: Option<String>,
+    /// Seconds a lock outlives its holder's last renewal (renewed every fifth of it): how long
+    /// a killed job blocks the next one.
+    #[arg(long, env = "SWIFTDUP_LOCK_TTL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(2..=86400))]
+    pub lock_ttl: u64,
     /// Remove other jobs' locks on the target first (when they are certainly gone).
     #[arg(long, env = "SWIFTDUP_BREAK_LOCK", value_parser = clap::builder::BoolishValueParser::new())]
     pub break_lock: bool,
@@ -702,6 +706,7 @@ fn lock(common: &Common, o: &Opts, command: &str) -> Result<crate::lock::Held> {
             break_lock: o.break_lock,
             command: command.to_string(),
             hostname: o.hostname.clone().unwrap_or_else(platform::hostname),
+            ttl: Duration::from_secs(o.lock_ttl),
         },
     )?;
     log::debug(

@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod delta;
 pub mod error;
+pub mod fault;
 pub mod format;
 pub mod http;
 pub mod interrupt;

@@ -23,11 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a lock lives without renewal. A killed job blocks others this long at most.
-pub const TTL: Duration = Duration::from_secs(15 * 60);
-/// How often a live job renews it: several renewals fit in one TTL, so a slow request or
-/// two does not let the lock lapse.
-const RENEW_EVERY: Duration = Duration::from_secs(3 * 60);
+/// Renewals per TTL: several, so a slow request or two does not let the lock lapse.
+const RENEWALS_PER_TTL: u32 = 5;
 const POLL: Duration = Duration::from_secs(5);
 
 const STEM: &str = "swiftdup-lock.";
@@ -102,6 +99,7 @@ struct State {
     id: String,
     last_renewal: Instant,
     body: Vec<u8>,
+    ttl: Duration,
 }
 
 /// The lock object and what renews it; dropping it deletes the object.
@@ -125,18 +123,26 @@ pub struct Options {
     pub break_lock: bool,
     pub command: String,
     pub hostname: String,
+    /// How long the lock outlives its last renewal (`--lock-ttl`).
+    pub ttl: Duration,
 }
 
-fn store(backend: &dyn Backend, tempdir: &std::path::Path, name: &str, body: &[u8]) -> Result<()> {
+fn store(
+    backend: &dyn Backend,
+    tempdir: &std::path::Path,
+    name: &str,
+    body: &[u8],
+    ttl: Duration,
+) -> Result<()> {
     let tmp = crate::cache::TempPath::new(tempdir, "lock")?;
     std::fs::write(&tmp.0, body).map_err(|e| Error::io(tmp.0.display(), e))?;
-    backend.put_expiring(name, &tmp.0, TTL)
+    backend.put_expiring(name, &tmp.0, ttl)
 }
 
-fn object_name(prefix: &str, created: i64, id: &str) -> String {
+fn object_name(prefix: &str, created: i64, id: &str, ttl: Duration) -> String {
     format!(
         "{prefix}{STEM}{created}.{id}.{}",
-        now() + TTL.as_secs() as i64
+        now() + ttl.as_secs() as i64
     )
 }
 
@@ -163,8 +169,8 @@ pub fn acquire(common: &Common, opts: &Options) -> Result<Held> {
     loop {
         let created = now();
         let id = random_id();
-        let name = object_name(&prefix, created, &id);
-        store(backend.as_ref(), &common.tempdir, &name, &body)?;
+        let name = object_name(&prefix, created, &id, opts.ttl);
+        store(backend.as_ref(), &common.tempdir, &name, &body, opts.ttl)?;
         let now = now();
         // Any other live lock wins, whoever wrote first: a job that already holds the lock
         // never looks again, so the newcomer must be the one to step back. Two jobs that
@@ -181,6 +187,7 @@ pub fn acquire(common: &Common, opts: &Options) -> Result<Held> {
                 id,
                 last_renewal: Instant::now(),
                 body,
+                ttl: opts.ttl,
             }));
             let mut lock = Lock {
                 backend,
@@ -230,8 +237,8 @@ fn renew(
     tempdir: &std::path::Path,
     s: &mut State,
 ) -> Result<()> {
-    let name = object_name(prefix, s.created, &s.id);
-    store(backend, tempdir, &name, &s.body)?;
+    let name = object_name(prefix, s.created, &s.id, s.ttl);
+    store(backend, tempdir, &name, &s.body, s.ttl)?;
     let old = std::mem::replace(&mut s.current, name);
     if old != s.current {
         backend.delete(&old)?;
@@ -268,7 +275,7 @@ impl Lock {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(200));
                     let Ok(mut s) = state.lock() else { return };
-                    if s.last_renewal.elapsed() >= RENEW_EVERY {
+                    if s.last_renewal.elapsed() >= s.ttl / RENEWALS_PER_TTL {
                         if let Err(e) = renew(backend.as_ref(), &prefix, &tempdir, &mut s) {
                             log::warn(
                                 "warning",
@@ -290,7 +297,7 @@ impl Lock {
             return;
         }
         let Ok(mut s) = self.state.lock() else { return };
-        if s.last_renewal.elapsed() >= RENEW_EVERY {
+        if s.last_renewal.elapsed() >= s.ttl / RENEWALS_PER_TTL {
             if let Err(e) = renew(self.backend.as_ref(), &self.prefix, &self.tempdir, &mut s) {
                 log::warn(
                     "warning",

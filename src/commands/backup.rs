@@ -580,8 +580,12 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     let walk = Walk::new(opts.source.clone(), source::All)
         .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
     let backend = target::open(&common.url, target::Access::Write, &common.backend)?;
-    let names = backend.list(&common.prefixes.file)?;
-    let coll = Collection::from_names(&names, &common.prefixes);
+    let mut names = backend.list(&common.prefixes.file)?;
+    let mut coll = Collection::from_names(&names, &common.prefixes);
+    if super::prune::remove_leftovers(backend.as_ref(), &coll, &names, common)? {
+        names = backend.list(&common.prefixes.file)?;
+        coll = Collection::from_names(&names, &common.prefixes);
+    }
     let md = Metadata {
         backend: backend.as_ref(),
         cache: Cache::open(common)?,
@@ -743,6 +747,7 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
         if order == std::cmp::Ordering::Equal {
             old = sig_reader.next()?;
         }
+        crate::fault::point("entry");
     }
 
     let Run {

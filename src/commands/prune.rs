@@ -272,3 +272,48 @@ pub fn run(
     out.flush().map_err(write_err)?;
     Ok(summary)
 }
+
+/// Before a backup, under its lock: remove what runs killed before their manifest left
+/// (incomplete sets and their signature files), so no later run, of swiftdup or of stock,
+/// finds a half-written set or a signature file that extends no chain. Returns whether
+/// anything was deleted. Orphaned complete sets are left to `cleanup`: they are whole.
+pub fn remove_leftovers(
+    backend: &dyn crate::target::Backend,
+    coll: &crate::collection::Collection,
+    names: &[String],
+    common: &Common,
+) -> Result<bool> {
+    let mut doomed: Vec<(String, Vec<String>)> = coll
+        .incomplete
+        .iter()
+        .map(|s| {
+            (
+                format!(
+                    "incomplete {} set at {} (an interrupted run)",
+                    s.type_name(),
+                    rfc3339(s.end)
+                ),
+                s.files_for_delete(),
+            )
+        })
+        .collect();
+    let unused = coll.unused_signatures(names, &common.prefixes);
+    if !unused.is_empty() {
+        doomed.push(("signature files of interrupted runs".into(), unused));
+    }
+    for (what, objects) in &doomed {
+        log::info(
+            "delete",
+            &format!("deleting {what}: {} object(s)", objects.len()),
+            vec![
+                ("what", json!(what)),
+                ("objects", json!(objects.len())),
+                ("dry_run", json!(false)),
+            ],
+        );
+        for o in objects {
+            backend.delete(o)?;
+        }
+    }
+    Ok(!doomed.is_empty())
+}

@@ -34,6 +34,7 @@ impl Backend for FileBackend {
         let tmp = self.dir.join(format!(".{name}.swiftdup-part"));
         let res = (|| -> io::Result<()> {
             fs::copy(src, &tmp)?;
+            crate::fault::point("put");
             fs::File::open(&tmp)?.sync_all()?;
             fs::rename(&tmp, &dst)
         })();
@@ -45,6 +46,7 @@ impl Backend for FileBackend {
                 trans_id: None,
             });
         }
+        crate::fault::point("stored");
         Ok(())
     }
 
