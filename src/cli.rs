@@ -262,6 +262,10 @@ pub struct Opts {
     /// Where volumes are spooled before upload (default $TMPDIR or /tmp).
     #[arg(long, env = "SWIFTDUP_TEMPDIR")]
     pub tempdir: Option<PathBuf>,
+    /// Uploads at once; volumes are also sealed on their own thread when above 1 (1: one
+    /// thread does everything, as under WASI).
+    #[arg(long, env = "SWIFTDUP_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
     /// Deflate level 0-9 for volumes.
     #[arg(long, env = "SWIFTDUP_COMPRESS_LEVEL", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compress_level: u32,
@@ -750,6 +754,7 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 full_if_no_signatures: o.full_if_no_signatures,
                 max_chain_length: o.max_chain_length.map(|n| n as usize),
                 compress_level: o.compress_level,
+                concurrency: o.concurrency as usize,
             };
             let _lock = lock(&common, o, cmd.name())?;
             let s = commands::backup::run(&common, &opts)?;

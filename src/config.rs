@@ -57,6 +57,8 @@ pub struct BackupOpts {
     /// Make a full backup rather than an incremental beyond this many (`--max-chain-length`).
     pub max_chain_length: Option<usize>,
     pub compress_level: u32,
+    /// Uploads at once (`--concurrency`); 1 runs every stage in one thread.
+    pub concurrency: usize,
 }
 
 /// Options of `restore`.

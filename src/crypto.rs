@@ -155,6 +155,7 @@ fn pgp_err(context: &str, e: pgp::errors::Error) -> CryptoError {
 // ---------------------------------------------------------------------------------------
 
 /// How files are sealed on the way out.
+#[derive(Clone)]
 pub enum SealMode {
     /// Stored as is (`--no-encryption --no-compression`).
     Plain,

@@ -10,6 +10,7 @@ use crate::crypto::{SealMode, Sealer};
 use crate::error::{Error, Result};
 use crate::format::manifest::{self, VolumeInfo};
 use crate::format::names::FileKind;
+use crate::format::names::{Prefixes, Suffix};
 use crate::format::tar::{self, Header};
 use crate::format::Index;
 use crate::log;
@@ -19,7 +20,12 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// A writer that hashes and counts what passes through it.
@@ -169,43 +175,45 @@ pub struct VolumeStats {
     pub bytes_uploaded: u64,
 }
 
-/// Builds and stores the volumes of one set.
-pub struct VolumeWriter<'a> {
-    backend: &'a dyn Backend,
-    common: &'a Common,
-    full: bool,
-    start: i64,
-    end: i64,
-    volsize: u64,
-    mode: &'a SealMode,
-    cur: Option<OpenVolume>,
-    pub stats: VolumeStats,
+/// What the volumes of one set need, owned, so that a sealing thread can hold it.
+#[derive(Clone)]
+pub struct VolumeSpec {
+    pub full: bool,
+    pub start: i64,
+    pub end: i64,
+    pub volsize: u64,
+    pub mode: SealMode,
+    pub tempdir: PathBuf,
+    pub prefixes: Prefixes,
+    pub suffix: Suffix,
+    /// For upload threads, which open their own connections (backends are not `Send`).
+    pub url: String,
+    pub backend: crate::target::Options,
+    /// Uploads at once; 1 means one thread does everything, as under WASI.
+    pub concurrency: usize,
 }
 
-/// Room kept free below `--volsize` before a volume is closed: stock's gpg rule (§2.7:
-/// 50 KiB + 16 KiB + one 64 KiB block) also covers what the compressor still buffers.
-const HEADROOM: u64 = (50 + 16 + 64) * 1024;
-
-impl<'a> VolumeWriter<'a> {
+impl VolumeSpec {
     pub fn new(
-        backend: &'a dyn Backend,
-        common: &'a Common,
+        common: &Common,
         full: bool,
         start: i64,
         end: i64,
         volsize: u64,
-        mode: &'a SealMode,
+        concurrency: usize,
     ) -> Self {
-        VolumeWriter {
-            backend,
-            common,
+        VolumeSpec {
             full,
             start,
             end,
             volsize,
-            mode,
-            cur: None,
-            stats: VolumeStats::default(),
+            mode: common.crypto.seal.clone(),
+            tempdir: common.tempdir.clone(),
+            prefixes: common.prefixes.clone(),
+            suffix: common.crypto.suffix,
+            url: common.url.clone(),
+            backend: common.backend.clone(),
+            concurrency: concurrency.max(1),
         }
     }
 
@@ -223,13 +231,50 @@ impl<'a> VolumeWriter<'a> {
             }
         }
     }
+}
+
+/// A sealed volume, spooled and hashed, ready to store.
+struct Sealed {
+    num: u32,
+    name: String,
+    path: TempPath,
+    bytes: u64,
+    sha1: String,
+    started: Instant,
+}
+
+/// Room kept free below `--volsize` before a volume is closed: stock's gpg rule (§2.7:
+/// 50 KiB + 16 KiB + one 64 KiB block) also covers what the compressor still buffers.
+const HEADROOM: u64 = (50 + 16 + 64) * 1024;
+
+/// Cuts the tar stream into volumes and seals them; each sealed volume goes to `store`.
+/// The cut depends on the sealed size, so cutting and sealing stay in one place.
+struct Builder {
+    spec: VolumeSpec,
+    cur: Option<OpenVolume>,
+    num: u32,
+    /// One record per volume (~200 bytes), in order, for the manifest.
+    infos: Vec<VolumeInfo>,
+}
+
+type Store<'s> = dyn FnMut(Sealed) -> Result<()> + 's;
+
+impl Builder {
+    fn new(spec: VolumeSpec) -> Self {
+        Builder {
+            spec,
+            cur: None,
+            num: 0,
+            infos: Vec::new(),
+        }
+    }
 
     fn open(&mut self) -> Result<()> {
-        let path = TempPath::new(&self.common.tempdir, "volume")?;
+        let path = TempPath::new(&self.spec.tempdir, "volume")?;
         let f = File::create(&path.0).map_err(|e| Error::io(path.0.display(), e))?;
         let hc = HashCount::new(BufWriter::with_capacity(1 << 16, f));
         let out_bytes = hc.counter();
-        let sealer = Sealer::new(hc, self.mode)
+        let sealer = Sealer::new(hc, &self.spec.mode)
             .map_err(|e| Error::Internal(format!("cannot start a volume: {e}")))?;
         self.cur = Some(OpenVolume {
             sealer,
@@ -243,18 +288,10 @@ impl<'a> VolumeWriter<'a> {
         Ok(())
     }
 
-    /// Add one tar block: a member header and at most 64 KiB of data. Volumes end only
-    /// between blocks.
-    pub fn add(
-        &mut self,
-        header: &Header,
-        data: &[u8],
-        pos: Position,
-        manifest: &mut ManifestWriter,
-    ) -> Result<()> {
+    fn add(&mut self, header: &[u8], data: &[u8], pos: Position, store: &mut Store) -> Result<()> {
         if let Some(cur) = &self.cur {
-            if cur.first.is_some() && cur.out_bytes.get() + HEADROOM > self.volsize {
-                self.close(manifest)?;
+            if cur.first.is_some() && cur.out_bytes.get() + HEADROOM > self.spec.volsize {
+                self.close(store)?;
             }
         }
         if self.cur.is_none() {
@@ -264,17 +301,16 @@ impl<'a> VolumeWriter<'a> {
             .cur
             .as_mut()
             .ok_or_else(|| Error::Internal("no open volume".into()))?;
-        let enc = tar::encode_header(header);
         let pad = tar::padding(data.len() as u64);
         let err = |e: io::Error| Error::io(cur.path.0.display().to_string(), e);
-        cur.sealer.write_all(&enc).map_err(err)?;
+        cur.sealer.write_all(header).map_err(err)?;
         cur.sealer
             .write_all(data)
             .map_err(|e| Error::io(cur.path.0.display(), e))?;
         cur.sealer
             .write_all(&[0u8; tar::BLOCK][..pad])
             .map_err(|e| Error::io(cur.path.0.display(), e))?;
-        cur.plain += (enc.len() + data.len() + pad) as u64;
+        cur.plain += (header.len() + data.len() + pad) as u64;
         if cur.first.is_none() {
             cur.first = Some(pos.clone());
         }
@@ -282,8 +318,8 @@ impl<'a> VolumeWriter<'a> {
         Ok(())
     }
 
-    /// Finish, seal, store the current volume and record it in the manifest.
-    fn close(&mut self, manifest: &mut ManifestWriter) -> Result<()> {
+    /// Finish and seal the current volume, record it, and hand it to `store`.
+    fn close(&mut self, store: &mut Store) -> Result<()> {
         let Some(mut cur) = self.cur.take() else {
             return Ok(());
         };
@@ -302,15 +338,12 @@ impl<'a> VolumeWriter<'a> {
         f.sync_all()
             .map_err(|e| Error::io(cur.path.0.display(), e))?;
         drop(f);
-        self.stats.volumes += 1;
-        let num = self.stats.volumes;
+        self.num += 1;
+        let num = self.num;
         let name = self
-            .common
+            .spec
             .prefixes
-            .name(&self.kind(num), self.common.crypto.suffix);
-        crate::interrupt::check()?;
-        self.backend.put(&name, &cur.path.0)?;
-        self.stats.bytes_uploaded += bytes;
+            .name(&self.spec.kind(num), self.spec.suffix);
         let root = Position {
             index: Vec::new(),
             block: None,
@@ -319,7 +352,7 @@ impl<'a> VolumeWriter<'a> {
         let last = cur.last.unwrap_or(root);
         let mut hashes = BTreeMap::new();
         hashes.insert("SHA1".to_string(), sha1.clone());
-        manifest.volume(&VolumeInfo {
+        self.infos.push(VolumeInfo {
             num,
             start: first.index,
             start_block: first.block,
@@ -327,27 +360,281 @@ impl<'a> VolumeWriter<'a> {
             end_block: last.block,
             hashes,
         });
-        let secs = cur.started.elapsed().as_secs_f64();
-        log::info(
-            "volume",
-            &format!("stored volume {num} ({bytes} bytes)"),
-            vec![
-                ("number", num.into()),
-                ("object", name.into()),
-                ("bytes", bytes.into()),
-                ("sha1", sha1.into()),
-                ("seconds", ((secs * 1000.0).round() / 1000.0).into()),
-            ],
-        );
-        Ok(())
+        store(Sealed {
+            num,
+            name,
+            path: cur.path,
+            bytes,
+            sha1,
+            started: cur.started,
+        })
     }
 
-    /// Store the last volume. A set always has at least volume 1, even when empty.
-    pub fn finish(mut self, manifest: &mut ManifestWriter) -> Result<VolumeStats> {
-        if self.cur.is_none() && self.stats.volumes == 0 {
+    /// Seal the last volume (a set always has volume 1, even when empty).
+    fn finish(mut self, store: &mut Store) -> Result<Vec<VolumeInfo>> {
+        if self.cur.is_none() && self.num == 0 {
             self.open()?;
         }
-        self.close(manifest)?;
-        Ok(self.stats)
+        self.close(store)?;
+        Ok(self.infos)
+    }
+}
+
+/// Store one sealed volume and log it.
+fn upload(backend: &dyn Backend, v: Sealed) -> Result<u64> {
+    crate::interrupt::check()?;
+    backend.put(&v.name, &v.path.0)?;
+    let secs = v.started.elapsed().as_secs_f64();
+    log::info(
+        "volume",
+        &format!("stored volume {} ({} bytes)", v.num, v.bytes),
+        vec![
+            ("number", v.num.into()),
+            ("object", v.name.into()),
+            ("bytes", v.bytes.into()),
+            ("sha1", v.sha1.into()),
+            ("seconds", ((secs * 1000.0).round() / 1000.0).into()),
+        ],
+    );
+    Ok(v.bytes)
+}
+
+/// One tar block on its way to the sealing thread.
+struct Block {
+    header: Vec<u8>,
+    data: Vec<u8>,
+    pos: Position,
+}
+
+/// Blocks queued between the source reader and the sealer: 64 KiB each at most, so the
+/// queue holds a few MiB whatever the size of the data.
+const BLOCK_QUEUE: usize = 48;
+
+type SealerResult = Result<(Vec<VolumeInfo>, u32)>;
+
+/// Builds and stores the volumes of one set. With `concurrency` > 1 (and threads, so not
+/// under WASI) the pipeline is: the caller's thread reads the source, computes signatures
+/// and deltas and assembles tar blocks; one thread cuts and seals volumes (compression,
+/// encryption, SHA-1); up to `concurrency` threads upload them, each with its own
+/// connection. Queues between the stages are bounded (a few MiB of blocks; at most one
+/// sealed volume waiting per upload thread, on disk in `--tempdir`), so memory stays flat.
+/// The manifest records volumes in their order whatever order the uploads finish in.
+pub struct VolumeWriter<'a> {
+    mode: WriterMode<'a>,
+    uploaded: Arc<AtomicU64>,
+}
+
+enum WriterMode<'a> {
+    Inline {
+        builder: Box<Builder>,
+        backend: &'a dyn Backend,
+    },
+    Threaded {
+        tx: Option<SyncSender<Block>>,
+        sealer: Option<JoinHandle<SealerResult>>,
+    },
+}
+
+/// The upload threads of the threaded pipeline.
+struct Pool {
+    tx: Option<SyncSender<Sealed>>,
+    workers: Vec<JoinHandle<Result<()>>>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Pool {
+    fn start(spec: &VolumeSpec, uploaded: Arc<AtomicU64>) -> Result<Pool> {
+        let (tx, rx) = sync_channel::<Sealed>(0);
+        let rx = Arc::new(Mutex::new(rx));
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for i in 0..spec.concurrency {
+            let (rx, failed, uploaded) = (rx.clone(), failed.clone(), uploaded.clone());
+            let (url, opts) = (spec.url.clone(), spec.backend.clone());
+            let w = std::thread::Builder::new()
+                .name(format!("upload-{i}"))
+                .spawn(move || -> Result<()> {
+                    let backend = crate::target::open(&url, crate::target::Access::Write, &opts)?;
+                    loop {
+                        let next = rx.lock().map(|r| r.recv());
+                        let Ok(Ok(v)) = next else { return Ok(()) };
+                        match upload(backend.as_ref(), v) {
+                            Ok(n) => {
+                                uploaded.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                failed.store(true, Ordering::SeqCst);
+                                return Err(e);
+                            }
+                        }
+                    }
+                })
+                .map_err(|e| Error::Internal(format!("cannot start an upload thread: {e}")))?;
+            workers.push(w);
+        }
+        Ok(Pool {
+            tx: Some(tx),
+            workers,
+            failed,
+        })
+    }
+
+    fn submit(&mut self, v: Sealed) -> Result<()> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(self.join());
+        }
+        let sent = self.tx.as_ref().map(|tx| tx.send(v));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(self.join()),
+        }
+    }
+
+    /// Wait for every upload; the first failure, if any.
+    fn finish(mut self) -> Result<()> {
+        self.tx = None;
+        let mut first = Ok(());
+        for w in self.workers.drain(..) {
+            let r = w
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("an upload thread panicked".into())));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// After a failure: stop feeding, collect the error.
+    fn join(&mut self) -> Error {
+        self.tx = None;
+        let mut err = None;
+        for w in self.workers.drain(..) {
+            if let Ok(Err(e)) = w.join() {
+                err.get_or_insert(e);
+            }
+        }
+        err.unwrap_or_else(|| Error::Internal("the upload threads stopped".into()))
+    }
+}
+
+fn sealer_thread(spec: VolumeSpec, rx: Receiver<Block>, uploaded: Arc<AtomicU64>) -> SealerResult {
+    let mut pool = Pool::start(&spec, uploaded)?;
+    let mut builder = Builder::new(spec);
+    let run = (|| -> Result<Vec<VolumeInfo>> {
+        let mut store = |v: Sealed| pool.submit(v);
+        // The channel closing is the end of the set (a dropped sender mid-set is handled
+        // by the caller, which then never reads the result).
+        while let Ok(b) = rx.recv() {
+            builder.add(&b.header, &b.data, b.pos, &mut store)?;
+        }
+        builder.finish(&mut store)
+    })();
+    let infos = match run {
+        Ok(i) => i,
+        Err(e) => {
+            // An upload failure surfaces here as the first error; prefer it.
+            let _ = pool.finish();
+            return Err(e);
+        }
+    };
+    pool.finish()?;
+    let n = infos.len() as u32;
+    Ok((infos, n))
+}
+
+impl<'a> VolumeWriter<'a> {
+    /// `backend` is used when everything runs in this thread (`concurrency` 1, or no
+    /// threads on this platform).
+    pub fn new(backend: &'a dyn Backend, spec: VolumeSpec) -> Self {
+        let uploaded = Arc::new(AtomicU64::new(0));
+        if spec.concurrency > 1 {
+            let (tx, rx) = sync_channel::<Block>(BLOCK_QUEUE);
+            let (spec2, up) = (spec.clone(), uploaded.clone());
+            if let Ok(h) = std::thread::Builder::new()
+                .name("seal".into())
+                .spawn(move || sealer_thread(spec2, rx, up))
+            {
+                return VolumeWriter {
+                    mode: WriterMode::Threaded {
+                        tx: Some(tx),
+                        sealer: Some(h),
+                    },
+                    uploaded,
+                };
+            }
+            // No threads here (WASI): the same stages, one after the other.
+        }
+        VolumeWriter {
+            mode: WriterMode::Inline {
+                builder: Box::new(Builder::new(spec)),
+                backend,
+            },
+            uploaded,
+        }
+    }
+
+    /// Bytes stored so far (for progress events).
+    pub fn bytes_uploaded(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+
+    /// Add one tar block: a member header and at most 64 KiB of data. Volumes end only
+    /// between blocks.
+    pub fn add(&mut self, header: &Header, data: &[u8], pos: Position) -> Result<()> {
+        let enc = tar::encode_header(header);
+        match &mut self.mode {
+            WriterMode::Inline { builder, backend } => {
+                let uploaded = &self.uploaded;
+                let backend: &dyn Backend = *backend;
+                builder.add(&enc, data, pos, &mut |v| {
+                    uploaded.fetch_add(upload(backend, v)?, Ordering::Relaxed);
+                    Ok(())
+                })
+            }
+            WriterMode::Threaded { tx, sealer } => {
+                let block = Block {
+                    header: enc,
+                    data: data.to_vec(),
+                    pos,
+                };
+                if tx.as_ref().is_some_and(|t| t.send(block).is_ok()) {
+                    return Ok(());
+                }
+                // The sealer stopped: its error is the one to report.
+                *tx = None;
+                match sealer.take().map(|h| h.join()) {
+                    Some(Ok(Err(e))) => Err(e),
+                    _ => Err(Error::Internal("the sealing thread stopped".into())),
+                }
+            }
+        }
+    }
+
+    /// Store the last volume, wait for every upload, and write the volume records into the
+    /// manifest in order.
+    pub fn finish(self, manifest: &mut ManifestWriter) -> Result<VolumeStats> {
+        let uploaded = self.uploaded.clone();
+        let infos = match self.mode {
+            WriterMode::Inline { builder, backend } => builder.finish(&mut |v| {
+                uploaded.fetch_add(upload(backend, v)?, Ordering::Relaxed);
+                Ok(())
+            })?,
+            WriterMode::Threaded { tx, sealer } => {
+                drop(tx);
+                let h =
+                    sealer.ok_or_else(|| Error::Internal("the sealing thread stopped".into()))?;
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Internal("the sealing thread panicked".into())))?
+                    .0
+            }
+        };
+        for v in &infos {
+            manifest.volume(v);
+        }
+        Ok(VolumeStats {
+            volumes: infos.len() as u32,
+            bytes_uploaded: uploaded.load(Ordering::Relaxed),
+        })
     }
 }

@@ -22,7 +22,7 @@ use crate::signature::{SigChainReader, SigEntry, SigWriter};
 use crate::source::{self, Entry, Item, Walk};
 use crate::target::{self, Backend};
 use crate::users;
-use crate::volume::{seal_file, ManifestWriter, Position, VolumeWriter};
+use crate::volume::{seal_file, ManifestWriter, Position, VolumeSpec, VolumeWriter};
 use serde_json::json;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek};
@@ -217,7 +217,7 @@ impl Run<'_> {
             vec![
                 ("files", json!(files)),
                 ("bytes_read", json!(s.bytes_read)),
-                ("bytes_uploaded", json!(self.volumes.stats.bytes_uploaded)),
+                ("bytes_uploaded", json!(self.volumes.bytes_uploaded())),
                 (
                     "rate_bytes_per_second",
                     json!((s.bytes_read as f64 / secs) as u64),
@@ -269,7 +269,6 @@ impl Run<'_> {
                     index: e.index.clone(),
                     block: None,
                 },
-                &mut self.manifest,
             )?;
             self.sigs.snapshot(&e.index, &meta)?;
             return Ok(());
@@ -357,7 +356,6 @@ impl Run<'_> {
                             index: e.index.clone(),
                             block: None,
                         },
-                        &mut self.manifest,
                     );
                 }
                 chunk += 1;
@@ -370,7 +368,6 @@ impl Run<'_> {
                         index: e.index.clone(),
                         block,
                     },
-                    &mut self.manifest,
                 ) {
                     break Err(err);
                 }
@@ -412,7 +409,6 @@ impl Run<'_> {
                 index: index.clone(),
                 block: None,
             },
-            &mut self.manifest,
         )?;
         self.sigs.deleted(index)?;
         if regular {
@@ -657,12 +653,7 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
         common,
         volumes: VolumeWriter::new(
             backend.as_ref(),
-            common,
-            full,
-            start,
-            end,
-            opts.volsize,
-            &common.crypto.seal,
+            VolumeSpec::new(common, full, start, end, opts.volsize, opts.concurrency),
         ),
         sigs: SigWriter::new(BufWriter::with_capacity(1 << 16, sig_spool)),
         manifest: ManifestWriter::new(common, opts.hostname.as_bytes(), &localdir)?,
