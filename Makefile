@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build musl wasm wasmtime test test-swift deps demo release clean fmt lint
+.PHONY: all build musl wasm wasmtime test test-swift deps demo bench release clean fmt lint
 MUSL_TARGET := x86_64-unknown-linux-musl
 MUSL_BIN := target/$(MUSL_TARGET)/release/swiftdup
 WASM_TARGET := wasm32-wasip2
@@ -79,6 +79,13 @@ test-swift:
 ## Back up a sample tree, change it, run an incremental, restore and compare.
 demo: build
 	bash tests/tools/demo.sh
+
+## Time swiftdup, stock duplicity 0.8.22 and restic on the same data sets, to file:// and a
+## local Swift (issue #6); writes target/bench/results.md. Knobs: BENCH_SCALE (e.g. 0.05 for
+## a quick run), BENCH_SETS=a,b,c, BENCH_TARGETS=file,swift, BENCH_TOOLS, BENCH_WASI=0,
+## BENCH_DIR, BENCH_KEEP=1 (README, "Benchmark").
+bench: build
+	bash tests/tools/bench.sh
 
 fmt:
 	$(CARGO) fmt --all
