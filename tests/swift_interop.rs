@@ -65,7 +65,15 @@ impl Ctx {
         ]
         .iter()
         .map(|k| (*k, self.env[*k].clone()))
-        .chain(std::iter::once(("PASSPHRASE", PASS.to_string())))
+        // duplicity 0.8.22's size check after each upload authenticates again through
+        // python-swiftclient, which reads ST_*: without them it falls back to Keystone,
+        // fails, and retries for ~120 s per backup.
+        .chain([
+            ("ST_AUTH", self.env["SWIFT_AUTHURL"].clone()),
+            ("ST_USER", self.env["SWIFT_USERNAME"].clone()),
+            ("ST_KEY", self.env["SWIFT_PASSWORD"].clone()),
+            ("PASSPHRASE", PASS.to_string()),
+        ])
         .collect()
     }
 }
