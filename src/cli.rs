@@ -7,10 +7,12 @@ use crate::error::{exit, Error, Result, EXIT_CODES};
 use crate::format::names::{Prefixes, Suffix};
 use crate::format::time::parse_user_time;
 use crate::log::{self, Format, Level};
+use crate::select::RuleSpec;
 use crate::{commands, interrupt, platform};
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::json;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -73,6 +75,9 @@ pub struct VerifyArgs {
     pub source: PathBuf,
     #[command(flatten)]
     pub opts: Opts,
+    /// The selection options of `opts` in the order they apply (see `BackupArgs`).
+    #[arg(skip)]
+    pub selection: Vec<RuleSpec>,
 }
 
 #[derive(Args, Debug)]
@@ -163,6 +168,10 @@ pub struct BackupArgs {
     pub url: String,
     #[command(flatten)]
     pub opts: Opts,
+    /// The selection options of `opts` in the order they apply (filled by `main` from the
+    /// parsed matches, which alone know the command-line order).
+    #[arg(skip)]
+    pub selection: Vec<RuleSpec>,
 }
 
 #[derive(Args, Debug)]
@@ -316,6 +325,162 @@ pub struct Opts {
     /// Seconds for a whole upload or download body (default: from the size; 30 min to download).
     #[arg(long, env = "SWIFTDUP_HTTP_BODY_TIMEOUT", hide = true)]
     pub http_body_timeout: Option<f64>,
+    /// Back up paths matching GLOB (duplicity's syntax). Selection options apply in
+    /// command-line order, first match wins; the last must exclude. Env: one per line.
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "SWIFTDUP_INCLUDE",
+        help_heading = "Selection"
+    )]
+    pub include: Vec<String>,
+    /// Leave out paths matching GLOB (`**`, `*`, `?`, `[...]`, `ignorecase:`, trailing `/`).
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "SWIFTDUP_EXCLUDE",
+        help_heading = "Selection"
+    )]
+    pub exclude: Vec<String>,
+    /// Globs from FILE, one a line, included unless prefixed `- ` (`+ ` forces include).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SWIFTDUP_INCLUDE_FILELIST",
+        help_heading = "Selection"
+    )]
+    pub include_filelist: Vec<PathBuf>,
+    /// Globs from FILE, one a line, excluded unless prefixed `+ ` (`- ` forces exclude).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SWIFTDUP_EXCLUDE_FILELIST",
+        help_heading = "Selection"
+    )]
+    pub exclude_filelist: Vec<PathBuf>,
+    /// Back up paths where the regular expression RE matches anywhere in the full path.
+    #[arg(
+        long,
+        value_name = "RE",
+        env = "SWIFTDUP_INCLUDE_REGEXP",
+        help_heading = "Selection"
+    )]
+    pub include_regexp: Vec<String>,
+    /// Leave out paths where the regular expression RE matches anywhere in the full path.
+    #[arg(
+        long,
+        value_name = "RE",
+        env = "SWIFTDUP_EXCLUDE_REGEXP",
+        help_heading = "Selection"
+    )]
+    pub exclude_regexp: Vec<String>,
+    /// Leave out every directory that contains an entry called NAME (e.g. .nobackup).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SWIFTDUP_EXCLUDE_IF_PRESENT",
+        help_heading = "Selection"
+    )]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out what is on another file system than SOURCE (mount points included).
+    #[arg(long, env = "SWIFTDUP_EXCLUDE_OTHER_FILESYSTEMS", value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Selection")]
+    pub exclude_other_filesystems: bool,
+    /// Leave out character and block devices.
+    #[arg(long, env = "SWIFTDUP_EXCLUDE_DEVICE_FILES", value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Selection")]
+    pub exclude_device_files: bool,
+    /// Leave out regular files modified before TIME (same forms as --time).
+    #[arg(
+        long,
+        value_name = "TIME",
+        env = "SWIFTDUP_EXCLUDE_OLDER_THAN",
+        help_heading = "Selection"
+    )]
+    pub exclude_older_than: Vec<String>,
+}
+
+/// The order in which selection options given through the environment apply (after all
+/// those on the command line, which therefore take precedence): includes before excludes,
+/// so `SWIFTDUP_INCLUDE=/data/keep` with `SWIFTDUP_EXCLUDE=**` keeps only /data/keep. For
+/// another interleaving, use a filelist with `+ ` and `- ` lines.
+const SELECTION_IDS: &[&str] = &[
+    "include_filelist",
+    "exclude_filelist",
+    "include",
+    "exclude",
+    "include_regexp",
+    "exclude_regexp",
+    "exclude_if_present",
+    "exclude_other_filesystems",
+    "exclude_device_files",
+    "exclude_older_than",
+];
+
+/// The selection options of one verb's matches, in the order they apply: those given on
+/// the command line in their order (clap keeps each option's values but not the
+/// interleaving of different options, so it is rebuilt from the argument indices), then
+/// those from `SWIFTDUP_*` variables in `SELECTION_IDS` order, a variable holding one
+/// value per line.
+fn selection_rules(m: &ArgMatches) -> Vec<RuleSpec> {
+    let mut flagged: Vec<(usize, RuleSpec)> = Vec::new();
+    let mut from_env: Vec<RuleSpec> = Vec::new();
+    for &id in SELECTION_IDS {
+        let make = |v: &OsStr| -> RuleSpec {
+            let text = || v.to_string_lossy().into_owned();
+            match id {
+                "include_filelist" => RuleSpec::IncludeFilelist(PathBuf::from(v)),
+                "exclude_filelist" => RuleSpec::ExcludeFilelist(PathBuf::from(v)),
+                "include" => RuleSpec::Include(text()),
+                "exclude" => RuleSpec::Exclude(text()),
+                "include_regexp" => RuleSpec::IncludeRegexp(text()),
+                "exclude_regexp" => RuleSpec::ExcludeRegexp(text()),
+                "exclude_if_present" => RuleSpec::ExcludeIfPresent(text()),
+                "exclude_other_filesystems" => RuleSpec::ExcludeOtherFilesystems,
+                "exclude_device_files" => RuleSpec::ExcludeDeviceFiles,
+                _ => RuleSpec::ExcludeOlderThan(text()),
+            }
+        };
+        let is_flag = matches!(id, "exclude_other_filesystems" | "exclude_device_files");
+        let source = m.value_source(id);
+        if is_flag {
+            if !m.get_flag(id) {
+                continue;
+            }
+            match source {
+                Some(ValueSource::CommandLine) => {
+                    let i = m.indices_of(id).and_then(|mut i| i.next()).unwrap_or(0);
+                    flagged.push((i, make(OsStr::new(""))));
+                }
+                _ => from_env.push(make(OsStr::new(""))),
+            }
+            continue;
+        }
+        let Some(values) = m.get_raw(id) else {
+            continue;
+        };
+        match source {
+            Some(ValueSource::CommandLine) => {
+                let indices = m.indices_of(id).into_iter().flatten();
+                for (v, i) in values.zip(indices) {
+                    flagged.push((i, make(v)));
+                }
+            }
+            Some(ValueSource::EnvVariable) => {
+                for v in values {
+                    let bytes = platform::os_bytes(std::path::Path::new(v));
+                    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                        from_env.push(make(platform::path_from_bytes(line).as_os_str()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    flagged.sort_by_key(|(i, _)| *i);
+    flagged
+        .into_iter()
+        .map(|(_, r)| r)
+        .chain(from_env)
+        .collect()
 }
 
 /// Add duplicity's implicit verbs: `swiftdup SOURCE URL` is a backup and `swiftdup URL DIR`
@@ -529,7 +694,7 @@ fn setup_logging(o: &Opts) {
 
 /// Parse, run, log `summary` and `exit`; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(normalise(args)) {
+    let cli = match parse(args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -564,6 +729,22 @@ pub fn main(args: Vec<OsString>) -> i32 {
         .unwrap_or("");
     log::info("exit", meaning, vec![("exit_code", json!(code))]);
     code
+}
+
+/// Parse the command line, and put the selection options in the order they apply.
+fn parse(args: Vec<OsString>) -> std::result::Result<Cli, clap::Error> {
+    let matches = Cli::command().try_get_matches_from(normalise(args))?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let Some((_, sub)) = matches.subcommand() {
+        match &mut cli.command {
+            Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => {
+                a.selection = selection_rules(sub)
+            }
+            Command::Verify(a) => a.selection = selection_rules(sub),
+            _ => {}
+        }
+    }
+    Ok(cli)
 }
 
 fn parse_every(s: &str) -> Result<Duration> {
@@ -755,7 +936,11 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 max_chain_length: o.max_chain_length.map(|n| n as usize),
                 compress_level: o.compress_level,
                 concurrency: o.concurrency as usize,
+                selection: a.selection.clone(),
             };
+            // Refused selection options stop the run before the target and its lock are
+            // touched (stock checks them while it parses the command line).
+            crate::select::Selection::new(&opts.source, &opts.selection, common.now)?;
             let _lock = lock(&common, o, cmd.name())?;
             let s = commands::backup::run(&common, &opts)?;
             let mut code = code_for(s.warnings);
@@ -804,6 +989,7 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 },
                 file_to_restore: o.file_to_restore.as_deref().map(parse_index),
                 compare_data: o.compare_data,
+                selection: a.selection.clone(),
             };
             let s = commands::verify::run(&common, &opts, o.json, &mut stdout.lock())?;
             let code = if s.differences > 0 {
@@ -894,6 +1080,62 @@ mod tests {
         assert_eq!(n(&["sd", "file:///t", "/dst"])[1], "restore");
         assert_eq!(n(&["sd", "full", "/src", "file:///t"])[1], "full");
         assert_eq!(n(&["sd", "--help"]), ["sd", "--help"]);
+    }
+
+    fn rules(args: &[&str]) -> Vec<RuleSpec> {
+        match parse(args.iter().map(OsString::from).collect())
+            .unwrap()
+            .command
+        {
+            Command::Full(a) => a.selection,
+            _ => panic!("not a full backup"),
+        }
+    }
+
+    #[test]
+    fn selection_keeps_command_line_order_then_env() {
+        use RuleSpec::*;
+        let args = [
+            "sd",
+            "full",
+            "--exclude",
+            "/s/a",
+            "--include-regexp",
+            "x",
+            "--exclude-device-files",
+            "--include=/s/b",
+            "--exclude-filelist",
+            "/f",
+            "--exclude",
+            "**",
+            "/s",
+            "file:///t",
+        ];
+        let expected = vec![
+            Exclude("/s/a".into()),
+            IncludeRegexp("x".into()),
+            ExcludeDeviceFiles,
+            Include("/s/b".into()),
+            ExcludeFilelist("/f".into()),
+            Exclude("**".into()),
+        ];
+        assert_eq!(rules(&args), expected);
+        // The only test that sets these variables; the other tests parse no backups.
+        std::env::set_var("SWIFTDUP_EXCLUDE_REGEXP", "a\n\nb");
+        std::env::set_var("SWIFTDUP_INCLUDE", "/s/c");
+        std::env::set_var("SWIFTDUP_EXCLUDE_OTHER_FILESYSTEMS", "true");
+        let got = rules(&args);
+        std::env::remove_var("SWIFTDUP_EXCLUDE_REGEXP");
+        std::env::remove_var("SWIFTDUP_INCLUDE");
+        std::env::remove_var("SWIFTDUP_EXCLUDE_OTHER_FILESYSTEMS");
+        // --include on the command line hides SWIFTDUP_INCLUDE, as for every option.
+        let mut with_env = expected.clone();
+        with_env.extend([
+            ExcludeRegexp("a".into()),
+            ExcludeRegexp("b".into()),
+            ExcludeOtherFilesystems,
+        ]);
+        assert_eq!(got, with_env);
     }
 
     #[test]

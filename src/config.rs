@@ -59,6 +59,9 @@ pub struct BackupOpts {
     pub compress_level: u32,
     /// Uploads at once (`--concurrency`); 1 runs every stage in one thread.
     pub concurrency: usize,
+    /// The selection options (`--include`, `--exclude`, ...) in command-line order; empty
+    /// for everything.
+    pub selection: Vec<crate::select::RuleSpec>,
 }
 
 /// Options of `restore`.

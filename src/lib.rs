@@ -1,9 +1,10 @@
 //! swiftdup: duplicity-compatible encrypted incremental backups to OpenStack Swift with
 //! container keys, built as a batch job.
 //!
-//! The pipe, in module order: `source` (sorted walk) -> `signature` (the chain's view of the
-//! last backup) -> `delta` (librsync) -> `format` (tar members, names, manifest) -> `volume`
-//! (cut, seal with `crypto`, store in a `target`) -> `commands` (backup, restore, ...).
+//! The pipe, in module order: `source` (sorted walk, filtered by `select`) -> `signature`
+//! (the chain's view of the last backup) -> `delta` (librsync) -> `format` (tar members,
+//! names, manifest) -> `volume` (cut, seal with `crypto`, store in a `target`) ->
+//! `commands` (backup, restore, ...).
 //! `cli` and `config` turn flags and environment into one validated configuration; `error`
 //! holds the exit-code table; `log` writes JSON-lines events.
 
@@ -23,6 +24,7 @@ pub mod lock;
 pub mod log;
 pub mod metrics;
 pub mod platform;
+pub mod select;
 pub mod signature;
 pub mod source;
 pub mod target;

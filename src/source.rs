@@ -2,10 +2,15 @@
 //! by raw bytes: exactly duplicity's index order (§2.5, §6.2).
 //!
 //! Memory: one sorted name list per directory on the current path (a per-entry cost of the
-//! directories being walked), never the whole tree.
+//! directories being walked), never the whole tree. A directory the selection only "scans"
+//! is held back on that same stack until something inside it is included (then it is
+//! emitted just before that entry, keeping the order) or until its listing ends (then it
+//! is dropped), as stock's `Select.Iterate` does.
 
 use crate::format::Index;
 use crate::platform::{self, Kind, Stat};
+use crate::select::{Selection, Verdict};
+use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
 
@@ -36,17 +41,26 @@ pub enum Item {
     },
 }
 
-/// Decides, for each entry, whether it is backed up (selection rules plug in here).
+/// Decides, for each entry below the root, whether it is backed up.
 pub trait Filter {
-    /// `true` to include the entry; for a directory `false` prunes its whole subtree.
-    fn include(&mut self, entry: &Entry) -> bool;
+    /// `Include` takes the entry (and walks into a directory), `Exclude` prunes it with its
+    /// subtree, `Scan` walks into a directory that is emitted only if something inside it
+    /// is included (`Scan` of anything but a directory leaves it out).
+    fn select(&mut self, entry: &Entry) -> Verdict;
 }
 
 /// The filter that takes everything.
 pub struct All;
 impl Filter for All {
-    fn include(&mut self, _: &Entry) -> bool {
-        true
+    fn select(&mut self, _: &Entry) -> Verdict {
+        Verdict::Include
+    }
+}
+
+/// duplicity's include/exclude rules.
+impl Filter for Selection {
+    fn select(&mut self, entry: &Entry) -> Verdict {
+        Selection::select(self, &entry.index, &entry.path, &entry.stat)
     }
 }
 
@@ -54,6 +68,8 @@ struct Level {
     dir: PathBuf,
     index: Index,
     names: std::vec::IntoIter<Vec<u8>>,
+    /// This directory's own entry while it is only scanned and not yet emitted.
+    held: Option<Entry>,
 }
 
 /// The walk as an iterator; errors on the root itself are returned by `new`.
@@ -61,7 +77,10 @@ pub struct Walk<F: Filter> {
     stack: Vec<Level>,
     root: Option<Entry>,
     filter: F,
-    pending: Option<Item>,
+    /// Items ready to be returned, in order (held directories released before an entry).
+    out: VecDeque<Item>,
+    /// How many levels of `stack` hold their entry back; they are always the innermost.
+    held: usize,
 }
 
 fn read_link(path: &std::path::Path) -> io::Result<Vec<u8>> {
@@ -88,8 +107,22 @@ impl<F: Filter> Walk<F> {
             stack: Vec::new(),
             root: Some(entry),
             filter,
-            pending: None,
+            out: VecDeque::new(),
+            held: 0,
         })
+    }
+
+    /// Something is included: the scanned directories above it are backed up after all.
+    fn release_held(&mut self) {
+        if self.held == 0 {
+            return;
+        }
+        for level in &mut self.stack {
+            if let Some(e) = level.held.take() {
+                self.out.push_back(Item::Entry(e));
+            }
+        }
+        self.held = 0;
     }
 
     /// After yielding a directory, descend into it.
@@ -114,6 +147,7 @@ impl<F: Filter> Walk<F> {
                     dir: e.path.clone(),
                     index: e.index.clone(),
                     names: names.into_iter(),
+                    held: None,
                 });
                 None
             }
@@ -130,21 +164,26 @@ impl<F: Filter> Iterator for Walk<F> {
     type Item = Item;
 
     fn next(&mut self) -> Option<Item> {
-        if let Some(p) = self.pending.take() {
+        if let Some(p) = self.out.pop_front() {
             return Some(p);
         }
         if let Some(root) = self.root.take() {
             // The root is always included: a backup without it is no backup.
             if let Some(u) = self.push_dir(&root) {
                 // Listing the root failed: report it after the root entry itself.
-                self.pending = Some(u);
+                self.out.push_back(u);
             }
             return Some(Item::Entry(root));
         }
         loop {
             let level = self.stack.last_mut()?;
             let Some(name) = level.names.next() else {
-                self.stack.pop();
+                if let Some(level) = self.stack.pop() {
+                    if level.held.is_some() {
+                        // Nothing inside was included: the scanned directory is left out.
+                        self.held -= 1;
+                    }
+                }
                 continue;
             };
             let path = level.dir.join(platform::path_from_bytes(&name));
@@ -156,6 +195,11 @@ impl<F: Filter> Iterator for Walk<F> {
                 Err(_) => continue,
             };
             if stat.kind == Kind::Socket {
+                if self.held > 0 {
+                    // Reported after a held directory that may still be emitted, it would
+                    // break the index order; stock skips sockets silently at Info level.
+                    continue;
+                }
                 return Some(Item::Skipped {
                     index,
                     reason: "socket",
@@ -175,17 +219,39 @@ impl<F: Filter> Iterator for Walk<F> {
                 stat,
                 linkname,
             };
-            if !self.filter.include(&entry) {
-                continue;
-            }
-            if entry.stat.kind == Kind::Dir {
-                if let Some(u) = self.push_dir(&entry) {
-                    // The directory's own entry is not emitted: its whole subtree, itself
-                    // included, keeps its previous state.
-                    return Some(u);
+            match self.filter.select(&entry) {
+                Verdict::Exclude => continue,
+                Verdict::Scan if entry.stat.kind != Kind::Dir => continue,
+                Verdict::Scan => {
+                    if let Some(u) = self.push_dir(&entry) {
+                        // Whether anything inside is wanted cannot be known: keep the
+                        // directory's previous state, as for an included one, which needs
+                        // its parents in the backup.
+                        self.release_held();
+                        self.out.push_back(u);
+                    } else if let Some(level) = self.stack.last_mut() {
+                        level.held = Some(entry);
+                        self.held += 1;
+                    }
+                }
+                Verdict::Include => {
+                    self.release_held();
+                    if entry.stat.kind == Kind::Dir {
+                        if let Some(u) = self.push_dir(&entry) {
+                            // The directory's own entry is not emitted: its whole subtree,
+                            // itself included, keeps its previous state.
+                            self.out.push_back(u);
+                        } else {
+                            self.out.push_back(Item::Entry(entry));
+                        }
+                    } else {
+                        self.out.push_back(Item::Entry(entry));
+                    }
                 }
             }
-            return Some(Item::Entry(entry));
+            if let Some(p) = self.out.pop_front() {
+                return Some(p);
+            }
         }
     }
 }

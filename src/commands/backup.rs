@@ -18,8 +18,9 @@ use crate::format::{index_display, member_name, Index, MemberKind, MULTIVOL_CHUN
 use crate::interrupt;
 use crate::log;
 use crate::platform::{self, Kind};
+use crate::select::Selection;
 use crate::signature::{SigChainReader, SigEntry, SigWriter};
-use crate::source::{self, Entry, Item, Walk};
+use crate::source::{Entry, Item, Walk};
 use crate::target::{self, Backend};
 use crate::users;
 use crate::volume::{seal_file, ManifestWriter, Position, VolumeSpec, VolumeWriter};
@@ -573,7 +574,12 @@ fn check_last_manifest(
 /// Run one backup.
 pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     let started = Instant::now();
-    let walk = Walk::new(opts.source.clone(), source::All)
+    if !matches!(platform::lstat(&opts.source), Ok(s) if s.kind == Kind::Dir) {
+        return Err(Error::SourceMissing(opts.source.display().to_string()));
+    }
+    // Bad selection options stop the run before the target is touched, as in stock.
+    let selection = Selection::new(&opts.source, &opts.selection, common.now)?;
+    let walk = Walk::new(opts.source.clone(), selection)
         .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
     let backend = target::open(&common.url, target::Access::Write, &common.backend)?;
     let mut names = backend.list(&common.prefixes.file)?;

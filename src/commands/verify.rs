@@ -18,6 +18,7 @@ use crate::format::time::rfc3339;
 use crate::format::{index_display, Index, MemberKind};
 use crate::log;
 use crate::platform::Kind;
+use crate::select::{RuleSpec, Selection, Verdict};
 use crate::source::{Entry, Filter, Item, Walk};
 use crate::target::Access;
 use crate::users;
@@ -33,6 +34,9 @@ pub struct VerifyOpts {
     pub time: Option<i64>,
     pub file_to_restore: Option<Index>,
     pub compare_data: bool,
+    /// The selection options in the order they apply, as for the backup (stock's verify
+    /// compares only the selected part of the source too).
+    pub selection: Vec<RuleSpec>,
 }
 
 /// What `verify` found.
@@ -60,11 +64,18 @@ impl Summary {
 }
 
 /// Walks only `prefix` and the directories above it.
-struct Under(Index);
+struct Under(Index, Selection);
 
 impl Filter for Under {
-    fn include(&mut self, e: &Entry) -> bool {
-        e.index.starts_with(&self.0) || self.0.starts_with(&e.index)
+    fn select(&mut self, e: &Entry) -> Verdict {
+        if e.index.starts_with(&self.0) {
+            self.1.select(&e.index, &e.path, &e.stat)
+        } else if self.0.starts_with(&e.index) {
+            // A directory on the way to --file-to-restore.
+            Verdict::Include
+        } else {
+            Verdict::Exclude
+        }
     }
 }
 
@@ -340,7 +351,11 @@ impl<W: Iterator<Item = Item>> Verifier<'_, W> {
 /// Verify the chain at `opts.time` against `opts.source`; differences go to `out`.
 pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) -> Result<Summary> {
     let prefix = opts.file_to_restore.clone().unwrap_or_default();
-    let walk = Walk::new(opts.source.clone(), Under(prefix.clone()))
+    if !matches!(crate::platform::lstat(&opts.source), Ok(s) if s.kind == Kind::Dir) {
+        return Err(Error::SourceMissing(opts.source.display().to_string()));
+    }
+    let selection = Selection::new(&opts.source, &opts.selection, common.now)?;
+    let walk = Walk::new(opts.source.clone(), Under(prefix.clone(), selection))
         .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
     let l = Listing::open(common, Access::Read)?;
     let md = l.metadata(common)?;
