@@ -516,11 +516,48 @@ fn normalise(mut args: Vec<OsString>) -> Vec<OsString> {
         "-V",
         "--version",
     ];
-    let first_positional = args
-        .iter()
-        .skip(1)
-        .position(|a| !a.to_string_lossy().starts_with('-'))
-        .map(|p| p + 1);
+    // Options that take a value (`--include X`) must not have X taken for a positional.
+    let takes_value: Vec<String> = {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        cmd.find_subcommand("backup")
+            .map(|b| {
+                b.get_arguments()
+                    .filter(|a| a.get_long().is_some() || a.get_short().is_some())
+                    .filter(|a| a.get_action().takes_values())
+                    .flat_map(|a| {
+                        let mut v: Vec<String> = Vec::new();
+                        if let Some(l) = a.get_long() {
+                            v.push(format!("--{l}"));
+                        }
+                        if let Some(s) = a.get_short() {
+                            v.push(format!("-{s}"));
+                        }
+                        v.extend(
+                            a.get_all_aliases()
+                                .unwrap_or_default()
+                                .iter()
+                                .map(|x| format!("--{x}")),
+                        );
+                        v
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut first_positional = None;
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if !a.starts_with('-') {
+            first_positional = Some(i);
+            break;
+        }
+        if takes_value.iter().any(|t| *t == a) {
+            i += 1;
+        }
+        i += 1;
+    }
     let verb = match first_positional {
         Some(i) if VERBS.contains(&args[i].to_string_lossy().as_ref()) => return args,
         Some(i) => {
@@ -1078,6 +1115,23 @@ mod tests {
             "backup"
         );
         assert_eq!(n(&["sd", "file:///t", "/dst"])[1], "restore");
+        assert_eq!(
+            n(&[
+                "sd",
+                "--include",
+                "/src/a",
+                "--exclude",
+                "**",
+                "/src",
+                "file:///t"
+            ])[1],
+            "backup"
+        );
+        assert_eq!(n(&["sd", "-t", "3D", "file:///t", "/dst"])[1], "restore");
+        assert_eq!(
+            n(&["sd", "--no-encryption", "file:///t", "/dst"])[1],
+            "restore"
+        );
         assert_eq!(n(&["sd", "full", "/src", "file:///t"])[1], "full");
         assert_eq!(n(&["sd", "--help"]), ["sd", "--help"]);
     }
