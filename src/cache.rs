@@ -87,6 +87,17 @@ pub fn open_sealed<'a>(
     keys: &crypto::OpenKeys,
     object: &str,
 ) -> Result<Box<dyn Read + 'a>> {
+    if let (Some(v), Suffix::None | Suffix::Gzip) = (&keys.verify, suffix) {
+        // Only OpenPGP files can carry a signature; stock lets unencrypted files through
+        // unchecked, which would let anyone swap a signed archive for an unsigned one.
+        return Err(Error::Unsigned {
+            object: object.into(),
+            detail: format!(
+                "not an OpenPGP file, so not signed; a signature by key {} is required",
+                v.key_ids()
+            ),
+        });
+    }
     Ok(match suffix {
         Suffix::None => Box::new(r),
         Suffix::Gzip => Box::new(crypto::open_gzip(r)),
@@ -119,6 +130,10 @@ pub fn crypto_error(object: &str, e: crypto::CryptoError) -> Error {
             ),
         },
         crypto::CryptoError::Key(m) => Error::Usage(format!("key file: {m}")),
+        crypto::CryptoError::Unsigned(detail) => Error::Unsigned {
+            object: object.into(),
+            detail,
+        },
         crypto::CryptoError::Io(e) => map_read_error(object, e),
         other => Error::integrity(object, other),
     }
@@ -139,6 +154,10 @@ pub fn map_read_error(object: &str, e: io::Error) -> Error {
             crypto::CryptoError::NoMatchingKey(ids) => Error::Decryption {
                 object: object.into(),
                 detail: format!("no matching secret key ({ids})"),
+            },
+            crypto::CryptoError::Unsigned(detail) => Error::Unsigned {
+                object: object.into(),
+                detail: detail.clone(),
             },
             other => Error::integrity(object, other),
         };

@@ -210,6 +210,11 @@ pub struct Opts {
     /// Armored secret key file for reading public-key archives (its passphrase: PASSPHRASE).
     #[arg(long, env = "SWIFTDUP_DECRYPT_KEY_FILE", value_delimiter = ',')]
     pub decrypt_key_file: Vec<PathBuf>,
+    /// Armored OpenPGP key file: backups sign every file with its secret key (passphrase:
+    /// SIGN_PASSPHRASE, else PASSPHRASE); restore, verify and the other verbs require every
+    /// file they read to be signed by it (a public key file is enough for those).
+    #[arg(long, env = "SWIFTDUP_SIGN_KEY_FILE")]
+    pub sign_key_file: Option<PathBuf>,
     /// Restore time: now, epoch seconds, YYYY-MM-DD[THH:MM:SS[Z]], or an interval (3D, 1h30m).
     #[arg(
         short = 't',
@@ -599,6 +604,61 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// `--sign-key-file`: the verifier every verb uses on what it reads, and for backups the
+/// unlocked signing key.
+fn sign_key(
+    p: &PathBuf,
+    o: &Opts,
+    for_backup: bool,
+    passphrase: &Option<Secret>,
+) -> Result<(crypto::Verifier, Option<crypto::SignKey>)> {
+    let flag = "--sign-key-file";
+    if o.no_encryption {
+        return Err(Error::Usage(format!(
+            "{flag} needs OpenPGP: files written with --no-encryption cannot carry a signature \
+             (stock duplicity does not sign them either)"
+        )));
+    }
+    let bytes = read_file(p, flag)?;
+    let bad = |e: crypto::CryptoError| Error::Usage(format!("{flag} {}: {e}", p.display()));
+    let verifier = crypto::Verifier::from_key_file(&bytes).map_err(bad)?;
+    if !for_backup {
+        return Ok((verifier, None));
+    }
+    let secret = crypto::read_secret_keys(&bytes).map_err(|_| {
+        Error::Usage(format!(
+            "{flag} {}: no secret key in it; a backup needs the secret key to sign \
+             (a public key is enough to restore and verify)",
+            p.display()
+        ))
+    })?;
+    if secret.len() != 1 {
+        return Err(Error::Usage(format!(
+            "{flag} {}: {} secret keys; give the one to sign with",
+            p.display(),
+            secret.len()
+        )));
+    }
+    // duplicity's variables: SIGN_PASSPHRASE, and PASSPHRASE when that is not set.
+    let pass = env_secret("SIGN_PASSPHRASE").or_else(|| passphrase.clone());
+    let key = crypto::SignKey::new(&secret[0], pass.as_ref().map(|s| s.0.as_str())).map_err(
+        |e| match e {
+            crypto::CryptoError::WrongPassphrase => Error::Decryption {
+                object: p.display().to_string(),
+                detail: "wrong passphrase for the signing key (SIGN_PASSPHRASE, else PASSPHRASE)"
+                    .into(),
+            },
+            other => bad(other),
+        },
+    )?;
+    crate::log::debug(
+        "sign_key",
+        &format!("signing with key {} ({:?})", key.key_id(), key.hash()),
+        vec![],
+    );
+    Ok((verifier, Some(key)))
+}
+
 /// Build the shared configuration.
 fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
     let now = o.current_time.unwrap_or_else(now);
@@ -625,9 +685,14 @@ fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
         );
     }
     let level = o.compress_level;
+    let sign = match &o.sign_key_file {
+        Some(p) => Some(sign_key(p, o, for_backup, &passphrase)?),
+        None => None,
+    };
     let open = OpenKeys {
         passphrase: passphrase.as_ref().map(|s| s.0.clone()),
         secret_keys,
+        verify: sign.as_ref().map(|(v, _)| v.clone()),
     };
     let crypto = if o.no_encryption {
         Crypto {
@@ -679,6 +744,16 @@ fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
             suffix: Suffix::Gpg,
             can_read_own: true,
         }
+    };
+    let crypto = match sign.and_then(|(_, k)| k) {
+        Some(key) => Crypto {
+            seal: SealMode::Signed {
+                inner: Box::new(crypto.seal),
+                key: std::sync::Arc::new(key),
+            },
+            ..crypto
+        },
+        None => crypto,
     };
     Ok(Common {
         url: url.to_string(),

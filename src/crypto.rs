@@ -22,6 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Write};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
@@ -34,13 +35,14 @@ use pgp::crypto::hash::HashAlgorithm;
 use pgp::crypto::public_key::PublicKeyAlgorithm;
 use pgp::crypto::sym::SymmetricKeyAlgorithm;
 use pgp::packet::{
-    Decompressor, GnupgAeadDataConfig, PacketHeader, PacketTrait, PublicKeyEncryptedSessionKey,
-    SignatureType, SymKeyEncryptedSessionKey,
+    Decompressor, GnupgAeadDataConfig, OnePassSignature, PacketHeader, PacketTrait,
+    PublicKeyEncryptedSessionKey, Signature, SignatureConfig, SignatureHasher, SignatureType,
+    Subpacket, SubpacketData, SymKeyEncryptedSessionKey,
 };
 use pgp::ser::Serialize;
 use pgp::types::{
-    DecryptionKey, EskType, KeyDetails, KeyId, Password, PkeskVersion, Seipdv1ReadMode,
-    StringToKey, Tag,
+    DecryptionKey, EskType, KeyDetails, KeyId, KeyVersion, Password, PkeskVersion, Seipdv1ReadMode,
+    StringToKey, Tag, Timestamp, VerifyingKey,
 };
 use rand::rngs::OsRng;
 use rand::RngCore;
@@ -87,6 +89,9 @@ pub enum CryptoError {
     Unsupported(String),
     /// A key file could not be used (parse error, no encryption-capable key, ...).
     Key(String),
+    /// A signature by the configured key was required and is missing, by another key, or
+    /// does not verify (the message itself is intact: its MDC was checked first).
+    Unsigned(String),
     /// An I/O error of the underlying reader or writer.
     Io(io::Error),
 }
@@ -101,6 +106,7 @@ impl fmt::Display for CryptoError {
             CryptoError::Integrity(m) => write!(f, "integrity error: {m}"),
             CryptoError::Unsupported(m) => write!(f, "unsupported: {m}"),
             CryptoError::Key(m) => write!(f, "key error: {m}"),
+            CryptoError::Unsigned(m) => write!(f, "signature check failed: {m}"),
             CryptoError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -171,6 +177,12 @@ pub enum SealMode {
         hidden: Vec<SignedPublicKey>,
         level: u32,
     },
+    /// `inner` (Symmetric or PublicKey) signed like `gpg --sign`: inside the compressed
+    /// packet, a one-pass signature, the literal data, and a binary signature over it.
+    Signed {
+        inner: Box<SealMode>,
+        key: Arc<SignKey>,
+    },
 }
 
 impl fmt::Debug for SealMode {
@@ -198,6 +210,9 @@ impl fmt::Debug for SealMode {
                     fp(hidden)
                 )
             }
+            SealMode::Signed { inner, key } => {
+                write!(f, "Signed {{ inner: {inner:?}, key: {} }}", key.key_id())
+            }
         }
     }
 }
@@ -219,11 +234,32 @@ enum SealInner<W: Write> {
 
 impl<W: Write> Sealer<W> {
     pub fn new(out: W, mode: &SealMode) -> Result<Self, CryptoError> {
+        match mode {
+            SealMode::Signed { inner, key } => Self::build(out, inner, Some(key.clone())),
+            _ => Self::build(out, mode, None),
+        }
+    }
+
+    fn build(out: W, mode: &SealMode, signer: Option<Arc<SignKey>>) -> Result<Self, CryptoError> {
         let out = Counting { inner: out, n: 0 };
+        if signer.is_some()
+            && !matches!(
+                mode,
+                SealMode::Symmetric { .. } | SealMode::PublicKey { .. }
+            )
+        {
+            // gzip has no place for a signature (stock cannot sign --no-encryption either).
+            return Err(CryptoError::Key(
+                "signing needs OpenPGP encryption (symmetric or public key)".into(),
+            ));
+        }
         let inner = match mode {
             SealMode::Plain => SealInner::Plain(out),
             SealMode::Gzip { level } => {
                 SealInner::Gzip(Box::new(Deflater::new(out, *level, Wrap::Gzip)?))
+            }
+            SealMode::Signed { .. } => {
+                return Err(CryptoError::Key("nested signing modes".into()));
             }
             SealMode::Symmetric { passphrase, level } => {
                 let mut out = out;
@@ -239,6 +275,7 @@ impl<W: Write> Sealer<W> {
                     key,
                     *level,
                     CompressionKind::Zip,
+                    signer,
                 )?))
             }
             SealMode::PublicKey {
@@ -287,6 +324,7 @@ impl<W: Write> Sealer<W> {
                     session_key,
                     *level,
                     CompressionKind::Zlib,
+                    signer,
                 )?))
             }
         };
@@ -332,7 +370,7 @@ impl<W: Write> Write for Sealer<W> {
         match &mut self.inner {
             SealInner::Plain(c) => c.write(buf),
             SealInner::Gzip(g) => g.write(buf),
-            SealInner::Pgp(p) => p.lit.write(buf),
+            SealInner::Pgp(p) => p.write_literal(buf),
             SealInner::Finished => Err(io::Error::other("sealer already finished")),
         }
     }
@@ -378,9 +416,12 @@ enum CompressionKind {
     Zlib,
 }
 
-/// literal framer -> [deflate/zlib] -> CFB+MDC encryptor -> SEIPD framer -> out
+/// literal framer -> [deflate/zlib] -> CFB+MDC encryptor -> SEIPD framer -> out; with a
+/// signer, the literal data is also hashed on its way in, and the one-pass signature and
+/// signature packets go around the literal packet (inside the compression, as gpg does).
 struct PgpPipe<W: Write> {
     lit: Framer<Mid<W>>,
+    sig: Option<(Arc<SignKey>, SignatureHasher)>,
 }
 
 #[allow(clippy::large_enum_variant)] // lives inside a Box<PgpPipe>
@@ -395,6 +436,7 @@ impl<W: Write> PgpPipe<W> {
         session_key: RawSessionKey,
         level: u32,
         kind: CompressionKind,
+        signer: Option<Arc<SignKey>>,
     ) -> Result<Self, CryptoError> {
         let mut seipd = Framer::new(out, 18, PARTIAL_CHUNK);
         seipd.write_all(&[1])?; // SEIPD version 1 (plaintext, before the CFB data)
@@ -416,11 +458,38 @@ impl<W: Write> PgpPipe<W> {
                 }
             }
         };
+        let mut mid = mid;
+        let sig = match signer {
+            Some(key) => {
+                let ops = OnePassSignature::v3(
+                    SignatureType::Binary,
+                    key.hash,
+                    key.part.algorithm(),
+                    key.part.legacy_key_id(),
+                );
+                write_old_packet(&mut mid, Tag::OnePassSignature, &ops)?;
+                let hasher = key.config()?.into_hasher().map_err(|e| {
+                    CryptoError::Unsupported(format!("signature hash {:?}: {e}", key.hash))
+                })?;
+                Some((key, hasher))
+            }
+            None => None,
+        };
         let mut lit = Framer::new(mid, 11, PARTIAL_CHUNK);
-        // Literal header: binary, empty file name, date = now.
+        // Literal header: binary, empty file name, date = now. A binary signature covers
+        // only the literal's content, not this header.
         lit.write_all(&[b'b', 0])?;
         lit.write_all(&now_secs().to_be_bytes())?;
-        Ok(PgpPipe { lit })
+        Ok(PgpPipe { lit, sig })
+    }
+
+    /// Literal data: into the literal packet, and into the signature hash.
+    fn write_literal(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.lit.write(buf)?;
+        if let Some((_, hasher)) = &mut self.sig {
+            hasher.write_all(&buf[..n])?;
+        }
+        Ok(n)
     }
 
     fn enc(&self) -> &CfbMdcWriter<Framer<W>> {
@@ -442,7 +511,11 @@ impl<W: Write> PgpPipe<W> {
     }
 
     fn finish(self) -> io::Result<W> {
-        let mid = self.lit.finish()?;
+        let mut mid = self.lit.finish()?;
+        if let Some((key, hasher)) = self.sig {
+            let sig = key.part.sign_hashed(hasher)?;
+            write_old_packet(&mut mid, Tag::Signature, &sig)?;
+        }
         let enc = match mid {
             Mid::Raw(e) => e,
             Mid::Deflate(z) => z.finish()?,
@@ -1000,6 +1073,35 @@ fn can_encrypt(alg: PublicKeyAlgorithm) -> bool {
     )
 }
 
+/// The newest binding signature of a subkey made by `primary`, unless the subkey is revoked
+/// or (when `now` is given) expired.
+fn live_binding<'s>(
+    primary: &pgp::packet::PublicKey,
+    sub: &pgp::packet::PublicSubkey,
+    sigs: &'s [Signature],
+    now: Option<u64>,
+) -> Option<&'s Signature> {
+    let binding = sigs
+        .iter()
+        .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding))
+        .filter(|s| s.verify_subkey_binding(primary, sub).is_ok())
+        .max_by_key(|s| s.created().map(|t| t.as_secs()).unwrap_or(0))?;
+    let revoked = sigs.iter().any(|s| {
+        s.typ() == Some(SignatureType::SubkeyRevocation)
+            && s.verify_subkey_binding(primary, sub).is_ok()
+    });
+    if revoked {
+        return None;
+    }
+    if let (Some(now), Some(exp)) = (now, binding.key_expiration_time()) {
+        let exp = exp.as_secs() as u64;
+        if exp != 0 && sub.created_at().as_secs() as u64 + exp <= now {
+            return None;
+        }
+    }
+    Some(binding)
+}
+
 /// Pick the key gpg would encrypt to: the newest valid (bound, unrevoked, unexpired)
 /// subkey flagged for encryption; failing that the primary key if it can encrypt.
 fn encryption_target(k: &SignedPublicKey) -> Result<EncTarget<'_>, CryptoError> {
@@ -1017,31 +1119,15 @@ fn encryption_target(k: &SignedPublicKey) -> Result<EncTarget<'_>, CryptoError> 
         if !can_encrypt(sub.key.algorithm()) {
             continue;
         }
-        let binding = sub
-            .signatures
-            .iter()
-            .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding))
-            .filter(|s| s.verify_subkey_binding(&k.primary_key, &sub.key).is_ok())
-            .max_by_key(|s| s.created().map(|t| t.as_secs()).unwrap_or(0));
-        let Some(binding) = binding else { continue };
-        let revoked = sub.signatures.iter().any(|s| {
-            s.typ() == Some(SignatureType::SubkeyRevocation)
-                && s.verify_subkey_binding(&k.primary_key, &sub.key).is_ok()
-        });
-        if revoked {
+        let Some(binding) = live_binding(&k.primary_key, &sub.key, &sub.signatures, Some(now))
+        else {
             continue;
-        }
+        };
         let flags = binding.key_flags();
         if !(flags.encrypt_comms() || flags.encrypt_storage()) {
             continue;
         }
         let created = sub.key.created_at().as_secs();
-        if let Some(exp) = binding.key_expiration_time() {
-            let exp = exp.as_secs() as u64;
-            if exp != 0 && created as u64 + exp <= now {
-                continue;
-            }
-        }
         if best.is_none_or(|(c, _)| created >= c) {
             best = Some((created, sub));
         }
@@ -1086,6 +1172,40 @@ fn encryption_target(k: &SignedPublicKey) -> Result<EncTarget<'_>, CryptoError> 
 /// a secret key file is accepted too (its public parts are used). Each key must have a
 /// key gpg would encrypt to.
 pub fn read_public_keys(armored_or_binary: &[u8]) -> Result<Vec<SignedPublicKey>, CryptoError> {
+    let keys = read_certs(armored_or_binary)?;
+    for k in &keys {
+        encryption_target(k)?;
+    }
+    Ok(keys)
+}
+
+/// Parse one or more public keys (or the public parts of secret keys), whatever they can do.
+fn read_certs(armored_or_binary: &[u8]) -> Result<Vec<SignedPublicKey>, CryptoError> {
+    let mut keys = Vec::new();
+    for block in armor_blocks(armored_or_binary) {
+        keys.extend(read_certs_block(block)?);
+    }
+    Ok(keys)
+}
+
+/// A key file made with `cat a.asc b.asc` holds several armor blocks; rPGP reads the first
+/// only, so split them (binary files and single blocks come back whole).
+fn armor_blocks(data: &[u8]) -> Vec<&[u8]> {
+    let marker = b"-----BEGIN PGP ";
+    let starts: Vec<usize> = (0..data.len())
+        .filter(|&i| data[i..].starts_with(marker) && (i == 0 || data[i - 1] == b'\n'))
+        .collect();
+    if starts.len() <= 1 {
+        return vec![data];
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &s)| &data[s..starts.get(n + 1).copied().unwrap_or(data.len())])
+        .collect()
+}
+
+fn read_certs_block(armored_or_binary: &[u8]) -> Result<Vec<SignedPublicKey>, CryptoError> {
     let mut keys = Vec::new();
     let mut err = None;
     match SignedPublicKey::from_reader_many(Cursor::new(armored_or_binary)) {
@@ -1113,9 +1233,6 @@ pub fn read_public_keys(armored_or_binary: &[u8]) -> Result<Vec<SignedPublicKey>
             err.unwrap_or_else(|| "empty key file".into())
         )));
     }
-    for k in &keys {
-        encryption_target(k)?;
-    }
     Ok(keys)
 }
 
@@ -1138,10 +1255,14 @@ pub fn read_secret_keys(armored_or_binary: &[u8]) -> Result<Vec<SignedSecretKey>
 /// Keys available for opening.
 ///
 /// `passphrase` is used both for symmetric messages (SKESK) and to unlock protected secret
-/// keys, like duplicity's `PASSPHRASE`.
+/// keys, like duplicity's `PASSPHRASE`. With `verify`, every message must carry a valid
+/// signature by one of its keys; the reader fails with `Unsigned` at the end of the message
+/// otherwise (after the MDC check, so damage still reads as `Integrity`).
+#[derive(Default)]
 pub struct OpenKeys {
     pub passphrase: Option<String>,
     pub secret_keys: Vec<SignedSecretKey>,
+    pub verify: Option<Verifier>,
 }
 
 impl fmt::Debug for OpenKeys {
@@ -1159,7 +1280,536 @@ impl fmt::Debug for OpenKeys {
                     .map(|k| format!("{:X}", k.fingerprint()))
                     .collect::<Vec<_>>(),
             )
+            .field("verify", &self.verify)
             .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing and verifying (`--sign-key-file`, stock's `--sign-key`)
+// ---------------------------------------------------------------------------------------
+
+fn can_sign(alg: PublicKeyAlgorithm) -> bool {
+    matches!(
+        alg,
+        PublicKeyAlgorithm::RSA
+            | PublicKeyAlgorithm::RSASign
+            | PublicKeyAlgorithm::DSA
+            | PublicKeyAlgorithm::ECDSA
+            | PublicKeyAlgorithm::EdDSALegacy
+            | PublicKeyAlgorithm::Ed25519
+            | PublicKeyAlgorithm::Ed448
+    )
+}
+
+/// Whether the primary key of a certificate may sign: it can, and its self-signatures either
+/// carry no key flags at all (old keys) or flag it for signing.
+fn primary_signs(primary_alg: PublicKeyAlgorithm, sigs: &[&Signature]) -> bool {
+    if !can_sign(primary_alg) {
+        return false;
+    }
+    let any_flags = sigs.iter().any(|s| {
+        let f = s.key_flags();
+        f.certify() || f.sign() || f.encrypt_comms() || f.encrypt_storage() || f.authentication()
+    });
+    !any_flags || sigs.iter().any(|s| s.key_flags().sign())
+}
+
+/// Write `packet` with an old-format header, as gpg writes one-pass signature and signature
+/// packets (ctb 0x90 / 0x88 / 0x89).
+fn write_old_packet<W: Write, P: Serialize>(w: &mut W, tag: Tag, packet: &P) -> io::Result<()> {
+    let mut body = Vec::with_capacity(packet.write_len());
+    packet
+        .to_writer(&mut body)
+        .map_err(|e| io::Error::other(format!("serializing a {tag:?} packet: {e}")))?;
+    let ctb = 0x80 | (u8::from(tag) << 2);
+    match body.len() {
+        n if n < 0x100 => w.write_all(&[ctb, n as u8])?,
+        n if n < 0x1_0000 => w.write_all(&[ctb | 1, (n >> 8) as u8, n as u8])?,
+        n => {
+            w.write_all(&[ctb | 2])?;
+            w.write_all(&(n as u32).to_be_bytes())?;
+        }
+    }
+    w.write_all(&body)
+}
+
+/// The (sub)key that makes the signatures, with its secret unlocked (see [`SignKey::new`]).
+#[derive(Clone)]
+enum SignPart {
+    Primary(pgp::packet::SecretKey),
+    Sub(pgp::packet::SecretSubkey),
+}
+
+impl SignPart {
+    fn algorithm(&self) -> PublicKeyAlgorithm {
+        match self {
+            SignPart::Primary(k) => k.algorithm(),
+            SignPart::Sub(k) => k.algorithm(),
+        }
+    }
+    fn legacy_key_id(&self) -> KeyId {
+        match self {
+            SignPart::Primary(k) => k.legacy_key_id(),
+            SignPart::Sub(k) => k.legacy_key_id(),
+        }
+    }
+    fn fingerprint(&self) -> pgp::types::Fingerprint {
+        match self {
+            SignPart::Primary(k) => k.fingerprint(),
+            SignPart::Sub(k) => k.fingerprint(),
+        }
+    }
+    fn sign_hashed(&self, hasher: SignatureHasher) -> io::Result<Signature> {
+        let pw = Password::empty();
+        match self {
+            SignPart::Primary(k) => hasher.sign(k, &pw),
+            SignPart::Sub(k) => hasher.sign(k, &pw),
+        }
+        .map_err(|e| io::Error::other(format!("signing: {e}")))
+    }
+}
+
+/// A secret key unlocked for signing, with the choices gpg 2.2 makes for it: the newest
+/// valid signing subkey, else the primary key; the first SHA-2 hash of the key's preference
+/// list (SHA-512 for keys gpg 2.2 makes), else SHA-256. The secret key's S2K runs once, here.
+pub struct SignKey {
+    part: SignPart,
+    hash: HashAlgorithm,
+    verifier: Verifier,
+}
+
+impl SignKey {
+    /// Pick the signing (sub)key of `key` and unlock it with `passphrase` (needed only if the
+    /// key is protected). Wrong passphrase => `WrongPassphrase`.
+    pub fn new(key: &SignedSecretKey, passphrase: Option<&str>) -> Result<SignKey, CryptoError> {
+        let fpr = format!("{:X}", key.fingerprint());
+        if key.primary_key.version() != KeyVersion::V4 {
+            return Err(CryptoError::Key(format!(
+                "key {fpr}: only version 4 keys can sign here (what gpg 2.2 makes and reads)"
+            )));
+        }
+        let public = key.to_public_key();
+        if public
+            .details
+            .revocation_signatures
+            .iter()
+            .any(|s| s.verify_key(&public.primary_key).is_ok())
+        {
+            return Err(CryptoError::Key(format!("key {fpr} is revoked")));
+        }
+        let now = now_secs() as u64;
+        let mut best: Option<(u32, &pgp::composed::SignedSecretSubKey)> = None;
+        for sub in &key.secret_subkeys {
+            let sub_pub = sub.key.public_key();
+            if !can_sign(sub_pub.algorithm()) {
+                continue;
+            }
+            let Some(b) = live_binding(&public.primary_key, sub_pub, &sub.signatures, Some(now))
+            else {
+                continue;
+            };
+            let created = sub_pub.created_at().as_secs();
+            if b.key_flags().sign() && best.is_none_or(|(c, _)| created >= c) {
+                best = Some((created, sub));
+            }
+        }
+        let self_sigs: Vec<&Signature> = key
+            .details
+            .users
+            .iter()
+            .flat_map(|u| u.signatures.iter())
+            .chain(key.details.direct_signatures.iter())
+            .collect();
+        let part = match best {
+            Some((_, sub)) => SignPart::Sub(sub.key.clone()),
+            None if primary_signs(key.primary_key.algorithm(), &self_sigs) => {
+                SignPart::Primary(key.primary_key.clone())
+            }
+            None => {
+                return Err(CryptoError::Key(format!(
+                    "key {fpr} has no usable signing key"
+                )))
+            }
+        };
+        let unlock_err = |p: Option<&str>| {
+            if p.is_some() {
+                CryptoError::WrongPassphrase
+            } else {
+                CryptoError::Key(format!(
+                    "the secret key {fpr} is protected: set SIGN_PASSPHRASE (or PASSPHRASE)"
+                ))
+            }
+        };
+        let part = match part {
+            SignPart::Primary(mut k) => {
+                if k.secret_params().is_encrypted() {
+                    let p = passphrase.ok_or_else(|| unlock_err(None))?;
+                    k.remove_password(&Password::from(p))
+                        .map_err(|_| unlock_err(Some(p)))?;
+                }
+                SignPart::Primary(k)
+            }
+            SignPart::Sub(mut k) => {
+                if k.secret_params().is_encrypted() {
+                    let p = passphrase.ok_or_else(|| unlock_err(None))?;
+                    k.remove_password(&Password::from(p))
+                        .map_err(|_| unlock_err(Some(p)))?;
+                }
+                SignPart::Sub(k)
+            }
+        };
+        let strong = [
+            HashAlgorithm::Sha512,
+            HashAlgorithm::Sha384,
+            HashAlgorithm::Sha256,
+            HashAlgorithm::Sha224,
+        ];
+        let hash = self_sigs
+            .iter()
+            .flat_map(|s| s.preferred_hash_algs().iter().copied())
+            .find(|h| strong.contains(h))
+            .unwrap_or(HashAlgorithm::Sha256);
+        let sk = SignKey {
+            part,
+            hash,
+            verifier: Verifier::new(std::slice::from_ref(&public))?,
+        };
+        // Sign once now, so that a key rPGP cannot sign with fails before anything is written.
+        let h = sk
+            .config()?
+            .into_hasher()
+            .map_err(|e| CryptoError::Unsupported(format!("signature hash {hash:?}: {e}")))?;
+        sk.part
+            .sign_hashed(h)
+            .map_err(|e| CryptoError::Key(format!("key {fpr}: {e}")))?;
+        Ok(sk)
+    }
+
+    /// Long key id (16 hex digits) of the (sub)key that signs: what gpg prints in `GOODSIG`
+    /// and what stock duplicity compares with `--sign-key`.
+    pub fn key_id(&self) -> String {
+        hex_upper(self.part.legacy_key_id().as_ref())
+    }
+
+    /// The hash algorithm signatures are made with.
+    pub fn hash(&self) -> HashAlgorithm {
+        self.hash
+    }
+
+    /// A verifier that accepts this key's signatures.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Like gpg: v4 binary signature; hashed: issuer fingerprint, creation time; unhashed:
+    /// issuer key id.
+    fn config(&self) -> Result<SignatureConfig, CryptoError> {
+        let sub = |d| Subpacket::regular(d).map_err(|e| CryptoError::Key(format!("{e}")));
+        let mut c = SignatureConfig::v4(SignatureType::Binary, self.part.algorithm(), self.hash);
+        c.hashed_subpackets = vec![
+            sub(SubpacketData::IssuerFingerprint(self.part.fingerprint()))?,
+            sub(SubpacketData::SignatureCreationTime(Timestamp::now()))?,
+        ];
+        c.unhashed_subpackets = vec![sub(SubpacketData::IssuerKeyId(self.part.legacy_key_id()))?];
+        Ok(c)
+    }
+}
+
+impl fmt::Debug for SignKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SignKey {{ key_id: {}, hash: {:?} }}",
+            self.key_id(),
+            self.hash
+        )
+    }
+}
+
+/// One key that signatures are accepted from.
+#[derive(Clone)]
+enum VerifyPart {
+    Primary(pgp::packet::PublicKey),
+    Sub(pgp::packet::PublicSubkey),
+}
+
+impl VerifyPart {
+    fn legacy_key_id(&self) -> KeyId {
+        match self {
+            VerifyPart::Primary(k) => k.legacy_key_id(),
+            VerifyPart::Sub(k) => k.legacy_key_id(),
+        }
+    }
+    fn fingerprint(&self) -> pgp::types::Fingerprint {
+        match self {
+            VerifyPart::Primary(k) => k.fingerprint(),
+            VerifyPart::Sub(k) => k.fingerprint(),
+        }
+    }
+    fn verify(
+        &self,
+        hash: HashAlgorithm,
+        digest: &[u8],
+        sig: &pgp::types::SignatureBytes,
+    ) -> pgp::errors::Result<()> {
+        match self {
+            VerifyPart::Primary(k) => k.verify(hash, digest, sig),
+            VerifyPart::Sub(k) => k.verify(hash, digest, sig),
+        }
+    }
+}
+
+/// The keys whose signatures a reader requires (`--sign-key-file` when reading): each
+/// certificate's primary key if it may sign, and its signing subkeys that are bound and not
+/// revoked. Expired keys still verify old archives (their signatures were made in time).
+#[derive(Clone)]
+pub struct Verifier {
+    keys: Vec<VerifyPart>,
+}
+
+impl Verifier {
+    pub fn new(certs: &[SignedPublicKey]) -> Result<Verifier, CryptoError> {
+        let mut keys = Vec::new();
+        for c in certs {
+            let self_sigs: Vec<&Signature> = c
+                .details
+                .users
+                .iter()
+                .flat_map(|u| u.signatures.iter())
+                .chain(c.details.direct_signatures.iter())
+                .collect();
+            if primary_signs(c.primary_key.algorithm(), &self_sigs) {
+                keys.push(VerifyPart::Primary(c.primary_key.clone()));
+            }
+            for sub in &c.public_subkeys {
+                if !can_sign(sub.key.algorithm()) {
+                    continue;
+                }
+                if live_binding(&c.primary_key, &sub.key, &sub.signatures, None)
+                    .is_some_and(|b| b.key_flags().sign())
+                {
+                    keys.push(VerifyPart::Sub(sub.key.clone()));
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Err(CryptoError::Key("no key that can sign".into()));
+        }
+        Ok(Verifier { keys })
+    }
+
+    /// Parse a key file (public or secret keys) into a verifier.
+    pub fn from_key_file(armored_or_binary: &[u8]) -> Result<Verifier, CryptoError> {
+        Verifier::new(&read_certs(armored_or_binary)?)
+    }
+
+    /// The long key ids accepted, for messages.
+    pub fn key_ids(&self) -> String {
+        self.keys
+            .iter()
+            .map(|k| hex_upper(k.legacy_key_id().as_ref()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Check one signature over literal data hashed into `hasher` (already fed the data).
+    fn check(&self, sig: &Signature, mut hasher: DynHasher) -> SigOutcome {
+        let issuer = sig
+            .issuer_key_id()
+            .first()
+            .map(|k| hex_upper(k.as_ref()))
+            .or_else(|| {
+                sig.issuer_fingerprint().first().map(|f| {
+                    let b = f.as_bytes();
+                    hex_upper(&b[b.len().saturating_sub(8)..])
+                })
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let candidates: Vec<&VerifyPart> = self
+            .keys
+            .iter()
+            .filter(|k| {
+                let (ids, fps) = (sig.issuer_key_id(), sig.issuer_fingerprint());
+                (ids.is_empty() && fps.is_empty())
+                    || ids.iter().any(|i| **i == k.legacy_key_id())
+                    || fps.iter().any(|f| **f == k.fingerprint())
+            })
+            .collect();
+        if candidates.is_empty() {
+            return SigOutcome::Foreign(issuer);
+        }
+        let (Some(config), Some(shv), Some(bytes)) =
+            (sig.config(), sig.signed_hash_value(), sig.signature())
+        else {
+            return SigOutcome::Bad(
+                issuer,
+                format!("unsupported signature version {:?}", sig.version()),
+            );
+        };
+        if config.typ != SignatureType::Binary {
+            return SigOutcome::Bad(
+                issuer,
+                format!("unsupported signature type {:?}", config.typ),
+            );
+        }
+        if !matches!(
+            config.version(),
+            pgp::packet::SignatureVersion::V4 | pgp::packet::SignatureVersion::V3
+        ) {
+            return SigOutcome::Bad(
+                issuer,
+                format!("unsupported signature version {:?}", config.version()),
+            );
+        }
+        let len = match config.hash_signature_data(&mut hasher) {
+            Ok(n) => n,
+            Err(e) => return SigOutcome::Bad(issuer, e.to_string()),
+        };
+        match config.trailer(len) {
+            Ok(t) => sha2::digest::DynDigest::update(hasher.as_mut(), &t),
+            Err(e) => return SigOutcome::Bad(issuer, e.to_string()),
+        }
+        let digest = sha2::digest::DynDigest::finalize(hasher);
+        if digest.len() < 2 || digest[..2] != shv {
+            return SigOutcome::Bad(issuer, "digest mismatch".into());
+        }
+        for k in candidates {
+            if k.verify(config.hash_alg, &digest, bytes).is_ok() {
+                return SigOutcome::Good;
+            }
+        }
+        SigOutcome::Bad(issuer, "invalid signature".into())
+    }
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Verifier {{ key_ids: [{}] }}", self.key_ids())
+    }
+}
+
+/// rPGP's hasher type (its `DynDigest` is not imported: `sha1::Digest` is, and the two
+/// traits' method names clash).
+type DynHasher = Box<dyn sha2::digest::DynDigest + Send>;
+
+enum SigOutcome {
+    Good,
+    /// By one of our keys, but it does not verify (issuer, why).
+    Bad(String, String),
+    /// By a key we do not accept (its key id).
+    Foreign(String),
+}
+
+/// Signature checking state of one message: a hash per one-pass signature (or leading
+/// signature, old style), fed with the literal data as it is read.
+struct SigState {
+    verifier: Verifier,
+    /// (hash algorithm, hasher, leading signature if the message put it before the data)
+    pending: Vec<(HashAlgorithm, DynHasher, Option<Signature>)>,
+    outcomes: Vec<SigOutcome>,
+    unsupported: Vec<String>,
+}
+
+impl SigState {
+    fn new(verifier: Verifier) -> Self {
+        SigState {
+            verifier,
+            pending: Vec::new(),
+            outcomes: Vec::new(),
+            unsupported: Vec::new(),
+        }
+    }
+
+    fn start(&mut self, hash: HashAlgorithm, leading: Option<Signature>) {
+        match hash.new_hasher() {
+            Ok(h) => self.pending.push((hash, h, leading)),
+            Err(e) => self.unsupported.push(format!("hash {hash:?}: {e}")),
+        }
+    }
+
+    fn one_pass(&mut self, body: &[u8]) {
+        // version 3: version, type, hash, pubkey algorithm, key id (8), last
+        if body.len() >= 13 && body[0] == 3 {
+            self.start(HashAlgorithm::from(body[2]), None);
+        } else {
+            self.unsupported
+                .push("one-pass signature packet of an unknown version".into());
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        for (_, h, _) in &mut self.pending {
+            sha2::digest::DynDigest::update(h.as_mut(), data);
+        }
+    }
+
+    /// A signature packet after the literal data: pair it with the innermost open one-pass
+    /// signature of the same hash.
+    fn trailing(&mut self, sig: Signature) {
+        let Some(hash) = sig.hash_alg() else {
+            self.unsupported
+                .push(format!("signature version {:?}", sig.version()));
+            return;
+        };
+        let Some(pos) = self
+            .pending
+            .iter()
+            .rposition(|(h, _, leading)| *h == hash && leading.is_none())
+        else {
+            self.unsupported
+                .push("signature packet without a one-pass signature".into());
+            return;
+        };
+        let (_, hasher, _) = self.pending.remove(pos);
+        let o = self.verifier.check(&sig, hasher);
+        self.outcomes.push(o);
+    }
+
+    /// The verdict at the end of the message.
+    fn finish(&mut self) -> Result<(), CryptoError> {
+        for (_, hasher, leading) in std::mem::take(&mut self.pending) {
+            if let Some(sig) = leading {
+                let o = self.verifier.check(&sig, hasher);
+                self.outcomes.push(o);
+            }
+        }
+        let want = self.verifier.key_ids();
+        if let Some(SigOutcome::Bad(id, why)) = self
+            .outcomes
+            .iter()
+            .find(|o| matches!(o, SigOutcome::Bad(..)))
+        {
+            return Err(CryptoError::Unsigned(format!(
+                "bad signature by key {id} ({why})"
+            )));
+        }
+        if self.outcomes.iter().any(|o| matches!(o, SigOutcome::Good)) {
+            return Ok(());
+        }
+        let foreign: Vec<&str> = self
+            .outcomes
+            .iter()
+            .filter_map(|o| match o {
+                SigOutcome::Foreign(id) => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !foreign.is_empty() {
+            return Err(CryptoError::Unsigned(format!(
+                "signed by key {}, not by the configured key {want}",
+                foreign.join(", ")
+            )));
+        }
+        if !self.unsupported.is_empty() {
+            return Err(CryptoError::Unsigned(format!(
+                "signature not checkable: {}",
+                self.unsupported.join("; ")
+            )));
+        }
+        Err(CryptoError::Unsigned(format!(
+            "not signed; a signature by key {want} is required"
+        )))
     }
 }
 
@@ -1290,7 +1940,12 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
             }
             Tag::CompressedData | Tag::LiteralData | Tag::OnePassSignature | Tag::Signature => {
                 warnings.push(Opened::NotEncrypted);
-                let mut reader = PgpReader::new(Top::Plain(src), Some(header), src_failed.clone());
+                let mut reader = PgpReader::new(
+                    Top::Plain(src),
+                    Some(header),
+                    src_failed.clone(),
+                    keys.verify.clone(),
+                );
                 reader.prime()?;
                 warnings.extend(reader.warnings());
                 return Ok((Box::new(reader), warnings));
@@ -1380,7 +2035,7 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
         }
     };
 
-    let mut reader = PgpReader::new(top, None, src_failed.clone());
+    let mut reader = PgpReader::new(top, None, src_failed.clone(), keys.verify.clone());
     reader.prime()?;
     warnings.extend(reader.warnings());
     Ok((Box::new(reader), warnings))
@@ -1925,10 +2580,17 @@ struct PgpReader<'a> {
     signers: Vec<String>,
     signed: bool,
     sticky: Option<String>,
+    /// Set when a signature is required (`OpenKeys::verify`).
+    sig: Option<SigState>,
 }
 
 impl<'a> PgpReader<'a> {
-    fn new(top: Top<'a>, pending: Option<PacketHeader>, src_failed: Rc<Cell<bool>>) -> Self {
+    fn new(
+        top: Top<'a>,
+        pending: Option<PacketHeader>,
+        src_failed: Rc<Cell<bool>>,
+        verify: Option<Verifier>,
+    ) -> Self {
         PgpReader {
             st: St::Packets(Seq::Direct(top)),
             pending,
@@ -1938,6 +2600,7 @@ impl<'a> PgpReader<'a> {
             signers: Vec::new(),
             signed: false,
             sticky: None,
+            sig: verify.map(SigState::new),
         }
     }
 
@@ -1948,7 +2611,7 @@ impl<'a> PgpReader<'a> {
     }
 
     fn warnings(&self) -> Vec<Opened> {
-        if self.signed {
+        if self.signed && self.sig.is_none() {
             vec![Opened::SignedNotVerified(self.signers.clone())]
         } else {
             Vec::new()
@@ -1991,6 +2654,11 @@ impl<'a> PgpReader<'a> {
                                                 "message contains no literal data",
                                             )
                                             .into());
+                                        }
+                                        // The MDC has been checked (the decryptor is at
+                                        // its end): now the signature verdict.
+                                        if let Some(sig) = &mut self.sig {
+                                            sig.finish()?;
                                         }
                                         self.st = St::Done;
                                         return Ok(false);
@@ -2048,8 +2716,30 @@ impl<'a> PgpReader<'a> {
                                     if v.len() >= 12 && v[0] == 3 {
                                         self.signers.push(hex_upper(&v[4..12]));
                                     }
+                                    if let Some(sig) = &mut self.sig {
+                                        if !self.literal_seen {
+                                            sig.one_pass(&v);
+                                        }
+                                    }
                                 }
-                                Tag::Signature if !self.literal_seen => self.signed = true,
+                                Tag::Signature => {
+                                    if !self.literal_seen {
+                                        self.signed = true;
+                                    }
+                                    if let Some(state) = &mut self.sig {
+                                        match Signature::try_from_reader(header, &v[..]) {
+                                            Ok(s) if !self.literal_seen => {
+                                                if let Some(h) = s.hash_alg() {
+                                                    state.start(h, Some(s));
+                                                }
+                                            }
+                                            Ok(s) => state.trailing(s),
+                                            Err(e) => state
+                                                .unsupported
+                                                .push(format!("signature packet: {e}")),
+                                        }
+                                    }
+                                }
                                 _ => {}
                             }
                             self.st = St::Packets(body.into_inner());
@@ -2081,7 +2771,12 @@ impl Read for PgpReader<'_> {
             if let St::Literal(body) = &mut self.st {
                 match body.read(buf) {
                     Ok(0) => {}
-                    Ok(n) => return Ok(n),
+                    Ok(n) => {
+                        if let Some(sig) = &mut self.sig {
+                            sig.update(&buf[..n]);
+                        }
+                        return Ok(n);
+                    }
                     Err(e) => return Err(self.fail(e).into()),
                 }
                 let St::Literal(body) = std::mem::replace(&mut self.st, St::Failed) else {
@@ -2284,6 +2979,7 @@ mod tests {
         OpenKeys {
             passphrase: Some(p.to_string()),
             secret_keys: vec![],
+            verify: None,
         }
     }
 
@@ -2291,6 +2987,7 @@ mod tests {
         OpenKeys {
             passphrase: pass.map(str::to_string),
             secret_keys: k.iter().flat_map(|k| seckeys(k)).collect(),
+            verify: None,
         }
     }
 
@@ -2750,6 +3447,11 @@ mod tests {
         assert_eq!(keys.len(), 2);
         // a secret key file works as a public key file
         assert_eq!(read_public_keys(&f.cv.secret).unwrap().len(), 1);
+        // two armored files, concatenated
+        let mut both = f.cv.secret.clone();
+        both.extend_from_slice(&f.rsa.secret);
+        assert_eq!(read_public_keys(&both).unwrap().len(), 2);
+        assert!(Verifier::from_key_file(&both).unwrap().keys.len() >= 2);
         assert!(matches!(
             read_public_keys(b"garbage"),
             Err(CryptoError::Key(_))
@@ -3018,7 +3720,8 @@ mod tests {
                 &sealed[..],
                 &OpenKeys {
                     passphrase: Some("x".into()),
-                    secret_keys: vec![]
+                    secret_keys: vec![],
+                    verify: None,
                 }
             ),
             Err(CryptoError::NoMatchingKey(_))
@@ -3063,7 +3766,8 @@ mod tests {
                 &sealed[..],
                 &OpenKeys {
                     passphrase: None,
-                    secret_keys: seckeys(&f.cv)
+                    secret_keys: seckeys(&f.cv),
+                    verify: None,
                 }
             ),
             Err(CryptoError::WrongPassphrase)
@@ -3113,6 +3817,23 @@ mod tests {
         }
     }
 
+    /// Where the SEIPD packet starts: after the session-key packets (searching for its ctb
+    /// 0xD2 would sometimes hit a byte of a PKESK's random data).
+    fn seipd_offset(sealed: &[u8]) -> usize {
+        let mut c = Cursor::new(sealed);
+        loop {
+            let pos = c.position() as usize;
+            let h = PacketHeader::try_from_reader(&mut c).unwrap();
+            if h.tag() == Tag::SymEncryptedProtectedData {
+                return pos;
+            }
+            let pgp::types::PacketLength::Fixed(n) = h.packet_length() else {
+                panic!("session key packet without a fixed length");
+            };
+            c.set_position(c.position() + u64::from(n));
+        }
+    }
+
     #[test]
     fn flipped_bytes_are_detected() {
         let f = fixture();
@@ -3149,7 +3870,7 @@ mod tests {
             ("sym-uncompressed", &raw, pass_keys("p")),
             ("pk", &pk, secret_keys(&[&f.cv], None)),
         ] {
-            let seipd_start = sealed.iter().position(|&b| b == 0xD2).unwrap();
+            let seipd_start = seipd_offset(sealed);
             let mut positions: Vec<usize> = (0..sealed.len().min(400)).collect();
             positions.extend((400..sealed.len()).step_by(997));
             positions.extend(sealed.len() - 40..sealed.len());
@@ -3225,6 +3946,411 @@ mod tests {
             let e = must_fail(&g[..cut], &pass_keys("gpg pw"), "gpg cut", &data);
             assert!(matches!(e, Some(CryptoError::Integrity(_))), "{e:?}");
         }
+    }
+
+    // --- signing (--sign-key-file) ----------------------------------------------------------
+
+    fn sign_key(k: &KeyPair, pass: Option<&str>) -> Arc<SignKey> {
+        Arc::new(SignKey::new(&seckeys(k)[0], pass).unwrap())
+    }
+
+    fn verifying(k: &KeyPair, mut keys: OpenKeys) -> OpenKeys {
+        keys.verify = Some(Verifier::from_key_file(&k.public).unwrap());
+        keys
+    }
+
+    fn signed_sym(key: &Arc<SignKey>, pass: &str) -> SealMode {
+        SealMode::Signed {
+            inner: Box::new(SealMode::Symmetric {
+                passphrase: pass.into(),
+                level: 6,
+            }),
+            key: key.clone(),
+        }
+    }
+
+    fn unsigned_reason(r: Result<(Vec<u8>, Vec<String>), CryptoError>) -> String {
+        match r {
+            Err(CryptoError::Unsigned(m)) => m,
+            Err(e) => panic!("expected Unsigned, got {e}"),
+            Ok(_) => panic!("expected Unsigned, the message opened"),
+        }
+    }
+
+    #[test]
+    fn signed_round_trip_and_refusals() {
+        let f = fixture();
+        let data = mixed_bytes();
+        for signer in [&f.rsa, &f.cv] {
+            let key = sign_key(signer, None);
+            let modes = vec![
+                ("symmetric", signed_sym(&key, "pw"), pass_keys("pw")),
+                (
+                    "public key",
+                    SealMode::Signed {
+                        inner: Box::new(SealMode::PublicKey {
+                            recipients: pubkeys(&f.cv),
+                            hidden: vec![],
+                            level: 0,
+                        }),
+                        key: key.clone(),
+                    },
+                    secret_keys(&[&f.cv], None),
+                ),
+            ];
+            for (name, mode, keys) in modes {
+                let what = format!("{} {name}", signer.uid);
+                let sealed = seal(&data, &mode);
+                // the signer verifies; the data is the same
+                let (got, w) = open_all(&sealed, &verifying(signer, keys_clone(&keys)))
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert!(got == data, "{what}: data differs");
+                assert!(w.is_empty(), "{what}: {w:?}");
+                // without a verifier it opens, with the "not verified" note
+                let (got, w) = open_all(&sealed, &keys).unwrap();
+                assert!(got == data);
+                assert!(w.iter().any(|w| w.contains(&key.key_id())), "{w:?}");
+                // another key's verifier refuses it, naming the signer
+                let m = unsigned_reason(open_all(&sealed, &verifying(&f.other, keys_clone(&keys))));
+                assert!(
+                    m.contains(&key.key_id()) && m.contains("not by"),
+                    "{what}: {m}"
+                );
+                // tampering is caught by the MDC first (integrity, not unsigned)
+                let mut bad = sealed.clone();
+                let i = bad.len() / 2;
+                bad[i] ^= 0x40;
+                match must_fail(&bad, &verifying(signer, keys_clone(&keys)), &what, &data) {
+                    Some(CryptoError::Integrity(_)) => {}
+                    other => panic!("{what}: tampered: {other:?}"),
+                }
+            }
+        }
+        // an unsigned message where a signature is required
+        let sealed = seal(
+            b"unsigned",
+            &SealMode::Symmetric {
+                passphrase: "pw".into(),
+                level: 6,
+            },
+        );
+        let m = unsigned_reason(open_all(&sealed, &verifying(&f.rsa, pass_keys("pw"))));
+        assert!(m.contains("not signed"), "{m}");
+        // nothing is handed out as verified: the error comes with the end of the data
+        let big = seal(
+            &random_bytes(1 << 20, 3),
+            &SealMode::Symmetric {
+                passphrase: "pw".into(),
+                level: 6,
+            },
+        );
+        let (mut r, _) = open_pgp(&big[..], &verifying(&f.rsa, pass_keys("pw"))).unwrap();
+        let mut first = [0u8; 4096];
+        r.read_exact(&mut first).unwrap();
+        assert!(matches!(
+            drain_to_end(&mut r),
+            Err(CryptoError::Unsigned(_))
+        ));
+        // signing refuses gzip
+        let mode = SealMode::Signed {
+            inner: Box::new(SealMode::Gzip { level: 6 }),
+            key: sign_key(&f.rsa, None),
+        };
+        assert!(matches!(
+            Sealer::new(Vec::new(), &mode),
+            Err(CryptoError::Key(_))
+        ));
+    }
+
+    fn keys_clone(k: &OpenKeys) -> OpenKeys {
+        OpenKeys {
+            passphrase: k.passphrase.clone(),
+            secret_keys: k.secret_keys.clone(),
+            verify: k.verify.clone(),
+        }
+    }
+
+    #[test]
+    fn signing_key_choice_and_passphrase() {
+        let f = fixture();
+        // protected key: needs its passphrase, and says so
+        let k = &seckeys(&f.prot)[0];
+        assert!(matches!(SignKey::new(k, None), Err(CryptoError::Key(_))));
+        assert!(matches!(
+            SignKey::new(k, Some("nope")),
+            Err(CryptoError::WrongPassphrase)
+        ));
+        let key = Arc::new(SignKey::new(k, Some("keypass")).unwrap());
+        let sealed = seal(b"x", &signed_sym(&key, "pw"));
+        open_all(&sealed, &verifying(&f.prot, pass_keys("pw"))).unwrap();
+        // gpg 2.2 keys: the primary signs, SHA-512 from the key's preferences
+        let rsa = sign_key(&f.rsa, None);
+        assert_eq!(rsa.hash(), HashAlgorithm::Sha512);
+        let primary = hex_upper(seckeys(&f.rsa)[0].primary_key.legacy_key_id().as_ref());
+        assert_eq!(rsa.key_id(), primary);
+        // the sign/certify-only key of the fixture signs with its primary
+        assert!(SignKey::new(&seckeys(&f.rsa_sc)[0], None).is_ok());
+        // a public key file is enough to verify
+        assert!(Verifier::from_key_file(&f.rsa.public).is_ok());
+    }
+
+    #[test]
+    fn signing_subkey_is_used_like_gpg() {
+        let h = Home::new();
+        h.gpg_ok(&[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "sub@example.com",
+            "ed25519",
+            "cert",
+            "never",
+        ]);
+        let fpr = String::from_utf8(
+            h.gpg_ok(&["--list-keys", "--with-colons", "sub@example.com"])
+                .stdout,
+        )
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("fpr"))
+        .unwrap()
+        .split(':')
+        .nth(9)
+        .unwrap()
+        .to_string();
+        h.gpg_ok(&[
+            "--passphrase",
+            "",
+            "--quick-add-key",
+            &fpr,
+            "ed25519",
+            "sign",
+            "never",
+        ]);
+        let secret = h
+            .gpg_ok(&["--passphrase", "", "--armor", "--export-secret-keys", &fpr])
+            .stdout;
+        let key = Arc::new(SignKey::new(&read_secret_keys(&secret).unwrap()[0], None).unwrap());
+        assert!(
+            !fpr.ends_with(&key.key_id()),
+            "the subkey signs, not the primary"
+        );
+        let data = text_bytes(200_000);
+        let sealed = seal(&data, &signed_sym(&key, "pw"));
+        let inp = h.write("sub.gpg", &sealed);
+        let o = h.gpg_ok(&[
+            "--status-fd",
+            "2",
+            "--passphrase",
+            "pw",
+            "-o",
+            "-",
+            "-d",
+            s(&inp),
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains(&format!("GOODSIG {}", key.key_id())),
+            "{stderr}"
+        );
+        assert!(o.stdout == data);
+        let mut keys = pass_keys("pw");
+        keys.verify = Some(Verifier::from_key_file(&secret).unwrap());
+        open_all(&sealed, &keys).unwrap();
+        // and gpg's own signature with that key verifies here
+        let plain = h.write("plain", &data);
+        let out = h.path("g.gpg");
+        h.gpg_ok(&[
+            "--passphrase",
+            "pw",
+            "--local-user",
+            &fpr,
+            "-o",
+            s(&out),
+            "--sign",
+            "--symmetric",
+            s(&plain),
+        ]);
+        let (got, _) = open_all(&h.read("g.gpg"), &keys).unwrap();
+        assert!(got == data);
+    }
+
+    #[test]
+    fn gpg_verifies_our_signatures() {
+        let f = fixture();
+        let data = mixed_bytes();
+        for signer in [&f.rsa, &f.cv] {
+            let h = Home::new();
+            h.import(&signer.public, "");
+            h.import(&f.rsa_primary.secret, "");
+            let key = sign_key(signer, None);
+            let modes = [
+                ("symmetric", signed_sym(&key, "pw")),
+                (
+                    "public key",
+                    SealMode::Signed {
+                        inner: Box::new(SealMode::PublicKey {
+                            recipients: pubkeys(&f.rsa_primary),
+                            hidden: vec![],
+                            level: 6,
+                        }),
+                        key: key.clone(),
+                    },
+                ),
+            ];
+            for (name, mode) in modes {
+                let sealed = seal(&data, &mode);
+                let inp = h.write("in.gpg", &sealed);
+                let out = h.path("out");
+                let o = h.gpg_ok(&[
+                    "--status-fd",
+                    "2",
+                    "--passphrase",
+                    "pw",
+                    "-o",
+                    s(&out),
+                    "-d",
+                    s(&inp),
+                ]);
+                let stderr = String::from_utf8_lossy(&o.stderr);
+                assert!(stderr.contains("Good signature"), "{name}: {stderr}");
+                assert!(
+                    stderr.contains(&format!("[GNUPG:] GOODSIG {}", key.key_id())),
+                    "{name}: {stderr}"
+                );
+                assert!(
+                    stderr.contains("GOODMDC") || name == "public key",
+                    "{name}: {stderr}"
+                );
+                assert!(h.read("out") == data, "{name}: data differs");
+            }
+            // a small (manifest-sized) file, and what gpg sees in it
+            let sealed = seal(b"manifest", &signed_sym(&key, "pw"));
+            let inp = h.write("small.gpg", &sealed);
+            let o = h.gpg_ok(&["--passphrase", "pw", "--list-packets", s(&inp)]);
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            eprintln!("--- {}\n{text}", signer.uid);
+            assert!(text.contains(":onepass_sig packet: keyid"), "{text}");
+            assert!(
+                text.contains("version 3, sigclass 0x00, digest 10"),
+                "{text}"
+            );
+            assert!(text.contains(":signature packet:"), "{text}");
+            assert!(text.contains("issuer fpr v4"), "{text}");
+            assert!(
+                text.contains("off=") && text.contains("ctb=90 tag=4"),
+                "{text}"
+            );
+        }
+        // gpg1 (RSA; gpg 1.4 has no EdDSA)
+        let h = Home::new();
+        let key = sign_key(&f.rsa, None);
+        let p = h.write("k.asc", &f.rsa.public);
+        h.gpg1_ok(&["--import", s(&p)]);
+        let sealed = seal(b"for gpg1", &signed_sym(&key, "pw"));
+        let inp = h.write("in1.gpg", &sealed);
+        let o = h.gpg1_ok(&["--status-fd", "2", "--passphrase", "pw", "-d", s(&inp)]);
+        assert_eq!(o.stdout, b"for gpg1");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains(&format!("GOODSIG {}", key.key_id())),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn we_verify_gpg_signatures() {
+        let f = fixture();
+        let h = Home::new();
+        for k in [&f.rsa, &f.cv] {
+            h.import(&k.secret, "");
+        }
+        h.import(&f.rsa_primary.public, "");
+        let data = text_bytes(300_000);
+        let inp = h.write("plain", &data);
+        let out = h.path("o.gpg");
+        for signer in [&f.rsa, &f.cv] {
+            let cases: Vec<(Vec<&str>, OpenKeys)> = vec![
+                (
+                    vec!["--passphrase", "pw", "--sign", "--symmetric"],
+                    pass_keys("pw"),
+                ),
+                (
+                    vec!["--passphrase", "", "--sign", "-e", "-r", "rsap@example.com"],
+                    secret_keys(&[&f.rsa_primary], None),
+                ),
+                (
+                    vec![
+                        "--passphrase",
+                        "pw",
+                        "--compress-algo",
+                        "none",
+                        "--sign",
+                        "--symmetric",
+                    ],
+                    pass_keys("pw"),
+                ),
+            ];
+            for (args, keys) in cases {
+                let mut a = vec!["--local-user", signer.uid.as_str(), "-o", s(&out)];
+                a.extend_from_slice(&args);
+                a.push(s(&inp));
+                h.gpg_ok(&a);
+                let sealed = h.read("o.gpg");
+                let (got, w) = open_all(&sealed, &verifying(signer, keys_clone(&keys)))
+                    .unwrap_or_else(|e| panic!("{} {args:?}: {e}", signer.uid));
+                assert!(got == data);
+                assert!(w.is_empty(), "{w:?}");
+                let other = if std::ptr::eq(signer, &f.rsa) {
+                    &f.cv
+                } else {
+                    &f.rsa
+                };
+                let m = unsigned_reason(open_all(&sealed, &verifying(other, keys_clone(&keys))));
+                assert!(m.contains("not by"), "{m}");
+            }
+        }
+        // gpg1 --sign --symmetric (RSA)
+        let h1 = Home::new();
+        let p = h1.write("k.asc", &f.rsa.secret);
+        h1.gpg1_ok(&["--import", s(&p)]);
+        let inp = h1.write("plain", &data);
+        let out = h1.path("o1.gpg");
+        h1.gpg1_ok(&[
+            "--passphrase",
+            "pw",
+            "--local-user",
+            "rsa@example.com",
+            "-o",
+            s(&out),
+            "--sign",
+            "--symmetric",
+            s(&inp),
+        ]);
+        let (got, _) = open_all(&h1.read("o1.gpg"), &verifying(&f.rsa, pass_keys("pw"))).unwrap();
+        assert!(got == data);
+        // A signed-only (not encrypted) message whose data was changed: the MDC cannot
+        // catch this, the signature does.
+        let out = h.path("s.gpg");
+        h.gpg_ok(&[
+            "--local-user",
+            "rsa@example.com",
+            "--compress-algo",
+            "none",
+            "-o",
+            s(&out),
+            "--sign",
+            s(&h.write("p2", b"0123456789 signed data 0123456789")),
+        ]);
+        let mut signed = h.read("s.gpg");
+        let pos = signed
+            .windows(11)
+            .position(|w| w == b"signed data")
+            .unwrap();
+        open_all(&signed, &verifying(&f.rsa, pass_keys("pw"))).unwrap();
+        signed[pos] ^= 1;
+        let m = unsigned_reason(open_all(&signed, &verifying(&f.rsa, pass_keys("pw"))));
+        assert!(m.contains("bad signature"), "{m}");
     }
 
     #[test]
@@ -3465,6 +4591,7 @@ K3ZggB+gLXaDRPqFLksLZZqAcYtD/wW3YHlXd00Ivo5G2fhKQJUgauTM
         let keys = OpenKeys {
             passphrase: None,
             secret_keys: read_secret_keys(BOB_SECRET_KEY.as_bytes()).unwrap(),
+            verify: None,
         };
         let (out, warnings) = open_all(GNUPG247_OCB_TO_BOB.as_bytes(), &keys).unwrap();
         assert_eq!(out, b"foo\n");

@@ -29,6 +29,9 @@ pub mod exit {
     pub const NOTHING_TO_RESTORE: i32 = 20;
     /// A volume hash mismatch, a corrupt or truncated file (duplicity: 21).
     pub const INTEGRITY: i32 = 21;
+    /// `--sign-key-file` is set and a file is unsigned, signed by another key, or its
+    /// signature does not verify (duplicity: 22, "unsigned volume").
+    pub const UNSIGNED: i32 = 22;
     /// An archive member would be written outside the restore target (`..`, absolute).
     pub const UNSAFE_MEMBER: i32 = 25;
     /// Another job holds the lock on this target (duplicity: 23, "already running").
@@ -95,6 +98,11 @@ pub const EXIT_CODES: &[(i32, &str, &str)] = &[
         exit::INTEGRITY,
         "integrity",
         "hash mismatch, corrupt or truncated file",
+    ),
+    (
+        exit::UNSIGNED,
+        "unsigned",
+        "file not signed by the --sign-key-file key",
     ),
     (
         exit::UNSAFE_MEMBER,
@@ -168,6 +176,11 @@ pub enum Error {
         object: String,
         detail: String,
     },
+    /// A signature by the `--sign-key-file` key is missing, by another key, or bad.
+    Unsigned {
+        object: String,
+        detail: String,
+    },
     UnsafeMember {
         object: String,
         member: String,
@@ -219,6 +232,7 @@ impl Error {
             Error::PathNotFound(_) => exit::RESTORE_PATH_NOT_FOUND,
             Error::NothingToRestore(_) => exit::NOTHING_TO_RESTORE,
             Error::Integrity { .. } => exit::INTEGRITY,
+            Error::Unsigned { .. } => exit::UNSIGNED,
             Error::UnsafeMember { .. } => exit::UNSAFE_MEMBER,
             Error::SourceMissing(_) => exit::SOURCE_MISSING,
             Error::NotFound(_) => exit::INTEGRITY,
@@ -254,6 +268,7 @@ impl Error {
     pub fn object(&self) -> Option<&str> {
         match self {
             Error::Integrity { object, .. }
+            | Error::Unsigned { object, .. }
             | Error::Decryption { object, .. }
             | Error::Backend { object, .. }
             | Error::KeyRejected { object, .. }
@@ -310,6 +325,7 @@ impl fmt::Display for Error {
             Error::PathNotFound(p) => write!(f, "{p:?} is not in the backup"),
             Error::NothingToRestore(m) => write!(f, "{m}"),
             Error::Integrity { object, detail } => write!(f, "{object}: {detail}"),
+            Error::Unsigned { object, detail } => write!(f, "{object}: {detail}"),
             Error::UnsafeMember { object, member } => {
                 write!(
                     f,

@@ -195,6 +195,7 @@ fn assert_decided(file: &str, rules: &[Rule], want: &str, codes: &[(i32, &str)])
 /// Failures that no retry can cure, in any job.
 const NEVER_RETRY: &[(i32, &str)] = &[
     (exit::USAGE, "usage"),
+    (exit::UNSIGNED, "unsigned"),
     (exit::DECRYPTION, "decryption"),
     (exit::KEY_REJECTED, "key_rejected"),
     (exit::ACCESS_DENIED, "access_denied"),
