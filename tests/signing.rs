@@ -197,9 +197,9 @@ fn swiftdup_signs_duplicity_restores(mode: Mode) {
     // verify reads every volume, and checks them too
     let o = sd_read(&s, "verify", mode, &k, &k.public, T2, "verify");
     assert_ok(&o, "swiftdup verify");
-    // A key that did not sign is refused. (Stock 0.8.22 refuses it too, but only after its
-    // gpg child is gone: with a multi-volume set it hangs on the next volume's gpg pipe
-    // until that is killed, then exits 22; so it is not run here.)
+    // A key that did not sign is refused. (Stock 0.8.22 refuses it too, but when tried here
+    // it hung with its gpg child blocked writing to a pipe nobody read, and exited 22 only
+    // once that gpg was killed; so stock is not run for this case.)
     let other = make_key_named(&s, "other@example.com");
     let o = sd_read(&s, "restore", mode, &k, &other.public, T2, "sd-other");
     assert_unsigned(&o, "not by the configured key");
