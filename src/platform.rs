@@ -99,7 +99,7 @@ mod imp {
                 tv_nsec: libc::UTIME_OMIT,
             },
             libc::timespec {
-                tv_sec: mtime as libc::time_t,
+                tv_sec: mtime as _, // time_t, 64-bit on glibc and musl >= 1.2
                 tv_nsec: 0,
             },
         ];
