@@ -99,7 +99,7 @@ mod imp {
                 tv_nsec: libc::UTIME_OMIT,
             },
             libc::timespec {
-                tv_sec: mtime as _, // time_t, 64-bit on glibc and musl >= 1.2
+                tv_sec: mtime as _, // the field's time_t, without naming the deprecated alias
                 tv_nsec: 0,
             },
         ];
