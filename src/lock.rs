@@ -61,12 +61,7 @@ pub fn locks_in(prefix: &str, names: &[String]) -> Vec<LockInfo> {
     names.iter().filter_map(|n| parse(prefix, n)).collect()
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::format::time::unix_now as now;
 
 fn random_id() -> String {
     use rand::RngCore;

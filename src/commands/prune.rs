@@ -173,10 +173,7 @@ fn plan(l: &Listing, common: &Common, policy: Policy) -> Vec<Doomed> {
                 objects: unused,
             });
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = crate::format::time::unix_now();
         let expired: Vec<String> = lock::locks_in(&common.prefixes.file, &l.names)
             .into_iter()
             .filter(|k| k.expires < now)

@@ -605,27 +605,21 @@ pub(crate) fn merge(
     Ok(found)
 }
 
-fn restore_entry(
+/// The newest member of a merged entry, after the checks restore and verify share: the
+/// chain must hold a full copy before any delta, and an entry deleted at this time is
+/// skipped (`None`). Returns the newest member's volume name and header.
+pub(crate) fn live_entry(
     streams: &mut [SetStream],
     holders: &[usize],
     index: &Index,
-    w: &mut Writer,
-) -> Result<()> {
-    let (first, newest) = match (holders.first(), holders.last()) {
-        (Some(&f), Some(&n)) => (f, n),
-        _ => return Ok(()),
+) -> Result<Option<(String, Header)>> {
+    let (Some(&first), Some(&newest)) = (holders.first(), holders.last()) else {
+        return Ok(None);
     };
     let object = streams[newest].object.clone();
-    let (base_kind, header) = {
-        let b = streams[first]
-            .head
-            .as_ref()
-            .ok_or_else(|| Error::Internal("merge head vanished".into()))?;
-        let n = streams[newest]
-            .head
-            .as_ref()
-            .ok_or_else(|| Error::Internal("merge head vanished".into()))?;
-        (b.kind, n.header.clone())
+    let (base_kind, newest_kind, header) = match (&streams[first].head, &streams[newest].head) {
+        (Some(b), Some(n)) => (b.kind, n.kind, n.header.clone()),
+        _ => return Err(Error::Internal("merge head vanished".into())),
     };
     if base_kind == MemberKind::Diff {
         return Err(Error::integrity(
@@ -636,13 +630,24 @@ fn restore_entry(
             ),
         ));
     }
-    let newest_kind = streams[newest].head.as_ref().map(|h| h.kind);
-    if newest_kind == Some(MemberKind::Deleted) {
+    if newest_kind == MemberKind::Deleted {
         for &i in holders {
             streams[i].skip_entry()?;
         }
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some((object, header)))
+}
+
+fn restore_entry(
+    streams: &mut [SetStream],
+    holders: &[usize],
+    index: &Index,
+    w: &mut Writer,
+) -> Result<()> {
+    let Some((object, header)) = live_entry(streams, holders, index)? else {
+        return Ok(());
+    };
     w.flush_dirs(Some(index))?;
     let path = w.path_for(index);
     w.safe_parent(index, &object)?;

@@ -146,11 +146,10 @@ pub fn run(common: &Common) -> Result<Status> {
             );
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let locks: Vec<Value> = lock::locks_in(&common.prefixes.file, &l.names)
+    let now = crate::format::time::unix_now();
+    let held = lock::locks_in(&common.prefixes.file, &l.names);
+    let locked = held.len();
+    let locks: Vec<Value> = held
         .into_iter()
         .map(|k| {
             let live = k.expires >= now;
@@ -170,7 +169,6 @@ pub fn run(common: &Common) -> Result<Status> {
             })
         })
         .collect();
-    let locked = lock::locks_in(&common.prefixes.file, &l.names).len();
     let foreign = c.foreign.saturating_sub(locked);
     let doc = json!({
         "schema": "swiftdup.collection-status/1",

@@ -8,14 +8,14 @@
 //! The backup and the source are both walked in index order and zipped, so memory does not
 //! grow with the number of files; contents are compared as they stream.
 
-use super::restore::{merge, rebuild_file, set_streams, SetStream};
+use super::restore::{live_entry, merge, rebuild_file, set_streams, SetStream};
 use super::Listing;
 use crate::commands::backup::tar_type;
 use crate::config::Common;
 use crate::error::{Error, Result};
 use crate::format::tar::{self, Header};
 use crate::format::time::rfc3339;
-use crate::format::{index_display, Index, MemberKind};
+use crate::format::{index_display, Index};
 use crate::log;
 use crate::platform::Kind;
 use crate::select::{RuleSpec, Selection, Verdict};
@@ -252,30 +252,10 @@ impl<W: Iterator<Item = Item>> Verifier<'_, W> {
     }
 
     fn entry(&mut self, streams: &mut [SetStream], holders: &[usize], index: &Index) -> Result<()> {
-        let (Some(&first), Some(&newest)) = (holders.first(), holders.last()) else {
+        // Deleted at this time: a source entry here is reported as new later.
+        let Some((_, header)) = live_entry(streams, holders, index)? else {
             return Ok(());
         };
-        let object = streams[newest].object.clone();
-        let (base_kind, newest_kind, header) = match (&streams[first].head, &streams[newest].head) {
-            (Some(b), Some(n)) => (b.kind, n.kind, n.header.clone()),
-            _ => return Err(Error::Internal("merge head vanished".into())),
-        };
-        if base_kind == MemberKind::Diff {
-            return Err(Error::integrity(
-                &object,
-                format!(
-                    "{}: a delta without a full copy before it in the chain",
-                    index_display(index)
-                ),
-            ));
-        }
-        if newest_kind == MemberKind::Deleted {
-            // Absent at this time: a source entry here is reported as new later.
-            for &i in holders {
-                streams[i].skip_entry()?;
-            }
-            return Ok(());
-        }
         self.source_only(Some(index))?;
         let src = self.source_at(index);
         self.summary.files += 1;

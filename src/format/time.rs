@@ -51,6 +51,14 @@ pub fn timestr(t: i64) -> String {
 }
 
 /// RFC 3339 UTC with seconds, for logs and JSON output.
+/// Seconds since the epoch, now (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 pub fn rfc3339(t: i64) -> String {
     let (y, mo, d, h, mi, s) = utc_parts(t);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
