@@ -268,7 +268,8 @@ impl<'a> Metadata<'a> {
         let local = local_name(remote, kind);
         self.cache.write_with(&local, |w| {
             if kind.is_signature() {
-                let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(6));
+                let mut gz = crate::deflate::Deflater::new(w, 6, crate::deflate::Wrap::Gzip)
+                    .map_err(|e| Error::io("signature cache", e))?;
                 io::copy(&mut r, &mut gz).map_err(|e| map_read_error(remote, e))?;
                 gz.finish().map_err(|e| Error::io(&local, e))?;
             } else {

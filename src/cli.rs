@@ -276,8 +276,9 @@ pub struct Opts {
     /// Where volumes are spooled before upload (default $TMPDIR or /tmp).
     #[arg(long, env = "SWIFTDUP_TEMPDIR")]
     pub tempdir: Option<PathBuf>,
-    /// Uploads at once; volumes are also sealed on their own thread when above 1 (1: one
-    /// thread does everything, as under WASI).
+    /// Uploads at once; when above 1, volumes are also sealed on their own thread and
+    /// compressed on up to this many threads (at most the cores). 1: one thread does
+    /// everything, as under WASI.
     #[arg(long, env = "SWIFTDUP_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
     /// Deflate level 0-9 for volumes.
@@ -1053,6 +1054,7 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
             // Refused selection options stop the run before the target and its lock are
             // touched (stock checks them while it parses the command line).
             crate::select::Selection::new(&opts.source, &opts.selection, common.now)?;
+            crate::deflate::set_workers(opts.concurrency);
             let _lock = lock(&common, o, cmd.name())?;
             let s = commands::backup::run(&common, &opts)?;
             let mut code = code_for(s.warnings);

@@ -14,6 +14,7 @@ pub mod collection;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+pub mod deflate;
 pub mod delta;
 pub mod error;
 pub mod fault;

@@ -19,7 +19,7 @@ use crate::format::time::rfc3339;
 use crate::log;
 use crate::target::{self, Backend};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,7 +106,8 @@ pub struct Lock {
     prefix: String,
     tempdir: std::path::PathBuf,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the renewer at once (it waits on the other end between rounds).
+    stop: Option<mpsc::Sender<()>>,
     renewer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -191,7 +192,7 @@ pub fn acquire(common: &Common, opts: &Options) -> Result<Held> {
                 prefix,
                 tempdir: common.tempdir.clone(),
                 state,
-                stop: Arc::new(AtomicBool::new(false)),
+                stop: None,
                 renewer: None,
             };
             lock.start_renewer();
@@ -245,13 +246,13 @@ fn renew(
 impl Lock {
     /// Renew from a thread where threads exist; elsewhere `tick` does it.
     fn start_renewer(&mut self) {
-        let (url, opts, prefix, tempdir, state, stop) = (
+        let (stop_tx, stop) = mpsc::channel::<()>();
+        let (url, opts, prefix, tempdir, state) = (
             self.url.clone(),
             self.backend_opts.clone(),
             self.prefix.clone(),
             self.tempdir.clone(),
             self.state.clone(),
-            self.stop.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name("lock-renewer".into())
@@ -267,8 +268,10 @@ impl Lock {
                         return;
                     }
                 };
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(200));
+                // A message or a hang-up (the lock dropped) ends it; only a timeout goes on.
+                while let Err(RecvTimeoutError::Timeout) =
+                    stop.recv_timeout(Duration::from_millis(200))
+                {
                     let Ok(mut s) = state.lock() else { return };
                     if s.last_renewal.elapsed() >= s.ttl / RENEWALS_PER_TTL {
                         if let Err(e) = renew(backend.as_ref(), &prefix, &tempdir, &mut s) {
@@ -283,7 +286,10 @@ impl Lock {
                     }
                 }
             });
-        self.renewer = spawned.ok();
+        if let Ok(h) = spawned {
+            self.renewer = Some(h);
+            self.stop = Some(stop_tx);
+        }
     }
 
     /// Renew the lock if it is due and no thread does it (WASI).
@@ -355,7 +361,7 @@ impl Drop for Held {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop = None;
         if let Some(t) = self.renewer.take() {
             let _ = t.join();
         }

@@ -86,10 +86,10 @@ pub fn seal_file(
         .finish()
         .map_err(|e| Error::Internal(format!("cannot seal {what}: {e}")))?;
     let (w, sha1, n) = hc.finish();
-    let f = w
-        .into_inner()
+    // Flushed, not synced: the spool is read back at once and is worthless after a crash;
+    // the target makes the stored object durable.
+    w.into_inner()
         .map_err(|e| Error::io(path.0.display(), e.into_error()))?;
-    f.sync_all().map_err(|e| Error::io(path.0.display(), e))?;
     Ok((path, sha1, n))
 }
 
@@ -289,9 +289,19 @@ impl Builder {
     }
 
     fn add(&mut self, header: &[u8], data: &[u8], pos: Position, store: &mut Store) -> Result<()> {
-        if let Some(cur) = &self.cur {
-            if cur.first.is_some() && cur.out_bytes.get() + HEADROOM > self.spec.volsize {
-                self.close(store)?;
+        if let Some(cur) = &mut self.cur {
+            let volsize = self.spec.volsize;
+            if cur.first.is_some()
+                && cur.out_bytes.get() + cur.sealer.pending() + HEADROOM > volsize
+            {
+                // Chunks still being compressed count at their plaintext size here; near the
+                // limit, wait for them so that the cut is made on the exact sealed size.
+                cur.sealer
+                    .settle()
+                    .map_err(|e| Error::io(cur.path.0.display(), e))?;
+                if cur.out_bytes.get() + HEADROOM > volsize {
+                    self.close(store)?;
+                }
             }
         }
         if self.cur.is_none() {
@@ -332,12 +342,9 @@ impl Builder {
             .finish()
             .map_err(|e| Error::Internal(format!("cannot finish a volume: {e}")))?;
         let (w, sha1, bytes) = hc.finish();
-        let f = w
-            .into_inner()
+        // Flushed, not synced (see seal_file).
+        w.into_inner()
             .map_err(|e| Error::io(cur.path.0.display(), e.into_error()))?;
-        f.sync_all()
-            .map_err(|e| Error::io(cur.path.0.display(), e))?;
-        drop(f);
         self.num += 1;
         let num = self.num;
         let name = self

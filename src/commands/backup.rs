@@ -581,6 +581,7 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     let selection = Selection::new(&opts.source, &opts.selection, common.now)?;
     let walk = Walk::new(opts.source.clone(), selection)
         .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
+    crate::crypto::prepare(&common.crypto.seal);
     let backend = target::open(&common.url, target::Access::Write, &common.backend)?;
     let mut names = backend.list(&common.prefixes.file)?;
     let mut coll = Collection::from_names(&names, &common.prefixes);
@@ -782,7 +783,8 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
         .map_err(|e| Error::io("signature spool", e))?;
     md.cache
         .write_with(&local_name(&sig_name, &sig_kind), |w| {
-            let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(6));
+            let mut gz = crate::deflate::Deflater::new(w, 6, crate::deflate::Wrap::Gzip)
+                .map_err(|e| Error::io("signature cache", e))?;
             io::copy(&mut sig_plain, &mut gz).map_err(|e| Error::io("signature cache", e))?;
             gz.finish().map_err(|e| Error::io("signature cache", e))?;
             Ok(())

@@ -30,10 +30,15 @@ impl FileBackend {
 impl Backend for FileBackend {
     fn put(&self, name: &str, src: &Path) -> Result<()> {
         let dst = self.path(name)?;
-        // Copy to a temporary name and rename: a reader never sees half an object.
+        // Copy to a temporary name and rename: a reader never sees half an object. A hard
+        // link stands in for the copy when the spool is on the same filesystem (the spool
+        // is never written again once it is handed here).
         let tmp = self.dir.join(format!(".{name}.swiftdup-part"));
         let res = (|| -> io::Result<()> {
-            fs::copy(src, &tmp)?;
+            let _ = fs::remove_file(&tmp);
+            if fs::hard_link(src, &tmp).is_err() {
+                fs::copy(src, &tmp)?;
+            }
             crate::fault::point("put");
             fs::File::open(&tmp)?.sync_all()?;
             fs::rename(&tmp, &dst)
