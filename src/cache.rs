@@ -165,8 +165,12 @@ pub fn map_read_error(object: &str, e: io::Error) -> Error {
     Error::integrity(object, format!("damaged or truncated data: {e}"))
 }
 
-/// Download `remote` into a temporary file in `tempdir` and return it, rewound.
+/// Download `remote` into a temporary file in `tempdir` and return it, rewound (a local
+/// target's object is opened where it is).
 pub fn download_temp(backend: &dyn Backend, remote: &str, tempdir: &Path) -> Result<fs::File> {
+    if let Some(f) = backend.open_local(remote) {
+        return f;
+    }
     let mut f = tempfile_in(tempdir)?;
     backend.get(remote, &mut f)?;
     use std::io::Seek;

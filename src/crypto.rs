@@ -1043,7 +1043,7 @@ pub fn read_secret_keys(armored_or_binary: &[u8]) -> Result<Vec<SignedSecretKey>
 /// keys, like duplicity's `PASSPHRASE`. With `verify`, every message must carry a valid
 /// signature by one of its keys; the reader fails with `Unsigned` at the end of the message
 /// otherwise (after the MDC check, so damage still reads as `Integrity`).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct OpenKeys {
     pub passphrase: Option<String>,
     pub secret_keys: Vec<SignedSecretKey>,

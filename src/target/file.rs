@@ -27,6 +27,23 @@ impl FileBackend {
     }
 }
 
+impl FileBackend {
+    fn open(&self, name: &str) -> Result<fs::File> {
+        let p = self.path(name)?;
+        fs::File::open(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::NotFound(name.into())
+            } else {
+                Error::Backend {
+                    object: name.into(),
+                    detail: e.to_string(),
+                    trans_id: None,
+                }
+            }
+        })
+    }
+}
+
 impl Backend for FileBackend {
     fn put(&self, name: &str, src: &Path) -> Result<()> {
         let dst = self.path(name)?;
@@ -56,25 +73,16 @@ impl Backend for FileBackend {
     }
 
     fn get(&self, name: &str, out: &mut fs::File) -> Result<u64> {
-        let p = self.path(name)?;
-        let mut f = match fs::File::open(&p) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(name.into()))
-            }
-            Err(e) => {
-                return Err(Error::Backend {
-                    object: name.into(),
-                    detail: e.to_string(),
-                    trans_id: None,
-                })
-            }
-        };
+        let mut f = self.open(name)?;
         io::copy(&mut f, out).map_err(|e| Error::Backend {
             object: name.into(),
             detail: e.to_string(),
             trans_id: None,
         })
+    }
+
+    fn open_local(&self, name: &str) -> Option<Result<fs::File>> {
+        Some(self.open(name))
     }
 
     fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {

@@ -289,7 +289,9 @@ METHOD = """\
   which Linux takes as the maximum over the process and its waited-for descendants: the
   largest single process, not the sum of processes alive together (duplicity's python runs
   beside a gpg of a few MiB). restic runs with Go's default GOMAXPROCS (all cores);
-  swiftdup and duplicity use one core for their own work (duplicity's gpg runs in parallel).
+  swiftdup with its default `--concurrency 2` (compression on min(2, cores) threads, sealing,
+  uploads and restore decryption on threads of their own); duplicity's python uses one
+  core, its gpg runs beside it.
 - **Written** is the growth of the tool's target: the sum of its files' sizes for file://,
   the sum of its objects' sizes under its prefix (container listing with the full key) for
   Swift. restic's `init` (config and key, ~1 KiB) is done before and not counted.
