@@ -631,8 +631,9 @@ fn a_second_job_during_a_run_is_refused_or_waits() {
     let s = Scratch::new("ops-race");
     let h = Hist { s };
     fs::create_dir_all(h.s.join("src")).unwrap();
-    // Big enough that the first job is still running when the second starts.
-    fs::write(h.s.join("src/big"), random_bytes(3, 12_000_000)).unwrap();
+    // Slow enough to compress that the first job is still running when the second starts
+    // (random bytes are stored, not deflated, and go by too fast).
+    fs::write(h.s.join("src/big"), random_letters(3, 30_000_000)).unwrap();
     let (src, url) = (h.src(), h.url());
     let spawn = |t: i64, cache: &str, extra: &[&str]| {
         let t = t.to_string();

@@ -65,6 +65,16 @@ pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
     v
 }
 
+/// Deterministic random letters and spaces: compressible (~4 bits a byte), so it is
+/// deflated rather than stored, and slow enough to deflate that a run on it takes a while
+/// (~30 MB/s per core at level 6), for tests that act while a backup is running.
+pub fn random_letters(seed: u64, n: usize) -> Vec<u8> {
+    random_bytes(seed, n)
+        .iter()
+        .map(|b| b"abcdefghijklmnop "[usize::from(*b % 17)])
+        .collect()
+}
+
 pub fn set_mtime(p: &Path, t: i64) {
     swiftdup::platform::set_mtime(p, t).unwrap();
 }
