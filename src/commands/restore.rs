@@ -961,3 +961,60 @@ fn write_or_read_error(e: io::Error, path: &Path) -> Error {
     }
     Error::io(path.display(), e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::sync_channel;
+
+    fn reader(blocks: Vec<Block>) -> ReadAhead {
+        let (tx, rx) = sync_channel(blocks.len() + 1);
+        for b in blocks {
+            tx.send(b).unwrap();
+        }
+        ReadAhead {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            state: ReadState::Reading,
+        }
+    }
+
+    #[test]
+    fn read_ahead_passes_data_then_eof_only_after_end() {
+        let mut r = reader(vec![
+            Block::Data(b"hello ".to_vec()),
+            Block::Data(b"world".to_vec()),
+            Block::End,
+        ]);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"hello world");
+        assert_eq!(r.read(&mut [0u8; 4]).unwrap(), 0);
+    }
+
+    #[test]
+    fn read_ahead_never_turns_a_lost_thread_into_eof() {
+        // The sender goes away (the opening thread died) before End: data, then an error.
+        let mut r = reader(vec![Block::Data(b"partial".to_vec())]);
+        let mut out = Vec::new();
+        assert!(r.read_to_end(&mut out).is_err());
+        assert_eq!(out, b"partial");
+        assert!(r.read(&mut [0u8; 4]).is_err(), "and it stays failed");
+    }
+
+    #[test]
+    fn read_ahead_hands_on_the_readers_own_error() {
+        let e = io::Error::new(io::ErrorKind::InvalidData, "MDC mismatch");
+        let mut r = reader(vec![
+            Block::Data(b"x".to_vec()),
+            Block::Failed(e),
+            Block::End,
+        ]);
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(err.to_string(), "MDC mismatch");
+        assert!(r.read(&mut [0u8; 4]).is_err(), "no EOF after a failure");
+    }
+}
