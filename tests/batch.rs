@@ -156,6 +156,22 @@ fn sidecar_mode_repeats_until_sigterm_and_exits_with_the_last_runs_code() {
     assert_eq!(evs.last().unwrap()["event"], "exit");
 }
 
+/// Restore the latest state into `out`, with a cache of its own (`c2`), as a new host would.
+fn restore_fresh(s: &Scratch, url: &str, env: &[(&str, &str)]) -> std::path::PathBuf {
+    let out = s.join("out");
+    swiftdup_ok(
+        &[
+            "restore",
+            url,
+            out.to_str().unwrap(),
+            "--archive-dir",
+            s.join("c2").to_str().unwrap(),
+        ],
+        env,
+    );
+    out
+}
+
 #[test]
 fn sigterm_during_a_run_stops_it_and_leaves_a_readable_chain() {
     let s = Scratch::new("batch-sigterm");
@@ -231,17 +247,7 @@ fn sigterm_during_a_run_stops_it_and_leaves_a_readable_chain() {
     assert_eq!(evs.iter().filter(|e| e["event"] == "summary").count(), 1);
     assert_eq!(evs.last().unwrap()["exit_code"], 143);
     // The interrupted set has no manifest: restore still gives the full backup's state.
-    let out = s.join("out");
-    swiftdup_ok(
-        &[
-            "restore",
-            &url,
-            out.to_str().unwrap(),
-            "--archive-dir",
-            s.join("c2").to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = restore_fresh(&s, &url, &[]);
     assert_eq!(
         fs::read(out.join("f3")).unwrap(),
         random_bytes(3, 1_000_000)
@@ -421,17 +427,7 @@ fn volumes_stay_within_volsize_with_parallel_compression() {
     }
     // ~9 MiB of letters at ~0.6 of their size, ~4 MiB of random, plus the incremental.
     assert!(volumes >= 9, "only {volumes} volumes");
-    let out = s.join("out");
-    swiftdup_ok(
-        &[
-            "restore",
-            &url,
-            out.to_str().unwrap(),
-            "--archive-dir",
-            s.join("c2").to_str().unwrap(),
-        ],
-        &[("PASSPHRASE", "volsize")],
-    );
+    let out = restore_fresh(&s, &url, &[("PASSPHRASE", "volsize")]);
     for e in fs::read_dir(s.join("src")).unwrap() {
         let name = e.unwrap().file_name();
         assert!(
