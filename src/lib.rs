@@ -23,6 +23,7 @@ pub mod http;
 pub mod interrupt;
 pub mod lock;
 pub mod log;
+pub mod md4x4;
 pub mod metrics;
 pub mod platform;
 pub mod select;

@@ -76,6 +76,62 @@ mod imp {
         })
     }
 
+    /// An open directory whose entries are `lstat`ed by name (`fstatat`): the kernel then
+    /// looks up one component instead of walking the whole path again for every entry,
+    /// which was a fifth of an unchanged incremental's time on a tree of small files.
+    pub struct Dir(std::fs::File);
+
+    /// `None` when the directory cannot be opened: its entries are then `lstat`ed by path.
+    pub fn open_dir(path: &Path) -> Option<Dir> {
+        std::fs::File::open(path).ok().map(Dir)
+    }
+
+    /// `lstat` of `name` inside `dir` (which is `path`'s parent), or of `path` without one.
+    pub fn lstat_in(dir: Option<&Dir>, name: &[u8], path: &Path) -> io::Result<Stat> {
+        use std::os::fd::AsRawFd;
+        let (Some(dir), Ok(cname)) = (dir, CString::new(name)) else {
+            return lstat(path);
+        };
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: a valid directory fd, a NUL-terminated name and a buffer of the right
+        // type; `st` is read only after the call succeeded.
+        let rc = unsafe {
+            libc::fstatat(
+                dir.0.as_raw_fd(),
+                cname.as_ptr(),
+                st.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        check(rc)?;
+        // SAFETY: fstatat returned 0, so it filled `st`.
+        let st = unsafe { st.assume_init() };
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => Kind::File,
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFIFO => Kind::Fifo,
+            libc::S_IFCHR => Kind::Char,
+            libc::S_IFBLK => Kind::Block,
+            _ => Kind::Socket,
+        };
+        Ok(Stat {
+            kind,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid as u64,
+            gid: st.st_gid as u64,
+            mtime: st.st_mtime.max(0),
+            size: if kind == Kind::File {
+                st.st_size as u64
+            } else {
+                0
+            },
+            dev: st.st_dev,
+            rdev_major: libc::major(st.st_rdev),
+            rdev_minor: libc::minor(st.st_rdev),
+        })
+    }
+
     fn cpath(path: &Path) -> io::Result<CString> {
         CString::new(path.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
@@ -208,6 +264,17 @@ mod imp {
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+
+    /// No directory handles here: entries are `lstat`ed by path.
+    pub struct Dir;
+
+    pub fn open_dir(_path: &Path) -> Option<Dir> {
+        None
+    }
+
+    pub fn lstat_in(_dir: Option<&Dir>, _name: &[u8], path: &Path) -> io::Result<Stat> {
+        lstat(path)
     }
 
     pub fn lstat(path: &Path) -> io::Result<Stat> {

@@ -39,6 +39,9 @@ struct Stream {
     name: String,
     tar: TarReader<Box<dyn Read>>,
     head: Option<(Index, MemberKind, Header)>,
+    /// The index of the member before `head` (kept to check the order; its buffers are
+    /// reused from one member to the next).
+    prev: Option<Index>,
 }
 
 impl Stream {
@@ -64,6 +67,17 @@ impl Stream {
                         ),
                     ));
                 }
+                // Each file strictly in index order makes the merge of all of them so.
+                match &mut self.prev {
+                    Some(p) if *p >= m.index => {
+                        return Err(Error::integrity(
+                            &self.name,
+                            "signature file is not in index order",
+                        ))
+                    }
+                    Some(p) => p.clone_from(&m.index),
+                    None => self.prev = Some(m.index.clone()),
+                }
                 Some((m.index, m.kind, h))
             }
         };
@@ -75,7 +89,6 @@ impl Stream {
 /// index the newest file that mentions it wins, and `deleted/` hides the path (§3.6).
 pub struct SigChainReader {
     streams: Vec<Stream>,
-    last: Option<Index>,
 }
 
 impl SigChainReader {
@@ -87,20 +100,17 @@ impl SigChainReader {
                 name,
                 tar: TarReader::new(r),
                 head: None,
+                prev: None,
             };
             s.advance()?;
             v.push(s);
         }
-        Ok(SigChainReader {
-            streams: v,
-            last: None,
-        })
+        Ok(SigChainReader { streams: v })
     }
 
     pub fn empty() -> Self {
         SigChainReader {
             streams: Vec::new(),
-            last: None,
         }
     }
 
@@ -108,67 +118,190 @@ impl SigChainReader {
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<SigEntry>> {
         loop {
-            let Some(min) = self
-                .streams
-                .iter()
-                .filter_map(|s| s.head.as_ref().map(|h| &h.0))
-                .min()
-                .cloned()
-            else {
+            // The smallest head; among equal ones the newest file's (the last) wins.
+            let mut newest: Option<usize> = None;
+            for (i, s) in self.streams.iter().enumerate() {
+                let Some((index, ..)) = &s.head else { continue };
+                let better = match newest.and_then(|n| self.streams[n].head.as_ref()) {
+                    None => true,
+                    Some((best, ..)) => index <= best,
+                };
+                if better {
+                    newest = Some(i);
+                }
+            }
+            let Some(newest) = newest else {
                 return Ok(None);
             };
-            if self.last.as_ref().is_some_and(|l| *l >= min) {
-                let name = &self
-                    .streams
-                    .iter()
-                    .find(|s| s.head.as_ref().is_some_and(|h| h.0 == min))
-                    .map(|s| s.name.clone())
-                    .unwrap_or_default();
-                return Err(Error::integrity(
-                    name,
-                    "signature file is not in index order",
-                ));
-            }
-            self.last = Some(min.clone());
-            let newest = self
-                .streams
-                .iter()
-                .rposition(|s| s.head.as_ref().is_some_and(|h| h.0 == min))
-                .unwrap_or(0);
-            let mut winner = None;
-            for (i, s) in self.streams.iter_mut().enumerate() {
-                if s.head.as_ref().is_none_or(|h| h.0 != min) {
-                    continue;
+            let s = &mut self.streams[newest];
+            let (index, kind, header) = s
+                .head
+                .take()
+                .ok_or_else(|| Error::Internal("merge head vanished".into()))?;
+            let sig = if kind == MemberKind::Signature {
+                // Bounded by 12 bytes per block of the file; see delta::block_len_for.
+                let mut buf = Vec::with_capacity(header.size.min(1 << 24) as usize);
+                s.tar
+                    .read_to_end(&mut buf)
+                    .map_err(|e| Error::integrity(&s.name, e))?;
+                Some(buf)
+            } else {
+                None
+            };
+            s.advance()?;
+            // Older files that mention the same path are overridden: move past it.
+            for s in &mut self.streams[..newest] {
+                if s.head.as_ref().is_some_and(|h| h.0 == index) {
+                    s.advance()?;
                 }
-                if i == newest {
-                    let (index, kind, header) = s
-                        .head
-                        .take()
-                        .ok_or_else(|| Error::Internal("merge head vanished".into()))?;
-                    let sig = if kind == MemberKind::Signature {
-                        // Bounded by 12 bytes per block of the file; see delta::block_len_for.
-                        let mut buf = Vec::with_capacity(header.size.min(1 << 24) as usize);
-                        s.tar
-                            .read_to_end(&mut buf)
-                            .map_err(|e| Error::integrity(&s.name, e))?;
-                        Some(buf)
-                    } else {
-                        None
-                    };
-                    winner = Some(SigEntry {
-                        index,
-                        header,
-                        kind,
-                        sig,
-                    });
+            }
+            if kind == MemberKind::Deleted {
+                continue;
+            }
+            return Ok(Some(SigEntry {
+                index,
+                header,
+                kind,
+                sig,
+            }));
+        }
+    }
+}
+
+/// The merged chain as [`SigChainReader::next`] gives it, read ahead on a thread of its own
+/// where there are threads: inflating and parsing the chain's signature files then runs
+/// beside the source walk instead of in turn with it (for an incremental that finds
+/// nothing changed, these are the two halves of the work). Entries come in batches through
+/// a bounded channel; see [`SigEntries::spawn`] for the memory bound.
+pub struct SigEntries {
+    inner: Ahead,
+}
+
+enum Ahead {
+    Inline(SigChainReader),
+    Thread {
+        rx: std::sync::mpsc::Receiver<Result<Vec<SigEntry>>>,
+        cur: std::vec::IntoIter<SigEntry>,
+        done: bool,
+    },
+}
+
+/// A batch is sent when it holds this many entries or this many signature bytes.
+const BATCH_ENTRIES: usize = 512;
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches in the channel. Read ahead is at most (DEPTH + 2) batches: the ones queued, the
+/// one being filled and the one being consumed, so about 6 MiB of signatures plus one
+/// entry's (a signature is 12 bytes per block of its file; see delta::block_len_for).
+const DEPTH: usize = 4;
+
+impl SigEntries {
+    /// Read the chain `streams` (oldest first) ahead of the caller.
+    pub fn spawn(streams: Vec<(String, Box<dyn Read + Send>)>) -> Result<Self> {
+        if cfg!(target_os = "wasi") {
+            let streams = streams
+                .into_iter()
+                .map(|(n, r)| (n, r as Box<dyn Read>))
+                .collect();
+            return Ok(SigEntries {
+                inner: Ahead::Inline(SigChainReader::new(streams)?),
+            });
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(DEPTH);
+        std::thread::Builder::new()
+            .name("signatures".into())
+            .spawn(move || {
+                let streams = streams
+                    .into_iter()
+                    .map(|(n, r)| (n, r as Box<dyn Read>))
+                    .collect();
+                let mut reader = match SigChainReader::new(streams) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                loop {
+                    match reader.next() {
+                        Ok(Some(e)) => {
+                            bytes += e.sig.as_ref().map_or(0, Vec::len);
+                            batch.push(e);
+                            if batch.len() < BATCH_ENTRIES && bytes < BATCH_BYTES {
+                                continue;
+                            }
+                            bytes = 0;
+                            // A send fails only when the caller is gone: stop reading.
+                            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {
+                            // The last batch, then an empty one: the end marker.
+                            if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
+                                return;
+                            }
+                            let _ = tx.send(Ok(Vec::new()));
+                            return;
+                        }
+                        Err(e) => {
+                            // What was read before the error is still in order.
+                            if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
+                                return;
+                            }
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
                 }
-                s.advance()?;
-            }
-            match winner {
-                Some(w) if w.kind == MemberKind::Deleted => continue,
-                Some(w) => return Ok(Some(w)),
-                None => return Err(Error::Internal("merge found no winner".into())),
-            }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
+        Ok(SigEntries {
+            inner: Ahead::Thread {
+                rx,
+                cur: Vec::new().into_iter(),
+                done: false,
+            },
+        })
+    }
+
+    /// The chain of no set: nothing.
+    pub fn empty() -> Self {
+        SigEntries {
+            inner: Ahead::Inline(SigChainReader::empty()),
+        }
+    }
+
+    /// The next live entry in index order.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<SigEntry>> {
+        match &mut self.inner {
+            Ahead::Inline(r) => r.next(),
+            Ahead::Thread { rx, cur, done } => loop {
+                if let Some(e) = cur.next() {
+                    return Ok(Some(e));
+                }
+                if *done {
+                    return Ok(None);
+                }
+                match rx.recv() {
+                    Ok(Ok(b)) if b.is_empty() => *done = true,
+                    Ok(Ok(b)) => *cur = b.into_iter(),
+                    Ok(Err(e)) => {
+                        *done = true;
+                        return Err(e);
+                    }
+                    // The thread ended without its end marker (it cannot, short of a
+                    // panic): never let that pass for the end of the chain.
+                    Err(_) => {
+                        *done = true;
+                        return Err(Error::Internal(
+                            "the signature-reading thread stopped".into(),
+                        ));
+                    }
+                }
+            },
         }
     }
 }

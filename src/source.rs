@@ -66,6 +66,8 @@ impl Filter for Selection {
 
 struct Level {
     dir: PathBuf,
+    /// `dir` opened, to `lstat` its entries by name (None: by path).
+    handle: Option<platform::Dir>,
     index: Index,
     names: std::vec::IntoIter<Vec<u8>>,
     /// This directory's own entry while it is only scanned and not yet emitted.
@@ -145,6 +147,7 @@ impl<F: Filter> Walk<F> {
                 names.sort_unstable();
                 self.stack.push(Level {
                     dir: e.path.clone(),
+                    handle: platform::open_dir(&e.path),
                     index: e.index.clone(),
                     names: names.into_iter(),
                     held: None,
@@ -187,13 +190,14 @@ impl<F: Filter> Iterator for Walk<F> {
                 continue;
             };
             let path = level.dir.join(platform::path_from_bytes(&name));
-            let mut index = level.index.clone();
-            index.push(name);
-            let stat = match platform::lstat(&path) {
+            let stat = match platform::lstat_in(level.handle.as_ref(), &name, &path) {
                 Ok(s) => s,
                 // Gone between listdir and lstat: absent, as in stock (§6.2).
                 Err(_) => continue,
             };
+            let mut index = Vec::with_capacity(level.index.len() + 1);
+            index.extend(level.index.iter().cloned());
+            index.push(name);
             if stat.kind == Kind::Socket {
                 if self.held > 0 {
                     // Reported after a held directory that may still be emitted, it would
@@ -251,6 +255,85 @@ impl<F: Filter> Iterator for Walk<F> {
             }
             if let Some(p) = self.out.pop_front() {
                 return Some(p);
+            }
+        }
+    }
+}
+
+/// Items are sent in batches of this many, with at most `AHEAD_DEPTH` batches queued.
+const AHEAD_BATCH: usize = 256;
+const AHEAD_DEPTH: usize = 4;
+
+/// The walk run ahead of its consumer on a thread of its own where there are threads, so
+/// that the `lstat`s and directory listings overlap with whatever the caller does with
+/// each entry (in an incremental: comparing it with the signature chain). Order and items
+/// are exactly the walk's; at most (AHEAD_DEPTH + 2) × AHEAD_BATCH entries are in flight.
+/// Under WASI the walk runs inline.
+pub fn ahead<F: Filter + Send + 'static>(
+    walk: Walk<F>,
+) -> io::Result<Box<dyn Iterator<Item = Item>>> {
+    if cfg!(target_os = "wasi") {
+        return Ok(Box::new(walk));
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(AHEAD_DEPTH);
+    let handle = std::thread::Builder::new()
+        .name("walk".into())
+        .spawn(move || {
+            let mut walk = walk;
+            loop {
+                let batch: Vec<Item> = walk.by_ref().take(AHEAD_BATCH).collect();
+                let last = batch.len() < AHEAD_BATCH;
+                // A send fails only when the consumer is gone: stop walking.
+                if tx.send(batch).is_err() || last {
+                    return;
+                }
+            }
+        })?;
+    Ok(Box::new(Ahead {
+        rx,
+        cur: Vec::new().into_iter(),
+        handle: Some(handle),
+    }))
+}
+
+struct Ahead {
+    rx: std::sync::mpsc::Receiver<Vec<Item>>,
+    cur: std::vec::IntoIter<Item>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Iterator for Ahead {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        loop {
+            if let Some(i) = self.cur.next() {
+                return Some(i);
+            }
+            self.handle.as_ref()?;
+            match self.rx.recv() {
+                // A short batch (possibly empty) is the walk's last.
+                Ok(b) if b.len() < AHEAD_BATCH => {
+                    self.join();
+                    self.cur = b.into_iter();
+                }
+                Ok(b) => self.cur = b.into_iter(),
+                // The thread is gone without its last batch: it panicked. Carry the panic
+                // here rather than let a cut-short walk pass for the whole tree.
+                Err(_) => {
+                    self.join();
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+impl Ahead {
+    fn join(&mut self) {
+        if let Some(h) = self.handle.take() {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
             }
         }
     }

@@ -19,7 +19,7 @@ use crate::interrupt;
 use crate::log;
 use crate::platform::{self, Kind};
 use crate::select::Selection;
-use crate::signature::{SigChainReader, SigEntry, SigWriter};
+use crate::signature::{SigEntries, SigEntry, SigWriter};
 use crate::source::{Entry, Item, Walk};
 use crate::target::{self, Backend};
 use crate::users;
@@ -147,16 +147,17 @@ fn unchanged(e: &Entry, s: &SigEntry) -> bool {
     true
 }
 
-/// Reads a source file, computing its new signature on the way, and turns a read error
-/// into an early EOF (recorded in `error`) so the stored member stays well-formed.
-struct TeeSig {
+/// Reads a source file, computing its new signature on the way (unless a delta does it,
+/// see `DeltaReader::with_signature`), and turns a read error into an early EOF (recorded
+/// in `error`) so the stored member stays well-formed.
+struct TeeSig<'a> {
     file: File,
-    sig: SignatureBuilder,
+    sig: Option<&'a mut SignatureBuilder>,
     bytes: u64,
     error: Option<io::Error>,
 }
 
-impl Read for TeeSig {
+impl Read for TeeSig<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.error.is_some() {
             return Ok(0);
@@ -164,7 +165,9 @@ impl Read for TeeSig {
         loop {
             match self.file.read(buf) {
                 Ok(n) => {
-                    self.sig.update(&buf[..n]);
+                    if let Some(sig) = self.sig.as_deref_mut() {
+                        sig.update(&buf[..n]);
+                    }
                     self.bytes += n as u64;
                     return Ok(n);
                 }
@@ -311,9 +314,10 @@ impl Run<'_> {
             }
             _ => None,
         };
+        let mut new_sig = SignatureBuilder::new(delta::block_len_for(e.stat.size));
         let mut tee = TeeSig {
             file,
-            sig: SignatureBuilder::new(delta::block_len_for(e.stat.size)),
+            sig: None,
             bytes: 0,
             error: None,
         };
@@ -326,10 +330,13 @@ impl Run<'_> {
             let mut delta_reader;
             let data: &mut dyn Read = match &old_sig {
                 Some(s) => {
-                    delta_reader = DeltaReader::new(s, &mut tee);
+                    delta_reader = DeltaReader::new(s, &mut tee).with_signature(&mut new_sig);
                     &mut delta_reader
                 }
-                None => &mut tee,
+                None => {
+                    tee.sig = Some(&mut new_sig);
+                    &mut tee
+                }
             };
             let mut buf = std::mem::take(&mut self.buf);
             buf.resize(MULTIVOL_CHUNK, 0);
@@ -379,9 +386,7 @@ impl Run<'_> {
             self.buf = buf;
             res?;
         }
-        let TeeSig {
-            sig, bytes, error, ..
-        } = tee;
+        let TeeSig { bytes, error, .. } = tee;
         let mut sig_meta = meta;
         if let Some(err) = error {
             self.summary.warnings += 1;
@@ -395,7 +400,7 @@ impl Run<'_> {
         }
         self.summary.bytes_read += bytes;
         self.sigs
-            .signature(&e.index, &sig_meta, &sig.finish(), bytes)?;
+            .signature(&e.index, &sig_meta, &new_sig.finish(), bytes)?;
         self.manifest
             .file(if old.is_some() { "changed" } else { "new" }, &e.index)?;
         Ok(())
@@ -538,15 +543,18 @@ fn check_last_manifest(
         return Ok(());
     };
     let kind = last.manifest_kind();
-    let cached_before = md.cache.path(&local_name(name, &kind)).exists();
+    let local = local_name(name, &kind);
+    let cached_before = md.cache.path(&local).exists();
     let cached = md.manifest(name, &kind)?;
     if cached_before && common.crypto.can_read_own {
-        let remote = md.remote_manifest(name)?;
-        if !same_manifest(&cached, &remote) {
-            return Err(Error::ManifestMismatch(format!(
-                "the cached manifest {name} differs from the remote one; remove {} to re-read it from the target",
-                md.cache.dir.display()
-            )));
+        if let Some((remote, record)) = md.remote_manifest(name, &local)? {
+            if !same_manifest(&cached, &remote) {
+                return Err(Error::ManifestMismatch(format!(
+                    "the cached manifest {name} differs from the remote one; remove {} to re-read it from the target",
+                    md.cache.dir.display()
+                )));
+            }
+            record();
         }
     }
     if opts.allow_source_mismatch {
@@ -650,9 +658,9 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
             for n in sc.names() {
                 streams.push((n.clone(), md.sigtar(&n)?));
             }
-            SigChainReader::new(streams)?
+            SigEntries::spawn(streams)?
         }
-        None => SigChainReader::empty(),
+        None => SigEntries::empty(),
     };
 
     let sig_spool = crate::cache::tempfile_in(&common.tempdir)?;
@@ -675,7 +683,9 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
         last_progress: Instant::now(),
     };
 
-    let mut walk = walk.peekable();
+    let mut walk = crate::source::ahead(walk)
+        .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?
+        .peekable();
     let mut old = sig_reader.next()?;
     let mut carried: Option<Index> = None;
     loop {
@@ -816,11 +826,22 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     man_plain
         .seek(io::SeekFrom::Start(0))
         .map_err(|e| Error::io("manifest spool", e))?;
-    md.cache
-        .write_with(&local_name(&man_name, &man_kind), |w| {
-            io::copy(&mut man_plain, w).map_err(|e| Error::io("manifest cache", e))?;
-            Ok(())
-        })?;
+    let man_local = local_name(&man_name, &man_kind);
+    md.cache.write_with(&man_local, |w| {
+        io::copy(&mut man_plain, w).map_err(|e| Error::io("manifest cache", e))?;
+        Ok(())
+    })?;
+    // What the next backup's check compares the remote manifest with (a failure to
+    // hash only means that check decrypts).
+    let hashed = (
+        File::open(&sealed.0).and_then(|mut f| crate::cache::sha256_hex(&mut f)),
+        man_plain
+            .seek(io::SeekFrom::Start(0))
+            .and_then(|_| crate::cache::sha256_hex(&mut man_plain)),
+    );
+    if let (Ok(s), Ok(p)) = hashed {
+        md.cache.record_sealed(&man_local, &s, &p);
+    }
     Ok(summary)
 }
 

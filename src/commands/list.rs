@@ -9,7 +9,7 @@ use crate::format::tar::{self, Header};
 use crate::format::time::{asctime, rfc3339};
 use crate::format::{index_display, MemberKind};
 use crate::log;
-use crate::signature::SigChainReader;
+use crate::signature::SigEntries;
 use crate::target::Access;
 use serde_json::json;
 use std::io::Write;
@@ -74,7 +74,7 @@ pub fn run(common: &Common, time: Option<i64>, json: bool, out: &mut dyn Write) 
     for n in &names {
         streams.push((n.clone(), md.sigtar(n)?));
     }
-    let mut reader = SigChainReader::new(streams)?;
+    let mut reader = SigEntries::spawn(streams)?;
     let mut summary = Summary {
         entries: 0,
         set_time,

@@ -267,17 +267,26 @@ fn parse_num(field: &[u8]) -> Result<u64, TarError> {
         }
         return Ok(n);
     }
-    let s: Vec<u8> = field
+    let start = field.iter().position(|&b| b != b' ').unwrap_or(field.len());
+    let digits = &field[start..];
+    let end = digits
         .iter()
-        .copied()
-        .skip_while(|&b| b == b' ')
-        .take_while(|&b| b != 0 && b != b' ')
-        .collect();
-    if s.is_empty() {
-        return Ok(0);
+        .position(|&b| b == 0 || b == b' ')
+        .unwrap_or(digits.len());
+    let mut n: u64 = 0;
+    for &b in &digits[..end] {
+        if !(b'0'..=b'7').contains(&b) {
+            return Err(TarError::Corrupt(format!(
+                "bad octal number {:?}",
+                String::from_utf8_lossy(&digits[..end])
+            )));
+        }
+        n = n
+            .checked_mul(8)
+            .map(|n| n + (b - b'0') as u64)
+            .ok_or_else(|| TarError::Corrupt("number overflow".into()))?;
     }
-    let s = std::str::from_utf8(&s).map_err(|_| TarError::Corrupt("bad number".into()))?;
-    u64::from_str_radix(s, 8).map_err(|_| TarError::Corrupt(format!("bad octal number {s:?}")))
+    Ok(n)
 }
 
 fn cstr(field: &[u8]) -> Vec<u8> {
@@ -321,15 +330,14 @@ impl<R: Read> TarReader<R> {
         Ok(true)
     }
 
-    fn skip(&mut self, mut n: u64) -> Result<(), TarError> {
-        let mut buf = [0u8; 8192];
-        while n > 0 {
-            let want = n.min(buf.len() as u64) as usize;
-            let got = self.inner.read(&mut buf[..want])?;
-            if got == 0 {
-                return Err(TarError::Truncated);
-            }
-            n -= got as u64;
+    fn skip(&mut self, n: u64) -> Result<(), TarError> {
+        if n == 0 {
+            return Ok(());
+        }
+        // io::copy reads into an uninitialised buffer: no 8 KiB memset per member.
+        let got = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
+        if got < n {
+            return Err(TarError::Truncated);
         }
         Ok(())
     }
@@ -434,10 +442,10 @@ impl<R: Read> TarReader<R> {
                     })
                 };
                 match &k[..] {
-                    b"path" => h.name = v.clone(),
-                    b"linkpath" => h.linkname = v.clone(),
-                    b"uname" => h.uname = v.clone(),
-                    b"gname" => h.gname = v.clone(),
+                    b"path" => h.name = v,
+                    b"linkpath" => h.linkname = v,
+                    b"uname" => h.uname = v,
+                    b"gname" => h.gname = v,
                     b"uid" => h.uid = num().unwrap_or(0).max(0) as u64,
                     b"gid" => h.gid = num().unwrap_or(0).max(0) as u64,
                     b"size" => h.size = num().unwrap_or(0).max(0) as u64,
