@@ -236,6 +236,17 @@ mod imp {
     pub fn path_from_bytes(b: &[u8]) -> std::path::PathBuf {
         std::ffi::OsStr::from_bytes(b).into()
     }
+
+    /// `dir/name` for a name as bytes (one allocation).
+    pub fn join_name(dir: &Path, name: &[u8]) -> std::path::PathBuf {
+        dir.join(std::ffi::OsStr::from_bytes(name))
+    }
+
+    /// A directory entry's name as bytes, without copying it.
+    pub fn into_name_bytes(name: std::ffi::OsString) -> Vec<u8> {
+        use std::os::unix::ffi::OsStringExt;
+        name.into_vec()
+    }
 }
 
 /// WASI (preview 2) as wasmtime provides it: `std::fs` for what it covers, and wasi-libc
@@ -419,6 +430,14 @@ mod imp {
 
     pub fn path_from_bytes(b: &[u8]) -> std::path::PathBuf {
         String::from_utf8_lossy(b).into_owned().into()
+    }
+
+    pub fn join_name(dir: &Path, name: &[u8]) -> std::path::PathBuf {
+        dir.join(String::from_utf8_lossy(name).as_ref())
+    }
+
+    pub fn into_name_bytes(name: std::ffi::OsString) -> Vec<u8> {
+        name.to_string_lossy().into_owned().into_bytes()
     }
 }
 

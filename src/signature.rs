@@ -396,6 +396,52 @@ mod tests {
         s.split('/').map(|c| c.as_bytes().to_vec()).collect()
     }
 
+    /// Read ahead on a thread, the chain gives the same entries in batches larger than
+    /// one, and a file out of index order gives what came before it, then the error.
+    #[test]
+    fn read_ahead_keeps_order_and_hands_on_errors() {
+        let names: Vec<String> = (0..2000).map(|i| format!("f{i:05}")).collect();
+        let mut full = SigWriter::new(Vec::new());
+        for n in &names {
+            full.signature(&idx(n), &meta(tar::REGTYPE, 1), n.as_bytes(), 1)
+                .unwrap();
+        }
+        let full = full.finish().unwrap();
+        let mut r = SigEntries::spawn(vec![(
+            "full".into(),
+            Box::new(std::io::Cursor::new(full)) as Box<dyn Read + Send>,
+        )])
+        .unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = r.next().unwrap() {
+            got.push(crate::format::index_display(&e.index));
+        }
+        assert_eq!(got, names);
+        assert!(r.next().unwrap().is_none(), "the end stays the end");
+
+        let mut bad = SigWriter::new(Vec::new());
+        for n in ["a", "b", "d", "c", "e"] {
+            bad.signature(&idx(n), &meta(tar::REGTYPE, 1), b"s", 1)
+                .unwrap();
+        }
+        let bad = bad.finish().unwrap();
+        let mut r = SigEntries::spawn(vec![(
+            "bad".into(),
+            Box::new(std::io::Cursor::new(bad)) as Box<dyn Read + Send>,
+        )])
+        .unwrap();
+        let mut got = Vec::new();
+        let err = loop {
+            match r.next() {
+                Ok(Some(e)) => got.push(crate::format::index_display(&e.index)),
+                Ok(None) => panic!("an unordered file read to its end"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert_eq!(got, ["a", "b"]);
+        assert!(err.contains("not in index order"), "{err}");
+    }
+
     #[test]
     fn merge_newest_wins_and_deleted_hides() {
         let mut full = SigWriter::new(Vec::new());

@@ -134,7 +134,7 @@ impl<F: Filter> Walk<F> {
                 let mut names = Vec::new();
                 for d in rd {
                     match d {
-                        Ok(d) => names.push(platform::name_bytes(&d.file_name())),
+                        Ok(d) => names.push(platform::into_name_bytes(d.file_name())),
                         Err(error) => {
                             return Some(Item::Unreadable {
                                 index: e.index.clone(),
@@ -189,7 +189,7 @@ impl<F: Filter> Iterator for Walk<F> {
                 }
                 continue;
             };
-            let path = level.dir.join(platform::path_from_bytes(&name));
+            let path = platform::join_name(&level.dir, &name);
             let stat = match platform::lstat_in(level.handle.as_ref(), &name, &path) {
                 Ok(s) => s,
                 // Gone between listdir and lstat: absent, as in stock (§6.2).
@@ -368,5 +368,61 @@ mod tests {
             [".", "a", "a/b", "a/b/f", "a/z", "a-b", "b", "skip sock"]
         );
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    fn shown(items: impl Iterator<Item = Item>) -> Vec<String> {
+        items
+            .map(|i| match i {
+                Item::Entry(e) => {
+                    format!("{} {:?}", crate::format::index_display(&e.index), e.stat)
+                }
+                Item::Skipped { index, .. } => {
+                    format!("skip {}", crate::format::index_display(&index))
+                }
+                Item::Unreadable { index, .. } => {
+                    format!("unreadable {}", crate::format::index_display(&index))
+                }
+            })
+            .collect()
+    }
+
+    /// Walked ahead on its own thread, the walk yields the same items with the same `lstat`
+    /// data (taken by name in the open directory) as inline by path, for trees ending on a
+    /// batch boundary, just past it and within the first batch.
+    #[test]
+    fn walk_ahead_equals_the_walk() {
+        for files in [
+            3,
+            AHEAD_BATCH - 2,
+            AHEAD_BATCH - 1,
+            AHEAD_BATCH,
+            3 * AHEAD_BATCH + 7,
+        ] {
+            let d =
+                std::env::temp_dir().join(format!("swiftdup-ahead-{}-{files}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(d.join("sub")).unwrap();
+            for i in 0..files {
+                let dir = if i % 3 == 0 { "sub" } else { "" };
+                std::fs::write(d.join(dir).join(format!("f{i}")), vec![b'x'; i]).unwrap();
+            }
+            std::os::unix::fs::symlink("f1", d.join("link")).unwrap();
+            let inline = shown(Walk::new(d.clone(), All).unwrap());
+            let ahead = shown(ahead(Walk::new(d.clone(), All).unwrap()).unwrap());
+            assert_eq!(inline.len(), files + 3);
+            assert!(ahead == inline, "{files} files");
+            let by_path = shown(Walk::new(d.clone(), All).unwrap().map(|i| match i {
+                Item::Entry(mut e) => {
+                    e.stat = platform::lstat(&e.path).unwrap();
+                    Item::Entry(e)
+                }
+                other => other,
+            }));
+            assert!(
+                by_path == inline,
+                "lstat by name differs from lstat by path"
+            );
+            std::fs::remove_dir_all(&d).unwrap();
+        }
     }
 }

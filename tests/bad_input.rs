@@ -574,3 +574,112 @@ fn tampered_encrypted_volume_with_a_forged_manifest_hash_fails_on_its_mdc() {
     let o = restore(&s, "out", &[], &[("PASSPHRASE", PASS)]);
     assert_fails(&o, exit::INTEGRITY, "integrity", "vol1");
 }
+
+/// Files under `dir` (any depth) whose name ends with `suffix`.
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_ending(&p, suffix));
+        } else if p.to_string_lossy().ends_with(suffix) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn target_listing(s: &Scratch) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = fs::read_dir(s.join("target"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// §4.4: the cached manifest must match the remote one. A backup records the SHA-256 of the
+/// sealed manifest (and of the cached copy) beside the cache so that the next run compares
+/// bytes instead of decrypting; a remote manifest replaced by another of the same name, or a
+/// cached copy changed behind the record's back, is still found: exit 5, one error event,
+/// nothing written. Put back as it was, the incremental runs.
+#[test]
+fn a_cache_out_of_step_with_the_target_is_found_despite_the_sealed_record() {
+    let s = backed_up("mm", true);
+    // The same tree backed up at the same time elsewhere: same names, other sealed bytes.
+    let other = backed_up("mm-other", true);
+    let records = files_ending(&s.join("cache"), ".manifest.swiftdup-sealed");
+    assert_eq!(
+        records.len(),
+        1,
+        "the full backup records its sealed manifest"
+    );
+
+    let src = s.join("src");
+    fs::write(src.join("a.txt"), b"alpha, edited").unwrap();
+    let (url, cache) = (s.url("target"), s.join("cache").display().to_string());
+    let inc = || {
+        swiftdup(
+            &[
+                "incremental",
+                src.to_str().unwrap(),
+                &url,
+                "--current-time",
+                "1700000100",
+                "--archive-dir",
+                &cache,
+            ],
+            &[("PASSPHRASE", PASS)],
+        )
+    };
+
+    // The remote manifest replaced.
+    let remote = only(&s, ".manifest.gpg");
+    let mine = fs::read(&remote).unwrap();
+    fs::copy(only(&other, ".manifest.gpg"), &remote).unwrap();
+    let before = target_listing(&s);
+    assert_fails(
+        &inc(),
+        exit::MANIFEST_MISMATCH,
+        "manifest_mismatch",
+        "differs from the remote",
+    );
+    assert!(
+        target_listing(&s) == before,
+        "the failed run wrote to the target"
+    );
+    fs::write(&remote, &mine).unwrap();
+
+    // The cached copy replaced (the remote one, and so the record's sealed hash, unchanged).
+    let cached = files_ending(&s.join("cache"), ".manifest");
+    let theirs = files_ending(&other.join("cache"), ".manifest");
+    assert_eq!((cached.len(), theirs.len()), (1, 1));
+    let kept = fs::read(&cached[0]).unwrap();
+    fs::copy(&theirs[0], &cached[0]).unwrap();
+    let before = target_listing(&s);
+    assert_fails(
+        &inc(),
+        exit::MANIFEST_MISMATCH,
+        "manifest_mismatch",
+        "differs from the remote",
+    );
+    assert!(
+        target_listing(&s) == before,
+        "the failed run wrote to the target"
+    );
+
+    fs::write(&cached[0], &kept).unwrap();
+    let o = inc();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
