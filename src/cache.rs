@@ -38,11 +38,13 @@ pub fn local_name(remote: &str, kind: &FileKind) -> String {
 /// §4.4 check compares the remote object's bytes instead of decrypting it (an S2K of tens
 /// of milliseconds and a second parse of a manifest that lists every changed file). Only
 /// an accelerator: missing, stale or damaged, the check decrypts as before. Not synced
-/// for the same reason.
-const SEALED_RECORD: &str = ".swiftdup-sealed";
+/// for the same reason. The name starts with the record's own prefix: stock's parser
+/// anchors its patterns at the start only, and would take `<manifest>.suffix` for a
+/// manifest.
+const SEALED_RECORD: &str = "swiftdup-sealed.";
 
 fn sealed_record_name(local: &str) -> String {
-    format!("{local}{SEALED_RECORD}")
+    format!("{SEALED_RECORD}{local}")
 }
 
 /// The hex SHA-256 of everything `r` yields.
@@ -412,7 +414,7 @@ impl<'a> Metadata<'a> {
             })
             .collect();
         for n in self.cache.names()? {
-            if let Some(stem) = n.strip_suffix(SEALED_RECORD) {
+            if let Some(stem) = n.strip_prefix(SEALED_RECORD) {
                 // A record goes with its manifest.
                 if !remote_local.contains(stem) {
                     let _ = fs::remove_file(self.cache.path(&n));

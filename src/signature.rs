@@ -172,7 +172,7 @@ impl SigChainReader {
 /// where there are threads: inflating and parsing the chain's signature files then runs
 /// beside the source walk instead of in turn with it (for an incremental that finds
 /// nothing changed, these are the two halves of the work). Entries come in batches through
-/// a bounded channel; see [`SigEntries::spawn`] for the memory bound.
+/// a bounded channel; see [`SigEntries::new`] and the constants below for the memory bound.
 pub struct SigEntries {
     inner: Ahead,
 }
@@ -195,9 +195,10 @@ const BATCH_BYTES: usize = 1 << 20;
 const DEPTH: usize = 4;
 
 impl SigEntries {
-    /// Read the chain `streams` (oldest first) ahead of the caller.
-    pub fn spawn(streams: Vec<(String, Box<dyn Read + Send>)>) -> Result<Self> {
-        if cfg!(target_os = "wasi") {
+    /// Read the chain `streams` (oldest first), ahead of the caller on a thread when
+    /// `ahead` (and there are threads), else as the caller asks.
+    pub fn new(streams: Vec<(String, Box<dyn Read + Send>)>, ahead: bool) -> Result<Self> {
+        if !ahead || cfg!(target_os = "wasi") {
             let streams = streams
                 .into_iter()
                 .map(|(n, r)| (n, r as Box<dyn Read>))
@@ -407,10 +408,13 @@ mod tests {
                 .unwrap();
         }
         let full = full.finish().unwrap();
-        let mut r = SigEntries::spawn(vec![(
-            "full".into(),
-            Box::new(std::io::Cursor::new(full)) as Box<dyn Read + Send>,
-        )])
+        let mut r = SigEntries::new(
+            vec![(
+                "full".into(),
+                Box::new(std::io::Cursor::new(full)) as Box<dyn Read + Send>,
+            )],
+            true,
+        )
         .unwrap();
         let mut got = Vec::new();
         while let Some(e) = r.next().unwrap() {
@@ -425,10 +429,13 @@ mod tests {
                 .unwrap();
         }
         let bad = bad.finish().unwrap();
-        let mut r = SigEntries::spawn(vec![(
-            "bad".into(),
-            Box::new(std::io::Cursor::new(bad)) as Box<dyn Read + Send>,
-        )])
+        let mut r = SigEntries::new(
+            vec![(
+                "bad".into(),
+                Box::new(std::io::Cursor::new(bad)) as Box<dyn Read + Send>,
+            )],
+            true,
+        )
         .unwrap();
         let mut got = Vec::new();
         let err = loop {

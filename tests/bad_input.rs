@@ -575,14 +575,15 @@ fn tampered_encrypted_volume_with_a_forged_manifest_hash_fails_on_its_mdc() {
     assert_fails(&o, exit::INTEGRITY, "integrity", "vol1");
 }
 
-/// Files under `dir` (any depth) whose name ends with `suffix`.
-fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+/// Files under `dir` (any depth) whose name starts with `prefix` and ends with `suffix`.
+fn files_named(dir: &std::path::Path, prefix: &str, suffix: &str) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
         if p.is_dir() {
-            out.extend(files_ending(&p, suffix));
-        } else if p.to_string_lossy().ends_with(suffix) {
+            out.extend(files_named(&p, prefix, suffix));
+        } else if name.starts_with(prefix) && name.ends_with(suffix) {
             out.push(p);
         }
     }
@@ -614,7 +615,11 @@ fn a_cache_out_of_step_with_the_target_is_found_despite_the_sealed_record() {
     let s = backed_up("mm", true);
     // The same tree backed up at the same time elsewhere: same names, other sealed bytes.
     let other = backed_up("mm-other", true);
-    let records = files_ending(&s.join("cache"), ".manifest.swiftdup-sealed");
+    let records = files_named(
+        &s.join("cache"),
+        "swiftdup-sealed.duplicity-full.",
+        ".manifest",
+    );
     assert_eq!(
         records.len(),
         1,
@@ -657,8 +662,8 @@ fn a_cache_out_of_step_with_the_target_is_found_despite_the_sealed_record() {
     fs::write(&remote, &mine).unwrap();
 
     // The cached copy replaced (the remote one, and so the record's sealed hash, unchanged).
-    let cached = files_ending(&s.join("cache"), ".manifest");
-    let theirs = files_ending(&other.join("cache"), ".manifest");
+    let cached = files_named(&s.join("cache"), "duplicity-", ".manifest");
+    let theirs = files_named(&other.join("cache"), "duplicity-", ".manifest");
     assert_eq!((cached.len(), theirs.len()), (1, 1));
     let kept = fs::read(&cached[0]).unwrap();
     fs::copy(&theirs[0], &cached[0]).unwrap();

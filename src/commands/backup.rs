@@ -658,7 +658,8 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
             for n in sc.names() {
                 streams.push((n.clone(), md.sigtar(&n)?));
             }
-            SigEntries::spawn(streams)?
+            // One thread in all with --concurrency 1, as the user asked.
+            SigEntries::new(streams, opts.concurrency > 1)?
         }
         None => SigEntries::empty(),
     };
@@ -683,9 +684,13 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
         last_progress: Instant::now(),
     };
 
-    let mut walk = crate::source::ahead(walk)
-        .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?
-        .peekable();
+    let walk: Box<dyn Iterator<Item = Item>> = if opts.concurrency > 1 {
+        crate::source::ahead(walk)
+            .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?
+    } else {
+        Box::new(walk)
+    };
+    let mut walk = walk.peekable();
     let mut old = sig_reader.next()?;
     let mut carried: Option<Index> = None;
     loop {

@@ -74,7 +74,7 @@ pub fn run(common: &Common, time: Option<i64>, json: bool, out: &mut dyn Write) 
     for n in &names {
         streams.push((n.clone(), md.sigtar(n)?));
     }
-    let mut reader = SigEntries::spawn(streams)?;
+    let mut reader = SigEntries::new(streams, true)?;
     let mut summary = Summary {
         entries: 0,
         set_time,
