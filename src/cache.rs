@@ -51,23 +51,19 @@ fn sealed_record_name(local: &str) -> String {
 pub fn sha256_hex(r: &mut dyn Read) -> io::Result<String> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    io::copy(r, &mut h)?;
     Ok(crate::volume::hex(&h.finalize()))
 }
 
 impl Cache {
     /// Record which sealed object (`sealed` = its SHA-256) the cached manifest `local`
-    /// (`plain` = the SHA-256 of the cached file) stands for. Failing to write it is no
-    /// error: the next check just decrypts.
-    pub fn record_sealed(&self, local: &str, sealed: &str, plain: &str) {
+    /// stands for, with the SHA-256 of the cached file as it is now. Failing to hash or
+    /// write is no error: the next check just decrypts.
+    pub fn record_sealed(&self, local: &str, sealed: &str) {
+        let Ok(plain) = fs::File::open(self.path(local)).and_then(|mut f| sha256_hex(&mut f))
+        else {
+            return;
+        };
         let name = sealed_record_name(local);
         let tmp = self.dir.join(format!("{name}.swiftdup-tmp"));
         let text = format!("swiftdup-sealed/1 {sealed} {plain}\n");
@@ -332,12 +328,7 @@ impl<'a> Metadata<'a> {
         let r = open_sealed(f, suffix, &self.common.crypto.open, remote)?;
         let m = manifest::parse(BufReader::new(r)).map_err(|m| Error::integrity(remote, m))?;
         let local = local.to_string();
-        Ok(Some((m, move || {
-            let path = self.cache.path(&local);
-            if let Ok(plain) = fs::File::open(path).and_then(|mut f| sha256_hex(&mut f)) {
-                self.cache.record_sealed(&local, &sealed, &plain);
-            }
-        })))
+        Ok(Some((m, move || self.cache.record_sealed(&local, &sealed))))
     }
 
     /// Download a manifest or signature file into the cache in its local form.
@@ -372,11 +363,7 @@ impl<'a> Metadata<'a> {
             Ok(())
         })?;
         if let Some(sealed) = sealed {
-            if let Ok(plain) =
-                fs::File::open(self.cache.path(&local)).and_then(|mut f| sha256_hex(&mut f))
-            {
-                self.cache.record_sealed(&local, &sealed, &plain);
-            }
+            self.cache.record_sealed(&local, &sealed);
         }
         Ok(())
     }

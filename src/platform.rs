@@ -42,38 +42,42 @@ mod imp {
     use super::*;
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
     pub fn lstat(path: &Path) -> io::Result<Stat> {
-        let m = std::fs::symlink_metadata(path)?;
-        let ft = m.file_type();
-        let kind = if ft.is_file() {
-            Kind::File
-        } else if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_symlink() {
-            Kind::Symlink
-        } else if ft.is_fifo() {
-            Kind::Fifo
-        } else if ft.is_char_device() {
-            Kind::Char
-        } else if ft.is_block_device() {
-            Kind::Block
-        } else {
-            Kind::Socket
+        let p = cpath(path)?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: a NUL-terminated path and a buffer of the right type; `st` is read only
+        // after the call succeeded.
+        check(unsafe { libc::lstat(p.as_ptr(), st.as_mut_ptr()) })?;
+        // SAFETY: lstat returned 0, so it filled `st`.
+        Ok(from_stat(unsafe { &st.assume_init() }))
+    }
+
+    fn from_stat(st: &libc::stat) -> Stat {
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => Kind::File,
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFIFO => Kind::Fifo,
+            libc::S_IFCHR => Kind::Char,
+            libc::S_IFBLK => Kind::Block,
+            _ => Kind::Socket,
         };
-        let rdev = m.rdev();
-        Ok(Stat {
+        Stat {
             kind,
-            mode: m.mode() & 0o7777,
-            uid: m.uid() as u64,
-            gid: m.gid() as u64,
-            mtime: m.mtime().max(0),
-            size: if kind == Kind::File { m.size() } else { 0 },
-            dev: m.dev(),
-            rdev_major: libc::major(rdev as libc::dev_t),
-            rdev_minor: libc::minor(rdev as libc::dev_t),
-        })
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid as u64,
+            gid: st.st_gid as u64,
+            mtime: st.st_mtime.max(0),
+            size: if kind == Kind::File {
+                st.st_size as u64
+            } else {
+                0
+            },
+            dev: st.st_dev,
+            rdev_major: libc::major(st.st_rdev),
+            rdev_minor: libc::minor(st.st_rdev),
+        }
     }
 
     /// An open directory whose entries are `lstat`ed by name (`fstatat`): the kernel then
@@ -105,31 +109,7 @@ mod imp {
         };
         check(rc)?;
         // SAFETY: fstatat returned 0, so it filled `st`.
-        let st = unsafe { st.assume_init() };
-        let kind = match st.st_mode & libc::S_IFMT {
-            libc::S_IFREG => Kind::File,
-            libc::S_IFDIR => Kind::Dir,
-            libc::S_IFLNK => Kind::Symlink,
-            libc::S_IFIFO => Kind::Fifo,
-            libc::S_IFCHR => Kind::Char,
-            libc::S_IFBLK => Kind::Block,
-            _ => Kind::Socket,
-        };
-        Ok(Stat {
-            kind,
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid as u64,
-            gid: st.st_gid as u64,
-            mtime: st.st_mtime.max(0),
-            size: if kind == Kind::File {
-                st.st_size as u64
-            } else {
-                0
-            },
-            dev: st.st_dev,
-            rdev_major: libc::major(st.st_rdev),
-            rdev_minor: libc::minor(st.st_rdev),
-        })
+        Ok(from_stat(unsafe { &st.assume_init() }))
     }
 
     fn cpath(path: &Path) -> io::Result<CString> {

@@ -37,7 +37,7 @@ pub const SIZE_KEY: &str = "SWIFTDUP.size";
 
 struct Stream {
     name: String,
-    tar: TarReader<Box<dyn Read>>,
+    tar: TarReader<Box<dyn Read + Send>>,
     head: Option<(Index, MemberKind, Header)>,
     /// The index of the member before `head` (kept to check the order; its buffers are
     /// reused from one member to the next).
@@ -93,7 +93,7 @@ pub struct SigChainReader {
 
 impl SigChainReader {
     /// `streams` oldest first: (object name for errors, plaintext tar stream).
-    pub fn new(streams: Vec<(String, Box<dyn Read>)>) -> Result<Self> {
+    pub fn new(streams: Vec<(String, Box<dyn Read + Send>)>) -> Result<Self> {
         let mut v = Vec::new();
         for (name, r) in streams {
             let mut s = Stream {
@@ -199,10 +199,6 @@ impl SigEntries {
     /// `ahead` (and there are threads), else as the caller asks.
     pub fn new(streams: Vec<(String, Box<dyn Read + Send>)>, ahead: bool) -> Result<Self> {
         if !ahead || cfg!(target_os = "wasi") {
-            let streams = streams
-                .into_iter()
-                .map(|(n, r)| (n, r as Box<dyn Read>))
-                .collect();
             return Ok(SigEntries {
                 inner: Ahead::Inline(SigChainReader::new(streams)?),
             });
@@ -211,10 +207,6 @@ impl SigEntries {
         std::thread::Builder::new()
             .name("signatures".into())
             .spawn(move || {
-                let streams = streams
-                    .into_iter()
-                    .map(|(n, r)| (n, r as Box<dyn Read>))
-                    .collect();
                 let mut reader = match SigChainReader::new(streams) {
                     Ok(r) => r,
                     Err(e) => {
@@ -397,6 +389,11 @@ mod tests {
         s.split('/').map(|c| c.as_bytes().to_vec()).collect()
     }
 
+    fn ahead_of(name: &str, tar: Vec<u8>) -> SigEntries {
+        let r: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(tar));
+        SigEntries::new(vec![(name.into(), r)], true).unwrap()
+    }
+
     /// Read ahead on a thread, the chain gives the same entries in batches larger than
     /// one, and a file out of index order gives what came before it, then the error.
     #[test]
@@ -408,14 +405,7 @@ mod tests {
                 .unwrap();
         }
         let full = full.finish().unwrap();
-        let mut r = SigEntries::new(
-            vec![(
-                "full".into(),
-                Box::new(std::io::Cursor::new(full)) as Box<dyn Read + Send>,
-            )],
-            true,
-        )
-        .unwrap();
+        let mut r = ahead_of("full", full);
         let mut got = Vec::new();
         while let Some(e) = r.next().unwrap() {
             got.push(crate::format::index_display(&e.index));
@@ -429,14 +419,7 @@ mod tests {
                 .unwrap();
         }
         let bad = bad.finish().unwrap();
-        let mut r = SigEntries::new(
-            vec![(
-                "bad".into(),
-                Box::new(std::io::Cursor::new(bad)) as Box<dyn Read + Send>,
-            )],
-            true,
-        )
-        .unwrap();
+        let mut r = ahead_of("bad", bad);
         let mut got = Vec::new();
         let err = loop {
             match r.next() {

@@ -644,21 +644,25 @@ fn a_cache_out_of_step_with_the_target_is_found_despite_the_sealed_record() {
         )
     };
 
+    let refused_writing_nothing = || {
+        let before = target_listing(&s);
+        assert_fails(
+            &inc(),
+            exit::MANIFEST_MISMATCH,
+            "manifest_mismatch",
+            "differs from the remote",
+        );
+        assert!(
+            target_listing(&s) == before,
+            "the failed run wrote to the target"
+        );
+    };
+
     // The remote manifest replaced.
     let remote = only(&s, ".manifest.gpg");
     let mine = fs::read(&remote).unwrap();
     fs::copy(only(&other, ".manifest.gpg"), &remote).unwrap();
-    let before = target_listing(&s);
-    assert_fails(
-        &inc(),
-        exit::MANIFEST_MISMATCH,
-        "manifest_mismatch",
-        "differs from the remote",
-    );
-    assert!(
-        target_listing(&s) == before,
-        "the failed run wrote to the target"
-    );
+    refused_writing_nothing();
     fs::write(&remote, &mine).unwrap();
 
     // The cached copy replaced (the remote one, and so the record's sealed hash, unchanged).
@@ -667,17 +671,7 @@ fn a_cache_out_of_step_with_the_target_is_found_despite_the_sealed_record() {
     assert_eq!((cached.len(), theirs.len()), (1, 1));
     let kept = fs::read(&cached[0]).unwrap();
     fs::copy(&theirs[0], &cached[0]).unwrap();
-    let before = target_listing(&s);
-    assert_fails(
-        &inc(),
-        exit::MANIFEST_MISMATCH,
-        "manifest_mismatch",
-        "differs from the remote",
-    );
-    assert!(
-        target_listing(&s) == before,
-        "the failed run wrote to the target"
-    );
+    refused_writing_nothing();
 
     fs::write(&cached[0], &kept).unwrap();
     let o = inc();

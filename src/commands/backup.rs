@@ -838,14 +838,8 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     })?;
     // What the next backup's check compares the remote manifest with (a failure to
     // hash only means that check decrypts).
-    let hashed = (
-        File::open(&sealed.0).and_then(|mut f| crate::cache::sha256_hex(&mut f)),
-        man_plain
-            .seek(io::SeekFrom::Start(0))
-            .and_then(|_| crate::cache::sha256_hex(&mut man_plain)),
-    );
-    if let (Ok(s), Ok(p)) = hashed {
-        md.cache.record_sealed(&man_local, &s, &p);
+    if let Ok(s) = File::open(&sealed.0).and_then(|mut f| crate::cache::sha256_hex(&mut f)) {
+        md.cache.record_sealed(&man_local, &s);
     }
     Ok(summary)
 }
