@@ -1613,7 +1613,8 @@ pub enum Opened {
     /// The message is signed; signatures are not verified here. Holds the issuer key ids
     /// found in one-pass signature packets.
     SignedNotVerified(Vec<String>),
-    /// The file is an OpenPGP message that is not encrypted.
+    /// The file is an OpenPGP message that is not encrypted (opened only when the caller
+    /// requires a signature, which then vouches for it).
     NotEncrypted,
     /// A session-key packet could not be parsed and was skipped.
     SkippedSessionKeyPacket(String),
@@ -1724,6 +1725,16 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
                 break header;
             }
             Tag::CompressedData | Tag::LiteralData | Tag::OnePassSignature | Tag::Signature => {
+                // Neither duplicity nor swiftdup writes an unencrypted `.gpg` file, and one
+                // opened here would be authenticated by nothing: anyone who can write to the
+                // container could substitute content, and a damaged session-key packet's
+                // length can land this parser on ciphertext that happens to read as a
+                // literal packet. Only a signature the caller verifies vouches for it.
+                if keys.verify.is_none() {
+                    return Err(integrity(
+                        "the message is not encrypted (refused: nothing authenticates it)",
+                    ));
+                }
                 warnings.push(Opened::NotEncrypted);
                 let mut reader = PgpReader::new(
                     Top::Plain(src),
@@ -3696,6 +3707,42 @@ mod tests {
             }
         }
         eprintln!("flips outside the encrypted data without effect: {meaningless:?}");
+    }
+
+    /// A `.gpg` file whose encrypted packet was replaced by plain OpenPGP packets (kept
+    /// session-key packet or none) must not open: nothing authenticates it. CI once saw a
+    /// flipped SKESK length land the parser on ciphertext that read as a literal packet.
+    #[test]
+    fn unencrypted_messages_without_a_required_signature_are_refused() {
+        let data = b"substituted content".to_vec();
+        // literal packet, new format: 'b', no file name, date 0, data
+        let mut literal = vec![0xCB, (6 + data.len()) as u8, b'b', 0, 0, 0, 0, 0];
+        literal.extend_from_slice(&data);
+        // compressed packet, algorithm 0 (uncompressed), holding the literal packet
+        let mut compressed = vec![0xC8, (1 + literal.len()) as u8, 0];
+        compressed.extend_from_slice(&literal);
+        let sealed = seal(
+            &data,
+            &SealMode::Symmetric {
+                passphrase: "p".into(),
+                level: 6,
+            },
+        );
+        let skesk = &sealed[..seipd_offset(&sealed)];
+        for (what, msg) in [
+            ("literal", literal.clone()),
+            ("compressed", compressed.clone()),
+            ("skesk + literal", [skesk, &literal].concat()),
+            ("skesk + compressed", [skesk, &compressed].concat()),
+        ] {
+            match open_pgp(&msg[..], &pass_keys("p")) {
+                Err(CryptoError::Integrity(m)) => {
+                    assert!(m.contains("not encrypted"), "{what}: {m}")
+                }
+                Err(e) => panic!("{what}: {e:?}"),
+                Ok(_) => panic!("{what}: an unencrypted message was opened"),
+            }
+        }
     }
 
     #[test]
