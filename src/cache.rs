@@ -43,6 +43,15 @@ pub fn local_name(remote: &str, kind: &FileKind) -> String {
 /// manifest.
 const SEALED_RECORD: &str = "swiftdup-sealed.";
 
+/// How a sealed object is known to [`Cache::sealed_matches`].
+#[derive(Clone, Copy)]
+pub enum Sealed<'a> {
+    /// SHA-256 of its bytes (hex), from a download.
+    Sha256(&'a str),
+    /// MD5 of its bytes (lowercase hex), from a listing.
+    Md5(&'a str),
+}
+
 fn sealed_record_name(local: &str) -> String {
     format!("{SEALED_RECORD}{local}")
 }
@@ -55,38 +64,78 @@ pub fn sha256_hex(r: &mut dyn Read) -> io::Result<String> {
     Ok(crate::volume::hex(&h.finalize()))
 }
 
+/// What identifies a sealed manifest object: the SHA-256 of its bytes (compared with a
+/// download) and their MD5 (compared with a Swift listing's `hash`, with no download).
+pub struct SealedDigest {
+    pub sha256: String,
+    pub md5: String,
+}
+
+impl SealedDigest {
+    pub fn of(r: &mut dyn Read) -> io::Result<SealedDigest> {
+        use sha2::Digest;
+        let (mut sha, mut md5) = (sha2::Sha256::new(), md5::Md5::new());
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            sha.update(&buf[..n]);
+            md5.update(&buf[..n]);
+        }
+        Ok(SealedDigest {
+            sha256: crate::volume::hex(&sha.finalize()),
+            md5: crate::volume::hex(&md5.finalize()),
+        })
+    }
+}
+
 impl Cache {
-    /// Record which sealed object (`sealed` = its SHA-256) the cached manifest `local`
-    /// stands for, with the SHA-256 of the cached file as it is now. Failing to hash or
-    /// write is no error: the next check just decrypts.
-    pub fn record_sealed(&self, local: &str, sealed: &str) {
+    /// Record which sealed object the cached manifest `local` stands for, with the SHA-256
+    /// of the cached file as it is now. Failing to hash or write is no error: the next
+    /// check just decrypts. (The MD5 comes last: records written before it had three
+    /// fields, and readers of those ignore a fourth.)
+    pub fn record_sealed(&self, local: &str, sealed: &SealedDigest) {
         let Ok(plain) = fs::File::open(self.path(local)).and_then(|mut f| sha256_hex(&mut f))
         else {
             return;
         };
         let name = sealed_record_name(local);
         let tmp = self.dir.join(format!("{name}.swiftdup-tmp"));
-        let text = format!("swiftdup-sealed/1 {sealed} {plain}\n");
+        let text = format!(
+            "swiftdup-sealed/1 {} {plain} {}\n",
+            sealed.sha256, sealed.md5
+        );
         if fs::write(&tmp, text).is_err() || fs::rename(&tmp, self.path(&name)).is_err() {
             let _ = fs::remove_file(&tmp);
         }
     }
 
-    /// Whether the record beside `local` says it came from the sealed object `sealed` and
-    /// the cached file still hashes to what was recorded.
-    pub fn sealed_matches(&self, local: &str, sealed: &str) -> bool {
+    /// Whether the record beside `local` says it came from the sealed object `sealed`
+    /// (which has this SHA-256 or, from a listing, this MD5) and the cached file still
+    /// hashes to what was recorded.
+    pub fn sealed_matches(&self, local: &str, sealed: Sealed<'_>) -> bool {
         let Ok(text) = fs::read_to_string(self.path(&sealed_record_name(local))) else {
             return false;
         };
-        let mut f = text.split_ascii_whitespace();
-        if f.next() != Some("swiftdup-sealed/1") || f.next() != Some(sealed) {
+        let f: Vec<&str> = text.split_ascii_whitespace().collect();
+        let [version, sha256, plain, rest @ ..] = f.as_slice() else {
+            return false;
+        };
+        let same = match sealed {
+            Sealed::Sha256(h) => *sha256 == h,
+            Sealed::Md5(h) => rest.first() == Some(&h),
+        };
+        if *version != "swiftdup-sealed/1" || !same {
             return false;
         }
-        let Some(plain) = f.next() else { return false };
         let Ok(mut file) = fs::File::open(self.path(local)) else {
             return false;
         };
-        sha256_hex(&mut file).is_ok_and(|h| h == plain)
+        sha256_hex(&mut file).is_ok_and(|h| h == *plain)
     }
 
     pub fn open(common: &Common) -> Result<Cache> {
@@ -305,12 +354,18 @@ impl<'a> Metadata<'a> {
     /// The remote manifest, freshly downloaded (for the cache consistency check, §4.4):
     /// `None` when its bytes are those the cached copy `local` was recorded from (see
     /// [`Cache::record_sealed`]), else parsed, with a closure that records the object for
-    /// next time once the caller has found the two equal.
+    /// next time once the caller has found the two equal. `listed_md5` is the object's
+    /// MD5 from the target listing, where it has one: when the record has the same, the
+    /// object is not even downloaded.
     pub fn remote_manifest(
         &self,
         remote: &str,
         local: &str,
+        listed_md5: Option<&str>,
     ) -> Result<Option<(Manifest, impl FnOnce() + '_)>> {
+        if listed_md5.is_some_and(|h| self.cache.sealed_matches(local, Sealed::Md5(h))) {
+            return Ok(None);
+        }
         use std::io::Seek;
         let suffix = self
             .common
@@ -319,8 +374,11 @@ impl<'a> Metadata<'a> {
             .map(|p| p.suffix)
             .unwrap_or(Suffix::None);
         let mut f = download_temp(self.backend, remote, &self.common.tempdir)?;
-        let sealed = sha256_hex(&mut f).map_err(|e| Error::io(remote, e))?;
-        if self.cache.sealed_matches(local, &sealed) {
+        let sealed = SealedDigest::of(&mut f).map_err(|e| Error::io(remote, e))?;
+        if self
+            .cache
+            .sealed_matches(local, Sealed::Sha256(&sealed.sha256))
+        {
             return Ok(None);
         }
         f.seek(io::SeekFrom::Start(0))
@@ -344,7 +402,7 @@ impl<'a> Metadata<'a> {
             None
         } else {
             use std::io::Seek;
-            let h = sha256_hex(&mut f).map_err(|e| Error::io(remote, e))?;
+            let h = SealedDigest::of(&mut f).map_err(|e| Error::io(remote, e))?;
             f.seek(io::SeekFrom::Start(0))
                 .map_err(|e| Error::io(remote, e))?;
             Some(h)

@@ -1055,8 +1055,8 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
             // touched (stock checks them while it parses the command line).
             crate::select::Selection::new(&opts.source, &opts.selection, common.now)?;
             crate::deflate::set_workers(opts.concurrency);
-            let _lock = lock(&common, o, cmd.name())?;
-            let s = commands::backup::run(&common, &opts)?;
+            let lock = lock(&common, o, cmd.name())?;
+            let s = commands::backup::run(&common, &opts, &lock)?;
             let mut code = code_for(s.warnings);
             let mut fields = s.to_fields();
             if let Some(n) = o.keep_full {

@@ -109,6 +109,8 @@ pub struct Lock {
     /// Dropped to stop the renewer at once (it waits on the other end between rounds).
     stop: Option<mpsc::Sender<()>>,
     renewer: Option<std::thread::JoinHandle<()>>,
+    /// The target listing taken to look for other locks, for the verb to start from.
+    listing: std::cell::RefCell<Option<Vec<target::Listed>>>,
 }
 
 /// How to take the lock.
@@ -172,8 +174,10 @@ pub fn acquire(common: &Common, opts: &Options) -> Result<Held> {
         // never looks again, so the newcomer must be the one to step back. Two jobs that
         // start in the same instant may both step back; neither writes, and with
         // --lock-wait they retry after a random pause.
-        let holder = locks_in(&prefix, &backend.list(&prefix)?)
-            .into_iter()
+        let listing = backend.list_detailed(&prefix)?;
+        let holder = listing
+            .iter()
+            .filter_map(|l| parse(&prefix, &l.name))
             .filter(|l| l.id != id && l.expires >= now)
             .min_by_key(|l| l.created);
         let Some(h) = holder else {
@@ -194,6 +198,7 @@ pub fn acquire(common: &Common, opts: &Options) -> Result<Held> {
                 state,
                 stop: None,
                 renewer: None,
+                listing: std::cell::RefCell::new(Some(listing)),
             };
             lock.start_renewer();
             return Ok(Held::new(lock));
@@ -342,6 +347,14 @@ impl Held {
     /// The lock object's current name.
     pub fn object(&self) -> String {
         self.0.object()
+    }
+
+    /// The names under the target's file prefix, listed after the lock object was written
+    /// and before this job holds the lock: what the target holds now, since every writer
+    /// takes the lock (stock duplicity aside, which ignores it). Given once, so a second
+    /// caller lists afresh.
+    pub fn take_listing(&self) -> Option<Vec<target::Listed>> {
+        self.0.listing.borrow_mut().take()
     }
 
     fn new(l: Lock) -> Held {

@@ -254,6 +254,8 @@ fn listing_pages_past_ten_thousand() {
     assert_eq!(listed.len(), N, "every name once");
     assert_eq!(listed, all, "in Swift's order, no name twice, none missing");
     assert_eq!(b.list("obj-").unwrap().len(), N);
+    // Exactly one full page (obj-00000 .. obj-09999): a full page is never taken for the end.
+    assert_eq!(b.list("obj-0").unwrap(), all[..10_000].to_vec());
     // A prefix inside the set: only its names.
     assert_eq!(b.list("obj-0999").unwrap(), all[9_990..10_000].to_vec());
     assert_eq!(get_bytes(&b, &w, "obj-10000").unwrap(), b"obj-10000");
@@ -695,8 +697,8 @@ fn round_trip_under(fault: Fault, opts: &Options, test: &str) -> (Result<(), Err
 fn connection_resets_are_retried() {
     let (res, count) = round_trip_under(Fault::Reset(2), &fast(), "reset");
     res.expect("resets within the retry budget");
-    // Two resets before each operation; the listing is two pages (the second empty).
-    assert_eq!(count, 4 * 3 + 1);
+    // Two resets before each operation; the listing is one page.
+    assert_eq!(count, 4 * 3);
 }
 
 #[test]
@@ -704,7 +706,7 @@ fn bursts_of_503_are_retried() {
     let fault = Fault::status(503, 3);
     let (res, count) = round_trip_under(fault, &fast(), "503");
     res.expect("503 bursts within the retry budget");
-    assert_eq!(count, 4 * 4 + 1);
+    assert_eq!(count, 4 * 4);
 }
 
 #[test]
@@ -717,7 +719,7 @@ fn too_many_requests_waits_for_retry_after() {
     let t = Instant::now();
     let (res, count) = round_trip_under(fault, &fast(), "429");
     res.expect("429 then success");
-    assert_eq!(count, 4 * 2 + 1);
+    assert_eq!(count, 4 * 2);
     // Four waits of one second each, although the backoff alone is 20 ms.
     assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
 }
@@ -761,7 +763,7 @@ fn a_stalled_server_times_out_and_is_retried() {
     let t = Instant::now();
     let (res, count) = round_trip_under(Fault::Stall(1), &opts, "stall");
     res.expect("one stall, then success");
-    assert_eq!(count, 4 * 2 + 1);
+    assert_eq!(count, 4 * 2);
     assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
 
     // A server that never answers: a clear timeout error after the retries.
@@ -807,8 +809,8 @@ fn a_slow_body_hits_the_body_budget() {
 fn truncated_downloads_are_retried() {
     let (res, count) = round_trip_under(Fault::TruncateGet(2), &fast(), "truncate");
     res.expect("two short bodies, then the whole");
-    // Only the GET is hit: 1 PUT + 3 GETs + 2 listing pages + 1 DELETE.
-    assert_eq!(count, 7);
+    // Only the GET is hit: 1 PUT + 3 GETs + 1 listing page + 1 DELETE.
+    assert_eq!(count, 6);
 
     let mut opts = fast();
     opts.num_retries = 1;
@@ -896,6 +898,106 @@ fn backup_and_restore_through_swift() {
     );
     common::assert_same_tree(&src, &out, false);
     assert_no_key_in(&o.stderr, &env);
+}
+
+/// The §4.4 check on Swift: an incremental takes the last manifest's MD5 from the listing
+/// the lock already made and fetches no object (seven requests in all: the container check,
+/// the lock, one listing page, volume, signatures, manifest, the lock's release). A remote
+/// manifest replaced by another of the same name is still found, its MD5 being another:
+/// exit 5, one error event, nothing written.
+#[test]
+fn an_incremental_fetches_nothing_yet_finds_a_replaced_manifest() {
+    let env = Env::load();
+    let s = Scratch::new("swift-md5-check");
+    let w = work(&s);
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"alpha").unwrap();
+    let proxy = FaultProxy::start(&env.storage_url());
+    let mut cli = cli_env(
+        &env,
+        &[
+            ("SWIFT_CONTAINER_FULL_TOKEN", env.full_key()),
+            ("PASSPHRASE", "md5 check".to_string()),
+        ],
+    );
+    cli[0].1 = proxy.storage_url();
+    let (mine, other) = (run_prefix("md5-mine"), run_prefix("md5-other"));
+    let backup = |verb: &str, prefix: &str, t: &str| {
+        let url = format!("swiftkeys://{}/{prefix}", env.container());
+        let cache = s.join(&format!("cache-{prefix}"));
+        run_cli(
+            &[
+                verb,
+                src.to_str().unwrap(),
+                &url,
+                "--archive-dir",
+                cache.to_str().unwrap(),
+                "--current-time",
+                t,
+            ],
+            &cli,
+        )
+    };
+    let ok = |o: std::process::Output| {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    // The same tree at the same time under two prefixes: same names, other sealed bytes.
+    ok(backup("full", &mine, "1700000000"));
+    ok(backup("full", &other, "1700000000"));
+    let b = full(&env, &env.storage_url(), &mine, &fast());
+    let theirs = full(&env, &env.storage_url(), &other, &fast());
+    let manifest = b
+        .list("")
+        .unwrap()
+        .into_iter()
+        .find(|n| n.ends_with(".manifest.gpg"))
+        .unwrap();
+    let kept = get_bytes(&b, &w, &manifest).unwrap();
+    let replacement = get_bytes(&theirs, &w, &manifest).unwrap();
+    assert_ne!(kept, replacement);
+
+    put_bytes(&b, &w, &manifest, &replacement).unwrap();
+    let before = b.list("").unwrap();
+    let o = backup("incremental", &mine, "1700000100");
+    assert_eq!(
+        o.status.code(),
+        Some(exit::MANIFEST_MISMATCH),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(log.matches(r#""event":"error""#).count(), 1, "{log}");
+    assert!(log.contains("manifest_mismatch"), "{log}");
+    let after: Vec<String> = b
+        .list("")
+        .unwrap()
+        .into_iter()
+        .filter(|n| !n.contains("swiftdup-lock."))
+        .collect();
+    assert_eq!(after, before, "the refused run wrote to the target");
+
+    put_bytes(&b, &w, &manifest, &kept).unwrap();
+    proxy.clear();
+    ok(backup("incremental", &mine, "1700000100"));
+    let seen: Vec<(String, String)> = proxy
+        .seen()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect();
+    let container = format!("/{}/", env.container());
+    assert!(
+        !seen
+            .iter()
+            .any(|(m, p)| m == "GET" && p.contains(&container)),
+        "an object was fetched: {seen:?}"
+    );
+    assert_eq!(seen.len(), 7, "{seen:?}");
 }
 
 fn assert_no_key_in(log: &[u8], env: &Env) {

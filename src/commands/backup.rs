@@ -21,7 +21,7 @@ use crate::platform::{self, Kind};
 use crate::select::Selection;
 use crate::signature::{SigEntries, SigEntry, SigWriter};
 use crate::source::{Entry, Item, Walk};
-use crate::target::{self, Backend};
+use crate::target::{self, Backend, Listed};
 use crate::users;
 use crate::volume::{seal_file, ManifestWriter, Position, VolumeSpec, VolumeWriter};
 use serde_json::json;
@@ -537,17 +537,22 @@ fn check_last_manifest(
     common: &Common,
     opts: &BackupOpts,
     localdir: &[u8],
+    listed: &[Listed],
 ) -> Result<()> {
     let last = chain.incs.last().unwrap_or(&chain.full);
     let Some(name) = &last.manifest else {
         return Ok(());
     };
+    let listed_md5 = listed
+        .binary_search_by(|l| l.name.as_str().cmp(name))
+        .ok()
+        .and_then(|i| listed[i].md5.as_deref());
     let kind = last.manifest_kind();
     let local = local_name(name, &kind);
     let cached_before = md.cache.path(&local).exists();
     let cached = md.manifest(name, &kind)?;
     if cached_before && common.crypto.can_read_own {
-        if let Some((remote, record)) = md.remote_manifest(name, &local)? {
+        if let Some((remote, record)) = md.remote_manifest(name, &local, listed_md5)? {
             if !same_manifest(&cached, &remote) {
                 return Err(Error::ManifestMismatch(format!(
                     "the cached manifest {name} differs from the remote one; remove {} to re-read it from the target",
@@ -580,7 +585,7 @@ fn check_last_manifest(
 }
 
 /// Run one backup.
-pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
+pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Result<Summary> {
     let started = Instant::now();
     if !matches!(platform::lstat(&opts.source), Ok(s) if s.kind == Kind::Dir) {
         return Err(Error::SourceMissing(opts.source.display().to_string()));
@@ -591,10 +596,16 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
         .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
     crate::crypto::prepare(&common.crypto.seal);
     let backend = target::open(&common.url, target::Access::Write, &common.backend)?;
-    let mut names = backend.list(&common.prefixes.file)?;
+    // The lock listed the target an instant ago, with nobody else writing since.
+    let mut listed = match lock.take_listing() {
+        Some(listed) => listed,
+        None => backend.list_detailed(&common.prefixes.file)?,
+    };
+    let mut names: Vec<String> = listed.iter().map(|l| l.name.clone()).collect();
     let mut coll = Collection::from_names(&names, &common.prefixes);
     if super::prune::remove_leftovers(backend.as_ref(), &coll, &names, common)? {
-        names = backend.list(&common.prefixes.file)?;
+        listed = backend.list_detailed(&common.prefixes.file)?;
+        names = listed.iter().map(|l| l.name.clone()).collect();
         coll = Collection::from_names(&names, &common.prefixes);
     }
     let md = Metadata {
@@ -608,7 +619,7 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     let plan = decide(&coll, &md, common, opts)?;
     let (full, start, chain_length) = match plan.chain {
         Some(chain) => {
-            check_last_manifest(chain, &md, common, opts, &localdir)?;
+            check_last_manifest(chain, &md, common, opts, &localdir, &listed)?;
             (false, chain.end(), chain.incs.len() + 2)
         }
         None => (true, common.now, 1),
@@ -838,7 +849,7 @@ pub fn run(common: &Common, opts: &BackupOpts) -> Result<Summary> {
     })?;
     // What the next backup's check compares the remote manifest with (a failure to
     // hash only means that check decrypts).
-    if let Ok(s) = File::open(&sealed.0).and_then(|mut f| crate::cache::sha256_hex(&mut f)) {
+    if let Ok(s) = File::open(&sealed.0).and_then(|mut f| crate::cache::SealedDigest::of(&mut f)) {
         md.cache.record_sealed(&man_local, &s);
     }
     Ok(summary)

@@ -1,6 +1,6 @@
 //! `file:///path`: a directory as the backend, for local disks, NFS and tests.
 
-use super::Backend;
+use super::{Backend, Listed};
 use crate::error::{Error, Result};
 use std::fs;
 use std::io;
@@ -85,7 +85,7 @@ impl Backend for FileBackend {
         Some(self.open(name))
     }
 
-    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+    fn list_detailed(&self, prefix: &str) -> Result<Vec<Listed>> {
         let rd = fs::read_dir(&self.dir).map_err(|e| Error::io(self.dir.display(), e))?;
         let mut names = Vec::new();
         for e in rd {
@@ -95,14 +95,18 @@ impl Backend for FileBackend {
                 if n.starts_with(prefix) && !n.ends_with(".swiftdup-part") {
                     // A file deleted between the listing and the stat is simply not listed.
                     match e.metadata() {
-                        Ok(m) => names.push((n, m.len())),
+                        Ok(m) => names.push(Listed {
+                            name: n,
+                            size: m.len(),
+                            md5: None,
+                        }),
                         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                         Err(err) => return Err(Error::io(self.dir.display(), err)),
                     }
                 }
             }
         }
-        names.sort();
+        names.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(names)
     }
 

@@ -73,6 +73,17 @@ impl Options {
     }
 }
 
+/// One object in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    /// Size in bytes (informational: a listing without sizes says 0).
+    pub size: u64,
+    /// MD5 of the content in lowercase hex, where the listing carries it (Swift's `hash`);
+    /// lets a reader tell a known object from a replaced one without fetching it.
+    pub md5: Option<String>,
+}
+
 /// Object storage as swiftdup needs it: flat names in one namespace.
 pub trait Backend {
     /// Store the local file `src` under `name`, replacing any object of that name. A retry
@@ -93,15 +104,23 @@ pub trait Backend {
         let _ = name;
         None
     }
-    /// Every object that starts with `prefix` (all of them, paginated as needed), with its
-    /// size in bytes.
-    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
+    /// Every object that starts with `prefix` (all of them, paginated as needed), in name
+    /// order, with what the listing says about each.
+    fn list_detailed(&self, prefix: &str) -> Result<Vec<Listed>>;
+    /// Every object that starts with `prefix`, with its size in bytes.
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .list_detailed(prefix)?
+            .into_iter()
+            .map(|l| (l.name, l.size))
+            .collect())
+    }
     /// Every object name that starts with `prefix`.
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         Ok(self
-            .list_sized(prefix)?
+            .list_detailed(prefix)?
             .into_iter()
-            .map(|(n, _)| n)
+            .map(|l| l.name)
             .collect())
     }
     /// Remove an object; removing a missing object is not an error.

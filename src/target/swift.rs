@@ -13,7 +13,7 @@
 //! upload and its check on downloads, paginated listings, and errors that name the object
 //! and carry Swift's `X-Trans-Id` for the operator.
 
-use super::{Access, Backend, Options};
+use super::{Access, Backend, Listed, Options};
 use crate::error::{Error, Result};
 use crate::http::{self, encode, encode_path, Http, HttpError, Method, Request, Response};
 use crate::{interrupt, log};
@@ -42,6 +42,10 @@ const MAX_LISTING_BYTES: u64 = 256 << 20;
 const MAX_ERROR_BODY: u64 = 300;
 /// The containerkeys middleware's answer to a wrong key; other 401s come from normal auth.
 const KEY_INVALID_MARKER: &str = "Auth Key invalid";
+
+/// Containers that answered to a key in this process, as SHA-256 of (container URL, key
+/// header, key): the key itself is not kept a second time.
+static CHECKED: std::sync::Mutex<Vec<[u8; 32]>> = std::sync::Mutex::new(Vec::new());
 
 /// A container key: never printed, not even by `{:?}`.
 #[derive(Clone)]
@@ -199,7 +203,22 @@ impl SwiftBackend {
             num_retries: opts.num_retries,
             retry_delay: opts.retry_delay,
         };
-        b.check_container()?;
+        // One run opens the container several times (the lock, its renewer, the verb,
+        // upload workers): once it has answered to this key, later opens skip the check.
+        // A key rotated since still fails fast, on the next request's 401.
+        let id: [u8; 32] = {
+            let mut h = sha2::Sha256::new();
+            for part in [&b.container_url, b.key_header, &b.key.0] {
+                h.update(part.as_bytes());
+                h.update([0u8]);
+            }
+            h.finalize().into()
+        };
+        let checked = || CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+        if !checked().contains(&id) {
+            b.check_container()?;
+            checked().push(id);
+        }
         Ok(b)
     }
 
@@ -421,7 +440,7 @@ impl SwiftBackend {
     }
 
     /// One listing page: the names after `marker` that start with `full_prefix`.
-    fn list_page(&self, full_prefix: &str, marker: &str, what: &str) -> Result<Vec<(String, u64)>> {
+    fn list_page(&self, full_prefix: &str, marker: &str, what: &str) -> Result<Vec<Listed>> {
         let mut url = format!(
             "{}?format=json&limit={PAGE}&prefix={}",
             self.container_url,
@@ -541,14 +560,15 @@ impl Backend for SwiftBackend {
         )
     }
 
-    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+    fn list_detailed(&self, prefix: &str) -> Result<Vec<Listed>> {
         let full_prefix = format!("{}{prefix}", self.prefix);
         let what = format!("{}/{full_prefix}* (listing)", self.container);
         let mut names = Vec::new();
         let mut marker = String::new();
         loop {
             let page = self.list_page(&full_prefix, &marker, &what)?;
-            let Some(last) = page.last().map(|(n, _)| n.clone()) else {
+            let full_page = page.len() >= PAGE;
+            let Some(last) = page.last().map(|l| l.name.clone()) else {
                 break;
             };
             // A server that ignored the marker would page forever.
@@ -559,11 +579,17 @@ impl Backend for SwiftBackend {
                     trans_id: None,
                 });
             }
-            names.extend(page.into_iter().filter_map(|(n, size)| {
-                n.strip_prefix(&full_prefix)
-                    .map(|rest| (format!("{prefix}{rest}"), size))
+            names.extend(page.into_iter().filter_map(|mut l| {
+                l.name = format!("{prefix}{}", l.name.strip_prefix(&full_prefix)?);
+                Some(l)
             }));
-            // Some Swift-compatible servers end pages early: only an empty page ends it.
+            // Swift fills every page up to the limit (the proxy does so across container
+            // shards too), so a short page is the last: asking again would cost a request
+            // per listing. Container keys are Swift middleware, so no other server is
+            // behind a swiftkeys:// URL.
+            if !full_page {
+                break;
+            }
             marker = last;
         }
         Ok(names)
@@ -717,7 +743,7 @@ fn sleep_interruptibly(d: Duration) -> Result<()> {
 }
 
 /// Names from a JSON listing page (`[{"name": ...}, ...]`).
-fn parse_listing(body: &[u8]) -> std::result::Result<Vec<(String, u64)>, String> {
+fn parse_listing(body: &[u8]) -> std::result::Result<Vec<Listed>, String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("listing is not valid JSON: {e}"))?;
     let items = v
@@ -727,10 +753,17 @@ fn parse_listing(body: &[u8]) -> std::result::Result<Vec<(String, u64)>, String>
     for item in items {
         match item.get("name").and_then(|n| n.as_str()) {
             // Sizes are informational (status); a listing without them still lists.
-            Some(n) => names.push((
-                n.to_string(),
-                item.get("bytes").and_then(|b| b.as_u64()).unwrap_or(0),
-            )),
+            Some(n) => names.push(Listed {
+                name: n.to_string(),
+                size: item.get("bytes").and_then(|b| b.as_u64()).unwrap_or(0),
+                // A plain object's `hash` is the MD5 of its content (a large object's is
+                // not; it then simply matches no recorded MD5).
+                md5: item
+                    .get("hash")
+                    .and_then(|h| h.as_str())
+                    .filter(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .map(|h| h.to_ascii_lowercase()),
+            }),
             // `subdir` entries appear only with a delimiter, which is never sent.
             None if item.get("subdir").is_some() => {}
             None => return Err(format!("listing entry without a name: {item}")),
@@ -845,8 +878,23 @@ mod tests {
     #[test]
     fn listing_json() {
         assert_eq!(
-            parse_listing(br#"[{"name":"a b","bytes":1},{"subdir":"x/"}]"#).unwrap(),
-            vec![("a b".to_string(), 1)]
+            parse_listing(
+                br#"[{"name":"a b","bytes":1,"hash":"D41D8CD98F00B204E9800998ECF8427E"},
+                     {"subdir":"x/"},{"name":"c","hash":"not-an-md5"}]"#
+            )
+            .unwrap(),
+            vec![
+                Listed {
+                    name: "a b".into(),
+                    size: 1,
+                    md5: Some("d41d8cd98f00b204e9800998ecf8427e".into())
+                },
+                Listed {
+                    name: "c".into(),
+                    size: 0,
+                    md5: None
+                }
+            ]
         );
         assert!(parse_listing(b"[{\"na").is_err());
         assert!(parse_listing(b"{}").is_err());
