@@ -277,8 +277,9 @@ pub struct Opts {
     #[arg(long, env = "SWIFTDUP_TEMPDIR")]
     pub tempdir: Option<PathBuf>,
     /// Uploads at once; when above 1, volumes are also sealed on their own thread and
-    /// compressed on up to this many threads (at most the cores). 1: one thread does
-    /// everything, as under WASI.
+    /// compressed on up to this many threads (at most the cores), and backup and verify
+    /// walk the source on a thread of their own. 1: one thread does everything, as under
+    /// WASI.
     #[arg(long, env = "SWIFTDUP_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
     /// Deflate level 0-9 for volumes.
@@ -1104,6 +1105,7 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 file_to_restore: o.file_to_restore.as_deref().map(parse_index),
                 compare_data: o.compare_data,
                 selection: a.selection.clone(),
+                concurrency: o.concurrency as usize,
             };
             let s = commands::verify::run(&common, &opts, o.json, &mut stdout.lock())?;
             let code = if s.differences > 0 {

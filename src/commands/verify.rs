@@ -37,6 +37,8 @@ pub struct VerifyOpts {
     /// The selection options in the order they apply, as for the backup (stock's verify
     /// compares only the selected part of the source too).
     pub selection: Vec<RuleSpec>,
+    /// Above 1, the source is walked on a thread of its own while the volumes are read.
+    pub concurrency: usize,
 }
 
 /// What `verify` found.
@@ -367,6 +369,12 @@ pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) 
             ("compare_data", json!(opts.compare_data)),
         ],
     );
+    let walk: Box<dyn Iterator<Item = Item>> = if opts.concurrency > 1 {
+        crate::source::ahead(walk)
+            .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?
+    } else {
+        Box::new(walk)
+    };
     let mut v = Verifier {
         source: walk.peekable(),
         prefix: prefix.clone(),
