@@ -277,9 +277,9 @@ pub struct Opts {
     #[arg(long, env = "SWIFTDUP_TEMPDIR")]
     pub tempdir: Option<PathBuf>,
     /// Uploads at once; when above 1, volumes are also sealed on their own thread and
-    /// compressed on up to this many threads (at most the cores), and backup and verify
-    /// walk the source on a thread of their own. 1: one thread does everything, as under
-    /// WASI.
+    /// compressed on up to this many threads (at most the cores); backup and verify walk
+    /// the source on a thread of their own, restore and verify fetch each set's next
+    /// volume ahead. 1: one thread does everything, as under WASI.
     #[arg(long, env = "SWIFTDUP_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
     /// Deflate level 0-9 for volumes.
@@ -1090,6 +1090,7 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 force: o.force,
                 numeric_owner: o.numeric_owner,
                 restore_ownership: !o.do_not_restore_ownership,
+                concurrency: o.concurrency as usize,
             };
             let s = commands::restore::run(&common, &opts)?;
             Ok((s.to_fields(), code_for(s.warnings)))

@@ -72,4 +72,6 @@ pub struct RestoreOpts {
     pub force: bool,
     pub numeric_owner: bool,
     pub restore_ownership: bool,
+    /// Above 1, each set's next volume is fetched and checked while the one before is read.
+    pub concurrency: usize,
 }

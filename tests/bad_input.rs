@@ -90,6 +90,74 @@ fn flipped_byte_in_a_volume_is_a_hash_mismatch_naming_the_volume() {
         .ends_with(".vol1.difftar.gz"));
 }
 
+/// Volumes are fetched one ahead on a thread of their own (`--concurrency` > 1): damage is
+/// still reported for the first damaged volume in order, exactly as when one thread reads
+/// everything, and an undamaged chain restores identically either way.
+#[test]
+fn a_damaged_later_volume_is_reported_in_order_with_or_without_fetching_ahead() {
+    let s = Scratch::new("later-vol");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"alpha").unwrap();
+    fs::write(src.join("big.bin"), random_bytes(7, 3_500_000)).unwrap();
+    fs::write(src.join("z.txt"), b"omega").unwrap();
+    let url = s.url("target");
+    let cache = s.join("cache").display().to_string();
+    swiftdup_ok(
+        &[
+            "full",
+            src.to_str().unwrap(),
+            &url,
+            "--no-encryption",
+            "--volsize",
+            "1",
+            "--current-time",
+            "1700000000",
+            "--archive-dir",
+            &cache,
+        ],
+        &[],
+    );
+    only(&s, ".vol4.difftar");
+    for c in ["1", "2"] {
+        let o = restore(&s, &format!("ok-{c}"), &["--concurrency", c], &[]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_same_tree(&src, &s.join(&format!("ok-{c}")), false);
+    }
+    let damage = |vol: &str| {
+        let p = only(&s, &format!(".{vol}.difftar"));
+        let mut b = fs::read(&p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x01;
+        fs::write(&p, b).unwrap();
+    };
+    damage("vol3");
+    for c in ["1", "2"] {
+        let o = restore(&s, &format!("v3-{c}"), &["--concurrency", c], &[]);
+        assert_fails(&o, exit::INTEGRITY, "integrity", "hash mismatch");
+        let object = error_event(&o)["object"].as_str().unwrap().to_string();
+        assert!(
+            object.ends_with(".vol3.difftar.gz"),
+            "--concurrency {c}: {object}"
+        );
+    }
+    damage("vol2");
+    for c in ["1", "2"] {
+        let o = restore(&s, &format!("v2-{c}"), &["--concurrency", c], &[]);
+        assert_fails(&o, exit::INTEGRITY, "integrity", "hash mismatch");
+        let object = error_event(&o)["object"].as_str().unwrap().to_string();
+        assert!(
+            object.ends_with(".vol2.difftar.gz"),
+            "--concurrency {c}: {object}"
+        );
+    }
+}
+
 #[test]
 fn truncated_volume_is_an_integrity_error() {
     let s = backed_up("trunc", false);

@@ -76,6 +76,60 @@ pub(crate) struct SetStream<'a> {
     in_member: bool,
     /// Volumes and bytes downloaded.
     pub(crate) stats: (u64, u64),
+    /// Whether the next volume is fetched on a thread of its own while this one is read.
+    prefetch: bool,
+    next: Option<Prefetch>,
+}
+
+/// The next volume of a stream, being downloaded and checked against the manifest on a
+/// thread of its own (with its own connection: backends are not `Send`), so that the
+/// download and the SHA1 pass overlap the reading of the volume before it. Its result,
+/// error included, is taken when the stream reaches that volume, so errors arrive in
+/// volume order. Dropped unused (a restore that stopped), the thread finishes on its own
+/// and its unlinked temporary file goes with it.
+struct Prefetch {
+    name: String,
+    fetched: std::thread::JoinHandle<Result<(File, u64)>>,
+}
+
+/// Download volume `name` (where the target is not local) and check its bytes against the
+/// manifest's SHA1 before anything is decrypted. Returns the file at its start and its size.
+fn fetch_checked(
+    backend: &dyn Backend,
+    name: &str,
+    sha1: Option<&str>,
+    tempdir: &Path,
+) -> Result<(File, u64)> {
+    let mut f = download_temp(backend, name, tempdir)?;
+    let mut h = Sha1::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(name, e))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        h.update(&buf[..n]);
+    }
+    let got = hex(&h.finalize());
+    match sha1 {
+        Some(want) if want != got => {
+            return Err(Error::integrity(
+                name,
+                format!("hash mismatch: manifest says SHA1 {want}, the stored volume has {got}"),
+            ));
+        }
+        Some(_) => {}
+        None => log::warn(
+            "warning",
+            &format!("{name}: the manifest has no SHA1 for this volume; not verified"),
+            vec![("object", json!(name))],
+        ),
+    }
+    f.seek(io::SeekFrom::Start(0))
+        .map_err(|e| Error::io(name, e))?;
+    Ok((f, total))
 }
 
 /// Open a sealed volume. Where there are threads, decryption and decompression (AES,
@@ -219,44 +273,45 @@ impl<'a> SetStream<'a> {
             return Ok(false);
         };
         interrupt::check()?;
-        let mut f = download_temp(self.backend, &name, &self.common.tempdir)?;
-        // Check the stored bytes against the manifest before anything is decrypted.
-        let mut h = Sha1::new();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut total = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(|e| Error::io(&name, e))?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            h.update(&buf[..n]);
-        }
-        let got = hex(&h.finalize());
-        match &sha1 {
-            Some(want) if *want != got => {
-                return Err(Error::integrity(
-                    &name,
-                    format!(
-                        "hash mismatch: manifest says SHA1 {want}, the stored volume has {got}"
-                    ),
-                ));
-            }
-            Some(_) => {}
-            None => log::warn(
-                "warning",
-                &format!("{name}: the manifest has no SHA1 for this volume; not verified"),
-                vec![("object", json!(name))],
-            ),
-        }
-        f.seek(io::SeekFrom::Start(0))
-            .map_err(|e| Error::io(&name, e))?;
+        let (f, total) = match self.next.take() {
+            Some(p) if p.name == name => p
+                .fetched
+                .join()
+                .map_err(|_| Error::Internal("the volume-fetching thread stopped".into()))??,
+            _ => fetch_checked(self.backend, &name, sha1.as_deref(), &self.common.tempdir)?,
+        };
+        self.start_prefetch()?;
         self.stats.0 += 1;
         self.stats.1 += total;
         let r = open_volume(f, self.suffix, &self.common.crypto.open, &name)?;
         self.tar = Some(TarReader::new(r));
         self.object = name;
         Ok(true)
+    }
+
+    /// Start fetching the volume after the one being opened, where there are threads.
+    fn start_prefetch(&mut self) -> Result<()> {
+        let Some((name, sha1)) = self.volumes.front().cloned() else {
+            return Ok(());
+        };
+        if !self.prefetch || cfg!(target_os = "wasi") {
+            return Ok(());
+        }
+        let (url, opts, tempdir) = (
+            self.common.url.clone(),
+            self.common.backend.clone(),
+            self.common.tempdir.clone(),
+        );
+        let thread_name = name.clone();
+        let fetched = std::thread::Builder::new()
+            .name("fetch".into())
+            .spawn(move || {
+                let backend = target::open(&url, target::Access::Read, &opts)?;
+                fetch_checked(backend.as_ref(), &thread_name, sha1.as_deref(), &tempdir)
+            })
+            .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
+        self.next = Some(Prefetch { name, fetched });
+        Ok(())
     }
 
     /// Move to the next member header, crossing into the next volume as needed.
@@ -542,6 +597,7 @@ pub(crate) fn set_streams<'a>(
     md: &Metadata<'a>,
     sets: &[&BackupSet],
     prefix: &Index,
+    prefetch: bool,
 ) -> Result<Vec<SetStream<'a>>> {
     let (backend, common) = (md.backend, md.common);
     let mut streams = Vec::new();
@@ -580,6 +636,8 @@ pub(crate) fn set_streams<'a>(
             head: None,
             in_member: true,
             stats: (0, 0),
+            prefetch,
+            next: None,
         });
     }
     Ok(streams)
@@ -605,7 +663,7 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
     let sets = chain.sets_until(t);
     let prefix: Index = opts.file_to_restore.clone().unwrap_or_default();
 
-    let mut streams = set_streams(&md, &sets, &prefix)?;
+    let mut streams = set_streams(&md, &sets, &prefix, opts.concurrency > 1)?;
     if !prefix.is_empty() && streams.iter().all(|s| s.volumes.is_empty()) {
         return Err(Error::PathNotFound(index_display(&prefix)));
     }

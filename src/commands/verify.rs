@@ -350,7 +350,7 @@ pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) 
     })?;
     let sets = chain.sets_until(t);
     let set_time = sets.last().map(|s| s.end).unwrap_or(t);
-    let mut streams = set_streams(&md, &sets, &prefix)?;
+    let mut streams = set_streams(&md, &sets, &prefix, opts.concurrency > 1)?;
     if !prefix.is_empty() && streams.iter().all(|s| s.volumes.is_empty()) {
         return Err(Error::PathNotFound(index_display(&prefix)));
     }
