@@ -268,11 +268,12 @@ const AHEAD_DEPTH: usize = 4;
 /// that the `lstat`s and directory listings overlap with whatever the caller does with
 /// each entry (in an incremental: comparing it with the signature chain). Order and items
 /// are exactly the walk's; at most (AHEAD_DEPTH + 2) × AHEAD_BATCH entries are in flight.
-/// Under WASI the walk runs inline.
+/// Under WASI, or when not `threaded` (`--concurrency 1`), the walk runs inline.
 pub fn ahead<F: Filter + Send + 'static>(
     walk: Walk<F>,
+    threaded: bool,
 ) -> io::Result<Box<dyn Iterator<Item = Item>>> {
-    if cfg!(target_os = "wasi") {
+    if !threaded || cfg!(target_os = "wasi") {
         return Ok(Box::new(walk));
     }
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(AHEAD_DEPTH);
@@ -408,7 +409,7 @@ mod tests {
             }
             std::os::unix::fs::symlink("f1", d.join("link")).unwrap();
             let inline = shown(Walk::new(d.clone(), All).unwrap());
-            let ahead = shown(ahead(Walk::new(d.clone(), All).unwrap()).unwrap());
+            let ahead = shown(ahead(Walk::new(d.clone(), All).unwrap(), true).unwrap());
             assert_eq!(inline.len(), files + 3);
             assert!(ahead == inline, "{files} files");
             let by_path = shown(Walk::new(d.clone(), All).unwrap().map(|i| match i {

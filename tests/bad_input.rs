@@ -136,26 +136,21 @@ fn a_damaged_later_volume_is_reported_in_order_with_or_without_fetching_ahead() 
         b[mid] ^= 0x01;
         fs::write(&p, b).unwrap();
     };
+    let reported_at = |vol: &str| {
+        for c in ["1", "2"] {
+            let o = restore(&s, &format!("{vol}-{c}"), &["--concurrency", c], &[]);
+            assert_fails(&o, exit::INTEGRITY, "integrity", "hash mismatch");
+            let object = error_event(&o)["object"].as_str().unwrap().to_string();
+            assert!(
+                object.ends_with(&format!(".{vol}.difftar.gz")),
+                "--concurrency {c}: {object}"
+            );
+        }
+    };
     damage("vol3");
-    for c in ["1", "2"] {
-        let o = restore(&s, &format!("v3-{c}"), &["--concurrency", c], &[]);
-        assert_fails(&o, exit::INTEGRITY, "integrity", "hash mismatch");
-        let object = error_event(&o)["object"].as_str().unwrap().to_string();
-        assert!(
-            object.ends_with(".vol3.difftar.gz"),
-            "--concurrency {c}: {object}"
-        );
-    }
+    reported_at("vol3");
     damage("vol2");
-    for c in ["1", "2"] {
-        let o = restore(&s, &format!("v2-{c}"), &["--concurrency", c], &[]);
-        assert_fails(&o, exit::INTEGRITY, "integrity", "hash mismatch");
-        let object = error_event(&o)["object"].as_str().unwrap().to_string();
-        assert!(
-            object.ends_with(".vol2.difftar.gz"),
-            "--concurrency {c}: {object}"
-        );
-    }
+    reported_at("vol2");
 }
 
 #[test]

@@ -695,12 +695,8 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
         last_progress: Instant::now(),
     };
 
-    let walk: Box<dyn Iterator<Item = Item>> = if opts.concurrency > 1 {
-        crate::source::ahead(walk)
-            .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?
-    } else {
-        Box::new(walk)
-    };
+    let walk = crate::source::ahead(walk, opts.concurrency > 1)
+        .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
     let mut walk = walk.peekable();
     let mut old = sig_reader.next()?;
     let mut carried: Option<Index> = None;

@@ -369,12 +369,8 @@ pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) 
             ("compare_data", json!(opts.compare_data)),
         ],
     );
-    let walk: Box<dyn Iterator<Item = Item>> = if opts.concurrency > 1 {
-        crate::source::ahead(walk)
-            .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?
-    } else {
-        Box::new(walk)
-    };
+    let walk = crate::source::ahead(walk, opts.concurrency > 1)
+        .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
     let mut v = Verifier {
         source: walk.peekable(),
         prefix: prefix.clone(),
