@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -223,22 +223,23 @@ fn sigterm_during_a_run_stops_it_and_leaves_a_readable_chain() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // SIGTERM goes once the run has planned its work (a fixed pause raced a slow machine).
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut err = String::new();
+    while !err.contains(r#""event":"plan""#) {
+        let before = err.len();
+        stderr.read_line(&mut err).unwrap();
+        assert!(err.len() > before, "the run ended before planning: {err}");
+    }
     Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status()
         .unwrap();
+    stderr.read_to_string(&mut err).unwrap();
     let status = child.wait().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
     // 40 MB of letters at deflate level 9 take seconds even on all cores (random bytes
-    // would be stored, in well under a second); 300 ms in, the run is always mid-way.
+    // would be stored, in well under a second); just after planning, the run is mid-way.
     assert_eq!(status.code(), Some(143), "{err}");
     let evs: Vec<serde_json::Value> = err
         .lines()

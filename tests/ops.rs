@@ -658,8 +658,20 @@ fn a_second_job_during_a_run_is_refused_or_waits() {
     };
     let started = |o: &std::process::Output| events(o).iter().any(|e| e["event"] == "plan");
 
+    // The second job starts once the first holds its lock (a fixed pause raced a slow machine).
+    let target = h.s.join("target");
+    let locked = || {
+        let t0 = std::time::Instant::now();
+        while !target.is_dir() || lock_names(&target).is_empty() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the first job never locked"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
     let a = spawn(T0, "ca", &[]);
-    std::thread::sleep(Duration::from_millis(300));
+    locked();
     let b = spawn(T1, "cb", &[]);
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert_eq!(
@@ -677,7 +689,7 @@ fn a_second_job_during_a_run_is_refused_or_waits() {
     assert!(!started(&b), "the refused job planned a backup");
 
     let a = spawn(T2, "ca", &[]);
-    std::thread::sleep(Duration::from_millis(300));
+    locked();
     let b = spawn(T3, "cb", &["--lock-wait", "2m"]);
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert_eq!(
@@ -699,7 +711,7 @@ fn a_second_job_during_a_run_is_refused_or_waits() {
         String::from_utf8_lossy(&b.stderr)
     );
 
-    assert!(lock_names(&h.s.join("target")).is_empty());
+    assert!(lock_names(&target).is_empty());
     let o = h.sd_ok(&["status", &url, "--json"]);
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(doc["incomplete_sets"].as_array().unwrap().is_empty());

@@ -1015,8 +1015,11 @@ fn lock_objects_expire_by_themselves_on_swift() {
     let b = full(&env, &env.storage_url(), &prefix, &fast());
     let p = work(&s).join("lock");
     fs::write(&p, b"{}").unwrap();
-    b.put_expiring("swiftdup-lock.1.ab.2", &p, Duration::from_secs(1))
-        .unwrap();
+    // Swift turns X-Delete-After into X-Delete-At = int(now + n): the object lives between
+    // n-1 and n seconds. With n = 1 a slow machine saw it gone before the first GET.
+    let ttl = Duration::from_secs(4);
+    let put_at = Instant::now();
+    b.put_expiring("swiftdup-lock.1.ab.2", &p, ttl).unwrap();
     let scratch = |n: &str| {
         fs::File::options()
             .read(true)
@@ -1026,8 +1029,11 @@ fn lock_objects_expire_by_themselves_on_swift() {
             .open(work(&s).join(n))
             .unwrap()
     };
-    b.get("swiftdup-lock.1.ab.2", &mut scratch("got1")).unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    let got = b.get("swiftdup-lock.1.ab.2", &mut scratch("got1"));
+    if put_at.elapsed() < ttl - Duration::from_secs(1) {
+        got.unwrap();
+    }
+    std::thread::sleep((ttl + Duration::from_millis(500)).saturating_sub(put_at.elapsed()));
     let mut f = scratch("got2");
     assert!(
         matches!(
