@@ -314,16 +314,78 @@ pub fn tempfile_in(dir: &Path) -> Result<fs::File> {
 /// A named temporary file that is removed when dropped (for uploads, which reopen by path).
 pub struct TempPath(pub PathBuf);
 
+/// Named temporary files older than this are what a killed run left behind (a spool is
+/// written within seconds and stored within minutes of being made).
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 impl TempPath {
+    /// Claims a new, empty file in `dir`. Its name carries a random token besides the pid:
+    /// jobs in containers are all pid 1, and two sharing a `--tempdir` volume must not spool
+    /// into one file. The first call in a process also removes what killed runs left in
+    /// `dir` (a SIGKILL runs no destructor).
     pub fn new(dir: &Path, what: &str) -> Result<TempPath> {
         use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::OnceLock;
         static N: AtomicU64 = AtomicU64::new(0);
+        static STEM: OnceLock<String> = OnceLock::new();
         fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        Ok(TempPath(dir.join(format!(
-            "swiftdup-{}-{what}-{n}.tmp",
-            crate::platform::process_id()
-        ))))
+        let stem = STEM.get_or_init(|| {
+            remove_stale_temps(dir);
+            format!(
+                "swiftdup-{}-{:08x}",
+                crate::platform::process_id(),
+                rand::random::<u32>()
+            )
+        });
+        for _ in 0..100 {
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let p = dir.join(format!("{stem}-{what}-{n}.tmp"));
+            match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+                Ok(_) => return Ok(TempPath(p)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(p.display(), e)),
+            }
+        }
+        Err(Error::Internal("could not create a temporary file".into()))
+    }
+}
+
+/// Remove `swiftdup-*.tmp` files in `dir` last written more than [`STALE_TEMP`] ago. Best
+/// effort: a file that cannot be read or removed is left as it is.
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = 0u64;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with("swiftdup-") && name.ends_with(".tmp")) {
+            continue;
+        }
+        let stale = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP);
+        if stale && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        crate::log::info(
+            "temp_cleaned",
+            &format!(
+                "removed {removed} temporary files left in {} by runs that were killed",
+                dir.display()
+            ),
+            vec![
+                ("files", removed.into()),
+                ("dir", dir.display().to_string().into()),
+            ],
+        );
     }
 }
 

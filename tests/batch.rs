@@ -271,6 +271,63 @@ fn sigterm_during_a_run_stops_it_and_leaves_a_readable_chain() {
     );
 }
 
+#[test]
+fn the_next_run_removes_what_a_killed_run_left_in_the_tempdir() {
+    let s = Scratch::new("batch-stale-temps");
+    fs::create_dir_all(s.join("src")).unwrap();
+    fs::write(s.join("src/f"), random_bytes(1, 300_000)).unwrap();
+    let tmp = s.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    // What a SIGKILLed job leaves (a spool volume and a lock body, two days old), a spool of
+    // a job running beside this one (fresh), and someone else's old file.
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(48 * 3600);
+    let put = |name: &str, old: bool| {
+        fs::write(tmp.join(name), b"x").unwrap();
+        if old {
+            fs::File::options()
+                .write(true)
+                .open(tmp.join(name))
+                .unwrap()
+                .set_modified(two_days_ago)
+                .unwrap();
+        }
+    };
+    put("swiftdup-1-volume-3.tmp", true);
+    put("swiftdup-1-0a1b2c3d-lock-0.tmp", true);
+    put("swiftdup-1-99887766-volume-1.tmp", false);
+    put("other.tmp", true);
+    let o = swiftdup_ok(
+        &[
+            "full",
+            s.join("src").to_str().unwrap(),
+            &s.url("target"),
+            "--no-encryption",
+            "--archive-dir",
+            s.join("c").to_str().unwrap(),
+            "--tempdir",
+            tmp.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let cleaned: Vec<_> = events(&o)
+        .into_iter()
+        .filter(|e| e["event"] == "temp_cleaned")
+        .collect();
+    assert_eq!(cleaned.len(), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(cleaned[0]["files"], 2);
+    let mut left: Vec<String> = fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    // The run's own spool files are gone too.
+    assert_eq!(left, ["other.tmp", "swiftdup-1-99887766-volume-1.tmp"]);
+    assert_eq!(
+        fs::read(restore_fresh(&s, &s.url("target"), &[]).join("f")).unwrap(),
+        random_bytes(1, 300_000)
+    );
+}
+
 /// A one-request HTTP listener standing in for a Pushgateway: returns (port, handle giving
 /// the raw request).
 fn fake_pushgateway() -> (u16, std::thread::JoinHandle<String>) {
