@@ -675,11 +675,49 @@ fn write_new_len<W: Write>(w: &mut W, len: usize) -> io::Result<()> {
 /// gives exactly the same bytes as one big call.
 struct CfbMdcWriter<W: Write> {
     out: W,
-    alg: SymmetricKeyAlgorithm,
-    key: RawSessionKey,
+    cipher: CfbCipher,
     iv: Vec<u8>,
     buf: Vec<u8>,
     mdc: Sha1,
+}
+
+/// The cipher under [`CfbMdcWriter`]: rPGP's (AES-NI on x86_64), or under WASI, for AES-256,
+/// the one-block-at-a-time vector-permute AES of `vpaes` (see there why).
+enum CfbCipher {
+    Rpgp {
+        alg: SymmetricKeyAlgorithm,
+        key: RawSessionKey,
+    },
+    #[cfg(target_arch = "wasm32")]
+    Vperm(Box<crate::vpaes::Aes256>),
+}
+
+impl CfbCipher {
+    fn new(alg: SymmetricKeyAlgorithm, key: RawSessionKey) -> CfbCipher {
+        #[cfg(target_arch = "wasm32")]
+        if alg == SymmetricKeyAlgorithm::AES256 {
+            if let Ok(k) = <&[u8; 32]>::try_from(key.as_ref()) {
+                return CfbCipher::Vperm(Box::new(crate::vpaes::Aes256::new(k)));
+            }
+        }
+        CfbCipher::Rpgp { alg, key }
+    }
+
+    /// CFB-encrypt `data` in place from `iv` (no resync).
+    fn encrypt(&self, iv: &[u8], data: &mut [u8]) -> io::Result<()> {
+        match self {
+            CfbCipher::Rpgp { alg, key } => alg
+                .encrypt_with_iv_regular(key.as_ref(), iv, data)
+                .map_err(|e| io::Error::other(format!("encryption failed: {e}"))),
+            #[cfg(target_arch = "wasm32")]
+            CfbCipher::Vperm(k) => {
+                let iv = <&[u8; 16]>::try_from(iv)
+                    .map_err(|_| io::Error::other("AES-256 CFB needs a 16-byte IV"))?;
+                k.cfb_encrypt(iv, data);
+                Ok(())
+            }
+        }
+    }
 }
 
 impl<W: Write> CfbMdcWriter<W> {
@@ -695,8 +733,7 @@ impl<W: Write> CfbMdcWriter<W> {
         buf.extend_from_slice(&prefix);
         Ok(CfbMdcWriter {
             out,
-            alg,
-            key,
+            cipher: CfbCipher::new(alg, key),
             iv: vec![0u8; bs],
             buf,
             mdc,
@@ -714,9 +751,7 @@ impl<W: Write> CfbMdcWriter<W> {
         if n == 0 {
             return Ok(());
         }
-        self.alg
-            .encrypt_with_iv_regular(self.key.as_ref(), &self.iv, &mut self.buf[..n])
-            .map_err(|e| io::Error::other(format!("encryption failed: {e}")))?;
+        self.cipher.encrypt(&self.iv, &mut self.buf[..n])?;
         if !last {
             self.iv.copy_from_slice(&self.buf[n - bs..n]);
         }

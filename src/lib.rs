@@ -32,3 +32,5 @@ pub mod source;
 pub mod target;
 pub mod users;
 pub mod volume;
+#[cfg(any(target_arch = "wasm32", test))]
+pub mod vpaes;

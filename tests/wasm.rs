@@ -1,8 +1,8 @@
 //! swiftdup built for `wasm32-wasip2` and run by wasmtime, against file:// targets in a
 //! preopened directory (no Swift needed; tests/swift_wasm.rs does the same over wasi:http).
 //!
-//! What must hold: a chain written by the wasm build restores, with the wasm build and with
-//! the native one, to the source's contents, types, link targets and mtimes; a chain written
+//! What must hold: a chain written by the wasm build is read by stock gpg and restores, with
+//! the wasm build and with the native one, to the source's contents, types, link targets and mtimes; a chain written
 //! by the native build restores under WASI, skipping what WASI cannot make; and HTTP
 //! failures come back as swiftdup errors, not traps. Needs wasmtime 48.0.8
 //! (`bash tests/tools/install-wasmtime.sh`); the component is built on first use.
@@ -66,6 +66,31 @@ fn wasm_chain_on_a_file_target_restores_like_native() {
         names.iter().any(|n| n.starts_with("duplicity-inc.")),
         "no incremental set in {names:?}"
     );
+    // Stock gpg reads every file the wasm build sealed (its AES is not the native one's) and
+    // finds the integrity check (MDC) good.
+    let gnupg = s.join("gnupg");
+    fs::create_dir_all(&gnupg).unwrap();
+    chmod(&gnupg, 0o700);
+    for n in names.iter().filter(|n| n.ends_with(".gpg")) {
+        let o = std::process::Command::new("gpg")
+            .args([
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                PASS,
+            ])
+            .args(["--yes", "--output", "/dev/null", "--decrypt"])
+            .arg(scratch.join("target").join(n))
+            .env("GNUPGHOME", &gnupg)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "gpg cannot read {n}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 
     // The wasm build restores both times; the native build restores the same chain.
     let native_url = format!("file://{}", scratch.join("target").display());
