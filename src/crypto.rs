@@ -681,20 +681,21 @@ struct CfbMdcWriter<W: Write> {
     mdc: Sha1,
 }
 
-/// The cipher under [`CfbMdcWriter`]: rPGP's (AES-NI on x86_64), or under WASI, for AES-256,
-/// the one-block-at-a-time vector-permute AES of `vpaes` (see there why).
+/// The cipher under [`CfbMdcWriter`]: rPGP's (AES-NI on x86_64), or under WASI with SIMD (as
+/// built here), for AES-256, the one-block-at-a-time vector-permute AES of `vpaes` (see there
+/// why).
 enum CfbCipher {
     Rpgp {
         alg: SymmetricKeyAlgorithm,
         key: RawSessionKey,
     },
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     Vperm(Box<crate::vpaes::Aes256>),
 }
 
 impl CfbCipher {
     fn new(alg: SymmetricKeyAlgorithm, key: RawSessionKey) -> CfbCipher {
-        #[cfg(target_arch = "wasm32")]
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         if alg == SymmetricKeyAlgorithm::AES256 {
             if let Ok(k) = <&[u8; 32]>::try_from(key.as_ref()) {
                 return CfbCipher::Vperm(Box::new(crate::vpaes::Aes256::new(k)));
@@ -709,7 +710,7 @@ impl CfbCipher {
             CfbCipher::Rpgp { alg, key } => alg
                 .encrypt_with_iv_regular(key.as_ref(), iv, data)
                 .map_err(|e| io::Error::other(format!("encryption failed: {e}"))),
-            #[cfg(target_arch = "wasm32")]
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             CfbCipher::Vperm(k) => {
                 let iv = <&[u8; 16]>::try_from(iv)
                     .map_err(|_| io::Error::other("AES-256 CFB needs a 16-byte IV"))?;

@@ -202,7 +202,9 @@ fn killed_backups_leave_nothing_that_misleads_the_next_run() {
     fs::rename(base.join("target"), base.join("target-full")).unwrap();
 
     // 20 kill points. A full here uploads 4 volumes, the signatures, the manifest (6 puts);
-    // the incremental 3 volumes, the signatures, the manifest (5 puts).
+    // the incremental 3 volumes, the signatures, the manifest (5 puts). The signatures are
+    // stored beside the last volume, so puts 4 and 5 of a full (3 and 4 of the incremental)
+    // come in either order; the manifest is always last.
     let cases: &[(Phase, &str, bool)] = &[
         (Phase::Full, "entry:3", false),
         (Phase::Full, "put:1", false),

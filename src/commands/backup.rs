@@ -778,11 +778,10 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
         ..
     } = run;
     let mut manifest = manifest;
-    let vstats = volumes.finish(&mut manifest)?;
-    summary.volumes = vstats.volumes;
-    summary.bytes_uploaded = vstats.bytes_uploaded;
 
-    // The signature file: sealed and stored, then cached gzipped.
+    // The signature file is complete: it is sealed and stored while the last volume is
+    // still being sealed and uploaded, on a thread with its own connection (inline with
+    // --concurrency 1, or where there are no threads).
     let sig_kind = if full {
         FileKind::FullSignatures { time: end }
     } else {
@@ -793,13 +792,40 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
         .finish()?
         .into_inner()
         .map_err(|e| Error::io("signature spool", e.into_error()))?;
-    sig_plain
-        .seek(io::SeekFrom::Start(0))
-        .map_err(|e| Error::io("signature spool", e))?;
-    let (sealed, _, n) = seal_file(&mut sig_plain, &common.crypto.seal, common, "sigtar")?;
-    interrupt::check()?;
-    md.backend.put(&sig_name, &sealed.0)?;
-    summary.bytes_uploaded += n;
+    let (vstats, sig_bytes) = std::thread::scope(|scope| {
+        let spawned = (opts.concurrency > 1)
+            .then(|| sig_plain.try_clone().ok())
+            .flatten()
+            .and_then(|mut f| {
+                let name = &sig_name;
+                std::thread::Builder::new()
+                    .name("sigtar".into())
+                    .spawn_scoped(scope, move || {
+                        let backend =
+                            target::open(&common.url, target::Access::Write, &common.backend)?;
+                        store_signatures(common, backend.as_ref(), name, &mut f)
+                    })
+                    .ok()
+            });
+        let vstats = volumes.finish(&mut manifest);
+        let sig_bytes = match spawned {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("the signature thread panicked".into()))),
+            // Not stored yet: here, after the volumes, unless they failed.
+            None => match &vstats {
+                Ok(_) => store_signatures(common, md.backend, &sig_name, &mut sig_plain),
+                Err(_) => Ok(0),
+            },
+        };
+        (vstats, sig_bytes)
+    });
+    // A volume's failure came first in the pipe: it is the one to report.
+    let vstats = vstats?;
+    summary.bytes_uploaded = vstats.bytes_uploaded + sig_bytes?;
+    summary.volumes = vstats.volumes;
+
+    // Cached gzipped, once stored.
     sig_plain
         .seek(io::SeekFrom::Start(0))
         .map_err(|e| Error::io("signature spool", e))?;
@@ -849,6 +875,22 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
         md.cache.record_sealed(&man_local, &s);
     }
     Ok(summary)
+}
+
+/// Seal the signature spool from its start and store it as `name`; the sealed size.
+fn store_signatures(
+    common: &Common,
+    backend: &dyn Backend,
+    name: &str,
+    plain: &mut File,
+) -> Result<u64> {
+    plain
+        .seek(io::SeekFrom::Start(0))
+        .map_err(|e| Error::io("signature spool", e))?;
+    let (sealed, _, n) = seal_file(plain, &common.crypto.seal, common, "sigtar")?;
+    interrupt::check()?;
+    backend.put(name, &sealed.0)?;
+    Ok(n)
 }
 
 #[allow(dead_code)]
