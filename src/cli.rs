@@ -283,8 +283,8 @@ pub struct Opts {
     #[arg(long, env = "SWIFTDUP_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
     /// Deflate level 0-9 for volumes. The default, 4, is not gpg's 6: on the benchmark's
-    /// mixed data it takes 28% less CPU for 0.5% more bytes (3% more on text); any level
-    /// reads back everywhere.
+    /// mixed data it takes a quarter less CPU for 0.5% more bytes; any level reads back
+    /// everywhere.
     #[arg(long, env = "SWIFTDUP_COMPRESS_LEVEL", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compress_level: u32,
     /// Use numeric uid/gid on restore, ignoring stored names.

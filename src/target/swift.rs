@@ -22,6 +22,7 @@ use serde_json::json;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Environment variable names (also used in error messages; their values never are).
@@ -46,6 +47,10 @@ const KEY_INVALID_MARKER: &str = "Auth Key invalid";
 /// Containers that answered to a key in this process, as SHA-256 of (container URL, key
 /// header, key): the key itself is not kept a second time.
 static CHECKED: std::sync::Mutex<Vec<[u8; 32]>> = std::sync::Mutex::new(Vec::new());
+
+fn checked() -> std::sync::MutexGuard<'static, Vec<[u8; 32]>> {
+    CHECKED.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A container key: never printed, not even by `{:?}`.
 #[derive(Clone)]
@@ -103,6 +108,11 @@ pub struct SwiftBackend {
     writable: bool,
     num_retries: u32,
     retry_delay: Duration,
+    /// SHA-256 of (container URL, key header, key): this backend's entry in `CHECKED`.
+    id: [u8; 32],
+    /// The container has answered this key (here or in another backend of this process).
+    /// Until then a 401 may also mean that the container does not exist.
+    answered: AtomicBool,
 }
 
 /// What one attempt of a request came to.
@@ -138,8 +148,9 @@ impl SwiftBackend {
         SwiftBackend::with_config(&container, &prefix, SwiftConfig::from_env(), access, opts)
     }
 
-    /// Open a container with an explicit configuration: check the keys against `access`
-    /// (before any request), then make sure the container answers to the key.
+    /// Open a container with an explicit configuration: check the keys against `access`.
+    /// No request is made: the first one, whatever it is, tells a wrong key from a missing
+    /// container (see `container_401`), so a run pays no request for the check.
     pub fn with_config(
         container: &str,
         prefix: &str,
@@ -188,9 +199,19 @@ impl SwiftBackend {
             }
         };
         let http = http::client(&opts.http).map_err(|e| Error::Usage(e.detail))?;
-        let b = SwiftBackend {
+        let container_url = format!("{storage_url}/{}", encode(container));
+        let id: [u8; 32] = {
+            let mut h = sha2::Sha256::new();
+            for part in [container_url.as_str(), key_header, key.as_str()] {
+                h.update(part.as_bytes());
+                h.update([0u8]);
+            }
+            h.finalize().into()
+        };
+        let answered = checked().contains(&id);
+        Ok(SwiftBackend {
             http,
-            container_url: format!("{storage_url}/{}", encode(container)),
+            container_url,
             container: container.to_string(),
             prefix: if prefix.is_empty() {
                 String::new()
@@ -202,43 +223,34 @@ impl SwiftBackend {
             writable: access == Access::Write,
             num_retries: opts.num_retries,
             retry_delay: opts.retry_delay,
-        };
-        // One run opens the container several times (the lock, its renewer, the verb,
-        // upload workers): once it has answered to this key, later opens skip the check.
-        // A key rotated since still fails fast, on the next request's 401.
-        let id: [u8; 32] = {
-            let mut h = sha2::Sha256::new();
-            for part in [&b.container_url, b.key_header, &b.key.0] {
-                h.update(part.as_bytes());
-                h.update([0u8]);
-            }
-            h.finalize().into()
-        };
-        let checked = || CHECKED.lock().unwrap_or_else(|e| e.into_inner());
-        if !checked().contains(&id) {
-            b.check_container()?;
-            checked().push(id);
-        }
-        Ok(b)
+            id,
+            answered: AtomicBool::new(answered),
+        })
     }
 
-    /// One listing entry's worth of GET on the container: it exists and takes the key.
-    /// (A GET, not a HEAD: a 401 has to be told apart by its body, see `container_401`.)
-    fn check_container(&self) -> Result<()> {
-        let url = format!("{}?format=json&limit=1", self.container_url);
-        self.request(
-            &self.container,
-            || Ok(self.req(Method::Get, url.clone())),
-            |mut resp| match resp.status {
-                200..=299 => {
-                    drain(&mut resp);
-                    Step::Done(())
-                }
-                401 => Step::Fail(self.container_401(&mut resp)),
-                404 => Step::Fail(self.container_missing(&resp)),
-                _ => self.status_error(&self.container, &mut resp),
-            },
-        )
+    /// Remember that the container took the key: one run opens it several times (the lock,
+    /// its renewer, the verb, upload threads), and a 401 after that is the key (rotated
+    /// since), never a missing container.
+    fn mark_answered(&self) {
+        if !self.answered.swap(true, Ordering::Relaxed) {
+            let mut c = checked();
+            if !c.contains(&self.id) {
+                c.push(self.id);
+            }
+        }
+    }
+
+    /// A 401: the key, or, before the container has ever answered it, possibly the
+    /// container (see `container_401`).
+    fn unauthorized(&self, object: &str, resp: &mut Response) -> Error {
+        if self.answered.load(Ordering::Relaxed) {
+            Error::KeyRejected {
+                object: object.to_string(),
+                trans_id: trans_id(resp),
+            }
+        } else {
+            self.container_401(resp)
+        }
     }
 
     /// A 401 on the container. The middleware answers a wrong key with "Auth Key invalid";
@@ -328,7 +340,12 @@ impl SwiftBackend {
             let req = make()?;
             let method = req.method;
             let step = match self.http.call(req) {
-                Ok(resp) => handle(resp),
+                Ok(resp) => {
+                    if (200..300).contains(&resp.status) {
+                        self.mark_answered();
+                    }
+                    handle(resp)
+                }
                 Err(e) => transport_error(object, e),
             };
             let (err, after) = match step {
@@ -397,10 +414,7 @@ impl SwiftBackend {
             trans_id: trans_id.clone(),
         };
         match status {
-            401 => Step::Fail(Error::KeyRejected {
-                object: object.to_string(),
-                trans_id,
-            }),
+            401 => Step::Fail(self.unauthorized(object, resp)),
             403 => Step::Fail(Error::AccessDenied {
                 object: object.to_string(),
                 detail: format!(
@@ -484,7 +498,6 @@ impl SwiftBackend {
                         ),
                     }
                 }
-                // Unlike at open, a 401 here is the key: the container answered it before.
                 404 => Step::Fail(self.container_missing(&resp)),
                 _ => self.status_error(what, &mut resp),
             },
@@ -949,18 +962,13 @@ mod tests {
             retry_delay: Duration::from_secs(1),
             ..Options::default()
         };
-        // Build without the network: a backend value is all `backoff` needs.
-        let b = SwiftBackend {
-            http: http::client(&o.http).unwrap(),
-            container_url: String::new(),
-            container: "c".into(),
-            prefix: String::new(),
-            key_header: FULL_KEY_HEADER,
-            key: Key("k".into()),
-            writable: false,
-            num_retries: 0,
-            retry_delay: o.retry_delay,
+        // Opening makes no request: a port nothing listens on will do.
+        let cfg = SwiftConfig {
+            storage_url: "http://127.0.0.1:9/v1/AUTH_x".into(),
+            full_key: Some("k".into()),
+            read_key: None,
         };
+        let b = SwiftBackend::with_config("c", "", cfg, Access::Read, &o).unwrap();
         for retry in 0..40 {
             let d = b.backoff(retry, None);
             assert!(d <= MAX_DELAY);
