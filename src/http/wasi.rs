@@ -241,13 +241,21 @@ fn response(
     future: &FutureIncomingResponse,
     timeout: Duration,
 ) -> Result<IncomingResponse, HttpError> {
+    outcome(future, timeout)?.map_err(map_code)
+}
+
+/// What the host made of the exchange: the response headers or its error code (refused,
+/// reset, DNS, ...); `Err` when it said nothing in time.
+fn outcome(
+    future: &FutureIncomingResponse,
+    timeout: Duration,
+) -> Result<Result<IncomingResponse, ErrorCode>, HttpError> {
     let ready = {
         let p = future.subscribe();
         wait(&p, timeout)
     };
     match future.get() {
-        Some(Ok(Ok(resp))) => Ok(resp),
-        Some(Ok(Err(code))) => Err(map_code(code)),
+        Some(Ok(r)) => Ok(r),
         Some(Err(())) => Err(HttpError::new(
             ErrorKind::Io,
             "the response was already taken",
@@ -296,9 +304,15 @@ fn exchange(
         }
         Err(e) => {
             // Dropping an unfinished body aborts the request. The server may already have
-            // answered (a 401 or 413 before reading the body): that answer says more.
+            // answered (a 401 or 413 before reading the body), or the host may know why the
+            // body could not go (connection refused, reset): either says more than the
+            // closed body stream.
             drop(outgoing);
-            response(&future, opts.timeout.min(Duration::from_secs(5))).map_err(|_| e)
+            match outcome(&future, opts.timeout.min(Duration::from_secs(5))) {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(code)) => Err(map_code(code)),
+                Err(_) => Err(e),
+            }
         }
     }
 }
