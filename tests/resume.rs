@@ -50,6 +50,11 @@ fn backup(s: &Scratch, t: i64, fault: Option<&str>) -> std::process::Output {
         s.url("target"),
         s.join("cache").display().to_string(),
     );
+    // Spools in the case's own directory: a killed run leaves its spool behind (only a
+    // run a day later removes it), and these would pile up in /tmp.
+    let tmp = s.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let tmp = tmp.display().to_string();
     let t = t.to_string();
     let args = [
         "backup",
@@ -65,6 +70,8 @@ fn backup(s: &Scratch, t: i64, fault: Option<&str>) -> std::process::Output {
         "resumehost",
         // Each case runs in its own directory; the chain's full came from another.
         "--allow-source-mismatch",
+        "--tempdir",
+        &tmp,
     ];
     let mut env: Vec<(&str, &str)> = ENV.to_vec();
     if let Some(f) = fault {
