@@ -285,69 +285,57 @@ pub fn download_temp(backend: &dyn Backend, remote: &str, tempdir: &Path) -> Res
 
 /// An anonymous temporary file (unlinked at once, so nothing is left behind on a crash).
 pub fn tempfile_in(dir: &Path) -> Result<fs::File> {
+    let (p, f) = claim(dir, "anon")?;
+    let _ = fs::remove_file(&p);
+    Ok(f)
+}
+
+/// A named temporary file that is removed when dropped (for uploads, which reopen by path).
+pub struct TempPath(pub PathBuf);
+
+impl TempPath {
+    pub fn new(dir: &Path, what: &str) -> Result<TempPath> {
+        claim(dir, what).map(|(p, _)| TempPath(p))
+    }
+}
+
+/// Named temporary files older than this are what a killed run left behind (a spool is
+/// written within seconds and stored within minutes of being made).
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Creates a new, empty file in `dir`, opened for reading and writing. Its name carries a
+/// random token besides the pid: jobs in containers are all pid 1, and two sharing a
+/// `--tempdir` volume must not spool into one file. The first call in a process also
+/// removes what killed runs left in `dir` (a SIGKILL runs no destructor).
+fn claim(dir: &Path, what: &str) -> Result<(PathBuf, fs::File)> {
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
     static N: AtomicU64 = AtomicU64::new(0);
+    static STEM: OnceLock<String> = OnceLock::new();
     fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    let stem = STEM.get_or_init(|| {
+        remove_stale_temps(dir);
+        format!(
+            "swiftdup-{}-{:08x}",
+            crate::platform::process_id(),
+            rand::random::<u32>()
+        )
+    });
     for _ in 0..100 {
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = dir.join(format!(
-            "swiftdup-{}-{n}.tmp",
-            crate::platform::process_id()
-        ));
+        let p = dir.join(format!("{stem}-{what}-{n}.tmp"));
         match fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&p)
         {
-            Ok(f) => {
-                let _ = fs::remove_file(&p);
-                return Ok(f);
-            }
+            Ok(f) => return Ok((p, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(p.display(), e)),
         }
     }
     Err(Error::Internal("could not create a temporary file".into()))
-}
-
-/// A named temporary file that is removed when dropped (for uploads, which reopen by path).
-pub struct TempPath(pub PathBuf);
-
-/// Named temporary files older than this are what a killed run left behind (a spool is
-/// written within seconds and stored within minutes of being made).
-const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-impl TempPath {
-    /// Claims a new, empty file in `dir`. Its name carries a random token besides the pid:
-    /// jobs in containers are all pid 1, and two sharing a `--tempdir` volume must not spool
-    /// into one file. The first call in a process also removes what killed runs left in
-    /// `dir` (a SIGKILL runs no destructor).
-    pub fn new(dir: &Path, what: &str) -> Result<TempPath> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        use std::sync::OnceLock;
-        static N: AtomicU64 = AtomicU64::new(0);
-        static STEM: OnceLock<String> = OnceLock::new();
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-        let stem = STEM.get_or_init(|| {
-            remove_stale_temps(dir);
-            format!(
-                "swiftdup-{}-{:08x}",
-                crate::platform::process_id(),
-                rand::random::<u32>()
-            )
-        });
-        for _ in 0..100 {
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let p = dir.join(format!("{stem}-{what}-{n}.tmp"));
-            match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
-                Ok(_) => return Ok(TempPath(p)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io(p.display(), e)),
-            }
-        }
-        Err(Error::Internal("could not create a temporary file".into()))
-    }
 }
 
 /// Remove `swiftdup-*.tmp` files in `dir` last written more than [`STALE_TEMP`] ago. Best
