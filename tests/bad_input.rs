@@ -581,24 +581,7 @@ fn tampered_encrypted_volume_with_a_forged_manifest_hash_fails_on_its_mdc() {
     let s = backed_up("mdc", true);
     let vol = only(&s, ".vol1.difftar");
     let man = only(&s, ".manifest");
-    let gpg = |args: &[&str]| {
-        let o = std::process::Command::new("gpg")
-            .args([
-                "--batch",
-                "--yes",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                PASS,
-            ])
-            .args(args)
-            .env("GNUPGHOME", s.join("gnupg-forge"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
-    fs::create_dir_all(s.join("gnupg-forge")).unwrap();
-    chmod(&s.join("gnupg-forge"), 0o700);
+    let gpg = |args: &[&str]| gpg(&s.join("gnupg-forge"), PASS, args);
     // Like stock's gpg volumes, put 2 MB of junk after the tar footer, so the MDC lies far
     // beyond the point where the tar reader stops; then damage the MDC.
     let tarball = s.join("vol.tar");

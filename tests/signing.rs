@@ -361,22 +361,8 @@ fn signing_needs_encryption_and_a_secret_key() {
 #[test]
 fn protected_signing_key_takes_sign_passphrase() {
     let s = Scratch::new("sign-prot");
-    let gh = s.join("gnupg-prot");
-    std::fs::create_dir_all(&gh).unwrap();
-    chmod(&gh, 0o700);
-    let gpg = |args: &[&str]| {
-        let o = std::process::Command::new("gpg")
-            .args(["--batch", "--pinentry-mode", "loopback"])
-            .args(args)
-            .env("GNUPGHOME", &gh)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        o.stdout
-    };
+    let gpg = |args: &[&str]| gpg(&s.join("gnupg-prot"), "signpw", args);
     gpg(&[
-        "--passphrase",
-        "signpw",
         "--quick-gen-key",
         "prot@example.com",
         "ed25519",
@@ -386,13 +372,7 @@ fn protected_signing_key_takes_sign_passphrase() {
     let key = s.join("prot.asc");
     std::fs::write(
         &key,
-        gpg(&[
-            "--passphrase",
-            "signpw",
-            "--armor",
-            "--export-secret-keys",
-            "prot@example.com",
-        ]),
+        gpg(&["--armor", "--export-secret-keys", "prot@example.com"]),
     )
     .unwrap();
     std::fs::create_dir_all(s.join("src")).unwrap();

@@ -423,6 +423,27 @@ pub struct Keys {
     pub fpr: String,
 }
 
+/// Run stock gpg non-interactively with its home in `home` (made, mode 0700) and the
+/// passphrase `passphrase` for whatever it asks one for; insist on success and return
+/// its standard output.
+pub fn gpg(home: &Path, passphrase: &str, args: &[&str]) -> Vec<u8> {
+    fs::create_dir_all(home).unwrap();
+    chmod(home, 0o700);
+    let o = Command::new("gpg")
+        .args(["--batch", "--yes", "--pinentry-mode", "loopback"])
+        .args(["--passphrase", passphrase])
+        .args(args)
+        .env("GNUPGHOME", home)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
 /// Make an OpenPGP key with stock gpg, as a user would (`gpg --quick-gen-key`), exported
 /// to files for swiftdup; duplicity uses the same key from its keyring.
 pub fn make_key(s: &Scratch) -> Keys {
@@ -432,22 +453,7 @@ pub fn make_key(s: &Scratch) -> Keys {
 /// The same with another user id (a second, unrelated key).
 pub fn make_key_named(s: &Scratch, uid: &str) -> Keys {
     let gh = s.join("gnupg-dup");
-    std::fs::create_dir_all(&gh).unwrap();
-    chmod(&gh, 0o700);
-    let gpg = |args: &[&str]| {
-        let o = std::process::Command::new("gpg")
-            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-            .args(args)
-            .env("GNUPGHOME", &gh)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o.stdout
-    };
+    let gpg = |args: &[&str]| gpg(&gh, "", args);
     gpg(&["--quick-gen-key", uid, "default", "default", "never"]);
     let colons = String::from_utf8(gpg(&["--list-keys", "--with-colons", uid])).unwrap();
     let fpr = colons
