@@ -182,6 +182,22 @@ impl Cache {
         }
         res
     }
+
+    /// Put the finished file `from` into the cache as `local`: renamed when both are on one
+    /// filesystem, else copied. Synced first, as `write_with` does, so that a crash never
+    /// leaves a short file under the final name.
+    pub fn adopt(&self, local: &str, from: &Path) -> Result<()> {
+        let synced = fs::File::open(from).and_then(|f| f.sync_all());
+        if synced.is_ok() && fs::rename(from, self.path(local)).is_ok() {
+            return Ok(());
+        }
+        self.write_with(local, |w| {
+            let mut f = fs::File::open(from).map_err(|e| Error::io(from.display(), e))?;
+            io::copy(&mut f, w)
+                .map(drop)
+                .map_err(|e| Error::io(from.display(), e))
+        })
+    }
 }
 
 /// Open a sealed stream by its suffix.
@@ -528,5 +544,54 @@ impl<'a> Metadata<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn adopt_renames_on_one_filesystem_and_copies_across() {
+        let d = std::env::temp_dir().join(format!("swiftdup-unit-adopt-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        let cache = Cache {
+            dir: d.join("cache"),
+        };
+        fs::create_dir_all(&cache.dir).unwrap();
+
+        let from = d.join("spool");
+        fs::write(&from, b"same filesystem").unwrap();
+        cache.adopt("a.sigtar.gz", &from).unwrap();
+        assert_eq!(
+            fs::read(cache.path("a.sigtar.gz")).unwrap(),
+            b"same filesystem"
+        );
+        assert!(!from.exists(), "moved, not copied");
+
+        // A tmpfs: rename fails (EXDEV) and the bytes are copied.
+        let shm = Path::new("/dev/shm");
+        assert_ne!(
+            fs::metadata(shm).unwrap().dev(),
+            fs::metadata(&d).unwrap().dev(),
+            "this test needs /dev/shm on another filesystem than {}",
+            d.display()
+        );
+        let from = shm.join(format!("swiftdup-unit-adopt-{}", std::process::id()));
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(&from, &data).unwrap();
+        cache.adopt("b.sigtar.gz", &from).unwrap();
+        let _ = fs::remove_file(&from);
+        assert_eq!(fs::read(cache.path("b.sigtar.gz")).unwrap(), data);
+
+        let mut names = cache.names().unwrap();
+        names.sort();
+        assert_eq!(
+            names,
+            ["a.sigtar.gz", "b.sigtar.gz"],
+            "no staging file left"
+        );
+        fs::remove_dir_all(&d).unwrap();
     }
 }

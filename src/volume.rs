@@ -77,20 +77,56 @@ pub fn seal_file(
     common: &Common,
     what: &str,
 ) -> Result<(TempPath, String, u64)> {
-    let path = TempPath::new(&common.tempdir, what)?;
-    let f = File::create(&path.0).map_err(|e| Error::io(path.0.display(), e))?;
-    let mut sealer = Sealer::new(HashCount::new(BufWriter::with_capacity(1 << 16, f)), mode)
-        .map_err(|e| Error::Internal(format!("cannot seal {what}: {e}")))?;
-    io::copy(src, &mut sealer).map_err(|e| Error::io(what, e))?;
-    let hc = sealer
-        .finish()
-        .map_err(|e| Error::Internal(format!("cannot seal {what}: {e}")))?;
-    let (w, sha1, n) = hc.finish();
-    // Flushed, not synced: the spool is read back at once and is worthless after a crash;
-    // the target makes the stored object durable.
-    w.into_inner()
-        .map_err(|e| Error::io(path.0.display(), e.into_error()))?;
-    Ok((path, sha1, n))
+    let mut spool = SealingSpool::new(mode, common, what)?;
+    io::copy(src, &mut spool).map_err(|e| Error::io(what, e))?;
+    spool.finish()
+}
+
+/// A temporary file that what is written to arrives in sealed (compressed and encrypted as
+/// `mode` says), hashed and counted on the way.
+pub struct SealingSpool {
+    path: TempPath,
+    sealer: Sealer<HashCount<BufWriter<File>>>,
+    what: String,
+}
+
+impl SealingSpool {
+    pub fn new(mode: &SealMode, common: &Common, what: &str) -> Result<SealingSpool> {
+        let path = TempPath::new(&common.tempdir, what)?;
+        let f = File::create(&path.0).map_err(|e| Error::io(path.0.display(), e))?;
+        let sealer = Sealer::new(HashCount::new(BufWriter::with_capacity(1 << 16, f)), mode)
+            .map_err(|e| Error::Internal(format!("cannot seal {what}: {e}")))?;
+        Ok(SealingSpool {
+            path,
+            sealer,
+            what: what.into(),
+        })
+    }
+
+    /// Ends the sealed stream; returns (path, sha1, size) of the sealed file.
+    pub fn finish(self) -> Result<(TempPath, String, u64)> {
+        let what = self.what;
+        let hc = self
+            .sealer
+            .finish()
+            .map_err(|e| Error::Internal(format!("cannot seal {what}: {e}")))?;
+        let (w, sha1, n) = hc.finish();
+        // Flushed, not synced: the spool is read back at once and is worthless after a
+        // crash; the target makes the stored object durable.
+        w.into_inner()
+            .map_err(|e| Error::io(self.path.0.display(), e.into_error()))?;
+        Ok((self.path, sha1, n))
+    }
+}
+
+impl Write for SealingSpool {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sealer.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sealer.flush()
+    }
 }
 
 /// The manifest of the set being written: volume records go to a spool file as volumes

@@ -5,6 +5,7 @@
 //! blocks (snapshot or librsync delta, 64 KiB multivol chunks) -> volumes (sealed, hashed,
 //! stored) -> signature file -> manifest (the commit marker). See `restore` for the reverse.
 
+use crate::cache::TempPath;
 use crate::cache::{local_name, Cache, Metadata};
 use crate::collection::{Chain, Collection};
 use crate::config::{BackupOpts, Common};
@@ -23,7 +24,7 @@ use crate::signature::{SigEntries, SigEntry, SigWriter};
 use crate::source::{Entry, Item, Walk};
 use crate::target::{self, Backend, Listed};
 use crate::users;
-use crate::volume::{seal_file, ManifestWriter, Position, VolumeSpec, VolumeWriter};
+use crate::volume::{seal_file, ManifestWriter, Position, SealingSpool, VolumeSpec, VolumeWriter};
 use serde_json::json;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek};
@@ -197,7 +198,7 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 struct Run<'a> {
     common: &'a Common,
     volumes: VolumeWriter<'a>,
-    sigs: SigWriter<BufWriter<File>>,
+    sigs: SigWriter<BufWriter<SigSink>>,
     manifest: ManifestWriter,
     summary: Summary,
     buf: Vec<u8>,
@@ -675,14 +676,14 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
         None => SigEntries::empty(),
     };
 
-    let sig_spool = crate::cache::tempfile_in(&common.tempdir)?;
+    let sig_sink = SigSink::new(common)?;
     let mut run = Run {
         common,
         volumes: VolumeWriter::new(
             backend.as_ref(),
             VolumeSpec::new(common, full, start, end, opts.volsize, opts.concurrency),
         ),
-        sigs: SigWriter::new(BufWriter::with_capacity(1 << 16, sig_spool)),
+        sigs: SigWriter::new(BufWriter::with_capacity(1 << 16, sig_sink)),
         manifest: ManifestWriter::new(common, opts.hostname.as_bytes(), &localdir)?,
         summary: Summary {
             full,
@@ -779,7 +780,7 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
     } = run;
     let mut manifest = manifest;
 
-    // The signature file is complete: it is sealed and stored while the last volume is
+    // The signature file is complete and sealed: it is stored while the last volume is
     // still being sealed and uploaded, on a thread with its own connection (inline with
     // --concurrency 1, or where there are no threads).
     let sig_kind = if full {
@@ -788,55 +789,46 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
         FileKind::NewSignatures { start, end }
     };
     let sig_name = common.prefixes.name(&sig_kind, common.crypto.suffix);
-    let mut sig_plain = sigs
+    let (sig_sealed, sig_bytes, sig_cached) = sigs
         .finish()?
         .into_inner()
-        .map_err(|e| Error::io("signature spool", e.into_error()))?;
-    let (vstats, sig_bytes) = std::thread::scope(|scope| {
+        .map_err(|e| Error::io("signature file", e.into_error()))?
+        .finish()?;
+    let (vstats, sig_stored) = std::thread::scope(|scope| {
         let spawned = (opts.concurrency > 1)
-            .then(|| sig_plain.try_clone().ok())
-            .flatten()
-            .and_then(|mut f| {
-                let name = &sig_name;
+            .then(|| {
+                let (name, sealed) = (&sig_name, &sig_sealed);
                 std::thread::Builder::new()
                     .name("sigtar".into())
                     .spawn_scoped(scope, move || {
                         let backend =
                             target::open(&common.url, target::Access::Write, &common.backend)?;
-                        store_signatures(common, backend.as_ref(), name, &mut f)
+                        store_signatures(backend.as_ref(), name, sealed)
                     })
                     .ok()
-            });
+            })
+            .flatten();
         let vstats = volumes.finish(&mut manifest);
-        let sig_bytes = match spawned {
+        let sig_stored = match spawned {
             Some(h) => h
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("the signature thread panicked".into()))),
             // Not stored yet: here, after the volumes, unless they failed.
             None => match &vstats {
-                Ok(_) => store_signatures(common, md.backend, &sig_name, &mut sig_plain),
-                Err(_) => Ok(0),
+                Ok(_) => store_signatures(md.backend, &sig_name, &sig_sealed),
+                Err(_) => Ok(()),
             },
         };
-        (vstats, sig_bytes)
+        (vstats, sig_stored)
     });
     // A volume's failure came first in the pipe: it is the one to report.
     let vstats = vstats?;
-    summary.bytes_uploaded = vstats.bytes_uploaded + sig_bytes?;
+    sig_stored?;
+    summary.bytes_uploaded = vstats.bytes_uploaded + sig_bytes;
     summary.volumes = vstats.volumes;
-
-    // Cached gzipped, once stored.
-    sig_plain
-        .seek(io::SeekFrom::Start(0))
-        .map_err(|e| Error::io("signature spool", e))?;
+    drop(sig_sealed);
     md.cache
-        .write_with(&local_name(&sig_name, &sig_kind), |w| {
-            let mut gz = crate::deflate::Deflater::new(w, 6, crate::deflate::Wrap::Gzip)
-                .map_err(|e| Error::io("signature cache", e))?;
-            io::copy(&mut sig_plain, &mut gz).map_err(|e| Error::io("signature cache", e))?;
-            gz.finish().map_err(|e| Error::io("signature cache", e))?;
-            Ok(())
-        })?;
+        .adopt(&local_name(&sig_name, &sig_kind), &sig_cached.0)?;
 
     // The manifest last: its arrival is what makes the set complete.
     let man_kind = if full {
@@ -877,20 +869,63 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
     Ok(summary)
 }
 
-/// Seal the signature spool from its start and store it as `name`; the sealed size.
-fn store_signatures(
-    common: &Common,
-    backend: &dyn Backend,
-    name: &str,
-    plain: &mut File,
-) -> Result<u64> {
-    plain
-        .seek(io::SeekFrom::Start(0))
-        .map_err(|e| Error::io("signature spool", e))?;
-    let (sealed, _, n) = seal_file(plain, &common.crypto.seal, common, "sigtar")?;
+fn store_signatures(backend: &dyn Backend, name: &str, sealed: &TempPath) -> Result<()> {
     interrupt::check()?;
-    backend.put(name, &sealed.0)?;
-    Ok(n)
+    backend.put(name, &sealed.0)
+}
+
+/// Where the signature file goes as it is written: sealed for the target and gzipped for
+/// the local cache (which keeps signature files as stock does, `.sigtar.gz`), each into a
+/// spool of its own. Both are done when the source has been read, so all that is left at
+/// the end is an upload and a rename, and no plain copy of the signatures (file names and
+/// block hashes of every file) waits in the temporary directory. Compression runs on the
+/// deflate pool like a volume's.
+struct SigSink {
+    sealed: SealingSpool,
+    cached: crate::deflate::Deflater<BufWriter<File>>,
+    cached_path: TempPath,
+}
+
+impl SigSink {
+    fn new(common: &Common) -> Result<SigSink> {
+        let sealed = SealingSpool::new(&common.crypto.seal, common, "sigtar")?;
+        let cached_path = TempPath::new(&common.tempdir, "sigcache")?;
+        let f = File::create(&cached_path.0).map_err(|e| Error::io(cached_path.0.display(), e))?;
+        let cached = crate::deflate::Deflater::new(
+            BufWriter::with_capacity(1 << 16, f),
+            6,
+            crate::deflate::Wrap::Gzip,
+        )
+        .map_err(|e| Error::io("signature cache", e))?;
+        Ok(SigSink {
+            sealed,
+            cached,
+            cached_path,
+        })
+    }
+
+    /// (the sealed file, its size, the gzipped copy for the cache)
+    fn finish(self) -> Result<(TempPath, u64, TempPath)> {
+        let (sealed, _, n) = self.sealed.finish()?;
+        self.cached
+            .finish()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map_err(|e| Error::io(self.cached_path.0.display(), e))?;
+        Ok((sealed, n, self.cached_path))
+    }
+}
+
+impl io::Write for SigSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sealed.write_all(buf)?;
+        self.cached.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sealed.flush()?;
+        self.cached.flush()
+    }
 }
 
 #[allow(dead_code)]
