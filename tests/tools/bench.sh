@@ -139,7 +139,7 @@ target_bytes() {
   local st=$1 tgt=$2 tool=$3
   if [ "$tgt" = file ]; then
     local d="$WORK/$st/file/$tool"
-    if [ -d "$d" ]; then find "$d" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d\n", s}'; else echo 0; fi
+    if [ -d "$d" ]; then find "$d" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}'; else echo 0; fi
   else
     $PY "$HELPER" swift-bytes "$SWIFT_DIR/env" "bench-$st-$tool"
   fi
@@ -278,7 +278,7 @@ run_wasi() {  # full backup of the pristine (a) to file:// under wasmtime
   printf '%8.2f s wall %8.2f s CPU %7.1f MiB  %s\n' "$wall" "$(echo "$user + $sys" | bc)" \
     "$(echo "scale=1; $rss / 1024" | bc)" "$status" >&2
   local bytes
-  bytes=$(find "$W/target" -type f -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {printf "%d\n", s}')
+  bytes=$(find "$W/target" -type f -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {printf "%.0f\n", s}')
   if [ "$status" != ok ] || [ -z "$native" ]; then
     WASI_SKIP="the wasm run or the native run failed (logs/a-file-full-wasm.log)"
     tail -n 10 "$OUT/logs/a-file-full-wasm.log" >&2
@@ -291,7 +291,7 @@ run_wasi() {  # full backup of the pristine (a) to file:// under wasmtime
       "$native" \
       "$(echo "$nuser + $nsys" | bc)" \
       "$(echo "scale=1; $nrss / 1024" | bc)" \
-      "$(find "$W/native-target" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}') B" \
+      "$(find "$W/native-target" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}') B" \
       "$("$WASMTIME" --version)" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "scale=1; $rss / 1024" | bc)" "$bytes B" \
       "$WASI_RATIO" \
       "${compile:+ (start-up: wasmtime compiles the component at every run; \`swiftdup.wasm --version\` alone took ${compile} s; without it: $(printf '%.2f' "$excl")×)}")
@@ -336,7 +336,7 @@ for st in ${SETS//,/ }; do
   t0=$(date +%s)
   $PY "$HELPER" gen "$st" "$S/src" "$SCALE"
   nfiles=$(find "$S/src" -type f | wc -l)
-  nbytes=$(find "$S/src" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d\n", s}')
+  nbytes=$(find "$S/src" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}')
   say "($st): $nfiles files, $nbytes bytes in $(( $(date +%s) - t0 )) s"
   if has "$TARGETS" swift; then start_swift "$st"; fi
   for tgt in "${T[@]}"; do has "$TOOLS" restic && run_tool "$st" "$tgt" init restic; done
