@@ -1105,19 +1105,18 @@ impl<D: Read> CmdReader<'_, D> {
     }
 }
 
-/// Apply a delta to a seekable basis, streaming the result to out. Returns
-/// bytes written.
-///
-/// Accepts every command form, including COPYs that go backwards, overlap or
-/// end exactly at the end of the basis. Memory is two 64 KiB buffers. Errors
-/// (never panics) on a bad magic, a truncated delta, an unknown command, a
-/// zero-length COPY or one reaching past the end of the basis (librsync
-/// rejects those too), and bytes after END. On error, `out` may hold a prefix
-/// of the result.
-pub fn patch<B: Read + Seek, D: Read, W: Write>(
-    basis: &mut B,
+/// Where the commands of a delta put the result: literal bytes arrive through `Write`,
+/// COPYs (checked against the basis length already) through `copy`.
+trait PatchOut: Write {
+    fn copy(&mut self, offset: u64, len: u64) -> Result<(), DeltaError>;
+}
+
+/// Reads the commands of `delta` against a basis of `basis_len` bytes into `out`;
+/// returns the length of the result.
+fn run_delta<D: Read, O: PatchOut>(
     delta: &mut D,
-    out: &mut W,
+    basis_len: u64,
+    out: &mut O,
 ) -> Result<u64, DeltaError> {
     let mut cmds = CmdReader {
         inner: delta,
@@ -1129,11 +1128,6 @@ pub fn patch<B: Read + Seek, D: Read, W: Write>(
     if magic != DELTA_MAGIC {
         return Err(DeltaError::BadMagic(magic));
     }
-    let basis_len = basis.seek(SeekFrom::End(0))?;
-    // Where the basis is positioned, to skip seeks for consecutive COPYs
-    // (a seek may drop a BufReader's buffer or cost a syscall).
-    let mut basis_pos: Option<u64> = None;
-    let mut copy_buf = vec![0u8; PATCH_BUF];
     let mut written = 0u64;
     loop {
         let Some(cmd) = cmds.byte()? else {
@@ -1162,34 +1156,273 @@ pub fn patch<B: Read + Seek, D: Read, W: Write>(
                 if len == 0 {
                     return Err(corrupt(format!("zero-length COPY at offset {offset}")));
                 }
-                let stop = match offset.checked_add(len) {
-                    Some(stop) if stop <= basis_len => stop,
-                    _ => {
-                        return Err(corrupt(format!(
-                            "COPY of {len} bytes at offset {offset} is past the basis end ({basis_len} bytes)"
-                        )))
-                    }
-                };
-                if basis_pos != Some(offset) {
-                    basis.seek(SeekFrom::Start(offset))?;
+                if offset.checked_add(len).is_none_or(|stop| stop > basis_len) {
+                    return Err(corrupt(format!(
+                        "COPY of {len} bytes at offset {offset} is past the basis end ({basis_len} bytes)"
+                    )));
                 }
-                let mut left = len;
-                while left > 0 {
-                    let want = left.min(copy_buf.len() as u64) as usize;
-                    let n = match basis.read(&mut copy_buf[..want]) {
-                        Ok(0) => return Err(corrupt("basis ended before its reported length")),
-                        Ok(n) => n.min(want),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e.into()),
-                    };
-                    out.write_all(&copy_buf[..n])?;
-                    left -= n as u64;
-                }
-                basis_pos = Some(stop);
+                out.copy(offset, len)?;
                 written += len;
             }
             _ => return Err(corrupt(format!("unknown delta command 0x{cmd:02x}"))),
         }
+    }
+}
+
+/// Apply a delta to a seekable basis, streaming the result to out. Returns
+/// bytes written.
+///
+/// Accepts every command form, including COPYs that go backwards, overlap or
+/// end exactly at the end of the basis. Memory is two 64 KiB buffers. Errors
+/// (never panics) on a bad magic, a truncated delta, an unknown command, a
+/// zero-length COPY or one reaching past the end of the basis (librsync
+/// rejects those too), and bytes after END. On error, `out` may hold a prefix
+/// of the result.
+pub fn patch<B: Read + Seek, D: Read, W: Write>(
+    basis: &mut B,
+    delta: &mut D,
+    out: &mut W,
+) -> Result<u64, DeltaError> {
+    let basis_len = basis.seek(SeekFrom::End(0))?;
+    let mut out = Streamed {
+        basis,
+        out,
+        basis_pos: None,
+        buf: vec![0u8; PATCH_BUF],
+    };
+    run_delta(delta, basis_len, &mut out)
+}
+
+struct Streamed<'a, B, W> {
+    basis: &'a mut B,
+    out: &'a mut W,
+    /// Where the basis is positioned, to skip seeks for consecutive COPYs (a seek may
+    /// drop a BufReader's buffer or cost a syscall).
+    basis_pos: Option<u64>,
+    buf: Vec<u8>,
+}
+
+impl<B: Read + Seek, W: Write> Write for Streamed<'_, B, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.out.write(data)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<B: Read + Seek, W: Write> PatchOut for Streamed<'_, B, W> {
+    fn copy(&mut self, offset: u64, len: u64) -> Result<(), DeltaError> {
+        if self.basis_pos != Some(offset) {
+            self.basis.seek(SeekFrom::Start(offset))?;
+        }
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match self.basis.read(&mut self.buf[..want]) {
+                Ok(0) => return Err(corrupt("basis ended before its reported length")),
+                Ok(n) => n.min(want),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            self.out.write_all(&self.buf[..n])?;
+            left -= n as u64;
+        }
+        self.basis_pos = Some(offset + len);
+        Ok(())
+    }
+}
+
+/// Saved runs of basis bytes beyond this many are merged with the run before them (the
+/// bytes between are saved too): memory stays bounded whatever the delta, at the cost of
+/// side-file space.
+const MAX_SAVED_RUNS: usize = 1 << 16;
+
+/// Apply a delta to the file that holds its basis, in place; returns the length of the
+/// result, to which the caller truncates `file` when it is shorter than the basis.
+///
+/// A COPY of the bytes already at its own position (what an unchanged part of a big file
+/// becomes) costs nothing, where [`patch`] reads and writes them. Every other write first
+/// saves the basis bytes it overwrites to `side` (from its start; its old contents do not
+/// matter), and COPYs read those from there, so the result is what [`patch`] gives for
+/// any delta, moves and overlaps included. Writes go in order, so what lies ahead of
+/// the write position is still the basis. Memory: three 64 KiB buffers and 24 bytes per
+/// saved run of basis bytes (at most [`MAX_SAVED_RUNS`]). On error, `file` is partly
+/// patched.
+pub fn patch_in_place<F, D, S>(file: &mut F, delta: &mut D, side: &mut S) -> Result<u64, DeltaError>
+where
+    F: Read + Write + Seek,
+    D: Read,
+    S: Read + Write + Seek,
+{
+    patch_in_place_capped(file, delta, side, MAX_SAVED_RUNS)
+}
+
+fn patch_in_place_capped<F, D, S>(
+    file: &mut F,
+    delta: &mut D,
+    side: &mut S,
+    max_runs: usize,
+) -> Result<u64, DeltaError>
+where
+    F: Read + Write + Seek,
+    D: Read,
+    S: Read + Write + Seek,
+{
+    let basis_len = file.seek(SeekFrom::End(0))?;
+    let mut out = InPlace {
+        file,
+        side,
+        basis_len,
+        pos: 0,
+        pending: Vec::with_capacity(PATCH_BUF),
+        saved: Vec::new(),
+        side_len: 0,
+        buf: vec![0u8; PATCH_BUF],
+        chunk: vec![0u8; PATCH_BUF],
+        max_runs: max_runs.max(1),
+    };
+    let n = run_delta(delta, basis_len, &mut out)?;
+    out.flush_pending()?;
+    Ok(n)
+}
+
+/// Basis bytes `start..end`, overwritten, kept in the side file from `side`.
+struct Saved {
+    start: u64,
+    end: u64,
+    side: u64,
+}
+
+struct InPlace<'a, F, S> {
+    file: &'a mut F,
+    side: &'a mut S,
+    basis_len: u64,
+    /// The end of the result so far (written or pending).
+    pos: u64,
+    /// Result bytes not written yet; they end at `pos`.
+    pending: Vec<u8>,
+    /// In order of position, not overlapping.
+    saved: Vec<Saved>,
+    side_len: u64,
+    /// For saving basis bytes.
+    buf: Vec<u8>,
+    /// For COPYs' bytes.
+    chunk: Vec<u8>,
+    max_runs: usize,
+}
+
+impl<F: Read + Write + Seek, S: Read + Write + Seek> InPlace<'_, F, S> {
+    /// Writes the pending bytes, after saving the basis bytes under them.
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let start = self.pos - self.pending.len() as u64;
+        let old_end = self.pos.min(self.basis_len);
+        if start < old_end {
+            // Over the limit, the run before grows over the gap instead (bytes there were
+            // not written, so they are still the basis).
+            let from = match self.saved.last() {
+                Some(last) if self.saved.len() >= self.max_runs => last.end,
+                _ => start,
+            };
+            self.file.seek(SeekFrom::Start(from))?;
+            self.side.seek(SeekFrom::Start(self.side_len))?;
+            let mut left = old_end - from;
+            while left > 0 {
+                let n = left.min(self.buf.len() as u64) as usize;
+                self.file.read_exact(&mut self.buf[..n])?;
+                self.side.write_all(&self.buf[..n])?;
+                left -= n as u64;
+            }
+            match self.saved.last_mut() {
+                Some(last) if last.end == from => last.end = old_end,
+                _ => self.saved.push(Saved {
+                    start: from,
+                    end: old_end,
+                    side: self.side_len,
+                }),
+            }
+            self.side_len += old_end - from;
+        }
+        self.file.seek(SeekFrom::Start(start))?;
+        self.file.write_all(&self.pending)?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Fills `dst` with the basis bytes from `at`: saved ones from the side file, the
+    /// others from the file, where they still are.
+    fn read_basis(&mut self, mut at: u64, dst: &mut [u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < dst.len() {
+            let want = (dst.len() - done) as u64;
+            let i = self.saved.partition_point(|s| s.end <= at);
+            let (from_side, n) = match self.saved.get(i) {
+                Some(s) if s.start <= at => (Some(s.side + (at - s.start)), (s.end - at).min(want)),
+                Some(s) => (None, (s.start - at).min(want)),
+                None => (None, want),
+            };
+            let piece = &mut dst[done..done + n as usize];
+            match from_side {
+                Some(p) => {
+                    self.side.seek(SeekFrom::Start(p))?;
+                    self.side.read_exact(piece)?;
+                }
+                None => {
+                    self.file.seek(SeekFrom::Start(at))?;
+                    self.file.read_exact(piece)?;
+                }
+            }
+            at += n;
+            done += n as usize;
+        }
+        Ok(())
+    }
+}
+
+impl<F: Read + Write + Seek, S: Read + Write + Seek> Write for InPlace<'_, F, S> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.pending.len() == PATCH_BUF {
+            self.flush_pending()?;
+        }
+        let n = data.len().min(PATCH_BUF - self.pending.len());
+        self.pending.extend_from_slice(&data[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_pending()
+    }
+}
+
+impl<F: Read + Write + Seek, S: Read + Write + Seek> PatchOut for InPlace<'_, F, S> {
+    fn copy(&mut self, offset: u64, len: u64) -> Result<(), DeltaError> {
+        if offset == self.pos {
+            // Already there: nothing after `pos` has been written.
+            self.flush_pending()?;
+            self.pos += len;
+            return Ok(());
+        }
+        // Taken for the loop, so that read_basis can borrow self.
+        let mut chunk = std::mem::take(&mut self.chunk);
+        let mut done = 0;
+        let res = (|| {
+            while done < len {
+                if self.pending.len() == PATCH_BUF {
+                    self.flush_pending()?;
+                }
+                let n = (len - done).min((PATCH_BUF - self.pending.len()) as u64) as usize;
+                self.read_basis(offset + done, &mut chunk[..n])?;
+                self.pending.extend_from_slice(&chunk[..n]);
+                self.pos += n as u64;
+                done += n as u64;
+            }
+            Ok::<(), io::Error>(())
+        })();
+        self.chunk = chunk;
+        res.map_err(DeltaError::from)
     }
 }
 
@@ -1336,6 +1569,194 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The in-place patcher's result for `old` (with a side file that starts full of junk,
+    /// as a reused one would), after checking it against [`patch`]'s.
+    fn patch_in_place_vec(
+        old: &[u8],
+        delta: &[u8],
+        max_runs: usize,
+    ) -> Result<Vec<u8>, DeltaError> {
+        let want = patch_vec(old, delta);
+        let mut file = Cursor::new(old.to_vec());
+        let mut side = Cursor::new(vec![0xeeu8; 1000]);
+        let got = patch_in_place_capped(&mut file, &mut &delta[..], &mut side, max_runs).map(|n| {
+            let mut v = file.into_inner();
+            v.truncate(n as usize);
+            v
+        });
+        match (&want, &got) {
+            (Ok(w), Ok(g)) => assert!(
+                w == g,
+                "in place differs from patch ({} vs {} bytes)",
+                g.len(),
+                w.len()
+            ),
+            (Err(_), Err(_)) => {}
+            _ => panic!("patch gave {want:?}, in place {got:?}"),
+        }
+        got
+    }
+
+    #[test]
+    fn in_place_equals_streamed_for_generated_deltas() {
+        let mut rng = Rng::new(41);
+        for round in 0..40 {
+            let n = 1 + rng.below(300_000);
+            let old = if round % 2 == 0 {
+                rng.bytes(n)
+            } else {
+                rng.text(n)
+            };
+            // Edits in place, insertions and deletions (which shift what follows), blocks
+            // moved around, an append or a cut at the end.
+            let mut new = old.clone();
+            for _ in 0..rng.below(6) {
+                let at = rng.below(new.len().max(1));
+                let len = rng.below(5_000).min(new.len() - at);
+                match rng.below(4) {
+                    0 => {
+                        let b = rng.bytes(len);
+                        new[at..at + len].copy_from_slice(&b);
+                    }
+                    1 => {
+                        let k = 1 + rng.below(3_000);
+                        let b = rng.bytes(k);
+                        new.splice(at..at, b);
+                    }
+                    2 => {
+                        new.drain(at..at + len);
+                    }
+                    _ => {
+                        let piece: Vec<u8> = new[at..at + len].to_vec();
+                        let to = rng.below(new.len() + 1);
+                        new.splice(to..to, piece);
+                    }
+                }
+            }
+            match rng.below(3) {
+                0 => {
+                    let k = rng.below(70_000);
+                    new.extend(rng.bytes(k))
+                }
+                1 => new.truncate(new.len() - rng.below(new.len() / 4 + 1)),
+                _ => {}
+            }
+            let bl = [512, 1024, 2048][rng.below(3)];
+            let delta = delta_of(&sig_of(&old, bl), &new);
+            let cap = if round % 3 == 0 { 2 } else { MAX_SAVED_RUNS };
+            assert_eq!(
+                patch_in_place_vec(&old, &delta, cap).unwrap(),
+                new,
+                "round {round}"
+            );
+        }
+    }
+
+    #[test]
+    fn in_place_equals_streamed_for_hostile_copies() {
+        // Random commands: COPYs from anywhere (backwards over what was just written,
+        // forwards over what is about to be, overlapping themselves), literals of every
+        // length form, results shorter and longer than the basis; and with the saved runs
+        // capped at 1, 2 and 3.
+        let mut rng = Rng::new(7);
+        for round in 0..400 {
+            let k = 1 + rng.below(200_000);
+            let old = rng.bytes(k);
+            let mut delta = DELTA_MAGIC.to_be_bytes().to_vec();
+            let mut pos = 0u64;
+            for _ in 0..1 + rng.below(30) {
+                if rng.below(2) == 0 {
+                    let max = if rng.below(2) == 0 { 64 } else { 90_000 };
+                    let len = 1 + rng.below(max) as u64;
+                    put_literal_header(&mut delta, len);
+                    delta.extend(rng.bytes(len as usize));
+                    pos += len;
+                } else {
+                    let len = 1 + rng.below(old.len().min(100_000)) as u64;
+                    let max_off = old.len() as u64 - len;
+                    let offset = match rng.below(4) {
+                        0 if pos <= max_off => pos,
+                        1 => pos.saturating_sub(rng.below(2_000) as u64).min(max_off),
+                        2 => (pos + rng.below(2_000) as u64).min(max_off),
+                        _ => rng.below(max_off as usize + 1) as u64,
+                    };
+                    put_copy(&mut delta, (offset, len));
+                    pos += len;
+                }
+            }
+            delta.push(OP_END);
+            patch_in_place_vec(&old, &delta, 1 + round % 3).unwrap();
+            patch_in_place_vec(&old, &delta, MAX_SAVED_RUNS).unwrap();
+        }
+    }
+
+    #[test]
+    fn in_place_unchanged_parts_are_not_rewritten() {
+        // A 4 KiB edit in the middle of 1 MiB: only the edit is written, and only its old
+        // bytes are saved.
+        let mut rng = Rng::new(3);
+        let old = rng.bytes(1 << 20);
+        let mut new = old.clone();
+        new[500_000..504_096].copy_from_slice(&rng.bytes(4096));
+        let delta = delta_of(&sig_of(&old, 1024), &new);
+        struct Tally<'a> {
+            inner: Cursor<&'a mut Vec<u8>>,
+            written: u64,
+        }
+        impl Read for Tally<'_> {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                self.inner.read(b)
+            }
+        }
+        impl Write for Tally<'_> {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.written += b.len() as u64;
+                self.inner.write(b)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl Seek for Tally<'_> {
+            fn seek(&mut self, p: SeekFrom) -> io::Result<u64> {
+                self.inner.seek(p)
+            }
+        }
+        let (mut f, mut sd) = (old.clone(), Vec::new());
+        let mut file = Tally {
+            inner: Cursor::new(&mut f),
+            written: 0,
+        };
+        let mut side = Tally {
+            inner: Cursor::new(&mut sd),
+            written: 0,
+        };
+        let n = patch_in_place(&mut file, &mut &delta[..], &mut side).unwrap();
+        let (fw, sw) = (file.written, side.written);
+        assert_eq!(n, new.len() as u64);
+        assert_eq!(f, new);
+        // The edit spans at most five 1 KiB blocks, all literal.
+        assert!(
+            (4096..=5 * 1024).contains(&fw),
+            "{fw} bytes written to the file"
+        );
+        assert_eq!(sw, fw, "saved exactly what was overwritten");
+    }
+
+    #[test]
+    fn in_place_rejects_what_patch_rejects() {
+        let old = b"0123456789".to_vec();
+        let mut past_end = DELTA_MAGIC.to_be_bytes().to_vec();
+        put_copy(&mut past_end, (5, 6));
+        past_end.push(OP_END);
+        let mut truncated = DELTA_MAGIC.to_be_bytes().to_vec();
+        put_literal_header(&mut truncated, 100);
+        truncated.extend_from_slice(b"short");
+        for bad in [past_end, truncated, vec![1, 2, 3, 4, 0]] {
+            assert!(patch_in_place_vec(&old, &bad, MAX_SAVED_RUNS).is_err());
+        }
     }
 
     fn patch_vec(old: &[u8], delta: &[u8]) -> Result<Vec<u8>, DeltaError> {

@@ -923,9 +923,16 @@ fn restore_entry(
 
     // A regular file: base snapshot, then each delta in order.
     w.clear(&path, false)?;
-    let mut out = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
+    let mut out = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| Error::io(path.display(), e))?;
     let tempdir = w.common.tempdir.clone();
-    w.summary.bytes_written += rebuild_file(streams, holders, index, &tempdir, &mut out, &path)?;
+    w.summary.bytes_written +=
+        rebuild_in_place(streams, holders, index, &tempdir, &mut out, &path)?;
     drop(out);
     w.set_meta(&path, &header, false)?;
     w.summary.files += 1;
@@ -1011,6 +1018,58 @@ pub(crate) fn rebuild_file(
         }
     }
     Ok(written)
+}
+
+/// [`rebuild_file`] into the file itself: the snapshot is written to `file` and each delta
+/// applied to it in place ([`delta::patch_in_place`]), so that the parts of a big file that
+/// did not change are written once, not once per version.
+fn rebuild_in_place(
+    streams: &mut [SetStream],
+    holders: &[usize],
+    index: &Index,
+    tempdir: &Path,
+    file: &mut File,
+    path: &Path,
+) -> Result<u64> {
+    // Where overwritten basis bytes go; made on the first delta.
+    let mut side: Option<File> = None;
+    let mut len: Option<u64> = None;
+    for &i in holders {
+        let obj = streams[i].object.clone();
+        let kind = streams[i].head.as_ref().map(|h| h.kind);
+        let mut r = streams[i].entry_reader();
+        match (kind, len) {
+            (Some(MemberKind::Snapshot), _) => {
+                file.seek(io::SeekFrom::Start(0))
+                    .and_then(|_| file.set_len(0))
+                    .map_err(|e| Error::io(path.display(), e))?;
+                let mut bw = io::BufWriter::with_capacity(1 << 16, &mut *file);
+                let n = io::copy(&mut r, &mut bw).map_err(|e| write_or_read_error(e, path))?;
+                bw.flush().map_err(|e| Error::io(path.display(), e))?;
+                len = Some(n);
+            }
+            (Some(MemberKind::Diff), Some(_)) => {
+                let side = match &mut side {
+                    Some(s) => s,
+                    None => side.insert(tempfile_in(tempdir)?),
+                };
+                let n = delta::patch_in_place(file, &mut r, side).map_err(|e| match e {
+                    delta::DeltaError::Io(io) => write_or_read_error(io, path),
+                    other => Error::integrity(&obj, format!("{}: {other}", index_display(index))),
+                })?;
+                file.set_len(n).map_err(|e| Error::io(path.display(), e))?;
+                len = Some(n);
+            }
+            _ => {
+                return Err(Error::integrity(
+                    &obj,
+                    format!("{}: unexpected member kind", index_display(index)),
+                ))
+            }
+        }
+        r.finish()?;
+    }
+    Ok(len.unwrap_or(0))
 }
 
 fn write_or_read_error(e: io::Error, path: &Path) -> Error {

@@ -399,7 +399,8 @@ pub fn evolve_tree(s: &Scratch, mut backup: impl FnMut(usize, i64)) {
     snapshot(&src, &s.join("state1"));
     backup(1, T1);
 
-    // state 2: removed empty dir, retargeted symlink, chmod only, append, same-size edit
+    // state 2: removed empty dir, retargeted symlink, chmod only, append, same-size edit,
+    // big file edited and cut
     fs::remove_dir(src.join("emptydir")).unwrap();
     symlink("sub/a.txt", &src.join("link1"));
     chmod(&src.join("file1.txt"), 0o600);
@@ -410,7 +411,13 @@ pub fn evolve_tree(s: &Scratch, mut backup: impl FnMut(usize, i64)) {
     std::io::Write::write_all(&mut f, b"appended\n").unwrap();
     drop(f);
     fs::write(src.join("empty.txt"), b"now has data").unwrap();
-    for p in ["", "link1", "sub", "sub/a.txt", "empty.txt"] {
+    // The big file again: a same-size edit inside and its end cut off (a delta that
+    // mostly copies bytes where they are, and a result shorter than its basis).
+    let mut big = fs::read(src.join("big.bin")).unwrap();
+    big[1_000_000..1_004_096].copy_from_slice(&random_bytes(9, 4096));
+    big.truncate(big.len() - 50_000);
+    fs::write(src.join("big.bin"), big).unwrap();
+    for p in ["", "link1", "sub", "sub/a.txt", "empty.txt", "big.bin"] {
         set_mtime(&src.join(p), 1_700_000_150);
     }
     snapshot(&src, &s.join("state2"));
