@@ -676,7 +676,7 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
         None => SigEntries::empty(),
     };
 
-    let sig_sink = SigSink::new(common)?;
+    let sig_sink = SigSink::new(common, opts.compress_level)?;
     let mut run = Run {
         common,
         volumes: VolumeWriter::new(
@@ -887,13 +887,15 @@ struct SigSink {
 }
 
 impl SigSink {
-    fn new(common: &Common) -> Result<SigSink> {
+    fn new(common: &Common, level: u32) -> Result<SigSink> {
         let sealed = SealingSpool::new(&common.crypto.seal, common, "sigtar")?;
         let cached_path = TempPath::new(&common.tempdir, "sigcache")?;
         let f = File::create(&cached_path.0).map_err(|e| Error::io(cached_path.0.display(), e))?;
+        // The volumes' level (any level reads back): a compression thread keeps one
+        // compressor, and chunks alternating between two levels would rebuild it each time.
         let cached = crate::deflate::Deflater::new(
             BufWriter::with_capacity(1 << 16, f),
-            6,
+            level.max(1),
             crate::deflate::Wrap::Gzip,
         )
         .map_err(|e| Error::io("signature cache", e))?;

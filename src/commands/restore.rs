@@ -1039,16 +1039,20 @@ fn rebuild_in_place(
         let kind = streams[i].head.as_ref().map(|h| h.kind);
         let mut r = streams[i].entry_reader();
         match (kind, len) {
-            (Some(MemberKind::Snapshot), _) => {
-                file.seek(io::SeekFrom::Start(0))
-                    .and_then(|_| file.set_len(0))
-                    .map_err(|e| Error::io(path.display(), e))?;
+            (Some(MemberKind::Snapshot), prev) => {
+                // Only ever first (the merge starts at the latest snapshot), into the file
+                // just created empty; a truncate there would cost a journal transaction.
+                if prev.is_some() {
+                    file.seek(io::SeekFrom::Start(0))
+                        .and_then(|_| file.set_len(0))
+                        .map_err(|e| Error::io(path.display(), e))?;
+                }
                 let mut bw = io::BufWriter::with_capacity(1 << 16, &mut *file);
                 let n = io::copy(&mut r, &mut bw).map_err(|e| write_or_read_error(e, path))?;
                 bw.flush().map_err(|e| Error::io(path.display(), e))?;
                 len = Some(n);
             }
-            (Some(MemberKind::Diff), Some(_)) => {
+            (Some(MemberKind::Diff), Some(basis_len)) => {
                 let side = match &mut side {
                     Some(s) => s,
                     None => side.insert(tempfile_in(tempdir)?),
@@ -1057,7 +1061,11 @@ fn rebuild_in_place(
                     delta::DeltaError::Io(io) => write_or_read_error(io, path),
                     other => Error::integrity(&obj, format!("{}: {other}", index_display(index))),
                 })?;
-                file.set_len(n).map_err(|e| Error::io(path.display(), e))?;
+                // A longer result ends with written bytes, so the file has its length; a
+                // truncate only when needed (on ext4 it makes the close allocate at once).
+                if n < basis_len {
+                    file.set_len(n).map_err(|e| Error::io(path.display(), e))?;
+                }
                 len = Some(n);
             }
             _ => {
