@@ -34,6 +34,7 @@
 //! type for its bound); only the signature itself and its index are held
 //! whole.
 
+use crate::sparse::BLOCK;
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -1239,7 +1240,9 @@ impl<B: Read + Seek, W: Write> PatchOut for Streamed<'_, B, W> {
 const MAX_SAVED_RUNS: usize = 1 << 16;
 
 /// Apply a delta to the file that holds its basis, in place; returns the length of the
-/// result, to which the caller truncates `file` when it is shorter than the basis.
+/// result, to which the caller sets `file`'s length: it is shorter than the basis, or
+/// longer than what was written when the result ends in zero blocks, which are left as
+/// holes past the basis.
 ///
 /// A COPY of the bytes already at its own position (what an unchanged part of a big file
 /// becomes) costs nothing, where [`patch`] reads and writes them. Every other write first
@@ -1313,13 +1316,18 @@ struct InPlace<'a, F, S> {
 }
 
 impl<F: Read + Write + Seek, S: Read + Write + Seek> InPlace<'_, F, S> {
-    /// Writes the pending bytes, after saving the basis bytes under them.
+    /// Writes the pending bytes, after saving the basis bytes under them. Blocks that
+    /// already hold their new bytes are not written (an unchanged or zero region the delta
+    /// copies from elsewhere stays as it is, holes included), and zero blocks past the
+    /// basis are left as holes.
     fn flush_pending(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let start = self.pos - self.pending.len() as u64;
         let old_end = self.pos.min(self.basis_len);
+        // Aligned blocks of the pending bytes whose basis bytes are the same.
+        let mut same: Vec<u64> = Vec::new();
         if start < old_end {
             // Over the limit, the run before grows over the gap instead (bytes there were
             // not written, so they are still the basis).
@@ -1329,12 +1337,22 @@ impl<F: Read + Write + Seek, S: Read + Write + Seek> InPlace<'_, F, S> {
             };
             self.file.seek(SeekFrom::Start(from))?;
             self.side.seek(SeekFrom::Start(self.side_len))?;
-            let mut left = old_end - from;
-            while left > 0 {
-                let n = left.min(self.buf.len() as u64) as usize;
+            let mut at = from;
+            while at < old_end {
+                let n = (old_end - at).min(self.buf.len() as u64) as usize;
                 self.file.read_exact(&mut self.buf[..n])?;
+                let end = at + n as u64;
+                let mut b = at.max(start).div_ceil(BLOCK) * BLOCK;
+                while b + BLOCK <= end {
+                    let old = &self.buf[(b - at) as usize..(b - at + BLOCK) as usize];
+                    let new = &self.pending[(b - start) as usize..(b - start + BLOCK) as usize];
+                    if old == new {
+                        same.push(b);
+                    }
+                    b += BLOCK;
+                }
                 self.side.write_all(&self.buf[..n])?;
-                left -= n as u64;
+                at = end;
             }
             match self.saved.last_mut() {
                 Some(last) if last.end == from => last.end = old_end,
@@ -1346,8 +1364,11 @@ impl<F: Read + Write + Seek, S: Read + Write + Seek> InPlace<'_, F, S> {
             }
             self.side_len += old_end - from;
         }
-        self.file.seek(SeekFrom::Start(start))?;
-        self.file.write_all(&self.pending)?;
+        let mut unknown = u64::MAX; // reads moved the file's position
+        let basis_len = self.basis_len;
+        crate::sparse::write_at(self.file, &mut unknown, start, &self.pending, |off, b| {
+            same.binary_search(&off).is_ok() || (off >= basis_len && crate::sparse::is_zero(b))
+        })?;
         self.pending.clear();
         Ok(())
     }
@@ -1583,11 +1604,15 @@ mod tests {
         let mut side = Cursor::new(vec![0xeeu8; 1000]);
         let got = patch_in_place_capped(&mut file, &mut &delta[..], &mut side, max_runs).map(|n| {
             let mut v = file.into_inner();
-            // The caller truncates only a result shorter than the basis.
-            if n as usize >= old.len() {
-                assert_eq!(v.len(), n as usize, "a longer result must end the file");
+            // The caller sets the length: a result shorter than the basis is cut, and one
+            // that ends in zero blocks left as holes past the basis is extended (which
+            // the Cursor's zero fill stands for).
+            if v.len() < n as usize {
+                let tail = &want.as_ref().expect("in place accepted what patch refused")
+                    [v.len().max(old.len())..];
+                assert!(tail.iter().all(|&b| b == 0), "only zeros may be left out");
             }
-            v.truncate(n as usize);
+            v.resize(n as usize, 0);
             v
         });
         match (&want, &got) {
@@ -1650,6 +1675,49 @@ mod tests {
             let bl = [512, 1024, 2048][rng.below(3)];
             let delta = delta_of(&sig_of(&old, bl), &new);
             let cap = if round % 3 == 0 { 2 } else { MAX_SAVED_RUNS };
+            assert_eq!(
+                patch_in_place_vec(&old, &delta, cap).unwrap(),
+                new,
+                "round {round}"
+            );
+        }
+    }
+
+    /// Files of zero runs and repeated blocks, as disk images are: COPYs from other
+    /// places that write what is already there (left unwritten), zero blocks past the old
+    /// end (left as holes), and everything else still exactly what `patch` gives.
+    #[test]
+    fn in_place_equals_streamed_for_zero_runs_and_repeats() {
+        let mut rng = Rng::new(43);
+        let block = rng.bytes(BLOCK as usize);
+        for round in 0..30 {
+            let piece = |rng: &mut Rng| -> Vec<u8> {
+                match rng.below(3) {
+                    0 => vec![0u8; BLOCK as usize * (1 + rng.below(8))],
+                    1 => block.repeat(1 + rng.below(4)),
+                    _ => {
+                        let n = 1 + rng.below(9_000);
+                        rng.bytes(n)
+                    }
+                }
+            };
+            let mut old = Vec::new();
+            for _ in 0..1 + rng.below(40) {
+                old.extend(piece(&mut rng));
+            }
+            let mut new = old.clone();
+            for _ in 0..rng.below(5) {
+                let at = rng.below(new.len() + 1);
+                let p = piece(&mut rng);
+                let end = (at + p.len()).min(new.len());
+                new.splice(at..end, p);
+            }
+            for _ in 0..rng.below(3) {
+                new.extend(piece(&mut rng));
+            }
+            let bl = [512, 1024, 4096][rng.below(3)];
+            let delta = delta_of(&sig_of(&old, bl), &new);
+            let cap = if round % 3 == 0 { 1 } else { MAX_SAVED_RUNS };
             assert_eq!(
                 patch_in_place_vec(&old, &delta, cap).unwrap(),
                 new,

@@ -4,6 +4,9 @@
 //!
 //! Points: `put` (an upload half done), `stored` (an upload just finished), `entry` (a
 //! source entry just processed).
+//!
+//! `SWIFTDUP_FAULT=shrink:NAME` stands for a writer racing the backup instead: the source
+//! file whose name is NAME is cut to half its size just after the backup opened it.
 
 #[cfg(all(debug_assertions, unix))]
 pub fn point(name: &str) {
@@ -35,3 +38,24 @@ pub fn point(name: &str) {
 #[cfg(not(all(debug_assertions, unix)))]
 #[inline(always)]
 pub fn point(_name: &str) {}
+
+/// See the module doc: `shrink:NAME` cuts the file at `path` when its name is NAME.
+#[cfg(all(debug_assertions, unix))]
+pub fn opened(path: &std::path::Path) {
+    let Ok(spec) = std::env::var("SWIFTDUP_FAULT") else {
+        return;
+    };
+    let Some(("shrink", name)) = spec.split_once(':') else {
+        return;
+    };
+    if path.file_name().is_some_and(|n| n == name) {
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = f.set_len(len / 2);
+        }
+    }
+}
+
+#[cfg(not(all(debug_assertions, unix)))]
+#[inline(always)]
+pub fn opened(_path: &std::path::Path) {}

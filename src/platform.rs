@@ -1,5 +1,6 @@
 //! The file-system calls where Linux and WASI differ: reading `lstat` data, and setting
-//! owner, mode and times (symlinks included), making FIFOs and devices, the host name.
+//! owner, mode and times (symlinks included) and making FIFOs and devices relative to an
+//! open directory (the restore's path resolver), the host name.
 //!
 //! Everything else in swiftdup uses `std::fs` and does not know which target it runs on.
 //! WASI (preview 2) has no owners, no permission bits and no special files: there a backup
@@ -40,7 +41,8 @@ pub struct Stat {
 #[cfg(unix)]
 mod imp {
     use super::*;
-    use std::ffi::CString;
+    use std::ffi::{CStr, CString};
+    use std::os::fd::RawFd;
     use std::os::unix::ffi::OsStrExt;
 
     pub fn lstat(path: &Path) -> io::Result<Stat> {
@@ -125,10 +127,20 @@ mod imp {
         }
     }
 
+    /// A file name for the `*at` calls (names are raw bytes on Unix).
+    pub fn c_name(name: &[u8]) -> io::Result<CString> {
+        CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
+    }
+
     /// Set the modification time without following symlinks (stock never sets it on
     /// symlinks; swiftdup does, so a restored tree matches the source).
     pub fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
-        let p = cpath(path)?;
+        set_mtime_at(libc::AT_FDCWD, &cpath(path)?, mtime)
+    }
+
+    /// [`set_mtime`] of `name` in the directory `dir`.
+    pub fn set_mtime_at(dir: RawFd, name: &CStr, mtime: i64) -> io::Result<()> {
         let times = [
             libc::timespec {
                 tv_sec: 0,
@@ -139,48 +151,68 @@ mod imp {
                 tv_nsec: 0,
             },
         ];
-        // SAFETY: p is a valid NUL-terminated string and times has two elements.
+        // SAFETY: name is a valid NUL-terminated string and times has two elements.
         check(unsafe {
             libc::utimensat(
-                libc::AT_FDCWD,
-                p.as_ptr(),
+                dir,
+                name.as_ptr(),
                 times.as_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW,
             )
         })
     }
 
-    pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+    /// The permission bits of `name` in `dir`, which the caller made and knows is no
+    /// symlink (Linux cannot change a symlink's mode, and has no use for it).
+    pub fn set_mode_at(dir: RawFd, name: &CStr, mode: u32) -> io::Result<()> {
+        // SAFETY: name is a valid NUL-terminated string.
+        check(unsafe { libc::fchmodat(dir, name.as_ptr(), (mode & 0o7777) as libc::mode_t, 0) })
     }
 
-    pub fn set_owner(path: &Path, uid: u64, gid: u64) -> io::Result<()> {
-        std::os::unix::fs::lchown(path, Some(uid as u32), Some(gid as u32))
-    }
-
-    pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
-        let p = cpath(path)?;
-        // SAFETY: p is a valid NUL-terminated string.
-        check(unsafe { libc::mkfifo(p.as_ptr(), mode as libc::mode_t) })
-    }
-
-    pub fn mknod(path: &Path, block: bool, mode: u32, major: u32, minor: u32) -> io::Result<()> {
-        let p = cpath(path)?;
-        let typ = if block { libc::S_IFBLK } else { libc::S_IFCHR };
-        // SAFETY: p is a valid NUL-terminated string.
+    /// The owner of `name` in `dir`, of the link itself for a symlink.
+    pub fn set_owner_at(dir: RawFd, name: &CStr, uid: u64, gid: u64) -> io::Result<()> {
+        // SAFETY: name is a valid NUL-terminated string.
         check(unsafe {
-            libc::mknod(
-                p.as_ptr(),
-                typ | mode as libc::mode_t,
-                libc::makedev(major, minor),
+            libc::fchownat(
+                dir,
+                name.as_ptr(),
+                uid as libc::uid_t,
+                gid as libc::gid_t,
+                libc::AT_SYMLINK_NOFOLLOW,
             )
         })
     }
 
-    /// Create a symlink at `path` pointing to the raw bytes `target`.
-    pub fn symlink(target: &[u8], path: &Path) -> io::Result<()> {
-        std::os::unix::fs::symlink(path_from_bytes(target), path)
+    pub fn mkfifo_at(dir: RawFd, name: &CStr, mode: u32) -> io::Result<()> {
+        // SAFETY: name is a valid NUL-terminated string.
+        check(unsafe {
+            libc::mknodat(
+                dir,
+                name.as_ptr(),
+                libc::S_IFIFO | (mode & 0o7777) as libc::mode_t,
+                0,
+            )
+        })
+    }
+
+    pub fn mknod_at(
+        dir: RawFd,
+        name: &CStr,
+        block: bool,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    ) -> io::Result<()> {
+        let typ = if block { libc::S_IFBLK } else { libc::S_IFCHR };
+        // SAFETY: name is a valid NUL-terminated string.
+        check(unsafe {
+            libc::mknodat(
+                dir,
+                name.as_ptr(),
+                typ | (mode & 0o7777) as libc::mode_t,
+                libc::makedev(major, minor),
+            )
+        })
     }
 
     /// This process's id, for unique temporary file names.
@@ -237,7 +269,8 @@ mod imp {
 #[cfg(target_os = "wasi")]
 mod imp {
     use super::*;
-    use std::ffi::CString;
+    use std::ffi::{CStr, CString};
+    use std::os::fd::RawFd;
 
     /// A path for wasi-libc (`std::os::wasi` is not stable on wasip2). WASI paths are
     /// UTF-8, and every path swiftdup makes here came through `path_from_bytes`.
@@ -307,12 +340,23 @@ mod imp {
         })
     }
 
+    /// A file name for the `*at` calls: WASI names are UTF-8 (see `path_from_bytes`).
+    pub fn c_name(name: &[u8]) -> io::Result<CString> {
+        CString::new(String::from_utf8_lossy(name).into_owned())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
+    }
+
     /// Set the modification time without following symlinks: wasi-libc's `utimensat`
     /// resolves the path against the preopened directories as std does, and the host
     /// applies `AT_SYMLINK_NOFOLLOW` (wasi:filesystem `set-times-at` without
     /// `symlink-follow`).
     pub fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
-        let p = cpath(path)?;
+        set_mtime_at(libc::AT_FDCWD, &cpath(path)?, mtime)
+    }
+
+    /// [`set_mtime`] of `name` in the directory `dir`. WASI times are unsigned: a time
+    /// before 1970 becomes 1970.
+    pub fn set_mtime_at(dir: RawFd, name: &CStr, mtime: i64) -> io::Result<()> {
         let times = [
             libc::timespec {
                 tv_sec: 0,
@@ -323,11 +367,11 @@ mod imp {
                 tv_nsec: 0,
             },
         ];
-        // SAFETY: p is a valid NUL-terminated string and times has two elements.
+        // SAFETY: name is a valid NUL-terminated string and times has two elements.
         check(unsafe {
             libc::utimensat(
-                libc::AT_FDCWD,
-                p.as_ptr(),
+                dir,
+                name.as_ptr(),
                 times.as_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW,
             )
@@ -336,23 +380,24 @@ mod imp {
 
     /// WASI cannot set permission bits (std reports them as unsupported): entries keep
     /// the modes the host gives new files, which the README documents.
-    pub fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+    pub fn set_mode_at(_dir: RawFd, _name: &CStr, _mode: u32) -> io::Result<()> {
         Ok(())
     }
 
-    pub fn set_owner(_path: &Path, _uid: u64, _gid: u64) -> io::Result<()> {
+    pub fn set_owner_at(_dir: RawFd, _name: &CStr, _uid: u64, _gid: u64) -> io::Result<()> {
         Ok(())
     }
 
-    pub fn mkfifo(_path: &Path, _mode: u32) -> io::Result<()> {
+    pub fn mkfifo_at(_dir: RawFd, _name: &CStr, _mode: u32) -> io::Result<()> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "FIFOs cannot be created under WASI",
         ))
     }
 
-    pub fn mknod(
-        _path: &Path,
+    pub fn mknod_at(
+        _dir: RawFd,
+        _name: &CStr,
         _block: bool,
         _mode: u32,
         _major: u32,
@@ -362,14 +407,6 @@ mod imp {
             io::ErrorKind::Unsupported,
             "devices cannot be created under WASI",
         ))
-    }
-
-    /// Create a symlink at `path` pointing to `target` (lossy UTF-8, as all WASI names).
-    pub fn symlink(target: &[u8], path: &Path) -> io::Result<()> {
-        let t = cpath(&path_from_bytes(target))?;
-        let p = cpath(path)?;
-        // SAFETY: both are valid NUL-terminated strings.
-        check(unsafe { libc::symlink(t.as_ptr(), p.as_ptr()) })
     }
 
     pub fn is_root() -> bool {

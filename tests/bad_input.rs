@@ -728,3 +728,806 @@ fn a_cache_out_of_step_with_the_target_is_found_despite_the_sealed_record() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Restore never trusts the archive: whatever the members say, nothing outside TARGET
+// changes, and every refusal is one error event with its own exit code.
+
+/// A directory beside TARGET with a sentinel file, and the listing of TARGET's parent, to
+/// show that a restore changed nothing outside TARGET.
+struct Outside {
+    dir: std::path::PathBuf,
+    parent: Vec<String>,
+}
+
+impl Outside {
+    fn new(s: &Scratch) -> Outside {
+        let dir = s.join("outside");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("sentinel.txt"), b"untouched").unwrap();
+        Outside {
+            dir,
+            parent: Self::listing(&s.join("")),
+        }
+    }
+
+    fn listing(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Nothing changed outside TARGET (`out`) and the restore's own cache.
+    fn check(&self, s: &Scratch, out: &str, case: &str) {
+        assert_eq!(
+            Self::listing(&self.dir),
+            ["sentinel.txt"],
+            "{case}: written outside"
+        );
+        assert_eq!(
+            fs::read(self.dir.join("sentinel.txt")).unwrap(),
+            b"untouched",
+            "{case}: the sentinel was overwritten"
+        );
+        let now: Vec<String> = Self::listing(&s.join(""))
+            .into_iter()
+            .filter(|n| n != out && *n != format!("cache-{out}"))
+            .collect();
+        let before: Vec<String> = self.parent.iter().filter(|n| *n != out).cloned().collect();
+        assert_eq!(now, before, "{case}: TARGET's parent changed");
+    }
+}
+
+/// A regular-file member of `kind` at `path` holding "pwned".
+fn pwned(kind: &str, path: &str) -> (Header, Vec<u8>) {
+    let name = match kind {
+        "multivol_snapshot" | "multivol_diff" => format!("{kind}/{path}/1"),
+        _ => format!("{kind}/{path}"),
+    };
+    (
+        member(name.as_bytes(), tar::REGTYPE, b""),
+        b"pwned".to_vec(),
+    )
+}
+
+/// Replace the volume 1 and fix the manifest of the set whose names contain `set`.
+fn forge_set(s: &Scratch, set: &str, members: &[(Header, Vec<u8>)]) {
+    let mut t = Vec::new();
+    for (h, data) in members {
+        let mut h = h.clone();
+        h.size = data.len() as u64;
+        tar::write_member(&mut t, &h, data).unwrap();
+    }
+    t.resize(t.len() + tar::footer_len(t.len() as u64), 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    std::io::Write::write_all(&mut gz, &t).unwrap();
+    let bytes = gz.finish().unwrap();
+    let pick = |suffix: &str| {
+        let v: Vec<_> = fs::read_dir(s.join("target"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n.contains(set) && n.contains(suffix)
+            })
+            .collect();
+        assert_eq!(v.len(), 1, "one {set} {suffix}");
+        v[0].clone()
+    };
+    fs::write(pick(".vol1.difftar"), &bytes).unwrap();
+    let sha = swiftdup::volume::hex(&<sha1::Sha1 as sha1::Digest>::digest(&bytes));
+    let man = pick(".manifest");
+    let text = String::from_utf8(fs::read(&man).unwrap()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("Hash SHA1"))
+        .unwrap()
+        .to_string();
+    let end = text
+        .lines()
+        .find(|l| l.contains("EndingPath"))
+        .unwrap()
+        .to_string();
+    // The volume covers every path the forged members use (for --file-to-restore).
+    let text = text
+        .replace(&line, &format!("    Hash SHA1 {sha}"))
+        .replace(&end, "    EndingPath     zzzz  ");
+    fs::write(&man, text).unwrap();
+}
+
+/// A chain of a full and an incremental (plaintext), each with one volume.
+fn chain_of_two(name: &str) -> Scratch {
+    let s = backed_up(name, false);
+    let src = s.join("src");
+    fs::write(src.join("a.txt"), b"alpha 2").unwrap();
+    set_mtime(&src.join("a.txt"), 1_700_000_100);
+    let url = s.url("target");
+    let cache = s.join("cache").display().to_string();
+    swiftdup_ok(
+        &[
+            "incremental",
+            src.to_str().unwrap(),
+            &url,
+            "--no-encryption",
+            "--current-time",
+            "1700000200",
+            "--archive-dir",
+            &cache,
+        ],
+        &[],
+    );
+    s
+}
+
+fn root() -> (Header, Vec<u8>) {
+    (member(b"snapshot/./", tar::DIRTYPE, b""), vec![])
+}
+
+fn dir(path: &str) -> (Header, Vec<u8>) {
+    (
+        member(format!("snapshot/{path}/").as_bytes(), tar::DIRTYPE, b""),
+        vec![],
+    )
+}
+
+fn link(path: &str, to: &std::path::Path) -> (Header, Vec<u8>) {
+    (
+        member(
+            format!("snapshot/{path}").as_bytes(),
+            tar::SYMTYPE,
+            to.to_str().unwrap().as_bytes(),
+        ),
+        vec![],
+    )
+}
+
+/// What a restore of a crafted archive must end with.
+fn refused(o: &std::process::Output, case: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(exit::UNSAFE_MEMBER),
+        "{case}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let evs = events(o);
+    let errors: Vec<_> = evs.iter().filter(|e| e["event"] == "error").collect();
+    assert_eq!(errors.len(), 1, "{case}: one error event");
+    assert_eq!(errors[0]["code"], "unsafe_member", "{case}");
+    assert!(
+        !evs.iter()
+            .any(|e| e["event"] == "summary" && e["files_restored"].is_number()),
+        "{case}: no summary of files restored"
+    );
+}
+
+#[test]
+fn names_that_leave_the_target_are_refused_for_every_member_kind() {
+    for kind in [
+        "snapshot",
+        "diff",
+        "deleted",
+        "multivol_snapshot",
+        "multivol_diff",
+    ] {
+        for (attack, path) in [
+            ("dotdot", "../escape"),
+            ("absolute", "/abs"),
+            ("deep", "d/../../escape"),
+        ] {
+            let case = format!("{kind} {attack}");
+            let s = backed_up(&format!("name-{kind}-{attack}"), false);
+            let outside = Outside::new(&s);
+            forge_set(&s, "full", &[root(), pwned(kind, path)]);
+            let o = restore(&s, "out", &[], &[]);
+            refused(&o, &case);
+            outside.check(&s, "out", &case);
+            assert!(!s.join("escape").exists() && !std::path::Path::new("/abs").exists());
+        }
+    }
+}
+
+#[test]
+fn a_root_entry_that_is_not_a_directory_is_refused() {
+    for (case, typ) in [
+        ("symlink", tar::SYMTYPE),
+        ("file", tar::REGTYPE),
+        ("device", tar::CHRTYPE),
+        ("fifo", tar::FIFOTYPE),
+    ] {
+        for root_name in [&b"snapshot/./"[..], b"snapshot/", b"snapshot"] {
+            let s = backed_up(&format!("root-{case}-{}", root_name.len()), false);
+            let outside = Outside::new(&s);
+            let mut h = member(root_name, typ, outside.dir.to_str().unwrap().as_bytes());
+            h.devmajor = 1;
+            h.devminor = 3;
+            let data = if typ == tar::REGTYPE {
+                b"x".to_vec()
+            } else {
+                vec![]
+            };
+            forge_set(&s, "full", &[(h, data), pwned("snapshot", "sentinel.txt")]);
+            let o = restore(&s, "out", &[], &[]);
+            refused(&o, case);
+            outside.check(&s, "out", case);
+            // TARGET is still the directory it was made as, and empty.
+            assert!(
+                fs::symlink_metadata(s.join("out")).unwrap().is_dir(),
+                "{case}"
+            );
+            assert_eq!(fs::read_dir(s.join("out")).unwrap().count(), 0, "{case}");
+        }
+    }
+}
+
+#[test]
+fn a_symlink_made_earlier_in_the_archive_is_never_written_through() {
+    for kind in ["snapshot", "multivol_snapshot"] {
+        let case = format!("{kind} through a symlink of the same set");
+        let s = backed_up(&format!("samearchive-{kind}"), false);
+        let outside = Outside::new(&s);
+        forge_set(
+            &s,
+            "full",
+            &[
+                root(),
+                link("evil", &outside.dir),
+                pwned(kind, "evil/sentinel.txt"),
+            ],
+        );
+        let o = restore(&s, "out", &[], &[]);
+        refused(&o, &case);
+        outside.check(&s, "out", &case);
+    }
+    // A symlink in a deeper directory, and one reached through a directory the archive
+    // never named.
+    let s = backed_up("samearchive-deep", false);
+    let outside = Outside::new(&s);
+    forge_set(
+        &s,
+        "full",
+        &[
+            root(),
+            dir("a"),
+            link("a/evil", &outside.dir),
+            pwned("snapshot", "a/evil/x/sentinel.txt"),
+        ],
+    );
+    refused(&restore(&s, "out", &[], &[]), "deep");
+    outside.check(&s, "out", "deep");
+}
+
+#[test]
+fn a_symlink_from_an_earlier_set_of_the_chain_is_never_written_through() {
+    // The full holds a directory `evil` with a file; the incremental turns `evil` into a
+    // symlink out of TARGET and carries a delta (or a snapshot) for the file under it.
+    for kind in ["diff", "snapshot", "multivol_diff", "deleted"] {
+        let case = format!("{kind} under a symlink of a later set");
+        let s = chain_of_two(&format!("chainlink-{kind}"));
+        let outside = Outside::new(&s);
+        forge_set(
+            &s,
+            "duplicity-full.",
+            &[root(), dir("evil"), pwned("snapshot", "evil/sentinel.txt")],
+        );
+        // A delta that replaces the whole file: librsync's magic, one literal, END.
+        let mut delta = vec![0x72, 0x73, 0x02, 0x36, 0x41, 5];
+        delta.extend_from_slice(b"pwned");
+        delta.push(0);
+        let mut m = pwned(kind, "evil/sentinel.txt");
+        if kind.ends_with("diff") {
+            m.1 = delta;
+        }
+        forge_set(
+            &s,
+            "duplicity-inc.",
+            &[root(), link("evil", &outside.dir), m],
+        );
+        let o = restore(&s, "out", &[], &[]);
+        if kind == "deleted" {
+            // A deletion writes nothing, through a link or not.
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        } else {
+            refused(&o, &case);
+        }
+        outside.check(&s, "out", &case);
+    }
+}
+
+#[test]
+fn what_was_in_the_target_before_is_never_followed() {
+    // With --force into a TARGET that holds a symlink out of it, or a file, where the
+    // archive has a directory on the path.
+    for (case, pre_link) in [("symlink", true), ("file", false)] {
+        for kind in ["snapshot", "multivol_snapshot"] {
+            let case = format!("{kind} under a pre-existing {case}");
+            let s = backed_up(&format!("pre-{case}-{kind}"), false);
+            let outside = Outside::new(&s);
+            fs::create_dir_all(s.join("out")).unwrap();
+            if pre_link {
+                std::os::unix::fs::symlink(&outside.dir, s.join("out/evil")).unwrap();
+            } else {
+                fs::write(s.join("out/evil"), b"mine").unwrap();
+            }
+            forge_set(&s, "full", &[root(), pwned(kind, "evil/sentinel.txt")]);
+            let o = restore(&s, "out", &["--force"], &[]);
+            refused(&o, &case);
+            outside.check(&s, "out", &case);
+        }
+    }
+    // A pre-existing symlink where the archive has a file is replaced, not followed.
+    let s = backed_up("pre-final-link", false);
+    let outside = Outside::new(&s);
+    fs::create_dir_all(s.join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.dir.join("sentinel.txt"), s.join("out/a.txt")).unwrap();
+    let o = restore(&s, "out", &["--force"], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fs::read(s.join("out/a.txt")).unwrap(), b"alpha");
+    assert!(!fs::symlink_metadata(s.join("out/a.txt"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    outside.check(&s, "out", "final link");
+}
+
+#[test]
+fn file_to_restore_never_leaves_its_target() {
+    let s = backed_up("r-variants", false);
+    let outside = Outside::new(&s);
+    forge_set(
+        &s,
+        "full",
+        &[
+            root(),
+            dir("d"),
+            link("d/evil", &outside.dir),
+            pwned("snapshot", "d/evil/sentinel.txt"),
+            link("evil", &outside.dir),
+            pwned("snapshot", "evil/sentinel.txt"),
+        ],
+    );
+    // A directory with a symlink in it: refused below it, as for a whole tree.
+    let o = restore(&s, "out-d", &["--file-to-restore", "d"], &[]);
+    refused(&o, "-r d");
+    outside.check(&s, "out-d", "-r d");
+    // The file under the link: written as TARGET itself, never through the link.
+    let outside = Outside::new(&s);
+    let o = restore(
+        &s,
+        "out-f",
+        &["--file-to-restore", "evil/sentinel.txt"],
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fs::read(s.join("out-f")).unwrap(), b"pwned");
+    outside.check(&s, "out-f", "-r file under a link");
+    // The link itself, with members below it: a symlink has none, so they are refused
+    // rather than written through it.
+    let outside = Outside::new(&s);
+    let o = restore(&s, "out-l", &["--file-to-restore", "evil"], &[]);
+    refused(&o, "-r link");
+    assert!(fs::symlink_metadata(s.join("out-l"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    outside.check(&s, "out-l", "-r link");
+}
+
+#[test]
+fn file_to_restore_into_an_existing_directory_goes_inside_it() {
+    let s = backed_up("r-into-dir", false);
+    let keep = |d: &str| {
+        fs::create_dir_all(s.join(d)).unwrap();
+        fs::write(s.join(d).join("mine.txt"), b"mine").unwrap();
+    };
+    // A file into a directory with other content: DIR/<name>, the rest untouched.
+    keep("dest");
+    let o = restore(&s, "dest", &["--file-to-restore", "a.txt"], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fs::read(s.join("dest/a.txt")).unwrap(), b"alpha");
+    assert_eq!(fs::read(s.join("dest/mine.txt")).unwrap(), b"mine");
+    // Again: DIR/<name> exists now, so --force is needed, and with it only that file
+    // is replaced.
+    let o = restore(&s, "dest", &["--file-to-restore", "a.txt"], &[]);
+    assert_fails(&o, exit::USAGE, "usage", "--force");
+    fs::write(s.join("dest/a.txt"), b"changed").unwrap();
+    let o = restore(&s, "dest", &["--file-to-restore", "a.txt", "--force"], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fs::read(s.join("dest/a.txt")).unwrap(), b"alpha");
+    assert_eq!(fs::read(s.join("dest/mine.txt")).unwrap(), b"mine");
+    // A directory of that name is never replaced by the file, even with --force.
+    keep("dest2");
+    keep("dest2/a.txt");
+    let o = restore(&s, "dest2", &["--file-to-restore", "a.txt", "--force"], &[]);
+    assert_fails(&o, exit::USAGE, "usage", "directory");
+    assert_eq!(fs::read(s.join("dest2/a.txt/mine.txt")).unwrap(), b"mine");
+    // A directory into a non-empty directory needs --force, and then merges.
+    keep("dest3");
+    let o = restore(&s, "dest3", &["--file-to-restore", "d"], &[]);
+    assert_fails(&o, exit::USAGE, "usage", "not empty");
+    let o = restore(&s, "dest3", &["--file-to-restore", "d", "--force"], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fs::read(s.join("dest3/mine.txt")).unwrap(), b"mine");
+    assert_eq!(
+        fs::read(s.join("dest3/b.bin")).unwrap(),
+        fs::read(s.join("src/d/b.bin")).unwrap()
+    );
+}
+
+/// A plaintext or encrypted chain of two sets, the full with four 1 MiB volumes.
+fn multi_volume(name: &str, encrypted: bool) -> Scratch {
+    let s = Scratch::new(name);
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"alpha").unwrap();
+    fs::write(src.join("big.bin"), random_bytes(7, 3_500_000)).unwrap();
+    fs::write(src.join("z.txt"), b"omega").unwrap();
+    let url = s.url("target");
+    let cache = s.join("cache").display().to_string();
+    for (verb, t) in [("full", "1700000000"), ("incremental", "1700000100")] {
+        let mut args = vec![
+            verb,
+            src.to_str().unwrap(),
+            &url,
+            "--volsize",
+            "1",
+            "--current-time",
+            t,
+            "--archive-dir",
+            &cache,
+        ];
+        if !encrypted {
+            args.push("--no-encryption");
+        }
+        swiftdup_ok(&args, &[("PASSPHRASE", PASS)]);
+        fs::write(src.join("z.txt"), b"omega 2").unwrap();
+        set_mtime(&src.join("z.txt"), 1_700_000_050);
+    }
+    s
+}
+
+/// Every file in `out` is whole: the one from the source, byte for byte.
+fn nothing_partial(s: &Scratch, out: &str, case: &str) {
+    let Ok(rd) = fs::read_dir(s.join(out)) else {
+        return;
+    };
+    for e in rd {
+        let e = e.unwrap();
+        let name = e.file_name();
+        assert_eq!(
+            fs::read(e.path()).unwrap(),
+            fs::read(s.join("src").join(&name)).unwrap(),
+            "{case}: {name:?} restored partly"
+        );
+    }
+}
+
+/// What is done to a manifest's bytes.
+type Damage = fn(&[u8]) -> Vec<u8>;
+
+#[test]
+fn a_damaged_manifest_never_gives_a_partial_restore() {
+    for encrypted in [false, true] {
+        let damages: [(&str, Damage); 5] = [
+            ("cut after volume 1", |b| {
+                let t = String::from_utf8_lossy(b).into_owned();
+                t.as_bytes()[..t.find("Volume 2:").unwrap_or(t.len())].to_vec()
+            }),
+            ("cut in half", |b| b[..b.len() / 2].to_vec()),
+            ("emptied", |_| Vec::new()),
+            ("zeroed", |b| vec![0u8; b.len()]),
+            ("garbage", |b| random_bytes(9, b.len())),
+        ];
+        for (what, damage) in damages {
+            let case = format!("{what} ({})", if encrypted { "encrypted" } else { "gzip" });
+            let s = multi_volume(
+                &format!("man-{}-{encrypted}", what.replace(' ', "-")),
+                encrypted,
+            );
+            let man = fs::read_dir(s.join("target"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| {
+                    let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                    n.contains("duplicity-full.") && n.contains(".manifest")
+                })
+                .unwrap();
+            if what == "cut after volume 1" && encrypted {
+                continue; // ciphertext has no lines to cut at; "cut in half" stands for it
+            }
+            let bytes = fs::read(&man).unwrap();
+            fs::write(&man, damage(&bytes)).unwrap();
+            let o = restore(&s, "out", &[], &[("PASSPHRASE", PASS)]);
+            assert!(
+                matches!(o.status.code(), Some(c) if c != 0 && c != exit::PARTIAL),
+                "{case}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let evs = events(&o);
+            assert_eq!(
+                evs.iter().filter(|e| e["event"] == "error").count(),
+                1,
+                "{case}"
+            );
+            assert!(
+                !evs.iter()
+                    .any(|e| e["event"] == "summary" && e["files_restored"].is_number()),
+                "{case}"
+            );
+            nothing_partial(&s, "out", &case);
+        }
+    }
+}
+
+#[test]
+fn a_deleted_latest_manifest_is_reported_when_the_restore_passes_over_it() {
+    let s = multi_volume("man-deleted-latest", false);
+    let inc_manifest = fs::read_dir(s.join("target"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.contains("duplicity-inc.") && n.contains(".manifest")
+        })
+        .unwrap();
+    fs::remove_file(inc_manifest).unwrap();
+    let o = restore(&s, "out", &[], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(exit::PARTIAL),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let w: Vec<_> = events(&o)
+        .into_iter()
+        .filter(|e| e["event"] == "warning")
+        .collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0]["code"], "set_not_restored");
+    assert_eq!(w[0]["set_time"], "2023-11-14T22:15:00Z");
+    // The state of the full, whole.
+    assert_eq!(fs::read(s.join("out/z.txt")).unwrap(), b"omega");
+    assert_eq!(
+        fs::read(s.join("out/big.bin")).unwrap(),
+        fs::read(s.join("src/big.bin")).unwrap()
+    );
+}
+
+/// A multivol member whose continuation is missing, or that starts past its first chunk,
+/// or whose chunks skip one, is an error naming the file, and no part of it is left.
+#[test]
+fn a_cut_multivol_file_is_an_error_naming_it() {
+    let chunk = |k: u32, n: usize| {
+        (
+            member(
+                format!("multivol_snapshot/big/{k}").as_bytes(),
+                tar::REGTYPE,
+                b"",
+            ),
+            random_bytes(k as u64, n),
+        )
+    };
+    let z = (
+        member(b"snapshot/z.txt", tar::REGTYPE, b""),
+        b"omega".to_vec(),
+    );
+    let cases = [
+        (
+            "last chunks missing",
+            vec![root(), chunk(1, 65536), chunk(2, 65536), z.clone()],
+            "last chunks are missing",
+        ),
+        (
+            "ends the volume",
+            vec![root(), chunk(1, 65536), chunk(2, 65536)],
+            "last chunks are missing",
+        ),
+        (
+            "first chunks missing",
+            vec![root(), chunk(2, 65536), chunk(3, 10), z.clone()],
+            "first chunks are missing",
+        ),
+        (
+            "a chunk skipped",
+            vec![root(), chunk(1, 65536), chunk(3, 10), z.clone()],
+            "out of order",
+        ),
+        (
+            "members out of order",
+            vec![root(), z.clone(), chunk(1, 10)],
+            "out of order",
+        ),
+    ];
+    for (case, members, msg) in cases {
+        let s = backed_up(&format!("cut-{}", case.replace(' ', "-")), false);
+        forge_set(&s, "full", &members);
+        let o = restore(&s, "out", &[], &[]);
+        assert_fails(&o, exit::INTEGRITY, "integrity", msg);
+        assert!(
+            error_event(&o)["msg"].as_str().unwrap().contains("big")
+                || case == "members out of order",
+            "{case}: the message names the file"
+        );
+        assert!(
+            !s.join("out/big").exists(),
+            "{case}: a part of big was left"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Data that is hard to store faithfully: sparse files and files that change while read.
+
+/// Bytes the file system allocated for `p`.
+fn allocated(p: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).unwrap().blocks() * 512
+}
+
+/// Write `data` at `at` in the file `p`, keeping the rest (and its holes).
+fn write_at(p: &std::path::Path, at: u64, data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new().write(true).open(p).unwrap();
+    f.write_all_at(data, at).unwrap();
+}
+
+#[test]
+fn a_sparse_file_restores_sparse_through_a_full_and_an_incremental() {
+    const MIB: u64 = 1 << 20;
+    let s = Scratch::new("sparse");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    // A 256 MiB disk image: data at its start, in its middle and at its end, holes between.
+    let img = src.join("disk.img");
+    fs::File::create(&img).unwrap().set_len(256 * MIB).unwrap();
+    write_at(&img, 0, &random_bytes(1, 65536));
+    write_at(&img, 100 * MIB + 123, &random_bytes(2, 70_000));
+    write_at(&img, 256 * MIB - 10, b"0123456789");
+    let url = s.url("target");
+    let cache = s.join("cache").display().to_string();
+    let backup = |verb: &str, t: &str| {
+        swiftdup_ok(
+            &[
+                verb,
+                src.to_str().unwrap(),
+                &url,
+                "--no-encryption",
+                "--current-time",
+                t,
+                "--archive-dir",
+                &cache,
+            ],
+            &[],
+        );
+    };
+    let restore_cmp = |out: &str, limit: u64| {
+        let o = restore(&s, out, &[], &[]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = s.join(out).join("disk.img");
+        assert!(
+            fs::read(&got).unwrap() == fs::read(&img).unwrap(),
+            "{out}: the image differs"
+        );
+        assert!(
+            allocated(&got) <= limit,
+            "{out}: {} bytes allocated for {} (source: {})",
+            allocated(&got),
+            fs::metadata(&got).unwrap().len(),
+            allocated(&img)
+        );
+    };
+    backup("full", "1700000000");
+    restore_cmp("out1", 2 * MIB);
+    // Changed inside, grown by a hole and a little data: the restore patches in place,
+    // and what the delta adds past the old end stays sparse too.
+    write_at(&img, 50 * MIB, &random_bytes(3, 65536));
+    write_at(&img, 264 * MIB, b"new end");
+    set_mtime(&img, 1_700_000_050);
+    backup("incremental", "1700000100");
+    restore_cmp("out2", 4 * MIB);
+}
+
+#[test]
+fn a_file_that_changes_while_it_is_read_is_reported_and_read_again() {
+    let s = Scratch::new("torn");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("steady.txt"), b"steady").unwrap();
+    fs::write(src.join("growing.log"), random_bytes(4, 1_000_000)).unwrap();
+    touch_all(&src, 1_700_000_000 - 500);
+    let url = s.url("target");
+    let cache = s.join("cache").display().to_string();
+    let args = |verb: &'static str, t: &'static str| -> Vec<String> {
+        [
+            verb,
+            src.to_str().unwrap(),
+            &url,
+            "--no-encryption",
+            "--current-time",
+            t,
+            "--archive-dir",
+            &cache,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let run = |a: Vec<String>, env: &[(&str, &str)]| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        swiftdup_ok(&a, env)
+    };
+    // The file is cut to half just after the backup opened it, as a writer racing it.
+    let o = run(
+        args("full", "1700000000"),
+        &[("SWIFTDUP_FAULT", "shrink:growing.log")],
+    );
+    let warnings: Vec<_> = events(&o)
+        .into_iter()
+        .filter(|e| e["event"] == "warning")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["code"], "changed_during_backup");
+    assert_eq!(warnings[0]["path"], "growing.log");
+    let summary = events(&o)
+        .into_iter()
+        .find(|e| e["event"] == "summary")
+        .unwrap();
+    assert_eq!(summary["changed_during_backup"], 1);
+    assert_eq!(summary["warnings"], 0, "a changed file is no failure");
+    // The next run reads it again although its size and mtime now match the listing.
+    let o = run(args("incremental", "1700000100"), &[]);
+    let summary = events(&o)
+        .into_iter()
+        .find(|e| e["event"] == "summary")
+        .unwrap();
+    assert_eq!(summary["files_changed"], 1, "{summary}");
+    assert_eq!(summary["changed_during_backup"], 0);
+    let o = restore(&s, "out", &[], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        fs::read(s.join("out/growing.log")).unwrap(),
+        fs::read(src.join("growing.log")).unwrap()
+    );
+}

@@ -45,6 +45,9 @@ pub struct Summary {
     pub volumes: u32,
     /// Files or directories that could not be read (their previous state was kept).
     pub warnings: u64,
+    /// Files whose size or mtime changed while they were read (stored as read, read
+    /// again next run). A warning each, but not a failure: a live tree always has some.
+    pub changed_during_backup: u64,
 }
 
 impl Summary {
@@ -67,8 +70,24 @@ impl Summary {
             ("bytes_uploaded", json!(self.bytes_uploaded)),
             ("volumes", json!(self.volumes)),
             ("warnings", json!(self.warnings)),
+            ("changed_during_backup", json!(self.changed_during_backup)),
         ]
     }
+}
+
+/// Whether a file's size or mtime moved between the walk's `lstat` and the end of its
+/// read, or the read did not see as many bytes as the walk (stock says nothing then).
+fn changed_while_read(file: &File, e: &Entry, bytes: u64) -> bool {
+    let Ok(m) = file.metadata() else {
+        return false;
+    };
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    bytes != e.stat.size || m.len() != e.stat.size || mtime != e.stat.mtime
 }
 
 /// The tar type of an entry.
@@ -293,6 +312,7 @@ impl Run<'_> {
                 return Ok(());
             }
         };
+        crate::fault::opened(&e.path);
         let old_sig = match old {
             Some(o) if o.kind == MemberKind::Signature => {
                 match o.sig.as_deref().map(delta::Signature::parse) {
@@ -387,8 +407,29 @@ impl Run<'_> {
             self.buf = buf;
             res?;
         }
-        let TeeSig { bytes, error, .. } = tee;
+        let TeeSig {
+            bytes, error, file, ..
+        } = tee;
         let mut sig_meta = meta;
+        if error.is_none() && changed_while_read(&file, e, bytes) {
+            // What was stored may be torn (part old, part new): say so, and make the
+            // next run read the file again, as after a read error.
+            self.summary.changed_during_backup += 1;
+            log::warn(
+                "warning",
+                &format!(
+                    "{} changed while it was read ({} bytes when listed, {bytes} read); \
+                     stored as read, will be read again next run",
+                    e.path.display(),
+                    e.stat.size
+                ),
+                vec![
+                    ("code", json!("changed_during_backup")),
+                    ("path", json!(index_display(&e.index))),
+                ],
+            );
+            sig_meta.mtime = 0;
+        }
         if let Some(err) = error {
             self.summary.warnings += 1;
             log::warn(

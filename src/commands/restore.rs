@@ -10,6 +10,7 @@ use crate::cache::{download_temp, map_read_error, open_sealed, tempfile_in, Cach
 use crate::collection::{BackupSet, Collection};
 use crate::config::{Common, RestoreOpts};
 use crate::delta;
+use crate::engine::read::resolve::{existing, symlink_at, Existing, Resolver};
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
 use crate::format::tar::{self, Header, TarReader};
@@ -17,6 +18,7 @@ use crate::format::{index_display, parse_member_name, Index, MemberKind};
 use crate::interrupt;
 use crate::log;
 use crate::platform;
+use crate::sparse::SparseWriter;
 use crate::target::{self, Backend};
 use crate::users;
 use crate::volume::hex;
@@ -59,7 +61,8 @@ impl Summary {
 pub(crate) struct Member {
     pub(crate) index: Index,
     pub(crate) kind: MemberKind,
-    multivol: bool,
+    /// The chunk number of a `multivol_*` member.
+    chunk: Option<u64>,
     pub(crate) header: Header,
 }
 
@@ -68,7 +71,8 @@ pub(crate) struct SetStream<'a> {
     backend: &'a dyn Backend,
     common: &'a Common,
     suffix: crate::format::names::Suffix,
-    pub(crate) volumes: VecDeque<(String, Option<String>)>,
+    /// Volume names with their SHA1 from the manifest.
+    pub(crate) volumes: VecDeque<(String, String)>,
     tar: Option<TarReader<Box<dyn Read + 'a>>>,
     pub(crate) object: String,
     pub(crate) head: Option<Member>,
@@ -79,6 +83,8 @@ pub(crate) struct SetStream<'a> {
     /// Whether the next volume is fetched on a thread of its own while this one is read.
     prefetch: bool,
     next: Option<Prefetch>,
+    /// The index and chunk of the member before `head`: members must come in order.
+    last: Option<(Index, Option<u64>)>,
 }
 
 /// The next volume of a stream, being downloaded and checked against the manifest on a
@@ -97,7 +103,7 @@ struct Prefetch {
 fn fetch_checked(
     backend: &dyn Backend,
     name: &str,
-    sha1: Option<&str>,
+    want: &str,
     tempdir: &Path,
 ) -> Result<(File, u64)> {
     let mut f = download_temp(backend, name, tempdir)?;
@@ -113,19 +119,11 @@ fn fetch_checked(
         h.update(&buf[..n]);
     }
     let got = hex(&h.finalize());
-    match sha1 {
-        Some(want) if want != got => {
-            return Err(Error::integrity(
-                name,
-                format!("hash mismatch: manifest says SHA1 {want}, the stored volume has {got}"),
-            ));
-        }
-        Some(_) => {}
-        None => log::warn(
-            "warning",
-            &format!("{name}: the manifest has no SHA1 for this volume; not verified"),
-            vec![("object", json!(name))],
-        ),
+    if want != got {
+        return Err(Error::integrity(
+            name,
+            format!("hash mismatch: manifest says SHA1 {want}, the stored volume has {got}"),
+        ));
     }
     f.seek(io::SeekFrom::Start(0))
         .map_err(|e| Error::io(name, e))?;
@@ -278,7 +276,7 @@ impl<'a> SetStream<'a> {
                 .fetched
                 .join()
                 .map_err(|_| Error::Internal("the volume-fetching thread stopped".into()))??,
-            _ => fetch_checked(self.backend, &name, sha1.as_deref(), &self.common.tempdir)?,
+            _ => fetch_checked(self.backend, &name, &sha1, &self.common.tempdir)?,
         };
         self.start_prefetch()?;
         self.stats.0 += 1;
@@ -307,7 +305,7 @@ impl<'a> SetStream<'a> {
             .name("fetch".into())
             .spawn(move || {
                 let backend = target::open(&url, target::Access::Read, &opts)?;
-                fetch_checked(backend.as_ref(), &thread_name, sha1.as_deref(), &tempdir)
+                fetch_checked(backend.as_ref(), &thread_name, &sha1, &tempdir)
             })
             .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
         self.next = Some(Prefetch { name, fetched });
@@ -341,10 +339,11 @@ impl<'a> SetStream<'a> {
                             "signature member in a volume",
                         ));
                     }
+                    self.check_order(&m.index, m.chunk)?;
                     return Ok(Some(Member {
                         index: m.index,
                         kind: m.kind,
-                        multivol: m.chunk.is_some(),
+                        chunk: m.chunk,
                         header: h,
                     }));
                 }
@@ -363,25 +362,77 @@ impl<'a> SetStream<'a> {
         }
     }
 
+    /// Members come in strictly increasing index order (§2.5), and the chunks of one
+    /// multivol entry are numbered one after the other: anything else is a damaged or
+    /// crafted volume, whose entries could otherwise be applied over each other.
+    fn check_order(&mut self, index: &Index, chunk: Option<u64>) -> Result<()> {
+        let ok = match &self.last {
+            None => true,
+            Some((prev, prev_chunk)) if prev == index => {
+                matches!((prev_chunk, chunk), (Some(a), Some(b)) if b == a + 1)
+            }
+            Some((prev, _)) => index > prev,
+        };
+        if !ok {
+            let (prev, prev_chunk) = self.last.clone().unwrap_or_default();
+            let show = |i: &Index, c: Option<u64>| match c {
+                Some(c) => format!("{} (chunk {c})", index_display(i)),
+                None => index_display(i),
+            };
+            return Err(Error::integrity(
+                &self.object,
+                format!(
+                    "members out of order: {} after {}",
+                    show(index, chunk),
+                    show(&prev, prev_chunk)
+                ),
+            ));
+        }
+        self.last = Some((index.clone(), chunk));
+        Ok(())
+    }
+
     fn advance(&mut self) -> Result<()> {
         self.head = self.next_member()?;
         self.in_member = true;
         Ok(())
     }
 
-    /// Read the data of the current entry (all its multivol chunks), then move on.
+    /// Read the data of the current entry (all its multivol chunks), then move on. An
+    /// entry that is used must be whole: it must start at its first chunk, and its last
+    /// chunk must be short (§2.6: a full last chunk means the rest is missing).
     fn entry_reader(&mut self) -> EntryReader<'_, 'a> {
         EntryReader {
             s: self,
             done: false,
+            whole: true,
+            started: false,
         }
     }
 
-    /// Skip the current entry entirely.
+    /// Skip the current entry entirely. Skipped entries may be cut by the volumes a
+    /// `--file-to-restore` leaves out, so they are not checked for wholeness.
     pub(crate) fn skip_entry(&mut self) -> Result<()> {
-        let mut r = self.entry_reader();
+        let mut r = EntryReader {
+            s: self,
+            done: false,
+            whole: false,
+            started: false,
+        };
         io::copy(&mut r, &mut io::sink()).map_err(unwrap_io)?;
         r.finish()
+    }
+}
+
+impl SetStream<'_> {
+    fn cut_entry(&self, index: &Index, what: &str) -> Error {
+        Error::integrity(
+            &self.object,
+            format!(
+                "{}: {what}; the file would be restored short",
+                index_display(index)
+            ),
+        )
     }
 }
 
@@ -427,6 +478,9 @@ fn unwrap_io(e: io::Error) -> Error {
 struct EntryReader<'s, 'a> {
     s: &'s mut SetStream<'a>,
     done: bool,
+    /// Check that a multivol entry is whole (see `entry_reader`).
+    whole: bool,
+    started: bool,
 }
 
 impl EntryReader<'_, '_> {
@@ -445,13 +499,22 @@ impl Read for EntryReader<'_, '_> {
             if self.done {
                 return Ok(0);
             }
-            let (index, multivol) = match &self.s.head {
-                Some(h) => (h.index.clone(), h.multivol),
+            let (index, chunk, size) = match &self.s.head {
+                Some(h) => (h.index.clone(), h.chunk, h.header.size),
                 None => {
                     self.done = true;
                     return Ok(0);
                 }
             };
+            let multivol = chunk.is_some();
+            if !self.started {
+                self.started = true;
+                if self.whole && chunk.is_some_and(|c| c != 1) {
+                    return Err(wrap(
+                        self.s.cut_entry(&index, "its first chunks are missing"),
+                    ));
+                }
+            }
             if self.s.in_member {
                 let object = self.s.object.clone();
                 let tr = self
@@ -471,10 +534,15 @@ impl Read for EntryReader<'_, '_> {
             let continues = multivol
                 && next
                     .as_ref()
-                    .is_some_and(|m| m.multivol && m.index == index);
+                    .is_some_and(|m| m.chunk.is_some() && m.index == index);
             self.s.head = next;
             self.s.in_member = true;
             if !continues {
+                if self.whole && multivol && size >= crate::format::MULTIVOL_CHUNK as u64 {
+                    return Err(wrap(
+                        self.s.cut_entry(&index, "its last chunks are missing"),
+                    ));
+                }
                 self.done = true;
                 return Ok(0);
             }
@@ -482,104 +550,211 @@ impl Read for EntryReader<'_, '_> {
     }
 }
 
-/// Where restored entries go, and the directories whose metadata is set after their
-/// contents.
+/// Where restored entries go: every write goes through the path resolver, which is made
+/// when the restore knows what its root is (a tree, or one non-directory with `-r`).
 struct Writer<'c> {
-    root: PathBuf,
+    target: PathBuf,
     prefix: Index,
     opts: &'c RestoreOpts,
     common: &'c Common,
-    pending_dirs: Vec<(Index, PathBuf, Header)>,
+    resolver: Option<Resolver>,
+    /// Directories whose owner, mode and time are set after their contents (indexes).
+    pending_dirs: Vec<(Index, Header)>,
     own: bool,
     summary: Summary,
 }
 
-impl Writer<'_> {
-    fn path_for(&self, index: &Index) -> PathBuf {
-        let mut p = self.root.clone();
-        for c in &index[self.prefix.len()..] {
-            p.push(platform::path_from_bytes(c));
+/// Get TARGET ready to be the root directory of the restore: made when absent; when it
+/// is there it must be an empty directory, unless `--force` (then entries the archive
+/// describes replace what is at their paths, and nothing else is removed; a file at
+/// TARGET itself is replaced by the directory).
+fn prepare_tree(target: &Path, force: bool) -> Result<()> {
+    let io_err = |e| Error::io(target.display(), e);
+    // TARGET is the user's own path: a symlink to a directory is followed.
+    match fs::metadata(target) {
+        Ok(m) if m.is_dir() => {
+            let mut rd = fs::read_dir(target).map_err(io_err)?;
+            if rd.next().is_some() && !force {
+                return Err(Error::Usage(format!(
+                    "restore target {} is not empty; use --force to restore into it",
+                    target.display()
+                )));
+            }
+            return Ok(());
         }
-        p
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    if existing(target).map_err(io_err)? != Existing::Nothing {
+        if !force {
+            return Err(Error::Usage(format!(
+                "restore target {} exists and is not a directory; use --force to replace it",
+                target.display()
+            )));
+        }
+        fs::remove_file(target).map_err(io_err)?;
+    }
+    fs::create_dir_all(target).map_err(io_err)
+}
+
+impl Writer<'_> {
+    /// The resolver for an entry at `rel` (relative to the restore's root) of tar type
+    /// `typ`, made at the first entry. A tree restore's root is a directory, and only a
+    /// `--file-to-restore` of a non-directory makes a single-entry restore: into a
+    /// directory TARGET it goes to TARGET/<its name>, as `cp` does, and it never replaces
+    /// a directory.
+    fn resolver(&mut self, rel: &[Vec<u8>], typ: u8, object: &str) -> Result<&mut Resolver> {
+        if self.resolver.is_none() {
+            let single = !self.prefix.is_empty() && rel.is_empty() && typ != tar::DIRTYPE;
+            let r = if single {
+                self.single_resolver()?
+            } else {
+                prepare_tree(&self.target, self.opts.force)?;
+                Resolver::tree(&self.target)?
+            };
+            self.resolver = Some(r);
+        }
+        let Some(r) = self.resolver.as_mut() else {
+            return Err(Error::Internal("no resolver".into()));
+        };
+        if rel.is_empty() && typ != tar::DIRTYPE && !r.is_single() {
+            return Err(Error::UnsafeMember {
+                object: object.into(),
+                member: format!(
+                    ". (the archive's root is a {}; only a directory can be restored as {})",
+                    type_name(typ),
+                    self.target.display()
+                ),
+            });
+        }
+        Ok(r)
     }
 
-    /// Make sure every directory between the root and `path` is a real directory (never a
-    /// symlink, which could point outside TARGET).
-    fn safe_parent(&self, index: &Index, object: &str) -> Result<()> {
-        let rel = &index[self.prefix.len()..];
-        let mut p = self.root.clone();
-        for c in rel.iter().take(rel.len().saturating_sub(1)) {
-            p.push(platform::path_from_bytes(c));
-            match fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(Error::UnsafeMember {
-                        object: object.into(),
-                        member: index_display(index),
-                    });
+    fn single_resolver(&self) -> Result<Resolver> {
+        let target = &self.target;
+        let io_err = |e| Error::io(target.display(), e);
+        let name = self.prefix.last().cloned().unwrap_or_default();
+        if fs::metadata(target).is_ok_and(|m| m.is_dir()) {
+            let inside = platform::join_name(target, &name);
+            match existing(&inside).map_err(io_err)? {
+                Existing::Nothing => {}
+                Existing::Dir => {
+                    return Err(Error::Usage(format!(
+                        "{} is a directory; a restore does not replace a directory with a file",
+                        inside.display()
+                    )))
                 }
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    fs::remove_file(&p).map_err(|e| Error::io(p.display(), e))?;
-                    fs::create_dir(&p).map_err(|e| Error::io(p.display(), e))?;
+                Existing::Other if !self.opts.force => {
+                    return Err(Error::Usage(format!(
+                        "{} exists; use --force to replace it",
+                        inside.display()
+                    )))
                 }
-                Err(_) => fs::create_dir(&p).map_err(|e| Error::io(p.display(), e))?,
+                Existing::Other => {}
             }
+            return Resolver::single(target, name);
         }
-        Ok(())
+        if existing(target).map_err(io_err)? != Existing::Nothing && !self.opts.force {
+            return Err(Error::Usage(format!(
+                "restore target {} exists; use --force to replace it",
+                target.display()
+            )));
+        }
+        let (Some(parent), Some(file)) = (target.parent(), target.file_name()) else {
+            return Err(Error::Usage(format!(
+                "restore target {} names no file",
+                target.display()
+            )));
+        };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+        Resolver::single(parent, platform::name_bytes(file))
     }
 
     fn flush_dirs(&mut self, upto: Option<&Index>) -> Result<()> {
-        while let Some((idx, _, _)) = self.pending_dirs.last() {
+        while let Some((idx, _)) = self.pending_dirs.last() {
             if upto.is_some_and(|u| u.starts_with(idx) && u != idx) {
                 break;
             }
-            let Some((_, path, h)) = self.pending_dirs.pop() else {
+            let Some((idx, h)) = self.pending_dirs.pop() else {
                 break;
             };
-            self.set_meta(&path, &h, false)?;
+            let rel = idx[self.prefix.len()..].to_vec();
+            self.set_meta(&rel, "", &h, false)?;
         }
         Ok(())
     }
 
-    fn set_meta(&mut self, path: &Path, h: &Header, symlink: bool) -> Result<()> {
-        if self.own {
-            let uid = users::resolve_uid(h.uid, &h.uname, self.opts.numeric_owner);
-            let gid = users::resolve_gid(h.gid, &h.gname, self.opts.numeric_owner);
-            if let Err(e) = platform::set_owner(path, uid, gid) {
-                self.summary.warnings += 1;
-                log::warn(
-                    "warning",
-                    &format!("cannot set owner of {}: {e}", path.display()),
-                    vec![("code", json!("chown"))],
-                );
-            }
+    /// Owner (as root), mode (not for symlinks) and time of the entry at `rel`, none of
+    /// them through a symlink. Owner and time failures are warnings; a mode that cannot be
+    /// set is an error (the file would be more open than it was).
+    fn set_meta(&mut self, rel: &[Vec<u8>], object: &str, h: &Header, symlink: bool) -> Result<()> {
+        let owner = self.own.then(|| {
+            (
+                users::resolve_uid(h.uid, &h.uname, self.opts.numeric_owner),
+                users::resolve_gid(h.gid, &h.gname, self.opts.numeric_owner),
+            )
+        });
+        let r = self
+            .resolver
+            .as_mut()
+            .ok_or_else(|| Error::Internal("no resolver".into()))?;
+        let (owned, mode, time) = r.at(rel, object, |at, name| {
+            (
+                owner.map(|(u, g)| platform::set_owner_at(at, name, u, g)),
+                (!symlink).then(|| platform::set_mode_at(at, name, h.mode)),
+                platform::set_mtime_at(at, name, h.mtime),
+            )
+        })?;
+        let path = r.display(rel);
+        if let Some(Err(e)) = owned {
+            self.warn(
+                "chown",
+                rel,
+                format!("cannot set owner of {}: {e}", path.display()),
+            );
         }
-        if !symlink {
-            platform::set_mode(path, h.mode).map_err(|e| Error::io(path.display(), e))?;
+        if let Some(Err(e)) = mode {
+            return Err(Error::io(path.display(), e));
         }
-        if let Err(e) = platform::set_mtime(path, h.mtime) {
-            self.summary.warnings += 1;
-            log::warn(
-                "warning",
-                &format!("cannot set mtime of {}: {e}", path.display()),
-                vec![("code", json!("utime"))],
+        if let Err(e) = time {
+            self.warn(
+                "utime",
+                rel,
+                format!("cannot set mtime of {}: {e}", path.display()),
             );
         }
         Ok(())
     }
 
-    /// Remove whatever is at `path` unless it is a directory and `dir` is wanted.
-    fn clear(&self, path: &Path, dir: bool) -> Result<()> {
-        match fs::symlink_metadata(path) {
-            Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {
-                if !dir {
-                    fs::remove_dir_all(path).map_err(|e| Error::io(path.display(), e))?;
-                }
-            }
-            Ok(_) => fs::remove_file(path).map_err(|e| Error::io(path.display(), e))?,
-            Err(_) => {}
-        }
-        Ok(())
+    fn warn(&mut self, code: &str, rel: &[Vec<u8>], msg: String) {
+        self.summary.warnings += 1;
+        let mut index = self.prefix.clone();
+        index.extend_from_slice(rel);
+        log::warn(
+            "warning",
+            &msg,
+            vec![
+                ("code", json!(code)),
+                ("path", json!(index_display(&index))),
+            ],
+        );
+    }
+}
+
+fn type_name(typ: u8) -> &'static str {
+    match typ {
+        tar::REGTYPE | b'\0' | b'7' => "regular file",
+        tar::DIRTYPE => "directory",
+        tar::SYMTYPE => "symlink",
+        tar::FIFOTYPE => "FIFO",
+        tar::CHRTYPE | tar::BLKTYPE => "device",
+        _ => "entry of an unknown type",
     }
 }
 
@@ -591,7 +766,56 @@ fn set_files(md: &Metadata, set: &BackupSet) -> Result<Manifest> {
     md.manifest(name, &set.manifest_kind())
 }
 
-/// Run one restore.
+/// A manifest is a set's commit record and the only list of its volumes, so it is checked
+/// before it is trusted: volumes numbered 1..N without a gap, each with its SHA1, and
+/// exactly the volumes the listing holds for that set. An encrypted manifest was also
+/// authenticated (its MDC) when it was opened; a plaintext one has only its structure, so
+/// a cut, emptied or replaced one is refused here rather than restored from in part.
+fn check_manifest(set: &BackupSet, m: &Manifest, common: &Common) -> Result<()> {
+    let manifest = set.manifest.as_deref().unwrap_or("manifest");
+    let n = m.volumes.len() as u32;
+    let broken = |detail: String| Err(Error::integrity(manifest, detail));
+    if n == 0 {
+        return broken(
+            "the manifest lists no volume: it is empty, cut short or not a manifest".into(),
+        );
+    }
+    if let Some(k) = (1..=n).find(|k| !m.volumes.contains_key(k)) {
+        return broken(format!("the manifest lists {n} volumes but not volume {k}"));
+    }
+    if let Some(v) = m.volumes.values().find(|v| v.sha1().is_none()) {
+        return broken(format!("the manifest has no SHA1 for volume {}", v.num));
+    }
+    if let Some(k) = (1..=n).find(|k| !set.volumes.contains_key(k)) {
+        let kind = match set.full {
+            true => crate::format::names::FileKind::FullVolume {
+                time: set.end,
+                vol: k,
+            },
+            false => crate::format::names::FileKind::IncVolume {
+                start: set.start,
+                end: set.end,
+                vol: k,
+            },
+        };
+        return Err(Error::NotFound(common.prefixes.name(&kind, set.suffix)));
+    }
+    let extra: Vec<String> = set
+        .volumes
+        .keys()
+        .filter(|&&k| k > n)
+        .map(|k| k.to_string())
+        .collect();
+    if !extra.is_empty() {
+        return broken(format!(
+            "the manifest lists {n} volumes, but the target also holds volume {} of this \
+             set: the manifest was cut short or replaced",
+            extra.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// One stream per set up to the restore time, each with the volumes that may hold `prefix`.
 pub(crate) fn set_streams<'a>(
     md: &Metadata<'a>,
@@ -603,28 +827,15 @@ pub(crate) fn set_streams<'a>(
     let mut streams = Vec::new();
     for set in sets {
         let m = set_files(md, set)?;
+        check_manifest(set, &m, common)?;
         let mut vols = VecDeque::new();
         for (num, v) in &m.volumes {
             if !prefix.is_empty() && !v.may_contain(prefix) {
                 continue;
             }
-            let name = set.volumes.get(num).cloned().ok_or_else(|| {
-                Error::NotFound(common.prefixes.name(
-                    &match set.full {
-                        true => crate::format::names::FileKind::FullVolume {
-                            time: set.end,
-                            vol: *num,
-                        },
-                        false => crate::format::names::FileKind::IncVolume {
-                            start: set.start,
-                            end: set.end,
-                            vol: *num,
-                        },
-                    },
-                    set.suffix,
-                ))
-            })?;
-            vols.push_back((name, v.sha1().map(str::to_string)));
+            if let (Some(name), Some(sha1)) = (set.volumes.get(num), v.sha1()) {
+                vols.push_back((name.clone(), sha1.to_string()));
+            }
         }
         streams.push(SetStream {
             backend,
@@ -638,9 +849,47 @@ pub(crate) fn set_streams<'a>(
             stats: (0, 0),
             prefetch,
             next: None,
+            last: None,
         });
     }
     Ok(streams)
+}
+
+/// Sets a restore at `t` passes over although they are not older than `t`: a set whose
+/// manifest is missing while its volumes are there (an interrupted run, or a deleted
+/// manifest), and complete sets that extend no chain. Each is a warning: the restore is
+/// of an older state than the listing suggests. Returns how many were reported.
+fn warn_unused_sets(coll: &Collection, sets: &[&BackupSet], t: i64) -> u64 {
+    let restored = sets.last().map(|s| s.end).unwrap_or(i64::MIN);
+    let mut n = 0;
+    let unused = coll
+        .incomplete
+        .iter()
+        .map(|s| (s, "its manifest is missing"))
+        .chain(coll.orphaned.iter().map(|s| (s, "it extends no chain")));
+    for (s, why) in unused {
+        if s.end <= restored || s.end > t {
+            continue;
+        }
+        n += 1;
+        let time = crate::format::time::rfc3339(s.end);
+        log::warn(
+            "warning",
+            &format!(
+                "the {} set of {time} is not restored: {why} ({} volume(s) in the target); \
+                 restoring the state of {}",
+                s.type_name(),
+                s.volumes.len(),
+                crate::format::time::rfc3339(restored)
+            ),
+            vec![
+                ("code", json!("set_not_restored")),
+                ("set_time", json!(time)),
+                ("reason", json!(why)),
+            ],
+        );
+    }
+    n
 }
 
 pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
@@ -668,33 +917,12 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
         return Err(Error::PathNotFound(index_display(&prefix)));
     }
 
-    // TARGET must be empty or absent unless --force.
-    let target = opts.target.clone();
-    match fs::read_dir(&target) {
-        Ok(mut rd) => {
-            if rd.next().is_some() && !opts.force {
-                return Err(Error::Usage(format!(
-                    "restore target {} is not empty; use --force to restore into it",
-                    target.display()
-                )));
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
-            if !opts.force {
-                return Err(Error::Usage(format!(
-                    "restore target {} exists; use --force to replace it",
-                    target.display()
-                )));
-            }
-        }
-        Err(e) => return Err(Error::io(target.display(), e)),
+    // A full restore checks TARGET before anything is downloaded; a --file-to-restore
+    // does when its entry arrives, as its type decides where it goes.
+    if prefix.is_empty() {
+        prepare_tree(&opts.target, opts.force)?;
     }
-    if let Some(parent) = target.parent() {
-        if !parent.as_os_str().is_empty() {
-            fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
-        }
-    }
+    let mut warnings = warn_unused_sets(&coll, &sets, t);
 
     log::info(
         "plan",
@@ -715,22 +943,37 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
         ],
     );
 
+    let resolver = match prefix.is_empty() {
+        true => Some(Resolver::tree(&opts.target)?),
+        false => None,
+    };
     let mut w = Writer {
-        root: target.clone(),
+        target: opts.target.clone(),
         prefix: prefix.clone(),
         opts,
         common,
+        resolver,
         pending_dirs: Vec::new(),
         own: opts.restore_ownership && platform::is_root(),
         summary: Summary {
             set_time: sets.last().map(|s| s.end).unwrap_or(t),
             chain_length: sets.len(),
+            warnings: std::mem::take(&mut warnings),
             ..Summary::default()
         },
     };
     let found = merge(&mut streams, &prefix, |streams, holders, index| {
         restore_entry(streams, holders, index, &mut w)
     })?;
+    if prefix.is_empty() && w.summary.files == 0 {
+        // Every set has a root entry: a chain without one was cut or crafted.
+        return Err(Error::integrity(
+            sets.last()
+                .and_then(|s| s.manifest.as_deref())
+                .unwrap_or("chain"),
+            "the backup holds no entry, not even its root directory",
+        ));
+    }
     w.flush_dirs(None)?;
     if !prefix.is_empty() && !found {
         return Err(Error::PathNotFound(index_display(&prefix)));
@@ -837,104 +1080,103 @@ fn restore_entry(
         return Ok(());
     };
     w.flush_dirs(Some(index))?;
-    let path = w.path_for(index);
-    w.safe_parent(index, &object)?;
+    let rel = index[w.prefix.len()..].to_vec();
     let typ = header.typ;
+    let r = w.resolver(&rel, typ, &object)?;
     if typ != tar::REGTYPE && typ != b'\0' && typ != b'7' {
         for &i in holders {
             streams[i].skip_entry()?;
         }
-        match typ {
+        let made = match typ {
             tar::DIRTYPE => {
-                w.clear(&path, true)?;
-                if !path.is_dir() {
-                    fs::create_dir(&path).map_err(|e| Error::io(path.display(), e))?;
-                }
+                r.make_dir(&rel, &object)?;
                 // Writable while its contents are written; the real mode is set after.
-                w.pending_dirs.push((index.clone(), path, header));
+                w.pending_dirs.push((index.clone(), header));
                 w.summary.files += 1;
                 return Ok(());
             }
-            tar::SYMTYPE => {
-                w.clear(&path, false)?;
-                platform::symlink(&header.linkname, &path)
-                    .map_err(|e| Error::io(path.display(), e))?;
-                w.set_meta(&path, &header, true)?;
-            }
-            tar::FIFOTYPE => {
-                w.clear(&path, false)?;
-                // Where FIFOs cannot be made (WASI), skip it with a warning, as a device.
-                if let Err(e) = platform::mkfifo(&path, header.mode) {
-                    if e.kind() != io::ErrorKind::Unsupported {
-                        return Err(Error::io(path.display(), e));
-                    }
-                    w.summary.warnings += 1;
-                    log::warn(
-                        "warning",
-                        &format!("cannot create FIFO {}: {e}", path.display()),
-                        vec![
-                            ("code", json!("mkfifo")),
-                            ("path", json!(index_display(index))),
-                        ],
-                    );
-                    return Ok(());
-                }
-                w.set_meta(&path, &header, false)?;
-            }
-            tar::CHRTYPE | tar::BLKTYPE => {
-                w.clear(&path, false)?;
-                if let Err(e) = platform::mknod(
-                    &path,
+            tar::SYMTYPE => r.make_special(&rel, &object, |at, name| {
+                symlink_at(&header.linkname, at, name)
+            })?,
+            tar::FIFOTYPE => r.make_special(&rel, &object, |at, name| {
+                platform::mkfifo_at(at, name, header.mode)
+            })?,
+            tar::CHRTYPE | tar::BLKTYPE => r.make_special(&rel, &object, |at, name| {
+                platform::mknod_at(
+                    at,
+                    name,
                     typ == tar::BLKTYPE,
                     header.mode,
                     header.devmajor,
                     header.devminor,
-                ) {
-                    w.summary.warnings += 1;
-                    log::warn(
-                        "warning",
-                        &format!("cannot create device {}: {e}", path.display()),
-                        vec![
-                            ("code", json!("mknod")),
-                            ("path", json!(index_display(index))),
-                        ],
-                    );
-                    return Ok(());
-                }
-                w.set_meta(&path, &header, false)?;
-            }
+                )
+            })?,
             other => {
-                w.summary.warnings += 1;
-                log::warn(
-                    "warning",
-                    &format!(
+                w.warn(
+                    "unsupported_type",
+                    &rel,
+                    format!(
                         "skipping {} of unsupported tar type {:?}",
                         index_display(index),
                         other as char
                     ),
-                    vec![("code", json!("unsupported_type"))],
                 );
                 return Ok(());
             }
+        };
+        if let Err(e) = made {
+            let path = r.display(&rel);
+            // A FIFO where none can be made (WASI), a device without the privilege: skipped
+            // with a warning (exit 10), the rest of the tree is restored.
+            let (code, what) = match typ {
+                tar::SYMTYPE => return Err(Error::io(path.display(), e)),
+                tar::FIFOTYPE if e.kind() != io::ErrorKind::Unsupported => {
+                    return Err(Error::io(path.display(), e))
+                }
+                tar::FIFOTYPE => ("mkfifo", "FIFO"),
+                _ => ("mknod", "device"),
+            };
+            w.warn(
+                code,
+                &rel,
+                format!("cannot create {what} {}: {e}", path.display()),
+            );
+            return Ok(());
         }
+        w.set_meta(&rel, &object, &header, typ == tar::SYMTYPE)?;
         w.summary.files += 1;
         return Ok(());
     }
 
-    // A regular file: base snapshot, then each delta in order.
-    w.clear(&path, false)?;
-    let mut out = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| Error::io(path.display(), e))?;
+    // A regular file: base snapshot, then each delta in order, into a new file.
+    let mut out = r.create_file(&rel, &object)?;
+    let path = r.display(&rel);
     let tempdir = w.common.tempdir.clone();
-    w.summary.bytes_written +=
-        rebuild_in_place(streams, holders, index, &tempdir, &mut out, &path)?;
+    match rebuild_in_place(streams, holders, index, &tempdir, &mut out, &path) {
+        Ok(n) => w.summary.bytes_written += n,
+        Err(e) => {
+            // No half-written file is left to pass for the real one.
+            drop(out);
+            if let Some(r) = w.resolver.as_mut() {
+                if r.remove(&rel, &object).is_ok() {
+                    log::warn(
+                        "warning",
+                        &format!(
+                            "removed {}, which could not be restored whole",
+                            path.display()
+                        ),
+                        vec![
+                            ("code", json!("partial_removed")),
+                            ("path", json!(index_display(index))),
+                        ],
+                    );
+                }
+            }
+            return Err(e);
+        }
+    }
     drop(out);
-    w.set_meta(&path, &header, false)?;
+    w.set_meta(&rel, &object, &header, false)?;
     w.summary.files += 1;
     Ok(())
 }
@@ -1048,12 +1290,12 @@ fn rebuild_in_place(
                         .and_then(|_| file.set_len(0))
                         .map_err(|e| Error::io(path.display(), e))?;
                 }
-                let mut bw = io::BufWriter::with_capacity(1 << 16, &mut *file);
-                let n = io::copy(&mut r, &mut bw).map_err(|e| write_or_read_error(e, path))?;
-                bw.flush().map_err(|e| Error::io(path.display(), e))?;
-                len = Some(n);
+                // Zero blocks become holes: a sparse file comes back sparse.
+                let mut sparse = SparseWriter::new(file);
+                io::copy(&mut r, &mut sparse).map_err(|e| write_or_read_error(e, path))?;
+                len = Some(sparse.finish().map_err(|e| Error::io(path.display(), e))?);
             }
-            (Some(MemberKind::Diff), Some(basis_len)) => {
+            (Some(MemberKind::Diff), Some(_)) => {
                 let side = match &mut side {
                     Some(s) => s,
                     None => side.insert(tempfile_in(tempdir)?),
@@ -1062,9 +1304,14 @@ fn rebuild_in_place(
                     delta::DeltaError::Io(io) => write_or_read_error(io, path),
                     other => Error::integrity(&obj, format!("{}: {other}", index_display(index))),
                 })?;
-                // A longer result ends with written bytes, so the file has its length; a
-                // truncate only when needed (on ext4 it makes the close allocate at once).
-                if n < basis_len {
+                // Zero blocks past the old end are holes, so a longer result may end in
+                // one; a shorter one is cut. set_len only when needed (on ext4 a truncate
+                // makes the close allocate the file's blocks at once).
+                let on_disk = file
+                    .metadata()
+                    .map_err(|e| Error::io(path.display(), e))?
+                    .len();
+                if n != on_disk {
                     file.set_len(n).map_err(|e| Error::io(path.display(), e))?;
                 }
                 len = Some(n);
