@@ -417,6 +417,17 @@ impl<'a> Metadata<'a> {
         manifest::parse(BufReader::new(f)).map_err(|m| Error::integrity(remote, m))
     }
 
+    /// The Filelist of a set's manifest, read from the copy [`Metadata::manifest`] cached.
+    pub fn filelist(
+        &self,
+        remote: &str,
+        kind: &FileKind,
+    ) -> Result<Option<manifest::Filelist<BufReader<fs::File>>>> {
+        let local = self.cache.path(&local_name(remote, kind));
+        let f = fs::File::open(&local).map_err(|e| Error::io(local.display(), e))?;
+        manifest::Filelist::open(BufReader::new(f)).map_err(|m| Error::integrity(remote, m))
+    }
+
     /// The remote manifest, freshly downloaded (for the cache consistency check, §4.4):
     /// `None` when its bytes are those the cached copy `local` was recorded from (see
     /// [`Cache::record_sealed`]), else parsed, with a closure that records the object for

@@ -19,7 +19,8 @@ pub mod exit {
     pub const HOSTNAME_MISMATCH: i32 = 3;
     /// The cached manifest disagrees with the remote one (duplicity: 5).
     pub const MANIFEST_MISMATCH: i32 = 5;
-    /// The backup finished, but some files could not be read and were carried forward.
+    /// Done, with warnings: a backup could not read some files (carried forward), or a
+    /// restore skipped entries it could not make or passed over the newest set.
     pub const PARTIAL: i32 = 10;
     /// `incremental` was asked for but there is no chain to extend (duplicity: 17).
     pub const NO_CHAIN: i32 = 17;
@@ -32,7 +33,8 @@ pub mod exit {
     /// `--sign-key-file` is set and a file is unsigned, signed by another key, or its
     /// signature does not verify (duplicity: 22, "unsigned volume").
     pub const UNSIGNED: i32 = 22;
-    /// An archive member would be written outside the restore target (`..`, absolute).
+    /// An archive member would be written outside the restore target (`..`, absolute,
+    /// through a symlink or a non-directory, a root entry that is no directory).
     pub const UNSAFE_MEMBER: i32 = 25;
     /// Another job holds the lock on this target (duplicity: 23, "already running").
     pub const LOCKED: i32 = 23;
@@ -77,7 +79,7 @@ pub const EXIT_CODES: &[(i32, &str, &str)] = &[
     (
         exit::PARTIAL,
         "partial",
-        "backup done, but some files were unreadable",
+        "done with warnings: files unreadable or entries not restored",
     ),
     (
         exit::NO_CHAIN,
@@ -184,6 +186,8 @@ pub enum Error {
     UnsafeMember {
         object: String,
         member: String,
+        /// What it would do: leave the target, write through a link, ...
+        why: String,
     },
     SourceMissing(String),
     /// An object the chain needs is not in the target.
@@ -326,11 +330,12 @@ impl fmt::Display for Error {
             Error::NothingToRestore(m) => write!(f, "{m}"),
             Error::Integrity { object, detail } => write!(f, "{object}: {detail}"),
             Error::Unsigned { object, detail } => write!(f, "{object}: {detail}"),
-            Error::UnsafeMember { object, member } => {
-                write!(
-                    f,
-                    "{object}: refused member {member:?}: it would be written outside the target"
-                )
+            Error::UnsafeMember {
+                object,
+                member,
+                why,
+            } => {
+                write!(f, "{object}: refused member {member:?}: {why}")
             }
             Error::SourceMissing(p) => {
                 write!(f, "source {p:?} does not exist or is not a directory")

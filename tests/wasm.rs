@@ -8,11 +8,16 @@
 //! (`bash tests/tools/install-wasmtime.sh`); the component is built on first use.
 
 mod common;
+#[path = "common/forge.rs"]
+mod forge;
 #[path = "common/wasm.rs"]
 mod wasm;
 
 use common::*;
+use forge::*;
 use std::fs;
+use std::path::Path;
+use swiftdup::format::tar;
 use wasm::*;
 
 const PASS: &str = "wasm test passphrase";
@@ -196,4 +201,61 @@ fn wasm_http_failures_are_swiftdup_errors() {
         .run_expect(&["full", "/src", "swiftkeys://c"], 2);
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(log.contains("cannot add CA certificates"), "{log}");
+}
+
+/// The preopen confines a guest, but a symlink inside it still leads elsewhere inside it:
+/// the WASI build refuses crafted archives through the same path resolver as the native
+/// one, and nothing beside the restore target changes.
+#[test]
+fn wasm_restore_of_a_crafted_archive_writes_nothing_outside_its_target() {
+    let cases: [(&str, Vec<(tar::Header, Vec<u8>)>); 3] = [
+        (
+            "a symlink made by the archive",
+            vec![
+                root(),
+                link("evil", Path::new("../outside")),
+                pwned("snapshot", "evil/sentinel.txt"),
+            ],
+        ),
+        (
+            "a root entry that is a symlink",
+            vec![
+                (member(b"snapshot/./", tar::SYMTYPE, b"../outside"), vec![]),
+                pwned("snapshot", "sentinel.txt"),
+            ],
+        ),
+        (
+            "a name with ..",
+            vec![
+                root(),
+                pwned("multivol_snapshot", "../outside/sentinel.txt"),
+            ],
+        ),
+    ];
+    for (i, (case, members)) in cases.into_iter().enumerate() {
+        let s = Scratch::new(&format!("wasm-crafted-{i}"));
+        let src = s.join("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("a.txt"), b"alpha").unwrap();
+        let cache = s.join("native-cache").display().to_string();
+        swiftdup_ok(
+            &[
+                "full",
+                src.to_str().unwrap(),
+                &s.url("target"),
+                "--no-encryption",
+                "--archive-dir",
+                &cache,
+            ],
+            &[],
+        );
+        forge_set(&s, "duplicity-full.", &members);
+        let guest = Guest::new(&s.0, PASS);
+        let outside = Outside::new(&s);
+        let o = guest.run_expect(&["restore", "file:///scratch/target", "/scratch/out"], 25);
+        let errors = events_named(&o, "error");
+        assert_eq!(errors.len(), 1, "{case}");
+        assert_eq!(errors[0]["code"], "unsafe_member", "{case}");
+        outside.check(&s, "out", case);
+    }
 }

@@ -12,9 +12,9 @@ use crate::config::{Common, RestoreOpts};
 use crate::delta;
 use crate::engine::read::resolve::{existing, symlink_at, Existing, Resolver};
 use crate::error::{Error, Result};
-use crate::format::manifest::Manifest;
+use crate::format::manifest::{Filelist, Listed, Manifest};
 use crate::format::tar::{self, Header, TarReader};
-use crate::format::{index_display, parse_member_name, Index, MemberKind};
+use crate::format::{index_display, parse_member_name, Index, MemberKind, ParsedMember};
 use crate::interrupt;
 use crate::log;
 use crate::platform;
@@ -85,6 +85,80 @@ pub(crate) struct SetStream<'a> {
     next: Option<Prefetch>,
     /// The index and chunk of the member before `head`: members must come in order.
     last: Option<(Index, Option<u64>)>,
+    /// The set's Filelist, checked as the members pass (when the whole set is read).
+    filelist: Option<ListCheck>,
+}
+
+/// A set's Filelist against its members: every regular file the manifest lists as stored
+/// or deleted must be a member of the set, in order. The list may name fewer files than
+/// the set holds (stock lists only what the last run after a resume wrote), never more.
+struct ListCheck {
+    list: Filelist<io::BufReader<File>>,
+    next: Option<(Listed, Index)>,
+    manifest: String,
+}
+
+impl ListCheck {
+    fn new(mut list: Filelist<io::BufReader<File>>, manifest: &str) -> Result<ListCheck> {
+        let next = list
+            .next_file()
+            .map_err(|m| Error::integrity(manifest, m))?;
+        Ok(ListCheck {
+            list,
+            next,
+            manifest: manifest.to_string(),
+        })
+    }
+
+    fn missing(&self, listed: Listed, index: &Index) -> Error {
+        let what = match listed {
+            Listed::Stored => "stored",
+            Listed::Deleted => "deleted",
+        };
+        Error::integrity(
+            &self.manifest,
+            format!(
+                "the manifest lists {} as {what} in this set, but its volumes do not hold it",
+                index_display(index)
+            ),
+        )
+    }
+
+    /// A member of the set went by.
+    fn member(&mut self, m: &ParsedMember, typ: u8) -> Result<()> {
+        if m.chunk.is_some_and(|c| c != 1) {
+            return Ok(());
+        }
+        let Some((listed, index)) = &self.next else {
+            return Ok(());
+        };
+        match index.cmp(&m.index) {
+            std::cmp::Ordering::Greater => return Ok(()),
+            std::cmp::Ordering::Less => return Err(self.missing(*listed, index)),
+            std::cmp::Ordering::Equal => {}
+        }
+        let regular = matches!(typ, tar::REGTYPE | b'\0' | b'7');
+        let holds = match listed {
+            Listed::Stored => regular && matches!(m.kind, MemberKind::Snapshot | MemberKind::Diff),
+            Listed::Deleted => m.kind == MemberKind::Deleted,
+        };
+        if !holds {
+            return Err(self.missing(*listed, index));
+        }
+        self.next = self
+            .list
+            .next_file()
+            .map_err(|e| Error::integrity(&self.manifest, e))?;
+        Ok(())
+    }
+
+    /// The set's members ended.
+    fn end(&self) -> Result<()> {
+        match &self.next {
+            Some((listed, index)) => Err(self.missing(*listed, index)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The next volume of a stream, being downloaded and checked against the manifest on a
@@ -316,6 +390,9 @@ impl<'a> SetStream<'a> {
     fn next_member(&mut self) -> Result<Option<Member>> {
         loop {
             if self.tar.is_none() && !self.open_next_volume()? {
+                if let Some(c) = self.filelist.take() {
+                    c.end()?;
+                }
                 return Ok(None);
             }
             let Some(tr) = self.tar.as_mut() else {
@@ -328,6 +405,7 @@ impl<'a> SetStream<'a> {
                             Error::UnsafeMember {
                                 object: self.object.clone(),
                                 member: String::from_utf8_lossy(&h.name).into(),
+                                why: "it would be written outside the target".into(),
                             }
                         } else {
                             Error::integrity(&self.object, detail)
@@ -340,6 +418,9 @@ impl<'a> SetStream<'a> {
                         ));
                     }
                     self.check_order(&m.index, m.chunk)?;
+                    if let Some(c) = self.filelist.as_mut() {
+                        c.member(&m, h.typ)?;
+                    }
                     return Ok(Some(Member {
                         index: m.index,
                         kind: m.kind,
@@ -621,8 +702,10 @@ impl Writer<'_> {
         if rel.is_empty() && typ != tar::DIRTYPE && !r.is_single() {
             return Err(Error::UnsafeMember {
                 object: object.into(),
-                member: format!(
-                    ". (the archive's root is a {}; only a directory can be restored as {})",
+                member: ".".into(),
+                why: format!(
+                    "the archive's root is a {}; only a directory can be restored as {}, \
+                     and anything else could lead the entries below it outside the target",
                     type_name(typ),
                     self.target.display()
                 ),
@@ -828,6 +911,13 @@ pub(crate) fn set_streams<'a>(
     for set in sets {
         let m = set_files(md, set)?;
         check_manifest(set, &m, common)?;
+        let filelist = match (&set.manifest, prefix.is_empty()) {
+            (Some(name), true) => match md.filelist(name, &set.manifest_kind())? {
+                Some(list) => Some(ListCheck::new(list, name)?),
+                None => None,
+            },
+            _ => None,
+        };
         let mut vols = VecDeque::new();
         for (num, v) in &m.volumes {
             if !prefix.is_empty() && !v.may_contain(prefix) {
@@ -850,6 +940,7 @@ pub(crate) fn set_streams<'a>(
             prefetch,
             next: None,
             last: None,
+            filelist,
         });
     }
     Ok(streams)

@@ -258,6 +258,68 @@ pub fn parse(input: impl BufRead) -> Result<Manifest, String> {
     Ok(m)
 }
 
+/// What a Filelist line says of a regular file (§4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// `new` or `changed`: the set stores the file (a snapshot or a delta).
+    Stored,
+    Deleted,
+}
+
+/// A manifest's Filelist, read a line at a time (it can list every file of a set, so it is
+/// never held in memory). Lines come in index order, as the set's members do; the list
+/// ends at the end of the file or at a `Volume` record (some writers put it first).
+pub struct Filelist<R> {
+    lines: io::Split<R>,
+}
+
+impl<R: BufRead> Filelist<R> {
+    /// Positioned after the `Filelist N` line; `None` without one, or with `Filelist 0`
+    /// (`--no-files-changed`: nothing was listed).
+    pub fn open(input: R) -> Result<Option<Filelist<R>>, String> {
+        let mut lines = input.split(b'\n');
+        for line in lines.by_ref() {
+            let line = line.map_err(|e| e.to_string())?;
+            if lower_starts(&line, b"filelist") {
+                let count = String::from_utf8_lossy(&line[8..]).trim().parse::<u64>();
+                return Ok(match count {
+                    Ok(0) => None,
+                    _ => Some(Filelist { lines }),
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next listed file, `None` at the end of the list.
+    pub fn next_file(&mut self) -> Result<Option<(Listed, Index)>, String> {
+        for line in self.lines.by_ref() {
+            let line = line.map_err(|e| e.to_string())?;
+            if lower_starts(&line, b"volume") {
+                return Ok(None);
+            }
+            let mut toks = line
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|t| !t.is_empty());
+            let (Some(kind), Some(path)) = (toks.next(), toks.next()) else {
+                continue;
+            };
+            let listed = match kind {
+                b"new" | b"changed" => Listed::Stored,
+                b"deleted" => Listed::Deleted,
+                _ => {
+                    return Err(format!(
+                        "bad Filelist line {:?}",
+                        String::from_utf8_lossy(&line)
+                    ))
+                }
+            };
+            return Ok(Some((listed, manifest_path_to_index(path))));
+        }
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +406,34 @@ mod tests {
         let m = parse(&text[..]).unwrap();
         assert_eq!(m.volumes[&1].sha1(), Some("ab"));
         assert_eq!(m.hostname.as_deref(), Some(&b"h"[..]));
+    }
+
+    #[test]
+    fn the_filelist_is_read_in_order_wherever_it_stands() {
+        let mut f = Filelist::open(REAL).unwrap().unwrap();
+        let mut got = Vec::new();
+        while let Some((l, i)) = f.next_file().unwrap() {
+            got.push((l, index_to_manifest_path(&i)));
+        }
+        assert_eq!(got.len(), 6);
+        assert_eq!(
+            got[5],
+            (Listed::Stored, b"\"sub/with\\x20space.txt\"".to_vec())
+        );
+        let first =
+            b"Filelist 2\n    changed  a\n    deleted  b c\nVolume 1:\n    StartingPath   .  \n";
+        let mut f = Filelist::open(&first[..]).unwrap().unwrap();
+        assert_eq!(f.next_file().unwrap(), Some((Listed::Stored, idx("a"))));
+        assert_eq!(f.next_file().unwrap(), Some((Listed::Deleted, idx("b"))));
+        assert_eq!(f.next_file().unwrap(), None);
+        assert!(Filelist::open(&b"Volume 1:\nFilelist 0\n"[..])
+            .unwrap()
+            .is_none());
+        assert!(Filelist::open(&b"Volume 1:\n"[..]).unwrap().is_none());
+        let mut bad = Filelist::open(&b"Filelist 1\n    moved  a\n"[..])
+            .unwrap()
+            .unwrap();
+        assert!(bad.next_file().is_err());
     }
 
     #[test]

@@ -217,7 +217,8 @@ impl Resolver {
     fn refuse(&self, rel: &[Vec<u8>], object: &str, why: &str) -> Error {
         Error::UnsafeMember {
             object: object.to_string(),
-            member: format!("{} ({why})", index_display(&rel.to_vec())),
+            member: index_display(&rel.to_vec()),
+            why: why.to_string(),
         }
     }
 
@@ -245,7 +246,8 @@ impl Resolver {
                             rel,
                             object,
                             &format!(
-                                "{} on its path is not a directory",
+                                "{} on its path is a symlink or not a directory: writing \
+                                 through it could put files outside the target",
                                 String::from_utf8_lossy(name)
                             ),
                         ))
@@ -261,7 +263,11 @@ impl Resolver {
         let name = match (&self.leaf, rel.split_last()) {
             (Some(leaf), None) => leaf.clone(),
             (Some(_), Some(_)) => {
-                return Err(self.refuse(rel, object, "the restored path is not a directory"))
+                return Err(self.refuse(
+                    rel,
+                    object,
+                    "the restored path is not a directory, so nothing can be below it",
+                ))
             }
             (None, None) => {
                 return Err(Error::Internal(
