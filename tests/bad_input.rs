@@ -1126,6 +1126,17 @@ fn a_damaged_manifest_never_gives_a_partial_restore() {
                 1,
                 "{case}"
             );
+            if !encrypted {
+                // Refused for what it is, before any volume is read.
+                let e = error_event(&o);
+                assert_eq!(e["code"], "integrity", "{case}: {e}");
+                let msg = e["msg"].as_str().unwrap();
+                assert!(
+                    msg.contains("the manifest lists") || msg.contains("lacks a starting"),
+                    "{case}: {msg}"
+                );
+                assert!(!evs.iter().any(|e| e["event"] == "volume"), "{case}");
+            }
             assert!(
                 !evs.iter()
                     .any(|e| e["event"] == "summary" && e["files_restored"].is_number()),
