@@ -222,8 +222,18 @@ pub fn open_sealed<'a>(
         Suffix::None => Box::new(r),
         Suffix::Gzip => Box::new(crypto::open_gzip(r)),
         Suffix::Gpg => {
-            let (reader, warnings) =
-                crypto::open_pgp(r, keys).map_err(|e| crypto_error(object, e))?;
+            let (reader, warnings) = crypto::open_pgp(r, keys).map_err(|e| match e {
+                // Not a wrong passphrase: none was given. Say which setting is missing.
+                crypto::CryptoError::WrongPassphrase
+                    if keys.passphrase.is_none() && keys.secret_keys.is_empty() =>
+                {
+                    Error::Usage(format!(
+                        "PASSPHRASE is not set, and {object} is encrypted: set PASSPHRASE \
+                         (or --decrypt-key-file for a public-key backup)"
+                    ))
+                }
+                e => crypto_error(object, e),
+            })?;
             for w in warnings {
                 crate::log::warn(
                     "warning",
@@ -460,10 +470,36 @@ impl<'a> Metadata<'a> {
         }
         f.seek(io::SeekFrom::Start(0))
             .map_err(|e| Error::io(remote, e))?;
-        let r = open_sealed(f, suffix, &self.common.crypto.open, remote)?;
-        let m = manifest::parse(BufReader::new(r)).map_err(|m| Error::integrity(remote, m))?;
+        let m = self.open_manifest(f, suffix, remote)?;
         let local = local.to_string();
         Ok(Some((m, move || self.cache.record_sealed(&local, &sealed))))
+    }
+
+    /// The remote manifest downloaded, decrypted to its MDC and parsed, whatever the cache
+    /// holds: what shows that this run's passphrase or secret key opens the chain. Returns
+    /// it with the digest of its stored bytes.
+    pub fn remote_manifest_opened(&self, remote: &str) -> Result<(Manifest, SealedDigest)> {
+        use std::io::Seek;
+        let suffix = self
+            .common
+            .prefixes
+            .parse(remote)
+            .map(|p| p.suffix)
+            .unwrap_or(Suffix::None);
+        let mut f = download_temp(self.backend, remote, &self.common.tempdir)?;
+        let sealed = SealedDigest::of(&mut f).map_err(|e| Error::io(remote, e))?;
+        f.seek(io::SeekFrom::Start(0))
+            .map_err(|e| Error::io(remote, e))?;
+        Ok((self.open_manifest(f, suffix, remote)?, sealed))
+    }
+
+    /// Open and parse a stored manifest, reading it to the end: the MDC is checked only
+    /// there, and the parser may stop before.
+    fn open_manifest(&self, f: fs::File, suffix: Suffix, remote: &str) -> Result<Manifest> {
+        let mut r = BufReader::new(open_sealed(f, suffix, &self.common.crypto.open, remote)?);
+        let m = manifest::parse(&mut r).map_err(|m| Error::integrity(remote, m))?;
+        io::copy(&mut r, &mut io::sink()).map_err(|e| map_read_error(remote, e))?;
+        Ok(m)
     }
 
     /// Download a manifest or signature file into the cache in its local form.

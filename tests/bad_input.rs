@@ -1421,3 +1421,60 @@ fn a_file_the_manifest_lists_but_the_volumes_lack_is_an_error() {
     let o = restore(&s, "out", &[], &[]);
     assert_fails(&o, exit::INTEGRITY, "integrity", "lists d/b.bin as deleted");
 }
+
+// ---------------------------------------------------------------------------------------
+// Keys: a run's passphrase must open the chain it extends.
+
+#[test]
+fn a_wrong_passphrase_never_makes_a_chain_unrestorable() {
+    let s = backed_up("wrongpass-warm", true);
+    let src = s.join("src");
+    let url = s.url("target");
+    let cache = s.join("cache").display().to_string();
+    let incremental = |t: &str, pass: &str| {
+        swiftdup(
+            &[
+                "incremental",
+                src.to_str().unwrap(),
+                &url,
+                "--current-time",
+                t,
+                "--archive-dir",
+                &cache,
+            ],
+            &[("PASSPHRASE", pass)],
+        )
+    };
+    // The cache is warm (the full just wrote it): the remote manifest is still decrypted.
+    let before = target_listing(&s);
+    fs::write(src.join("a.txt"), b"alpha 2").unwrap();
+    let o = incremental("1700000100", "not the passphrase");
+    assert_fails(&o, exit::DECRYPTION, "decryption", "do not open the chain");
+    assert_eq!(target_listing(&s), before, "nothing stored");
+    // The right one goes on, and every time restores with it.
+    let o = incremental("1700000200", PASS);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for (t, want) in [("1700000000", &b"alpha"[..]), ("1700000200", b"alpha 2")] {
+        let out = format!("out-{t}");
+        let o = restore(&s, &out, &["--time", t], &[("PASSPHRASE", PASS)]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{t}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(fs::read(s.join(&out).join("a.txt")).unwrap(), want, "{t}");
+    }
+}
+
+#[test]
+fn a_missing_passphrase_is_named_as_such() {
+    let s = backed_up("nopass-restore", true);
+    let o = restore(&s, "out", &[], &[]);
+    assert_fails(&o, exit::USAGE, "usage", "PASSPHRASE is not set");
+}

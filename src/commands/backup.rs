@@ -573,6 +573,22 @@ fn same_manifest(a: &Manifest, b: &Manifest) -> bool {
 
 /// §4.4: the cached manifest must match the remote one, and the chain must come from this
 /// host and source (unless `--allow-source-mismatch`).
+/// A decryption failure of the chain's newest manifest, said as what it means for the
+/// backup: the run's keys do not open the chain, and nothing was written.
+fn keys_do_not_open(e: Error, manifest: &str) -> Error {
+    match e {
+        Error::Decryption { object, detail } => Error::Decryption {
+            object,
+            detail: format!(
+                "{detail}: the keys of this run do not open the chain it would extend \
+                 (newest manifest {manifest}), so no set was stored. Use the chain's \
+                 passphrase or key, or start a new chain with `full`"
+            ),
+        },
+        other => other,
+    }
+}
+
 fn check_last_manifest(
     chain: &Chain,
     md: &Metadata,
@@ -592,14 +608,34 @@ fn check_last_manifest(
     let kind = last.manifest_kind();
     let local = local_name(name, &kind);
     let cached_before = md.cache.path(&local).exists();
-    let cached = md.manifest(name, &kind)?;
-    if cached_before && common.crypto.can_read_own {
+    // Without a cached copy, this downloads and decrypts the remote manifest: that proves
+    // the keys too.
+    let cached = md
+        .manifest(name, &kind)
+        .map_err(|e| keys_do_not_open(e, name))?;
+    let mismatch = || {
+        Error::ManifestMismatch(format!(
+            "the cached manifest {name} differs from the remote one; remove {} to re-read it from the target",
+            md.cache.dir.display()
+        ))
+    };
+    let encrypted = !matches!(common.crypto.seal, crate::crypto::SealMode::Gzip { .. });
+    if cached_before && common.crypto.can_read_own && encrypted {
+        // A warm cache must not spare the proof that this run's passphrase (or secret key)
+        // opens the chain it extends: with a wrong one the new set would be sealed with
+        // it, and every later restore of the chain would fail. So the newest remote
+        // manifest is decrypted to its MDC every time (one small download and an S2K).
+        let (remote, sealed) = md
+            .remote_manifest_opened(name)
+            .map_err(|e| keys_do_not_open(e, name))?;
+        if !same_manifest(&cached, &remote) {
+            return Err(mismatch());
+        }
+        md.cache.record_sealed(&local, &sealed);
+    } else if cached_before && common.crypto.can_read_own {
         if let Some((remote, record)) = md.remote_manifest(name, &local, listed_md5)? {
             if !same_manifest(&cached, &remote) {
-                return Err(Error::ManifestMismatch(format!(
-                    "the cached manifest {name} differs from the remote one; remove {} to re-read it from the target",
-                    md.cache.dir.display()
-                )));
+                return Err(mismatch());
             }
             record();
         }
