@@ -316,12 +316,23 @@ pub fn tempfile_in(dir: &Path) -> Result<fs::File> {
     Ok(f)
 }
 
-/// A named temporary file that is removed when dropped (for uploads, which reopen by path).
-pub struct TempPath(pub PathBuf);
+/// A named temporary file that is removed when dropped (for uploads, which reopen by path),
+/// or by the watchdog when a run has to be ended after a signal (a volume spool can be
+/// hundreds of MiB of a pod's /tmp).
+pub struct TempPath(
+    pub PathBuf,
+    #[allow(dead_code)] // held for its Drop: the watchdog forgets the file once it is gone
+    crate::interrupt::Registered,
+);
 
 impl TempPath {
     pub fn new(dir: &Path, what: &str) -> Result<TempPath> {
-        claim(dir, what).map(|(p, _)| TempPath(p))
+        let (p, _) = claim(dir, what)?;
+        let path = p.clone();
+        let forced_end = crate::interrupt::on_forced_end(move || {
+            let _ = fs::remove_file(&path);
+        });
+        Ok(TempPath(p, forced_end))
     }
 }
 

@@ -612,17 +612,10 @@ fn now() -> i64 {
 /// unlocked signing key.
 fn sign_key(
     p: &PathBuf,
-    o: &Opts,
     for_backup: bool,
     passphrase: &Option<Secret>,
 ) -> Result<(crypto::Verifier, Option<crypto::SignKey>)> {
     let flag = "--sign-key-file";
-    if o.no_encryption {
-        return Err(Error::Usage(format!(
-            "{flag} needs OpenPGP: files written with --no-encryption cannot carry a signature \
-             (stock duplicity does not sign them either)"
-        )));
-    }
     let bytes = read_file(p, flag)?;
     let bad = |e: crypto::CryptoError| Error::Usage(format!("{flag} {}: {e}", p.display()));
     let verifier = crypto::Verifier::from_key_file(&bytes).map_err(bad)?;
@@ -663,8 +656,57 @@ fn sign_key(
     Ok((verifier, Some(key)))
 }
 
+/// Refuse options that contradict each other, before any file is read or the target is
+/// touched: honouring one would silently drop the other (a plaintext backup when keys to
+/// encrypt to were given). Checked for every verb, because backup and restore jobs are
+/// usually configured from the same variables, and such a pair describes no archive.
+///
+/// Left alone on purpose: `--decrypt-key-file` (and `PASSPHRASE`) with `--no-encryption`,
+/// since files are opened by their suffix and a chain may mix `.gz` and `.gpg` sets, so
+/// the key is still used; options a verb does not use (`--compare-data` outside `verify`,
+/// `--force` on a backup, ...), which are ignored as in duplicity.
+fn refuse_contradictions(o: &Opts) -> Result<()> {
+    if !o.no_encryption {
+        return Ok(());
+    }
+    let given = |files: &[PathBuf]| files.iter().any(|p| !p.as_os_str().is_empty());
+    let refuse = |flag: &str, env: &str, why: &str| {
+        Err(Error::Usage(format!(
+            "--no-encryption (SWIFTDUP_NO_ENCRYPTION) contradicts {flag} ({env}): {why}; \
+             drop one of them"
+        )))
+    };
+    if given(&o.encrypt_key_file) {
+        return refuse(
+            "--encrypt-key-file",
+            "SWIFTDUP_ENCRYPT_KEY_FILE",
+            "a backup would be stored unencrypted although keys to encrypt to were given",
+        );
+    }
+    if given(&o.hidden_encrypt_key_file) {
+        return refuse(
+            "--hidden-encrypt-key-file",
+            "SWIFTDUP_HIDDEN_ENCRYPT_KEY_FILE",
+            "a backup would be stored unencrypted although keys to encrypt to were given",
+        );
+    }
+    if o.sign_key_file
+        .as_ref()
+        .is_some_and(|p| !p.as_os_str().is_empty())
+    {
+        return refuse(
+            "--sign-key-file",
+            "SWIFTDUP_SIGN_KEY_FILE",
+            "signing needs OpenPGP, and gzip files cannot carry a signature (stock duplicity \
+             does not sign them either)",
+        );
+    }
+    Ok(())
+}
+
 /// Build the shared configuration.
 fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
+    refuse_contradictions(o)?;
     let now = o.current_time.unwrap_or_else(now);
     let tempdir = o
         .tempdir
@@ -690,7 +732,7 @@ fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
     }
     let level = o.compress_level;
     let sign = match &o.sign_key_file {
-        Some(p) => Some(sign_key(p, o, for_backup, &passphrase)?),
+        Some(p) => Some(sign_key(p, for_backup, &passphrase)?),
         None => None,
     };
     let open = OpenKeys {
@@ -808,18 +850,44 @@ fn setup_logging(o: &Opts) {
     log::init(format, level);
 }
 
+/// Register every secret value this run may meet with the log writer, which scrubs them
+/// from whatever it writes (see `log`): the container keys, the passphrases, and the
+/// password of every URL on the command line or in the environment (the target,
+/// `--pushgateway-url`, `SWIFT_STORAGE_URL`, a proxy variable the HTTP client reads).
+/// Done before the command line is parsed, so that its errors are scrubbed too.
+fn register_secrets(args: &[OsString]) {
+    use crate::target::swift::{ENV_FULL_KEY, ENV_READ_KEY};
+    for var in ["PASSPHRASE", "SIGN_PASSPHRASE", ENV_FULL_KEY, ENV_READ_KEY] {
+        if let Ok(v) = std::env::var(var) {
+            log::add_secret(&v);
+        }
+    }
+    let env = std::env::vars_os().map(|(_, v)| v);
+    for v in args.iter().cloned().chain(env) {
+        let v = v.to_string_lossy();
+        if v.contains("://") {
+            log::add_url_secrets(&v);
+        }
+    }
+}
+
 /// Parse, run, log `summary` and `exit`; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
+    register_secrets(&args);
     let cli = match parse(args) {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::SUCCESS
-            };
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
             let _ = e.print();
-            return code;
+            return exit::SUCCESS;
+        }
+        Err(e) => {
+            // clap quotes the values it refuses, and one may be a URL with a password or a
+            // key put in the wrong variable: scrubbed like every log line.
+            use std::io::Write;
+            let text = log::scrub(&e.render().to_string());
+            let _ = std::io::stderr().write_all(text.as_bytes());
+            return exit::USAGE;
         }
     };
     interrupt::install();
@@ -838,6 +906,16 @@ pub fn main(args: Vec<OsString>) -> i32 {
             e.exit_code()
         }
     };
+    if !interrupt::claim_end() {
+        // The watchdog is ending the process after a signal; it writes the last events.
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    if interrupt::pending().is_some() {
+        // Threads still stuck in a request hold spool files that no destructor will remove.
+        interrupt::run_cleanups();
+    }
     let meaning = EXIT_CODES
         .iter()
         .find(|(c, _, _)| *c == code)

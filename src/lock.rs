@@ -111,6 +111,27 @@ pub struct Lock {
     renewer: Option<std::thread::JoinHandle<()>>,
     /// The target listing taken to look for other locks, for the verb to start from.
     listing: std::cell::RefCell<Option<Vec<target::Listed>>>,
+    /// The lock's release should the run have to be ended after a signal.
+    _forced_end: crate::interrupt::Registered,
+}
+
+/// Backend options for giving the lock back after a signal: one short try, so that the
+/// release fits in the seconds between SIGTERM and SIGKILL.
+fn release_options(opts: &target::Options) -> target::Options {
+    let mut o = opts.clone();
+    o.num_retries = 1;
+    o.retry_delay = Duration::from_millis(200);
+    o.http.timeout = o.http.timeout.min(Duration::from_secs(2));
+    o.http.body_timeout_override = Some(Duration::from_secs(2));
+    o
+}
+
+/// Delete the lock object `state` names through a connection of its own, with the short
+/// deadline of [`release_options`].
+fn release_now(url: &str, opts: &target::Options, state: &Mutex<State>) -> Result<()> {
+    let name = state.lock().map(|s| s.current.clone()).unwrap_or_default();
+    let backend = target::open(url, target::Access::Write, &release_options(opts))?;
+    crate::interrupt::shielded(|| backend.delete(&name))
 }
 
 /// How to take the lock.
@@ -189,7 +210,15 @@ pub fn acquire(common: &Common, opts: &Options) -> Result<Held> {
                 body,
                 ttl: opts.ttl,
             }));
+            let forced_end = {
+                let (url, opts, state) =
+                    (common.url.clone(), common.backend.clone(), state.clone());
+                crate::interrupt::on_forced_end(move || {
+                    let _ = release_now(&url, &opts, &state);
+                })
+            };
             let mut lock = Lock {
+                _forced_end: forced_end,
                 backend,
                 url: common.url.clone(),
                 backend_opts: common.backend.clone(),
@@ -379,7 +408,15 @@ impl Drop for Lock {
             let _ = t.join();
         }
         let name = self.object();
-        if let Err(e) = self.backend.delete(&name) {
+        // After a signal the release must still happen (shielded from the interrupt), and
+        // quickly: a connection of its own with a short deadline, not the run's own one,
+        // which may be the one that is stuck.
+        let released = if crate::interrupt::pending().is_some() {
+            release_now(&self.url, &self.backend_opts, &self.state)
+        } else {
+            self.backend.delete(&name)
+        };
+        if let Err(e) = released {
             log::warn(
                 "warning",
                 &format!("cannot release the target lock {name}: {e}; it expires by itself"),

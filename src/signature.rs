@@ -29,7 +29,19 @@ impl SigEntry {
             .find(|(k, _)| k == SIZE_KEY)
             .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
     }
+
+    /// Whether the file may have changed after it was read without its size or mtime
+    /// showing it (PAX `SWIFTDUP.racy`): the next run reads it again.
+    pub fn racy(&self) -> bool {
+        self.header.extra.iter().any(|(k, _)| k == RACY_KEY)
+    }
 }
+
+/// PAX record marking a signature member whose file must be read again next run, though
+/// its size and mtime may not change: its mtime was not older than the second in which
+/// the run started (an edit later in that second keeps both, git's "racily clean" case),
+/// or it changed while it was read. Stock's reader ignores it; the mtime stays the file's.
+pub const RACY_KEY: &str = "SWIFTDUP.racy";
 
 /// PAX record carrying a file's size in signature members: stock's change detection ignores
 /// size, swiftdup's does not, and stock's tar reader ignores unknown records.
@@ -323,14 +335,25 @@ impl<W: Write> SigWriter<W> {
         Ok(())
     }
 
-    /// A regular file's signature; `size` is what was read of the file.
-    pub fn signature(&mut self, index: &Index, meta: &Header, sig: &[u8], size: u64) -> Result<()> {
+    /// A regular file's signature; `size` is what was read of the file, `racy` whether
+    /// the next run must read it again whatever its metadata says (see [`RACY_KEY`]).
+    pub fn signature(
+        &mut self,
+        index: &Index,
+        meta: &Header,
+        sig: &[u8],
+        size: u64,
+        racy: bool,
+    ) -> Result<()> {
         let mut h = meta.clone();
         h.name = member_name(MemberKind::Signature, index, false, None, true);
         h.typ = tar::REGTYPE;
         h.size = sig.len() as u64;
         h.extra
             .push((SIZE_KEY.into(), size.to_string().into_bytes()));
+        if racy {
+            h.extra.push((RACY_KEY.into(), b"1".to_vec()));
+        }
         self.put(&h, sig)
     }
 
@@ -401,7 +424,7 @@ mod tests {
         let names: Vec<String> = (0..2000).map(|i| format!("f{i:05}")).collect();
         let mut full = SigWriter::new(Vec::new());
         for n in &names {
-            full.signature(&idx(n), &meta(tar::REGTYPE, 1), n.as_bytes(), 1)
+            full.signature(&idx(n), &meta(tar::REGTYPE, 1), n.as_bytes(), 1, false)
                 .unwrap();
         }
         let full = full.finish().unwrap();
@@ -415,7 +438,7 @@ mod tests {
 
         let mut bad = SigWriter::new(Vec::new());
         for n in ["a", "b", "d", "c", "e"] {
-            bad.signature(&idx(n), &meta(tar::REGTYPE, 1), b"s", 1)
+            bad.signature(&idx(n), &meta(tar::REGTYPE, 1), b"s", 1, false)
                 .unwrap();
         }
         let bad = bad.finish().unwrap();
@@ -436,19 +459,19 @@ mod tests {
     fn merge_newest_wins_and_deleted_hides() {
         let mut full = SigWriter::new(Vec::new());
         full.snapshot(&idx(""), &meta(tar::DIRTYPE, 1)).unwrap();
-        full.signature(&idx("a"), &meta(tar::REGTYPE, 1), b"sigA1", 10)
+        full.signature(&idx("a"), &meta(tar::REGTYPE, 1), b"sigA1", 10, false)
             .unwrap();
-        full.signature(&idx("b"), &meta(tar::REGTYPE, 1), b"sigB1", 10)
+        full.signature(&idx("b"), &meta(tar::REGTYPE, 1), b"sigB1", 10, false)
             .unwrap();
-        full.signature(&idx("c"), &meta(tar::REGTYPE, 1), b"sigC1", 10)
+        full.signature(&idx("c"), &meta(tar::REGTYPE, 1), b"sigC1", 10, false)
             .unwrap();
         let full = full.finish().unwrap();
         assert_eq!(full.len() % 10240, 0);
         let mut inc = SigWriter::new(Vec::new());
-        inc.signature(&idx("a"), &meta(tar::REGTYPE, 2), b"sigA2", 11)
+        inc.signature(&idx("a"), &meta(tar::REGTYPE, 2), b"sigA2", 11, false)
             .unwrap();
         inc.deleted(&idx("b")).unwrap();
-        inc.signature(&idx("d"), &meta(tar::REGTYPE, 2), b"sigD2", 12)
+        inc.signature(&idx("d"), &meta(tar::REGTYPE, 2), b"sigD2", 12, false)
             .unwrap();
         let inc = inc.finish().unwrap();
         let mut r = SigChainReader::new(vec![

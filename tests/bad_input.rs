@@ -1478,3 +1478,68 @@ fn a_missing_passphrase_is_named_as_such() {
     let o = restore(&s, "out", &[], &[]);
     assert_fails(&o, exit::USAGE, "usage", "PASSPHRASE is not set");
 }
+
+/// git's "racily clean" case: an edit in the second the backup started, after the file was
+/// read, keeps size and mtime. The file is read again next run, and the edit is found; so
+/// is a symlink whose only change is its mtime.
+#[test]
+fn same_second_edits_and_touched_symlinks_are_found() {
+    let s = Scratch::new("racy");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let f = src.join("f.txt");
+    fs::write(&f, b"before").unwrap();
+    fs::write(src.join("old.txt"), b"old").unwrap();
+    symlink("f.txt", &src.join("link"));
+    // An mtime not older than the run's start: here a future one, so the test does not
+    // depend on which second the run starts in.
+    let racy = swiftdup::format::time::unix_now() + 3600;
+    set_mtime(&f, racy);
+    set_mtime(&src.join("old.txt"), 1_600_000_000);
+    set_mtime(&src.join("link"), 1_600_000_000);
+    let url = s.url("target");
+    let cache = s.join("cache").display().to_string();
+    let backup = |verb: &str, t: &str| {
+        let o = swiftdup_ok(
+            &[
+                verb,
+                src.to_str().unwrap(),
+                &url,
+                "--no-encryption",
+                "--current-time",
+                t,
+                "--archive-dir",
+                &cache,
+            ],
+            &[],
+        );
+        events(&o)
+            .into_iter()
+            .find(|e| e["event"] == "summary")
+            .unwrap()
+    };
+    backup("full", "1700000000");
+    // The same size, the same mtime, other bytes; and the link only touched.
+    fs::write(&f, b"after!").unwrap();
+    set_mtime(&f, racy);
+    set_mtime(&src.join("link"), 1_600_000_100);
+    let summary = backup("incremental", "1700000100");
+    assert_eq!(summary["files_changed"], 2, "{summary}");
+    assert_eq!(
+        summary["files_unchanged"], 2,
+        "the root and old.txt: {summary}"
+    );
+    let o = restore(&s, "out", &[], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fs::read(s.join("out/f.txt")).unwrap(), b"after!");
+    let link_mtime = {
+        use std::os::unix::fs::MetadataExt;
+        fs::symlink_metadata(s.join("out/link")).unwrap().mtime()
+    };
+    assert_eq!(link_mtime, 1_600_000_100);
+}

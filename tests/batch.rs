@@ -494,3 +494,401 @@ fn volumes_stay_within_volsize_with_parallel_compression() {
         );
     }
 }
+
+// ---- No secret in any output, whatever the server answers ----
+
+const FULL_KEY: &str = "FullKey-7d3e9b1c-never-logged";
+const READ_KEY: &str = "ReadKey-2a6f0c88-never-logged";
+const ECHO_PASS: &str = "Passphrase-94b1e2-never-logged";
+/// The storage URL carries a user and password: the HTTP client sends them as Basic auth,
+/// which the echoing server below sends back Base64-encoded.
+const STORAGE_USERINFO: &str = "swift:StoragePw-51f0c3";
+const STORAGE_PASSWORD: &str = "StoragePw-51f0c3";
+/// Base64 of `STORAGE_USERINFO`.
+const STORAGE_BASIC: &str = "c3dpZnQ6U3RvcmFnZVB3LTUxZjBjMw==";
+
+/// A stand-in for a Swift proxy, or a gateway in front of one, that answers every request
+/// with `status` and a body echoing the request's headers (as some error pages do), so the
+/// container key comes back in every error. Bounded: it serves at most 200 requests, stops
+/// after 120 s, and stops when dropped.
+struct EchoServer {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl EchoServer {
+    fn start(status: u16) -> EchoServer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut heads = Vec::new();
+            while heads.len() < 200 && Instant::now() < deadline && !flag.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => heads.extend(echo(c, status)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => break,
+                }
+            }
+            heads
+        });
+        EchoServer {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop, and return the heads of the requests served.
+    fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Answer one connection with `status` and the request's headers as the body; returns the
+/// request's head.
+fn echo(mut c: std::net::TcpStream, status: u16) -> Option<String> {
+    use std::io::Write;
+    c.set_nonblocking(false).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = c.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    // Read an upload's body (a lock object: small) before answering, so that closing the
+    // connection does not reset it under the client.
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0);
+    let mut have = buf.len() - end - 4;
+    while have < len {
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => have += n,
+        }
+    }
+    let (request_line, headers) = head.split_once("\r\n").unwrap_or((&head, ""));
+    let body = format!("Error {status}. Your request's headers:\n{headers}\n\nin {request_line}\n");
+    let reason = match status {
+        500 => "Internal Server Error",
+        403 => "Forbidden",
+        _ => "Bad Request",
+    };
+    let _ = write!(
+        c,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         X-Trans-Id: tx-echo-{status}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    Some(head)
+}
+
+#[test]
+fn a_server_echoing_the_request_headers_gets_no_secret_into_the_output() {
+    let s = Scratch::new("batch-echo");
+    fs::create_dir_all(s.join("src")).unwrap();
+    fs::write(s.join("src/f"), b"data").unwrap();
+    let src = s.join("src").display().to_string();
+    let secrets = [
+        FULL_KEY,
+        READ_KEY,
+        ECHO_PASS,
+        STORAGE_PASSWORD,
+        STORAGE_BASIC,
+    ];
+    for (status, exit_code) in [(500, 50), (403, 53), (400, 50)] {
+        let server = EchoServer::start(status);
+        let storage = format!(
+            "http://{STORAGE_USERINFO}@127.0.0.1:{}/v1/AUTH_test",
+            server.port
+        );
+        for format in ["json", "text"] {
+            let out = s
+                .join(&format!("out-{status}-{format}"))
+                .display()
+                .to_string();
+            let cache = s
+                .join(&format!("cache-{status}-{format}"))
+                .display()
+                .to_string();
+            let runs: [&[&str]; 3] = [
+                &["backup", &src, "swiftkeys://c/p"],
+                &["restore", "swiftkeys://c/p", &out],
+                &["collection-status", "swiftkeys://c/p"],
+            ];
+            for args in runs {
+                let o = swiftdup(
+                    args,
+                    &[
+                        ("SWIFT_STORAGE_URL", &storage),
+                        ("SWIFT_CONTAINER_FULL_TOKEN", FULL_KEY),
+                        ("SWIFT_CONTAINER_READ_TOKEN", READ_KEY),
+                        ("PASSPHRASE", ECHO_PASS),
+                        ("SWIFTDUP_NUM_RETRIES", "1"),
+                        ("SWIFTDUP_BACKEND_RETRY_DELAY", "0.01"),
+                        ("SWIFTDUP_LOG_FORMAT", format),
+                        ("SWIFTDUP_LOG_LEVEL", "debug"),
+                        ("SWIFTDUP_ARCHIVE_DIR", &cache),
+                    ],
+                );
+                let all = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                let what = format!("{args:?} against HTTP {status}, {format} logs");
+                for secret in secrets {
+                    assert!(!all.contains(secret), "{what} prints {secret:?}:\n{all}");
+                }
+                assert_eq!(o.status.code(), Some(exit_code), "{what}:\n{all}");
+                // Still useful to the operator: the status and the request id are there.
+                assert!(all.contains(&format!("HTTP {status}")), "{what}:\n{all}");
+                assert!(all.contains(&format!("tx-echo-{status}")), "{what}:\n{all}");
+                if format == "json" {
+                    let evs = events(&o);
+                    let errors: Vec<_> = evs.iter().filter(|e| e["event"] == "error").collect();
+                    assert_eq!(errors.len(), 1, "{what}:\n{all}");
+                    let msg = errors[0]["msg"].as_str().unwrap();
+                    assert!(msg.contains(&format!("HTTP {status}")), "{what}: {msg}");
+                    // The body is shortened to one line of at most 200 bytes (plus "…").
+                    let body = msg
+                        .split_once(&format!("(Error {status}."))
+                        .and_then(|(_, b)| b.split_once(')'))
+                        .map(|(b, _)| b)
+                        .unwrap_or_else(|| panic!("{what}: no body excerpt in {msg}"));
+                    assert!(body.len() <= 200, "{what}: {msg}");
+                    if status == 500 {
+                        assert!(
+                            evs.iter().any(|e| e["event"] == "retry"
+                                && e["reason"].as_str().unwrap().contains("HTTP 500")),
+                            "{what}: no retry event:\n{all}"
+                        );
+                    }
+                }
+            }
+        }
+        // The server did see the secrets, so the echo was a real danger.
+        let heads = server.finish().join("\n");
+        for seen in [FULL_KEY, READ_KEY, STORAGE_BASIC] {
+            assert!(
+                heads.contains(seen),
+                "the server never saw {seen}:\n{heads}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_password_in_a_url_is_never_printed() {
+    let s = Scratch::new("batch-url-password");
+    fs::create_dir_all(s.join("src")).unwrap();
+    let src = s.join("src").display().to_string();
+    let out = s.join("out").display().to_string();
+    let url = "file://user:hunter22@host/x";
+    for format in ["json", "text"] {
+        let runs: [&[&str]; 4] = [
+            &["collection-status", url],
+            &["backup", &src, url],
+            &["restore", url, &out],
+            // A command-line error: clap quotes the value it refuses (N is missing).
+            &["remove-all-but-n-full", url],
+        ];
+        for args in runs {
+            let o = swiftdup(
+                args,
+                &[
+                    ("PASSPHRASE", ECHO_PASS),
+                    ("SWIFTDUP_LOG_FORMAT", format),
+                    // Pushed after the failed run; nothing listens there.
+                    (
+                        "SWIFTDUP_PUSHGATEWAY_URL",
+                        "http://metrics:hunter33@127.0.0.1:9",
+                    ),
+                    ("SWIFTDUP_ARCHIVE_DIR", s.join("cache").to_str().unwrap()),
+                ],
+            );
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(o.status.code(), Some(2), "{args:?}:\n{all}");
+            for secret in ["hunter22", "hunter33", ECHO_PASS] {
+                assert!(!all.contains(secret), "{args:?} prints {secret}:\n{all}");
+            }
+            // The URL is still named, without its user information.
+            assert!(all.contains("file://host/x"), "{args:?}:\n{all}");
+        }
+    }
+}
+
+// ---- Options that contradict each other ----
+
+/// `--no-encryption` with a key to encrypt to or to sign with would store a plaintext
+/// backup (or an unsigned one) while the operator believes otherwise: a usage error, one
+/// `error` event naming both options, before the target or the cache is touched.
+#[test]
+fn no_encryption_with_an_encryption_or_signing_key_is_refused() {
+    let s = Scratch::new("batch-contradictions");
+    let k = make_key(&s);
+    fs::create_dir_all(s.join("src")).unwrap();
+    fs::write(s.join("src/f"), b"secret data").unwrap();
+    let src = s.join("src").display().to_string();
+    let url = s.url("target");
+    let out = s.join("out").display().to_string();
+    let cache = s.join("cache").display().to_string();
+    let public = k.public.display().to_string();
+    let secret = k.secret.display().to_string();
+    // (arguments, environment, the option the error must name besides --no-encryption)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![
+                "full",
+                &src,
+                &url,
+                "--no-encryption",
+                "--encrypt-key-file",
+                &public,
+            ],
+            vec![],
+            "--encrypt-key-file",
+        ),
+        (
+            vec![
+                "backup",
+                &src,
+                &url,
+                "--hidden-encrypt-key-file",
+                &public,
+                "--no-encryption",
+            ],
+            vec![],
+            "--hidden-encrypt-key-file",
+        ),
+        (
+            vec![
+                "full",
+                &src,
+                &url,
+                "--no-encryption",
+                "--sign-key-file",
+                &secret,
+            ],
+            vec![],
+            "--sign-key-file",
+        ),
+        // From the environment alone, as a CronJob is configured.
+        (
+            vec![],
+            vec![
+                ("SWIFTDUP_SOURCE", &src),
+                ("SWIFTDUP_URL", &url),
+                ("SWIFTDUP_NO_ENCRYPTION", "true"),
+                ("SWIFTDUP_ENCRYPT_KEY_FILE", &public),
+            ],
+            "SWIFTDUP_ENCRYPT_KEY_FILE",
+        ),
+        // Every verb: a restore job usually shares the backup job's variables.
+        (
+            vec![
+                "restore",
+                &url,
+                &out,
+                "--no-encryption",
+                "--encrypt-key-file",
+                &public,
+            ],
+            vec![],
+            "--encrypt-key-file",
+        ),
+    ];
+    for (args, env, names) in cases {
+        let mut env = env;
+        env.push(("PASSPHRASE", PASS));
+        env.push(("SWIFTDUP_ARCHIVE_DIR", &cache));
+        let o = swiftdup(&args, &env);
+        let log = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?} {env:?}:\n{log}");
+        let errors: Vec<_> = events(&o)
+            .into_iter()
+            .filter(|e| e["event"] == "error")
+            .collect();
+        assert_eq!(errors.len(), 1, "{log}");
+        assert_eq!(errors[0]["code"], "usage");
+        let msg = errors[0]["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("--no-encryption") && msg.contains(names),
+            "{msg}"
+        );
+        assert!(
+            !s.join("target").exists(),
+            "{args:?}: the target was touched"
+        );
+        assert!(!s.join("cache").exists(), "{args:?}: the cache was touched");
+        assert!(
+            !s.join("out").exists(),
+            "{args:?}: the restore target was touched"
+        );
+    }
+
+    // Left alone: a decryption key with --no-encryption is still used, since files are
+    // opened by their suffix (a chain may mix .gz and .gpg sets).
+    swiftdup_ok(
+        &[
+            "full",
+            &src,
+            &url,
+            "--encrypt-key-file",
+            &public,
+            "--archive-dir",
+            &cache,
+        ],
+        &[],
+    );
+    swiftdup_ok(
+        &[
+            "restore",
+            &url,
+            &out,
+            "--no-encryption",
+            "--decrypt-key-file",
+            &secret,
+            "--archive-dir",
+            &s.join("cache2").display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(fs::read(s.join("out/f")).unwrap(), b"secret data");
+}

@@ -1195,3 +1195,176 @@ fn locking_status_and_retention_through_swift() {
     );
     assert_no_key_in(&o.stderr, &env);
 }
+
+/// SIGTERM while a request hangs on a stalled server: the run is ended within 10 s of the
+/// signal (the kubelet's grace is 30 s, and a stalled request would hold the run for
+/// minutes), with `summary` and `exit 143`, its spool files gone and its lock released, so
+/// the next run goes ahead without --break-lock or --lock-wait.
+#[test]
+fn sigterm_during_a_stalled_request_ends_within_ten_seconds_and_frees_the_lock() {
+    use std::io::{BufRead, Read};
+    let env = Env::load();
+    let s = Scratch::new("swift-sigterm-stall");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..8 {
+        fs::write(
+            src.join(format!("f{i}")),
+            common::random_bytes(i, 1_000_000),
+        )
+        .unwrap();
+    }
+    let tmp = s.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let proxy = FaultProxy::start(&env.storage_url());
+    let mut cli = cli_env(
+        &env,
+        &[
+            ("SWIFT_CONTAINER_FULL_TOKEN", env.full_key()),
+            ("PASSPHRASE", "a passphrase for the stall".to_string()),
+        ],
+    );
+    cli[0].1 = proxy.storage_url();
+    let url = format!("swiftkeys://{}/{}", env.container(), run_prefix("sigterm"));
+    let cache = s.join("cache").display().to_string();
+    let args = [
+        "full",
+        src.to_str().unwrap(),
+        &url,
+        "--volsize",
+        "1",
+        "--archive-dir",
+        &cache,
+        "--tempdir",
+        tmp.to_str().unwrap(),
+    ];
+    let mut child = std::process::Command::new(common::swiftdup_bin())
+        .args(args)
+        .env_clear()
+        .envs(cli.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut err = String::new();
+    while !err.contains(r#""event":"plan""#) {
+        let before = err.len();
+        stderr.read_line(&mut err).unwrap();
+        assert!(err.len() > before, "the run ended before planning: {err}");
+    }
+    // The next request (a volume's upload) hangs; SIGTERM once it does.
+    proxy.set(Fault::Stall(1));
+    let waited = std::time::Instant::now();
+    while !proxy.seen().iter().any(|r| r.faulted) {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "no request stalled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let signalled = std::time::Instant::now();
+    stderr.read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(
+        took < Duration::from_secs(10),
+        "exit came {took:?} after SIGTERM:\n{err}"
+    );
+    let evs: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        evs.iter().filter(|e| e["event"] == "summary").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(evs.last().unwrap()["event"], "exit");
+    assert_eq!(evs.last().unwrap()["exit_code"], 143);
+    let left: Vec<_> = fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "spool files left: {left:?}");
+    // The lock is gone: the next run needs neither --break-lock nor --lock-wait.
+    proxy.set(Fault::None);
+    let o = run_cli(&args, &cli);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Now the run's own thread hangs, holding the lock: an incremental's download of the
+    // newest manifest stalls. The run is ended for it, its lock released all the same.
+    proxy.set(Fault::StallGet {
+        suffix: ".manifest.gpg".into(),
+        n: 1,
+    });
+    proxy.clear();
+    fs::write(src.join("f0"), b"changed").unwrap();
+    let mut inc = args.to_vec();
+    inc[0] = "incremental";
+    let mut child = std::process::Command::new(common::swiftdup_bin())
+        .args(&inc)
+        .env_clear()
+        .envs(cli.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waited = std::time::Instant::now();
+    while !proxy.seen().iter().any(|r| r.faulted) {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "no request stalled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let signalled = std::time::Instant::now();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(
+        took < Duration::from_secs(10),
+        "exit came {took:?} after SIGTERM:\n{err}"
+    );
+    let evs: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = evs.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        names[names.len() - 3..],
+        ["error", "summary", "exit"],
+        "{err}"
+    );
+    assert_eq!(evs.last().unwrap()["exit_code"], 143);
+    let o = run_cli(&inc, &cli);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

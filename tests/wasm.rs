@@ -203,12 +203,15 @@ fn wasm_http_failures_are_swiftdup_errors() {
     assert!(log.contains("cannot add CA certificates"), "{log}");
 }
 
+/// A tar member and its data.
+type Member = (tar::Header, Vec<u8>);
+
 /// The preopen confines a guest, but a symlink inside it still leads elsewhere inside it:
 /// the WASI build refuses crafted archives through the same path resolver as the native
 /// one, and nothing beside the restore target changes.
 #[test]
 fn wasm_restore_of_a_crafted_archive_writes_nothing_outside_its_target() {
-    let cases: [(&str, Vec<(tar::Header, Vec<u8>)>); 3] = [
+    let cases: [(&str, Vec<Member>); 3] = [
         (
             "a symlink made by the archive",
             vec![

@@ -135,8 +135,13 @@ fn unchanged(e: &Entry, s: &SigEntry) -> bool {
     if tar_type(e.stat.kind) != h.typ {
         return false;
     }
+    let same_mtime = e.stat.mtime == h.mtime || (e.stat.mtime <= 0 && h.mtime <= 0);
     if e.stat.kind == Kind::Symlink {
-        return e.linkname == h.linkname;
+        // The mtime too: swiftdup restores symlinks' mtimes, so a touched link is stored.
+        return e.linkname == h.linkname && same_mtime;
+    }
+    if e.stat.kind == Kind::File && s.racy() {
+        return false;
     }
     let uid = users::resolve_uid(h.uid, &h.uname, false);
     let gid = users::resolve_gid(h.gid, &h.gname, false);
@@ -149,7 +154,7 @@ fn unchanged(e: &Entry, s: &SigEntry) -> bool {
         }
         _ => {}
     }
-    if !(e.stat.mtime == h.mtime || (e.stat.mtime <= 0 && h.mtime <= 0)) {
+    if !same_mtime {
         return false;
     }
     if e.stat.kind == Kind::File {
@@ -223,6 +228,9 @@ struct Run<'a> {
     buf: Vec<u8>,
     started: Instant,
     last_progress: Instant,
+    /// The wall-clock second the run started in (not `--current-time`): a file whose mtime
+    /// is not older is read again next run (see `signature::RACY_KEY`).
+    racy_from: i64,
 }
 
 impl Run<'_> {
@@ -411,6 +419,7 @@ impl Run<'_> {
             bytes, error, file, ..
         } = tee;
         let mut sig_meta = meta;
+        let mut racy = e.stat.mtime >= self.racy_from;
         if error.is_none() && changed_while_read(&file, e, bytes) {
             // What was stored may be torn (part old, part new): say so, and make the
             // next run read the file again, as after a read error.
@@ -428,7 +437,7 @@ impl Run<'_> {
                     ("path", json!(index_display(&e.index))),
                 ],
             );
-            sig_meta.mtime = 0;
+            racy = true;
         }
         if let Some(err) = error {
             self.summary.warnings += 1;
@@ -442,7 +451,7 @@ impl Run<'_> {
         }
         self.summary.bytes_read += bytes;
         self.sigs
-            .signature(&e.index, &sig_meta, &new_sig.finish(), bytes)?;
+            .signature(&e.index, &sig_meta, &new_sig.finish(), bytes, racy)?;
         self.manifest
             .file(if old.is_some() { "changed" } else { "new" }, &e.index)?;
         Ok(())
@@ -771,6 +780,7 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
         buf: Vec::new(),
         started,
         last_progress: Instant::now(),
+        racy_from: crate::format::time::unix_now(),
     };
 
     let walk = crate::source::ahead(walk, opts.concurrency > 1)

@@ -201,6 +201,26 @@ pub fn client(opts: &Options) -> Result<Box<dyn Http>, HttpError> {
     }
 }
 
+/// The most of an error response body a message shows. Short, because a body is the
+/// server's text, not ours: a gateway may echo the request (and so the container key) or
+/// send a whole HTML page.
+pub const ERROR_BODY_SHOWN: usize = 200;
+/// What is read of an error body to make that excerpt: more than is shown, so that a
+/// secret is redacted whole before the excerpt is cut (see `log::excerpt`).
+const ERROR_BODY_READ: u64 = 4096;
+
+/// The start of an error response's body, fit for a message: at most `ERROR_BODY_SHOWN`
+/// bytes on one line, control characters removed, secrets redacted; also the raw bytes
+/// read, for callers that look for a marker in them (never to be put in a message).
+pub fn error_body(body: &mut dyn Read) -> (String, Vec<u8>) {
+    let mut raw = Vec::new();
+    // A body that cannot be read adds nothing to the message; the status says enough.
+    let _ = body.take(ERROR_BODY_READ + 1).read_to_end(&mut raw);
+    let cut = raw.len() as u64 > ERROR_BODY_READ;
+    raw.truncate(ERROR_BODY_READ as usize);
+    (crate::log::excerpt(&raw, ERROR_BODY_SHOWN, cut), raw)
+}
+
 /// Percent-encode everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`),
 /// so any string (spaces, `%`, `#`, `?`, `&`, `/`, UTF-8) is one literal query value or
 /// path segment.

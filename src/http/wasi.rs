@@ -72,7 +72,13 @@ fn wait(p: &Pollable, timeout: Duration) -> bool {
 
 /// `(scheme, authority, path with query)` of an absolute http(s) URL.
 fn split_url(url: &str) -> Result<(Scheme, &str, String), HttpError> {
-    let bad = |why: &str| HttpError::new(ErrorKind::Invalid, format!("URL {url:?}: {why}"));
+    // Redacted: the URL refused may be one with a password in it.
+    let bad = |why: &str| {
+        HttpError::new(
+            ErrorKind::Invalid,
+            format!("URL {:?}: {why}", crate::log::redact(url)),
+        )
+    };
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| bad("not an absolute URL"))?;

@@ -137,13 +137,16 @@ pub fn open(url: &str, access: Access, opts: &Options) -> Result<Box<dyn Backend
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
             return Err(Error::Usage(format!(
-                "target URL {url:?}: file:// needs an absolute path, as in file:///srv/backup"
+                "target URL {:?}: file:// needs an absolute path, as in file:///srv/backup \
+                 (and takes no user or password)",
+                crate::log::redact(url)
             )));
         }
         return Ok(Box::new(file::FileBackend::new(path)?));
     }
     Err(Error::Usage(format!(
-        "target URL {url:?}: unsupported scheme (use file:///absolute/path or swiftkeys://container[/prefix])"
+        "target URL {:?}: unsupported scheme (use file:///absolute/path or swiftkeys://container[/prefix])",
+        crate::log::redact(url)
     )))
 }
 

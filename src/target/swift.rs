@@ -39,8 +39,6 @@ const PAGE: usize = 10_000;
 const MAX_DELAY: Duration = Duration::from_secs(60);
 /// A listing page of 10,000 names is a few MB; anything far larger is not a listing.
 const MAX_LISTING_BYTES: u64 = 256 << 20;
-/// How much of an error response body goes into a message.
-const MAX_ERROR_BODY: u64 = 300;
 /// The containerkeys middleware's answer to a wrong key; other 401s come from normal auth.
 const KEY_INVALID_MARKER: &str = "Auth Key invalid";
 
@@ -127,17 +125,19 @@ enum Step<T> {
 /// `(container, prefix)` of `swiftkeys://CONTAINER[/PREFIX]`; the prefix loses surrounding
 /// slashes.
 pub fn parse_url(url: &str) -> Result<(String, String)> {
+    let shown = log::redact(url);
     let rest = url.strip_prefix("swiftkeys://").ok_or_else(|| {
         Error::Usage(format!(
-            "target URL {url:?}: expected swiftkeys://container[/prefix]"
+            "target URL {shown:?}: expected swiftkeys://container[/prefix]"
         ))
     })?;
     let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if container.is_empty() {
         return Err(Error::Usage(format!(
-            "target URL {url:?}: no container name (swiftkeys://container[/prefix])"
+            "target URL {shown:?}: no container name (swiftkeys://container[/prefix])"
         )));
     }
+
     Ok((container.to_string(), prefix.trim_matches('/').to_string()))
 }
 
@@ -258,8 +258,9 @@ impl SwiftBackend {
     /// refuses a tokenless request with a 401 of its own.
     fn container_401(&self, resp: &mut Response) -> Error {
         let trans_id = trans_id(resp);
-        let body = error_body(resp);
-        if body.contains(KEY_INVALID_MARKER) {
+        // The marker is looked for in the raw bytes: the excerpt is for people.
+        let (_, raw) = http::error_body(&mut resp.body);
+        if String::from_utf8_lossy(&raw).contains(KEY_INVALID_MARKER) {
             Error::KeyRejected {
                 object: self.container.clone(),
                 trans_id,
@@ -779,7 +780,13 @@ fn parse_listing(body: &[u8]) -> std::result::Result<Vec<Listed>, String> {
             }),
             // `subdir` entries appear only with a delimiter, which is never sent.
             None if item.get("subdir").is_some() => {}
-            None => return Err(format!("listing entry without a name: {item}")),
+            // The entry is the server's text: shortened like an error body.
+            None => {
+                return Err(format!(
+                    "listing entry without a name: {}",
+                    log::excerpt(item.to_string().as_bytes(), http::ERROR_BODY_SHOWN, false)
+                ))
+            }
         }
     }
     Ok(names)
@@ -824,19 +831,10 @@ fn retry_after(resp: &Response) -> Option<Duration> {
         .map(|s| Duration::from_secs_f64(s.min(MAX_DELAY.as_secs_f64())))
 }
 
-/// The start of an error response's body, on one line, for messages.
+/// The start of an error response's body, for messages (see `http::error_body`: short,
+/// one line, secrets redacted: a gateway in front of Swift may echo the key header).
 fn error_body(resp: &mut Response) -> String {
-    let mut body = Vec::new();
-    // A body that cannot be read adds nothing to the message; the status says enough.
-    let _ = resp
-        .body
-        .by_ref()
-        .take(MAX_ERROR_BODY)
-        .read_to_end(&mut body);
-    String::from_utf8_lossy(&body)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    http::error_body(&mut resp.body).0
 }
 
 /// `HTTP 503 Service Unavailable (body)`, for messages.

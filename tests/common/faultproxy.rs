@@ -32,6 +32,8 @@ pub enum Fault {
     },
     /// Accept the next `n` requests and never answer them.
     Stall(u32),
+    /// Stall the next `n` object GETs whose path ends with `suffix` (others pass).
+    StallGet { suffix: String, n: u32 },
     /// Forward the next `n` object GETs, but pass on only half of a 200 response's body.
     TruncateGet(u32),
     /// Forward the next `n` object GETs, passing a 200 response's body on at about
@@ -183,6 +185,10 @@ fn take_fault(st: &State, method: &str, path: &str) -> Action {
             retry_after,
         } => (Action::Status(*status, *retry_after), n),
         Fault::Stall(n) => (Action::Stall, n),
+        Fault::StallGet { suffix, n } if method == "GET" && path.ends_with(suffix.as_str()) => {
+            (Action::Stall, n)
+        }
+        Fault::StallGet { .. } => return Action::Forward(Body::Whole),
         // Only object downloads: listings (`?format=json`) pass untouched.
         Fault::TruncateGet(n) if method == "GET" && !path.contains('?') => {
             (Action::Forward(Body::Half), n)
