@@ -5,7 +5,10 @@
 //! Needs the Swift started by `tests/swift/start.sh`; `make test` sets SWIFTDUP_SWIFT_ENV.
 
 mod common;
+#[path = "common/faultproxy.rs"]
+mod faultproxy;
 use common::*;
+use faultproxy::{Fault, FaultProxy};
 use std::collections::HashMap;
 
 const PASS: &str = "swift interop passphrase";
@@ -234,4 +237,113 @@ fn duplicity_writes_to_swift_swiftdup_restores_with_the_read_key() {
         &strs(&["restore", "-t", &T3.to_string(), &ctx.dup_url(), &out]),
     );
     assert_same_tree(&s.join("state3"), &s.join("dup-3"), false);
+}
+
+/// A chain written and read through a proxy that injects one kind of fault every `k`
+/// requests, whatever the request (lock, listing, volume, signatures, manifest, the
+/// newest manifest's download, a restore's downloads): a full and two incrementals of the
+/// evolving tree, then restores at each time by swiftdup through the same faults, and the
+/// latest by stock duplicity: all byte-identical to the source's states.
+fn chain_under(name: &str, k: u64, fault: Fault, extra: &[(&str, &str)]) {
+    let s = Scratch::new(&format!("swift-fault-chain-{name}"));
+    let ctx = Ctx::new(&format!("fault-chain-{name}"));
+    let proxy = FaultProxy::start(&ctx.env["SWIFT_STORAGE_URL"]);
+    proxy.set_every(k, fault);
+    let mut env: Vec<(&str, String)> = ctx
+        .sd_env(false)
+        .into_iter()
+        .filter(|(k, _)| *k != "SWIFT_STORAGE_URL")
+        .collect();
+    env.push(("SWIFT_STORAGE_URL", proxy.storage_url()));
+    env.push(("SWIFTDUP_BACKEND_RETRY_DELAY", "0.05".into()));
+    env.push(("SWIFTDUP_NUM_RETRIES", "6".into()));
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let run = |args: &[&str]| {
+        let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        swiftdup_ok(args, &e);
+    };
+    let src = s.join("src").display().to_string();
+    let cache = s.join("cache").display().to_string();
+    let url = ctx.sd_url();
+    evolve_tree(&s, |i, t| {
+        let verb = if i == 0 { "full" } else { "incremental" };
+        let t = t.to_string();
+        run(&[
+            verb,
+            &src,
+            &url,
+            "--volsize",
+            "1",
+            "--current-time",
+            &t,
+            "--archive-dir",
+            &cache,
+            "--hostname",
+            "h",
+        ]);
+    });
+    for (i, t) in [T0, T1, T2].into_iter().enumerate() {
+        let out = s.join(&format!("sd-{i}")).display().to_string();
+        let c = s.join(&format!("c-{i}")).display().to_string();
+        run(&[
+            "restore",
+            &url,
+            &out,
+            "-t",
+            &t.to_string(),
+            "--archive-dir",
+            &c,
+        ]);
+        assert_same_tree(
+            &s.join(&format!("state{i}")),
+            &s.join(&format!("sd-{i}")),
+            true,
+        );
+    }
+    let out = s.join("dup").display().to_string();
+    run_dup(&s, &ctx, &strs(&["restore", &ctx.dup_url(), &out]));
+    assert_same_tree(&s.join("state2"), &s.join("dup"), false);
+    let faulted = proxy.seen().iter().filter(|r| r.faulted).count();
+    assert!(faulted >= 5, "{name}: only {faulted} faults were injected");
+}
+
+#[test]
+fn a_chain_survives_connection_resets() {
+    chain_under("reset", 4, Fault::Reset(1), &[]);
+}
+
+#[test]
+fn a_chain_survives_bursts_of_503() {
+    chain_under("503", 5, Fault::status(503, 3), &[]);
+}
+
+#[test]
+fn a_chain_survives_429_with_retry_after() {
+    let f = Fault::Status {
+        status: 429,
+        n: 1,
+        retry_after: Some(1),
+    };
+    chain_under("429", 6, f, &[]);
+}
+
+#[test]
+fn a_chain_survives_stalls() {
+    // Each stall costs the request timeout, so a short one.
+    chain_under(
+        "stall",
+        5,
+        Fault::Stall(1),
+        &[("SWIFTDUP_HTTP_TIMEOUT", "2")],
+    );
+}
+
+#[test]
+fn a_chain_survives_truncated_downloads() {
+    chain_under("truncated", 2, Fault::TruncateGet(1), &[]);
+}
+
+#[test]
+fn a_chain_survives_wrong_etags() {
+    chain_under("etag", 2, Fault::WrongEtag(1), &[]);
 }

@@ -34,6 +34,9 @@ pub enum Fault {
     Stall(u32),
     /// Stall the next `n` object GETs whose path ends with `suffix` (others pass).
     StallGet { suffix: String, n: u32 },
+    /// Forward the next `n` object PUTs, but answer with an `ETag` that is not the MD5 of
+    /// what was stored, as a proxy that damaged the body on its way would.
+    WrongEtag(u32),
     /// Forward the next `n` object GETs, but pass on only half of a 200 response's body.
     TruncateGet(u32),
     /// Forward the next `n` object GETs, passing a 200 response's body on at about
@@ -74,6 +77,9 @@ impl Seen {
 
 struct State {
     fault: Mutex<Fault>,
+    /// `set_every`: every k-th request starts this fault (when none is under way).
+    every: Mutex<Option<(u64, Fault)>>,
+    requests: std::sync::atomic::AtomicU64,
     seen: Mutex<Vec<Seen>>,
     stop: AtomicBool,
     /// Stalled connections, held open until the proxy is dropped.
@@ -93,6 +99,7 @@ enum Body {
     Whole,
     Half,
     Trickle,
+    WrongEtag,
 }
 
 enum Action {
@@ -114,6 +121,8 @@ impl FaultProxy {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             fault: Mutex::new(Fault::None),
+            every: Mutex::new(None),
+            requests: std::sync::atomic::AtomicU64::new(0),
             seen: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             stalled: Mutex::new(Vec::new()),
@@ -148,6 +157,12 @@ impl FaultProxy {
         *self.state.fault.lock().unwrap() = f;
     }
 
+    /// Start `f` at every `k`-th request from now on (unless a fault is still under way),
+    /// so that faults fall on every kind of request of a whole run.
+    pub fn set_every(&self, k: u64, f: Fault) {
+        *self.state.every.lock().unwrap() = Some((k.max(1), f));
+    }
+
     /// Every request seen since the last `clear`.
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
@@ -176,6 +191,12 @@ impl Drop for FaultProxy {
 /// Decide the fault for one request and use up one count of it.
 fn take_fault(st: &State, method: &str, path: &str) -> Action {
     let mut f = st.fault.lock().unwrap();
+    let seq = st.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some((k, every)) = &*st.every.lock().unwrap() {
+        if seq % k == 0 && matches!(*f, Fault::None) {
+            *f = every.clone();
+        }
+    }
     let (action, left) = match &mut *f {
         Fault::None => return Action::Forward(Body::Whole),
         Fault::Reset(n) => (Action::Reset, n),
@@ -189,6 +210,10 @@ fn take_fault(st: &State, method: &str, path: &str) -> Action {
             (Action::Stall, n)
         }
         Fault::StallGet { .. } => return Action::Forward(Body::Whole),
+        Fault::WrongEtag(n) if method == "PUT" && !path.contains('?') => {
+            (Action::Forward(Body::WrongEtag), n)
+        }
+        Fault::WrongEtag(_) => return Action::Forward(Body::Whole),
         // Only object downloads: listings (`?format=json`) pass untouched.
         Fault::TruncateGet(n) if method == "GET" && !path.contains('?') => {
             (Action::Forward(Body::Half), n)
@@ -330,6 +355,17 @@ fn handle(client: TcpStream, upstream: SocketAddr, st: &State) -> io::Result<()>
             let mut up_reader = BufReader::new(up);
             let Some((status_line, resp_headers)) = read_head(&mut up_reader)? else {
                 return Ok(());
+            };
+            let resp_headers = if body == Body::WrongEtag {
+                resp_headers
+                    .into_iter()
+                    .map(|(k, v)| match k.as_str() {
+                        "etag" => (k, "\"0123456789abcdef0123456789abcdef\"".to_string()),
+                        _ => (k, v),
+                    })
+                    .collect()
+            } else {
+                resp_headers
             };
             write_head(&mut client, &status_line, &resp_headers)?;
             let ok = status_line.split(' ').nth(1) == Some("200");
