@@ -193,7 +193,7 @@ fn take_fault(st: &State, method: &str, path: &str) -> Action {
     let mut f = st.fault.lock().unwrap();
     let seq = st.requests.fetch_add(1, Ordering::SeqCst) + 1;
     if let Some((k, every)) = &*st.every.lock().unwrap() {
-        if seq % k == 0 && matches!(*f, Fault::None) {
+        if seq.is_multiple_of(*k) && matches!(*f, Fault::None) {
             *f = every.clone();
         }
     }
