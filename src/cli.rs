@@ -235,6 +235,10 @@ pub struct Opts {
     /// Skip the host name and source directory checks before an incremental.
     #[arg(long, env = "SWIFTDUP_ALLOW_SOURCE_MISMATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_source_mismatch: bool,
+    /// Let an incremental encrypt to other keys than the chain's newest set (public-key
+    /// backups; without it a change of --encrypt-key-file is refused, exit 31).
+    #[arg(long, env = "SWIFTDUP_ALLOW_KEY_CHANGE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_key_change: bool,
     /// Host name recorded in manifests and compared before incrementals (default: this host).
     #[arg(long, env = "SWIFTDUP_HOSTNAME")]
     pub hostname: Option<String>,
@@ -1125,6 +1129,7 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 volsize: o.volsize * 1024 * 1024,
                 hostname: o.hostname.clone().unwrap_or_else(platform::hostname),
                 allow_source_mismatch: o.allow_source_mismatch,
+                allow_key_change: o.allow_key_change,
                 full_if_older_than,
                 full_if_no_signatures: o.full_if_no_signatures,
                 max_chain_length: o.max_chain_length.map(|n| n as usize),

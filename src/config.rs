@@ -50,6 +50,8 @@ pub struct BackupOpts {
     pub volsize: u64,
     pub hostname: String,
     pub allow_source_mismatch: bool,
+    /// Let an incremental encrypt to other keys than the chain's (`--allow-key-change`).
+    pub allow_key_change: bool,
     pub full_if_older_than: Option<i64>,
     /// Make a full backup when the old signatures cannot be read (public-key mode without
     /// the secret key and without a cache) instead of failing.

@@ -1696,6 +1696,78 @@ pub fn open_pgp<'a, R: Read + 'a>(
     Ok((reader, warnings.iter().map(|w| w.to_string()).collect()))
 }
 
+/// The key ids a message sealed with `mode` addresses in its PKESK packets, as upper-case
+/// hex (`0000000000000000` for each hidden recipient), sorted; empty when it has none
+/// (symmetric, gzip). Compared with [`message_recipient_ids`] of a chain's newest manifest,
+/// it tells a public-key backup without the secret key whether it extends the chain with
+/// the keys the chain was made for.
+pub fn seal_recipient_ids(mode: &SealMode) -> Result<Vec<String>, CryptoError> {
+    let mode = match mode {
+        SealMode::Signed { inner, .. } => inner.as_ref(),
+        m => m,
+    };
+    let SealMode::PublicKey {
+        recipients, hidden, ..
+    } = mode
+    else {
+        return Ok(Vec::new());
+    };
+    let mut ids = Vec::new();
+    for k in recipients {
+        let id = match encryption_target(k)? {
+            EncTarget::Primary(k) => k.primary_key.legacy_key_id(),
+            EncTarget::Sub(k) => k.key.legacy_key_id(),
+        };
+        ids.push(hex_upper(id.as_ref()));
+    }
+    ids.extend(hidden.iter().map(|_| hex_upper(KeyId::WILDCARD.as_ref())));
+    ids.sort();
+    Ok(ids)
+}
+
+/// The key ids of the PKESK packets an OpenPGP message starts with, as in
+/// [`seal_recipient_ids`]. Reads only up to the encrypted data packet.
+pub fn message_recipient_ids<R: Read>(r: R) -> Result<Vec<String>, CryptoError> {
+    let src_failed = Rc::new(Cell::new(false));
+    let tracked = Tracked {
+        inner: r,
+        failed: src_failed.clone(),
+    };
+    let mut br = BufReader::with_capacity(SRC_BUF, tracked);
+    let first = br.fill_buf().map_err(CryptoError::Io)?.first().copied();
+    let mut src: Src<'_> = match first {
+        Some(b) if b & 0x80 != 0 => Box::new(br),
+        Some(b) if b == b'-' || b.is_ascii_whitespace() => {
+            Box::new(BufReader::with_capacity(SRC_BUF, Dearmor::new(br)))
+        }
+        _ => return Err(integrity("not an OpenPGP message")),
+    };
+    let fail = |e: io::Error| classify(e, &src_failed);
+    let mut ids = Vec::new();
+    loop {
+        if src.fill_buf().map_err(fail)?.is_empty() {
+            return Err(integrity("no encrypted data packet found (truncated?)"));
+        }
+        let header = PacketHeader::try_from_reader(&mut src).map_err(fail)?;
+        match header.tag() {
+            Tag::PublicKeyEncryptedSessionKey => {
+                let body = read_small_body(header, &mut src).map_err(fail)?;
+                if let Ok(p) = PublicKeyEncryptedSessionKey::try_from_reader(header, &body[..]) {
+                    if let Ok(id) = p.id() {
+                        ids.push(hex_upper(id.as_ref()));
+                    }
+                }
+            }
+            Tag::SymKeyEncryptedSessionKey | Tag::Marker | Tag::Padding => {
+                read_small_body(header, &mut src).map_err(fail)?;
+            }
+            _ => break,
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
 /// Read `r` to EOF, discarding the data: verifies the MDC of a reader returned by
 /// [`open_pgp`] after the caller has read what it needed.
 pub fn drain_to_end<R: Read + ?Sized>(r: &mut R) -> Result<u64, CryptoError> {

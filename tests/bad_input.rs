@@ -1543,3 +1543,57 @@ fn same_second_edits_and_touched_symlinks_are_found() {
     };
     assert_eq!(link_mtime, 1_600_000_100);
 }
+
+#[test]
+fn a_public_key_incremental_to_other_keys_is_refused_unless_allowed() {
+    let s = Scratch::new("pubkeychange");
+    let k = make_key_named(&s, "Chain Key <chain@example.org>");
+    let other = {
+        let o = Scratch::new("pubkeychange-other");
+        let k2 = make_key_named(&o, "Other Key <other@example.org>");
+        let p = s.join("other.asc");
+        fs::copy(&k2.public, &p).unwrap();
+        p
+    };
+    fs::create_dir_all(s.join("src")).unwrap();
+    fs::write(s.join("src/a.txt"), b"alpha").unwrap();
+    let url = s.url("target");
+    let src = s.join("src").display().to_string();
+    let cache = s.join("cache").display().to_string();
+    let backup = |verb: &str, key: &std::path::Path, t: &str, extra: &[&str]| {
+        let mut a = vec![
+            verb,
+            &src,
+            &url,
+            "--encrypt-key-file",
+            key.to_str().unwrap(),
+            "--archive-dir",
+            &cache,
+            "--current-time",
+            t,
+        ];
+        a.extend_from_slice(extra);
+        swiftdup(&a, &[])
+    };
+    let ok = |o: std::process::Output| {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    ok(backup("full", &k.public, "1700000000", &[]));
+    let before = target_listing(&s);
+    let o = backup("incremental", &other, "1700000100", &[]);
+    assert_fails(&o, exit::DECRYPTION, "decryption", "--allow-key-change");
+    assert_eq!(target_listing(&s), before, "nothing stored");
+    // The chain's own key goes on; another one only when asked for.
+    ok(backup("incremental", &k.public, "1700000200", &[]));
+    ok(backup(
+        "incremental",
+        &other,
+        "1700000300",
+        &["--allow-key-change"],
+    ));
+}

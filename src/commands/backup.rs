@@ -582,6 +582,31 @@ fn same_manifest(a: &Manifest, b: &Manifest) -> bool {
 
 /// §4.4: the cached manifest must match the remote one, and the chain must come from this
 /// host and source (unless `--allow-source-mismatch`).
+/// A public-key backup without the secret key cannot open the chain, but it can see whom
+/// the chain's newest manifest is encrypted to: an incremental that would encrypt to other
+/// keys (a changed or mistyped --encrypt-key-file) would leave a chain that no single key
+/// restores, so it is refused unless --allow-key-change (or a new full) says so.
+fn check_recipients(md: &Metadata, common: &Common, manifest: &str) -> Result<()> {
+    let ours = crate::crypto::seal_recipient_ids(&common.crypto.seal)
+        .map_err(|e| crate::cache::crypto_error(manifest, e))?;
+    let f = crate::cache::download_temp(md.backend, manifest, &common.tempdir)?;
+    let theirs = crate::crypto::message_recipient_ids(std::io::BufReader::new(f))
+        .map_err(|e| crate::cache::crypto_error(manifest, e))?;
+    if ours == theirs {
+        return Ok(());
+    }
+    Err(Error::Decryption {
+        object: manifest.to_string(),
+        detail: format!(
+            "the chain is encrypted to key(s) {}, this run would encrypt to {}: its sets \
+             could not be restored with one key, so no set was stored. Use the chain's \
+             --encrypt-key-file, start a new chain with `full`, or pass --allow-key-change",
+            theirs.join(", "),
+            ours.join(", ")
+        ),
+    })
+}
+
 /// A decryption failure of the chain's newest manifest, said as what it means for the
 /// backup: the run's keys do not open the chain, and nothing was written.
 fn keys_do_not_open(e: Error, manifest: &str) -> Error {
@@ -648,6 +673,8 @@ fn check_last_manifest(
             }
             record();
         }
+    } else if encrypted && !opts.allow_key_change {
+        check_recipients(md, common, name)?;
     }
     if opts.allow_source_mismatch {
         return Ok(());
