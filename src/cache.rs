@@ -200,6 +200,52 @@ impl Cache {
     }
 }
 
+/// Make the cache's fallback directory in a shared temporary directory (`$TMPDIR` is often
+/// `/tmp`; used when there is no HOME) for this user alone, or check that the one there is.
+/// Whoever can write in it can plant the manifests and signature files a run trusts without
+/// decrypting them (the cache is plaintext, checked only against the listing), or swap them
+/// for links; so one that another user made, or that group or others may write to, is
+/// refused rather than used.
+pub fn claim_shared_dir(dir: &Path) -> Result<()> {
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+    }
+    match crate::platform::create_private_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(Error::io(dir.display(), e))
+        }
+        _ => {}
+    }
+    let st = crate::platform::lstat(dir).map_err(|e| Error::io(dir.display(), e))?;
+    let refuse = |why: String, fix: &str| {
+        Err(Error::Usage(format!(
+            "cache directory {} (the default without HOME) {why}, so another user could \
+             change what this run trusts: {fix}, or set --archive-dir (SWIFTDUP_ARCHIVE_DIR) \
+             or HOME to a directory of this user's",
+            dir.display()
+        )))
+    };
+    if st.kind != crate::platform::Kind::Dir {
+        return refuse("is not a directory".into(), "remove it");
+    }
+    let Some(me) = crate::platform::euid() else {
+        return Ok(());
+    };
+    if st.uid != me {
+        return refuse(
+            format!("belongs to uid {}, not to this user (uid {me})", st.uid),
+            "have its owner remove it",
+        );
+    }
+    if st.mode & 0o022 != 0 {
+        return refuse(
+            format!("is writable by group or others (mode {:04o})", st.mode),
+            "remove it or `chmod go-w` it",
+        );
+    }
+    Ok(())
+}
+
 /// Open a sealed stream by its suffix.
 pub fn open_sealed<'a>(
     r: impl Read + 'a,
@@ -464,49 +510,45 @@ impl<'a> Metadata<'a> {
         if listed_md5.is_some_and(|h| self.cache.sealed_matches(local, Sealed::Md5(h))) {
             return Ok(None);
         }
-        use std::io::Seek;
-        let suffix = self
-            .common
-            .prefixes
-            .parse(remote)
-            .map(|p| p.suffix)
-            .unwrap_or(Suffix::None);
-        let mut f = download_temp(self.backend, remote, &self.common.tempdir)?;
-        let sealed = SealedDigest::of(&mut f).map_err(|e| Error::io(remote, e))?;
+        let (f, sealed) = self.download_sealed(remote)?;
         if self
             .cache
             .sealed_matches(local, Sealed::Sha256(&sealed.sha256))
         {
             return Ok(None);
         }
-        f.seek(io::SeekFrom::Start(0))
-            .map_err(|e| Error::io(remote, e))?;
-        let m = self.open_manifest(f, suffix, remote)?;
+        let m = self.open_manifest(f, remote)?;
         let local = local.to_string();
         Ok(Some((m, move || self.cache.record_sealed(&local, &sealed))))
+    }
+
+    /// A stored manifest downloaded, with the digest of its bytes; the file is rewound.
+    fn download_sealed(&self, remote: &str) -> Result<(fs::File, SealedDigest)> {
+        use std::io::Seek;
+        let mut f = download_temp(self.backend, remote, &self.common.tempdir)?;
+        let sealed = SealedDigest::of(&mut f).map_err(|e| Error::io(remote, e))?;
+        f.seek(io::SeekFrom::Start(0))
+            .map_err(|e| Error::io(remote, e))?;
+        Ok((f, sealed))
     }
 
     /// The remote manifest downloaded, decrypted to its MDC and parsed, whatever the cache
     /// holds: what shows that this run's passphrase or secret key opens the chain. Returns
     /// it with the digest of its stored bytes.
     pub fn remote_manifest_opened(&self, remote: &str) -> Result<(Manifest, SealedDigest)> {
-        use std::io::Seek;
+        let (f, sealed) = self.download_sealed(remote)?;
+        Ok((self.open_manifest(f, remote)?, sealed))
+    }
+
+    /// Open and parse a stored manifest, reading it to the end: the MDC is checked only
+    /// there, and the parser may stop before.
+    fn open_manifest(&self, f: fs::File, remote: &str) -> Result<Manifest> {
         let suffix = self
             .common
             .prefixes
             .parse(remote)
             .map(|p| p.suffix)
             .unwrap_or(Suffix::None);
-        let mut f = download_temp(self.backend, remote, &self.common.tempdir)?;
-        let sealed = SealedDigest::of(&mut f).map_err(|e| Error::io(remote, e))?;
-        f.seek(io::SeekFrom::Start(0))
-            .map_err(|e| Error::io(remote, e))?;
-        Ok((self.open_manifest(f, suffix, remote)?, sealed))
-    }
-
-    /// Open and parse a stored manifest, reading it to the end: the MDC is checked only
-    /// there, and the parser may stop before.
-    fn open_manifest(&self, f: fs::File, suffix: Suffix, remote: &str) -> Result<Manifest> {
         let mut r = BufReader::new(open_sealed(f, suffix, &self.common.crypto.open, remote)?);
         let m = manifest::parse(&mut r).map_err(|m| Error::integrity(remote, m))?;
         io::copy(&mut r, &mut io::sink()).map_err(|e| map_read_error(remote, e))?;

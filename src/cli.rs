@@ -722,8 +722,14 @@ fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
         None => match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
             (Some(x), _) => PathBuf::from(x).join("duplicity"),
             (None, Some(h)) => PathBuf::from(h).join(".cache/duplicity"),
-            // No home (a scratch container): a cache that lives for this run only.
-            (None, None) => tempdir.join("swiftdup-cache"),
+            // No home (a scratch container): a cache that lives for this run only, in a
+            // directory other users may share. Claimed here, so that one this user cannot
+            // trust stops the run before the target is touched.
+            (None, None) => {
+                let dir = tempdir.join("swiftdup-cache");
+                crate::cache::claim_shared_dir(&dir)?;
+                dir
+            }
         },
     };
     let passphrase = env_secret("PASSPHRASE");
@@ -837,21 +843,40 @@ fn parse_index(p: &str) -> crate::format::Index {
         .collect()
 }
 
-fn setup_logging(o: &Opts) {
+/// The log format and level the options ask for. Anything else is refused rather than
+/// mapped to a default: `--log-level verbose` silently meaning `info` hides the debug
+/// events the operator asked for, and `yaml` would still get JSON.
+fn log_settings(o: &Opts) -> Result<(Format, Level)> {
     use std::io::IsTerminal;
-    let format = match o.log_format.as_deref() {
+    // An empty value counts as unset, as for the other variables (a manifest's `value: ""`).
+    let asked = o.log_format.as_deref().map(str::to_ascii_lowercase);
+    let format = match asked.as_deref().filter(|f| !f.is_empty()) {
+        Some("json") => Format::Json,
         Some("text") => Format::Text,
-        Some(_) => Format::Json,
+        Some(_) => {
+            return Err(Error::Usage(format!(
+                "--log-format / SWIFTDUP_LOG_FORMAT: {:?} is not a log format; use json or \
+                 text",
+                o.log_format.as_deref().unwrap_or_default()
+            )))
+        }
         None if std::io::stderr().is_terminal() => Format::Text,
         None => Format::Json,
     };
-    let level = match o.log_level.as_str() {
+    let level = match o.log_level.to_ascii_lowercase().as_str() {
         "debug" => Level::Debug,
+        "info" | "" => Level::Info,
         "warn" | "warning" => Level::Warn,
         "error" => Level::Error,
-        _ => Level::Info,
+        _ => {
+            return Err(Error::Usage(format!(
+                "--log-level / SWIFTDUP_LOG_LEVEL: {:?} is not a log level; use debug, info, \
+                 warn or error",
+                o.log_level
+            )))
+        }
     };
-    log::init(format, level);
+    Ok((format, level))
 }
 
 /// Register every secret value this run may meet with the log writer, which scrubs them
@@ -896,8 +921,21 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     interrupt::install();
     let opts = cli.command.opts();
-    setup_logging(opts);
-    let code = match opts.every.as_deref().map(parse_every) {
+    let settings = log_settings(opts);
+    let (format, level) = match &settings {
+        Ok(s) => *s,
+        // Refused below, in the default format, before anything else happens.
+        Err(_) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            (Format::Text, Level::Info)
+        }
+        Err(_) => (Format::Json, Level::Info),
+    };
+    log::init(format, level);
+    let every = match settings {
+        Ok(_) => opts.every.as_deref().map(parse_every),
+        Err(e) => Some(Err(e)),
+    };
+    let code = match every {
         None => run_logged(&cli.command).0,
         Some(Ok(every)) => run_every(&cli.command, every),
         Some(Err(e)) => {
@@ -1042,6 +1080,21 @@ fn run_logged(cmd: &Command) -> (i32, bool) {
             log::info("summary", &format!("{name} finished"), fields);
             (code, false)
         }
+        Err(Error::OutputClosed) => {
+            // The reader of our output left (`| head`): what it read was complete, and
+            // nothing failed that an operator should look at, so no `error` event.
+            let fields = vec![
+                ("duration_seconds", json!(secs)),
+                ("output_closed", json!(true)),
+            ];
+            push_metrics(cmd, name, exit::OUTPUT_CLOSED, &fields);
+            log::info(
+                "summary",
+                &format!("{name} stopped: standard output was closed by its reader"),
+                fields,
+            );
+            (exit::OUTPUT_CLOSED, false)
+        }
         Err(e) => {
             let mut fields = vec![("code", json!(e.code()))];
             if let Some(o) = e.object() {
@@ -1056,7 +1109,9 @@ fn run_logged(cmd: &Command) -> (i32, bool) {
                 ("error_code", json!(e.code())),
             ];
             push_metrics(cmd, name, e.exit_code(), &fields);
-            log::info("summary", &format!("{name} failed"), fields);
+            // At the level of what it reports: a filter on `level: error` (or
+            // --log-level error) must see how a failed run ended, not only why.
+            log::event(Level::Error, "summary", &format!("{name} failed"), fields);
             (e.exit_code(), matches!(e, Error::Interrupted(_)))
         }
     }
@@ -1210,10 +1265,10 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
                 s.text.clone()
             };
             use std::io::Write;
-            stdout
-                .lock()
-                .write_all(text.as_bytes())
-                .map_err(|e| Error::io("standard output", e))?;
+            let mut out = stdout.lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(Error::stdout)?;
             Ok((s.to_fields(), exit::SUCCESS))
         }
         Command::ListCurrentFiles(a) => {

@@ -1,6 +1,7 @@
 //! Sets, chains and signature chains found in a target listing (§6.6), and the choice of
 //! what a restore at a given time reads (§7.1).
 
+use crate::error::{Error, Result};
 use crate::format::names::{FileKind, ParsedName, Prefixes, Suffix};
 use std::collections::BTreeMap;
 
@@ -277,7 +278,9 @@ impl Collection {
     }
 
     /// The chain a restore at `t` uses (§7.1): the one covering `t`, else the newest that
-    /// ends before `t`, else the oldest.
+    /// ends before `t`; `None` when `t` is before every chain. (Stock falls back to the
+    /// oldest chain then, so `--time` before the first backup restores a state that did not
+    /// exist yet at `t` and says nothing: see [`Collection::chain_for`].)
     pub fn chain_at(&self, t: i64) -> Option<&Chain> {
         let covering: Vec<&Chain> = self
             .chains
@@ -287,11 +290,28 @@ impl Collection {
         if let Some(c) = covering.last() {
             return Some(c);
         }
-        self.chains
-            .iter()
-            .rev()
-            .find(|c| c.end() < t)
-            .or_else(|| self.chains.first())
+        self.chains.iter().rev().find(|c| c.end() < t)
+    }
+
+    /// [`Collection::chain_at`] for the verbs that read a state (restore, verify,
+    /// list-current-files), with the error a user meets: no backup at all in `target` (a
+    /// URL fit for messages), or `t` before the oldest backup, naming its time so the
+    /// next attempt can ask for it.
+    pub fn chain_for(&self, t: i64, target: &str) -> Result<&Chain> {
+        if let Some(c) = self.chain_at(t) {
+            return Ok(c);
+        }
+        let rfc3339 = crate::format::time::rfc3339;
+        Err(Error::NothingToRestore(match self.chains.first() {
+            None => format!("no complete backup in {target}"),
+            Some(oldest) => format!(
+                "no backup in {target} as of {}: the oldest set is the full of {}; give \
+                 --time {} or later",
+                rfc3339(t),
+                rfc3339(oldest.start()),
+                rfc3339(oldest.start())
+            ),
+        }))
     }
 }
 
@@ -412,7 +432,18 @@ mod tests {
         assert_eq!(c.chain_at(150).unwrap().start(), 100);
         assert_eq!(c.chain_at(300).unwrap().start(), 100);
         assert_eq!(c.chain_at(500).unwrap().start(), 400);
-        assert_eq!(c.chain_at(50).unwrap().start(), 100);
+        // Before the first backup there is nothing to restore, and the error says since when.
+        assert!(c.chain_at(50).is_none());
+        let e = c.chain_for(50, "file:///t").unwrap_err();
+        assert!(matches!(e, Error::NothingToRestore(_)), "{e}");
+        assert!(e.to_string().contains("1970-01-01T00:01:40Z"), "{e}");
+        assert_eq!(c.chain_for(100, "file:///t").unwrap().start(), 100);
+        let none = Collection::from_names(&[], &Prefixes::default());
+        assert!(none
+            .chain_for(50, "file:///t")
+            .unwrap_err()
+            .to_string()
+            .contains("no complete backup"));
         let ch = c.chain_at(150).unwrap();
         assert_eq!(ch.sets_until(150).len(), 1);
         assert_eq!(ch.sets_until(200).len(), 2);

@@ -54,8 +54,18 @@ pub mod exit {
     pub const SOURCE_MISSING: i32 = 66;
     /// A bug: an invariant of swiftdup itself was broken.
     pub const INTERNAL: i32 = 70;
+    /// A local file system error (disk full, permission denied, ...) on this machine's
+    /// side: the spool (`--tempdir`), the cache, the restore target, the source, standard
+    /// output (sysexits EX_IOERR). Apart from `BACKEND` because the fix is on another
+    /// desk: a full pod volume is not an unreachable Swift.
+    pub const LOCAL_IO: i32 = 74;
     /// Stopped by SIGINT.
     pub const SIGINT: i32 = 130;
+    /// Standard output was closed by its reader (`swiftdup ls URL | head`): the run stops
+    /// quietly with the status a Unix tool killed by SIGPIPE has (128 + 13), so that a
+    /// pipeline behaves as it does with `cat` or `grep` (and `set -o pipefail` still sees
+    /// that the output was cut short, which matters for `verify`).
+    pub const OUTPUT_CLOSED: i32 = 141;
     /// Stopped by SIGTERM (how Kubernetes stops a pod).
     pub const SIGTERM: i32 = 143;
 }
@@ -152,7 +162,17 @@ pub const EXIT_CODES: &[(i32, &str, &str)] = &[
         "SOURCE does not exist or is not a directory",
     ),
     (exit::INTERNAL, "internal", "a bug in swiftdup"),
+    (
+        exit::LOCAL_IO,
+        "local_io",
+        "local disk error (disk full, permission denied): spool, cache, restore target, source",
+    ),
     (exit::SIGINT, "interrupted", "stopped by SIGINT"),
+    (
+        exit::OUTPUT_CLOSED,
+        "output_closed",
+        "standard output closed by its reader (as SIGPIPE)",
+    ),
     (exit::SIGTERM, "interrupted", "stopped by SIGTERM"),
 ];
 
@@ -213,11 +233,16 @@ pub enum Error {
         detail: String,
         trans_id: Option<String>,
     },
-    /// A local file system error with the path it happened on.
+    /// A file system error on this machine's side (spool, cache, restore target, source,
+    /// standard output), with the path it happened on. Storage errors, the file://
+    /// target's directory included, are `Backend`: its put, get and delete always were.
     Io {
         path: String,
         source: io::Error,
     },
+    /// Standard output's reader went away (EPIPE): not a failure of the run, see
+    /// `exit::OUTPUT_CLOSED`.
+    OutputClosed,
     Interrupted(i32),
     Internal(String),
 }
@@ -246,8 +271,8 @@ impl Error {
             Error::TargetMissing(_) => exit::TARGET_MISSING,
             Error::KeyRejected { .. } => exit::KEY_REJECTED,
             Error::AccessDenied { .. } => exit::ACCESS_DENIED,
-            // A local I/O error on the target directory of a file:// backend or on TARGET.
-            Error::Io { .. } => exit::BACKEND,
+            Error::Io { .. } => exit::LOCAL_IO,
+            Error::OutputClosed => exit::OUTPUT_CLOSED,
             Error::Interrupted(code) => *code,
             Error::Internal(_) => exit::INTERNAL,
         }
@@ -256,10 +281,8 @@ impl Error {
     /// The stable machine-readable code put in the `error` log event.
     pub fn code(&self) -> &'static str {
         let n = self.exit_code();
-        match self {
-            Error::Io { .. } => return "io",
-            Error::NotFound(_) => return "not_found",
-            _ => {}
+        if let Error::NotFound(_) = self {
+            return "not_found";
         }
         EXIT_CODES
             .iter()
@@ -299,6 +322,16 @@ impl Error {
         Error::Io {
             path: path.to_string(),
             source,
+        }
+    }
+
+    /// A failed write to standard output: a reader that went away (`| head`) ends the run
+    /// quietly (`OutputClosed`); anything else (a full disk behind `>`) is a local error.
+    pub fn stdout(e: io::Error) -> Error {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Error::OutputClosed
+        } else {
+            Error::io("standard output", e)
         }
     }
 
@@ -360,6 +393,7 @@ impl fmt::Display for Error {
             }
             Error::AccessDenied { object, detail, .. } => write!(f, "{object}: {detail}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
+            Error::OutputClosed => write!(f, "standard output was closed by its reader"),
             Error::Interrupted(code) => {
                 let sig = if *code == exit::SIGINT {
                     "SIGINT"
@@ -374,3 +408,40 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_storage_and_closed_output_are_told_apart() {
+        let local = Error::io("/tmp/spool", io::Error::from(io::ErrorKind::StorageFull));
+        assert_eq!(
+            (local.exit_code(), local.code()),
+            (exit::LOCAL_IO, "local_io")
+        );
+        let storage = Error::Backend {
+            object: "/srv/backup".into(),
+            detail: "cannot create: Read-only file system".into(),
+            trans_id: None,
+        };
+        assert_eq!(
+            (storage.exit_code(), storage.code()),
+            (exit::BACKEND, "backend")
+        );
+        let closed = Error::stdout(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(matches!(closed, Error::OutputClosed));
+        assert_eq!(closed.code(), "output_closed");
+        let full = Error::stdout(io::Error::from(io::ErrorKind::StorageFull));
+        assert_eq!(full.code(), "local_io");
+        assert_eq!(full.object(), Some("standard output"));
+    }
+
+    #[test]
+    fn every_exit_code_is_in_the_table_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (code, _, _) in EXIT_CODES {
+            assert!(seen.insert(*code), "exit code {code} twice in EXIT_CODES");
+        }
+    }
+}

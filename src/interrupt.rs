@@ -157,7 +157,8 @@ fn watchdog() {
         ),
         vec![("code", serde_json::json!("interrupted"))],
     );
-    crate::log::info(
+    crate::log::event(
+        crate::log::Level::Error,
         "summary",
         "run stopped",
         vec![("error_code", serde_json::json!("interrupted"))],

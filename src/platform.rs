@@ -230,6 +230,18 @@ mod imp {
         unsafe { libc::geteuid() == 0 }
     }
 
+    /// The user this process acts as, who owns what it creates.
+    pub fn euid() -> Option<u64> {
+        // SAFETY: geteuid has no preconditions.
+        Some(unsafe { libc::geteuid() } as u64)
+    }
+
+    /// Create the directory `path` (not its parents) for its owner alone (mode 0700).
+    pub fn create_private_dir(path: &Path) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(path)
+    }
+
     pub fn hostname() -> String {
         let mut buf = [0u8; 256];
         // SAFETY: buf is writable for its length.
@@ -315,12 +327,7 @@ mod imp {
             // reports as "unknown" or as sockets): nothing a restore could recreate.
             Kind::Socket
         };
-        let mtime = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let mtime = metadata_mtime(&m);
         // No permission bits in WASI: what a plain umask-022 tree would have.
         let mode = match kind {
             Kind::Dir => 0o755,
@@ -413,6 +420,16 @@ mod imp {
         false
     }
 
+    /// No users under WASI: the host's preopened directories decide who sees what.
+    pub fn euid() -> Option<u64> {
+        None
+    }
+
+    /// No permission bits under WASI: a plain directory.
+    pub fn create_private_dir(path: &Path) -> io::Result<()> {
+        std::fs::create_dir(path)
+    }
+
     /// End the process with `code`. std's `exit` can only say success or failure under
     /// WASI 0.2 (`wasi:cli/exit.exit` takes a result: wasmtime exits with 1 for every
     /// failure), so the documented exit codes go through `exit-with-code`, which the host
@@ -462,6 +479,16 @@ mod imp {
 compile_error!("swiftdup builds for Unix and WASI (wasm32-wasip2) only");
 
 pub use imp::*;
+
+/// The modification time in whole seconds from `std` metadata (0 before 1970, as stock
+/// records it).
+pub fn metadata_mtime(m: &std::fs::Metadata) -> i64 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
 
 /// A file name component as bytes (lossless on Unix).
 pub fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {

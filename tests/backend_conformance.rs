@@ -31,6 +31,13 @@ fn file_backend_conforms() {
 fn file_backend_opens_for_reading_too() {
     let s = Scratch::new("conformance-file-read");
     let url = s.url("target");
+    // Reading never creates the directory: a missing one is the target missing.
+    let e = target::open(&url, Access::Read, &Options::default())
+        .err()
+        .unwrap();
+    assert!(matches!(e, swiftdup::error::Error::TargetMissing(_)), "{e}");
+    assert!(!s.join("target").exists());
+    std::fs::create_dir(s.join("target")).unwrap();
     let b = target::open(&url, Access::Read, &Options::default()).unwrap();
     assert!(b.list("").unwrap().is_empty());
     assert_eq!(

@@ -705,27 +705,37 @@ fn a_cache_out_of_step_with_the_target_is_found_despite_the_sealed_record() {
 // Restore never trusts the archive: whatever the members say, nothing outside TARGET
 // changes, and every refusal is one error event with its own exit code.
 
+/// A plaintext backup of `s`'s `src` into its `target`, with its `cache`, at time `t`;
+/// returns the `summary` event.
+fn plain_backup(s: &Scratch, verb: &str, t: &str) -> serde_json::Value {
+    let (src, url) = (s.join("src"), s.url("target"));
+    let cache = s.join("cache").display().to_string();
+    let o = swiftdup_ok(
+        &[
+            verb,
+            src.to_str().unwrap(),
+            &url,
+            "--no-encryption",
+            "--current-time",
+            t,
+            "--archive-dir",
+            &cache,
+        ],
+        &[],
+    );
+    events(&o)
+        .into_iter()
+        .find(|e| e["event"] == "summary")
+        .unwrap()
+}
+
 /// A chain of a full and an incremental (plaintext), each with one volume.
 fn chain_of_two(name: &str) -> Scratch {
     let s = backed_up(name, false);
     let src = s.join("src");
     fs::write(src.join("a.txt"), b"alpha 2").unwrap();
     set_mtime(&src.join("a.txt"), 1_700_000_100);
-    let url = s.url("target");
-    let cache = s.join("cache").display().to_string();
-    swiftdup_ok(
-        &[
-            "incremental",
-            src.to_str().unwrap(),
-            &url,
-            "--no-encryption",
-            "--current-time",
-            "1700000200",
-            "--archive-dir",
-            &cache,
-        ],
-        &[],
-    );
+    plain_backup(&s, "incremental", "1700000200");
     s
 }
 
@@ -1271,22 +1281,8 @@ fn a_sparse_file_restores_sparse_through_a_full_and_an_incremental() {
     write_at(&img, 0, &random_bytes(1, 65536));
     write_at(&img, 100 * MIB + 123, &random_bytes(2, 70_000));
     write_at(&img, 256 * MIB - 10, b"0123456789");
-    let url = s.url("target");
-    let cache = s.join("cache").display().to_string();
     let backup = |verb: &str, t: &str| {
-        swiftdup_ok(
-            &[
-                verb,
-                src.to_str().unwrap(),
-                &url,
-                "--no-encryption",
-                "--current-time",
-                t,
-                "--archive-dir",
-                &cache,
-            ],
-            &[],
-        );
+        plain_backup(&s, verb, t);
     };
     let restore_cmp = |out: &str, limit: u64| {
         let o = restore(&s, out, &[], &[]);
@@ -1497,27 +1493,7 @@ fn same_second_edits_and_touched_symlinks_are_found() {
     set_mtime(&f, racy);
     set_mtime(&src.join("old.txt"), 1_600_000_000);
     set_mtime(&src.join("link"), 1_600_000_000);
-    let url = s.url("target");
-    let cache = s.join("cache").display().to_string();
-    let backup = |verb: &str, t: &str| {
-        let o = swiftdup_ok(
-            &[
-                verb,
-                src.to_str().unwrap(),
-                &url,
-                "--no-encryption",
-                "--current-time",
-                t,
-                "--archive-dir",
-                &cache,
-            ],
-            &[],
-        );
-        events(&o)
-            .into_iter()
-            .find(|e| e["event"] == "summary")
-            .unwrap()
-    };
+    let backup = |verb: &str, t: &str| plain_backup(&s, verb, t);
     backup("full", "1700000000");
     // The same size, the same mtime, other bytes; and the link only touched.
     fs::write(&f, b"after!").unwrap();
@@ -1596,4 +1572,150 @@ fn a_public_key_incremental_to_other_keys_is_refused_unless_allowed() {
         "1700000300",
         &["--allow-key-change"],
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors that point the right way: a full or forbidden local disk is not a failing storage,
+// and settings that cannot work are named before any request.
+
+#[test]
+fn local_disk_errors_are_local_io_and_storage_errors_backend() {
+    let s = backed_up("local-io", false);
+    let url = s.url("target");
+    let cache = s.join("cache").display().to_string();
+    // Standard output on a full disk (`> file` on a full volume): ENOSPC.
+    let o = std::process::Command::new(swiftdup_bin())
+        .args(["list-current-files", &url, "--archive-dir", &cache])
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(fs::File::create("/dev/full").unwrap())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_fails(&o, 74, "local_io", "standard output");
+    // The spool directory (--tempdir) cannot be made: a file is in the way.
+    fs::write(s.join("not-a-dir"), b"").unwrap();
+    let spool = s.join("not-a-dir/spool").display().to_string();
+    let src = s.join("src").display().to_string();
+    let o = swiftdup(
+        &[
+            "full",
+            &src,
+            &url,
+            "--no-encryption",
+            "--archive-dir",
+            &cache,
+            "--tempdir",
+            &spool,
+        ],
+        &[],
+    );
+    assert_fails(&o, 74, "local_io", &spool);
+    // The restore target cannot be made.
+    let o = restore(&s, "not-a-dir/out", &[], &[]);
+    assert_fails(&o, 74, "local_io", "not-a-dir");
+    if !swiftdup::platform::is_root() {
+        // Permission denied on this machine's side (root would not be denied).
+        fs::create_dir_all(s.join("locked")).unwrap();
+        chmod(&s.join("locked"), 0o500);
+        let o = restore(&s, "locked/out", &[], &[]);
+        chmod(&s.join("locked"), 0o700);
+        assert_fails(&o, 74, "local_io", "locked");
+    }
+    // The file:// target's directory is the storage: it cannot be made, exit 50.
+    let bad_target = format!("{}/not-a-dir/target", s.0.display());
+    let o = swiftdup(
+        &[
+            "full",
+            &src,
+            &format!("file://{bad_target}"),
+            "--no-encryption",
+            "--archive-dir",
+            &cache,
+        ],
+        &[],
+    );
+    assert_fails(&o, 50, "backend", &bad_target);
+}
+
+/// A swiftkeys:// run against a port nothing listens on, with one retry at most: whatever
+/// it meets there, a setting refused up front never gets that far.
+fn swift_run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut e = vec![
+        ("SWIFTDUP_NUM_RETRIES", "0"),
+        ("SWIFTDUP_BACKEND_RETRY_DELAY", "0.01"),
+        ("PASSPHRASE", PASS),
+    ];
+    e.extend_from_slice(env);
+    swiftdup(args, &e)
+}
+
+#[test]
+fn a_key_with_a_line_break_is_a_usage_error_naming_its_variable() {
+    let s = Scratch::new("key-crlf");
+    fs::create_dir_all(s.join("src")).unwrap();
+    let src = s.join("src").display().to_string();
+    let out = s.join("out").display().to_string();
+    let storage = ("SWIFT_STORAGE_URL", "http://127.0.0.1:9/v1/AUTH_test");
+    // What `kubectl create secret --from-file` makes of a key file written by `echo`.
+    let key = "Key-0c7d41-in-a-file\n";
+    let cases: [(&[&str], &str, &str); 4] = [
+        (
+            &["backup", &src, "swiftkeys://c"],
+            "SWIFT_CONTAINER_FULL_TOKEN",
+            key,
+        ),
+        (
+            &["restore", "swiftkeys://c", &out],
+            "SWIFT_CONTAINER_READ_TOKEN",
+            key,
+        ),
+        (
+            &["collection-status", "swiftkeys://c"],
+            "SWIFT_CONTAINER_READ_TOKEN",
+            "Key-0c7d41\r\nX-Injected: 1",
+        ),
+        (
+            &["collection-status", "swiftkeys://c"],
+            "SWIFT_CONTAINER_FULL_TOKEN",
+            " Key-0c7d41",
+        ),
+    ];
+    for (args, var, value) in cases {
+        let o = swift_run(args, &[storage, (var, value)]);
+        assert_fails(&o, exit::USAGE, "usage", var);
+        assert!(
+            !String::from_utf8_lossy(&o.stderr).contains("Key-0c7d41"),
+            "the key is not shown"
+        );
+    }
+}
+
+#[test]
+fn a_storage_url_without_its_account_is_a_usage_error() {
+    let s = Scratch::new("storage-url-shape");
+    let key = ("SWIFT_CONTAINER_READ_TOKEN", "read-key-9f2");
+    for bad in [
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9/",
+        "http://127.0.0.1:9/v1",
+        "http://127.0.0.1:9/v3/auth/tokens",
+        "http://user:StoragePw-77@127.0.0.1:9/swift",
+        "http://127.0.0.1:x9/v1/AUTH_test",
+        "http://127.0.0.1:9/v1/AUTH_test\n",
+    ] {
+        let o = swift_run(
+            &[
+                "list-current-files",
+                "swiftkeys://c",
+                "--archive-dir",
+                &s.0.display().to_string(),
+            ],
+            &[("SWIFT_STORAGE_URL", bad), key],
+        );
+        assert_fails(&o, exit::USAGE, "usage", "SWIFT_STORAGE_URL");
+        let log = String::from_utf8_lossy(&o.stderr);
+        assert!(log.contains("/v1/AUTH_"), "says what it looks like: {log}");
+        assert!(!log.contains("StoragePw-77"), "{log}");
+    }
 }

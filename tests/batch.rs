@@ -892,3 +892,270 @@ fn no_encryption_with_an_encryption_or_signing_key_is_refused() {
     );
     assert_eq!(fs::read(s.join("out/f")).unwrap(), b"secret data");
 }
+
+// ---------------------------------------------------------------------------------------
+// Errors that point the right way: the log says how a run ended at the level it ended at,
+// log settings are checked, a pipeline's reader may leave, and the no-HOME cache is private.
+
+/// The events of a run whose error event there must be exactly one of, and its exit code.
+fn one_error(o: &std::process::Output, code: i32, error_code: &str, msg_has: &[&str]) -> String {
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(code), "{log}");
+    let evs = events(o);
+    let errors: Vec<_> = evs.iter().filter(|e| e["event"] == "error").collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert_eq!(errors[0]["code"], error_code, "{log}");
+    let msg = errors[0]["msg"].as_str().unwrap().to_string();
+    for m in msg_has {
+        assert!(msg.contains(m), "{msg:?} lacks {m:?}");
+    }
+    assert_eq!(evs.last().unwrap()["event"], "exit", "{log}");
+    assert_eq!(evs.last().unwrap()["exit_code"], code, "{log}");
+    msg
+}
+
+#[test]
+fn a_failed_runs_summary_is_at_error_level() {
+    let s = Scratch::new("batch-summary-level");
+    fs::create_dir_all(s.join("src")).unwrap();
+    fs::create_dir_all(s.join("empty")).unwrap();
+    let cache = s.join("cache").display().to_string();
+    let summary = |o: &std::process::Output| {
+        events(o)
+            .into_iter()
+            .find(|e| e["event"] == "summary")
+            .expect("a summary event")
+    };
+    let o = swiftdup_ok(
+        &[
+            "full",
+            s.join("src").to_str().unwrap(),
+            &s.url("target"),
+            "--no-encryption",
+            "--archive-dir",
+            &cache,
+        ],
+        &[],
+    );
+    assert_eq!(summary(&o)["level"], "info");
+    // An existing target with no backup in it: no_backup, exit 20.
+    let o = swiftdup(
+        &[
+            "restore",
+            &s.url("empty"),
+            s.join("out").to_str().unwrap(),
+            "--archive-dir",
+            &cache,
+        ],
+        &[],
+    );
+    one_error(&o, 20, "no_backup", &["no complete backup"]);
+    let sum = summary(&o);
+    assert_eq!(sum["level"], "error", "{sum}");
+    assert_eq!(sum["error_code"], "no_backup", "{sum}");
+    // So `--log-level error` still shows how the run ended.
+    let o = swiftdup(
+        &[
+            "restore",
+            &s.url("empty"),
+            s.join("out").to_str().unwrap(),
+            "--archive-dir",
+            &cache,
+            "--log-level",
+            "error",
+        ],
+        &[],
+    );
+    let names: Vec<String> = events(&o)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"summary".to_string()), "{names:?}");
+}
+
+#[test]
+fn unknown_log_levels_and_formats_are_refused_naming_the_option_and_the_choices() {
+    let s = Scratch::new("batch-log-settings");
+    fs::create_dir_all(s.join("src")).unwrap();
+    let src = s.join("src").display().to_string();
+    let url = s.url("target");
+    let cache = s.join("cache").display().to_string();
+    let backup = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut a = vec![
+            "full",
+            &src,
+            &url,
+            "--no-encryption",
+            "--archive-dir",
+            &cache,
+        ];
+        a.extend_from_slice(extra);
+        swiftdup(&a, env)
+    };
+    let o = backup(&["--log-level", "verbose"], &[]);
+    one_error(
+        &o,
+        2,
+        "usage",
+        &[
+            "--log-level",
+            "SWIFTDUP_LOG_LEVEL",
+            "verbose",
+            "debug, info, warn or error",
+        ],
+    );
+    let o = backup(&[], &[("SWIFTDUP_LOG_FORMAT", "yaml")]);
+    one_error(
+        &o,
+        2,
+        "usage",
+        &[
+            "--log-format",
+            "SWIFTDUP_LOG_FORMAT",
+            "yaml",
+            "json or text",
+        ],
+    );
+    assert!(!s.join("target").exists(), "refused before the target");
+    // The documented names, in any case, and `warning` for `warn`.
+    let o = backup(&["--log-level", "WARNING", "--log-format", "Text"], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).trim().is_empty(),
+        "warn level, nothing to warn about"
+    );
+    // Empty variables count as unset, as every other one does.
+    let o = backup(
+        &[],
+        &[("SWIFTDUP_LOG_LEVEL", ""), ("SWIFTDUP_LOG_FORMAT", "")],
+    );
+    assert_eq!(events(&o).last().unwrap()["exit_code"], 0);
+}
+
+/// Run `args` with standard output a pipe whose reader is already gone, as after
+/// `swiftdup ... | head` once head has read enough.
+fn with_closed_stdout(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(swiftdup_bin())
+        .args(args)
+        .env_clear()
+        .env("PASSPHRASE", PASS)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_reader_that_leaves_ends_a_listing_quietly_with_141() {
+    let s = Scratch::new("batch-epipe");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..50 {
+        fs::write(src.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    let url = s.url("target");
+    let cache = s.join("cache").display().to_string();
+    let src_s = src.display().to_string();
+    swiftdup_ok(
+        &["full", &src_s, &url, "--archive-dir", &cache],
+        &[("PASSPHRASE", PASS)],
+    );
+    // Differences for verify to print.
+    fs::write(src.join("new"), b"new").unwrap();
+    fs::remove_file(src.join("f0")).unwrap();
+    let runs: [&[&str]; 4] = [
+        &["list-current-files", &url, "--archive-dir", &cache],
+        &[
+            "list-current-files",
+            &url,
+            "--json",
+            "--archive-dir",
+            &cache,
+        ],
+        &["collection-status", &url, "--archive-dir", &cache],
+        &["verify", &url, &src_s, "--archive-dir", &cache],
+    ];
+    for args in runs {
+        let o = with_closed_stdout(args);
+        let log = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(141), "{args:?}:\n{log}");
+        let evs = events(&o);
+        assert!(
+            !evs.iter()
+                .any(|e| e["event"] == "error" || e["level"] == "error"),
+            "{args:?}: the reader leaving is not an error:\n{log}"
+        );
+        let summary = evs.iter().find(|e| e["event"] == "summary").unwrap();
+        assert_eq!(summary["output_closed"], true, "{summary}");
+        assert_eq!(evs.last().unwrap()["event"], "exit");
+        assert_eq!(evs.last().unwrap()["exit_code"], 141);
+    }
+}
+
+#[test]
+fn without_home_the_cache_in_tmpdir_must_be_this_users_alone() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let s = Scratch::new("batch-shared-cache");
+    fs::create_dir_all(s.join("src")).unwrap();
+    // A TMPDIR like /tmp: everyone may create entries in it.
+    let tmp = s.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    chmod(&tmp, 0o1777);
+    let shared = tmp.join("swiftdup-cache");
+    let tmp_s = tmp.display().to_string();
+    let src = s.join("src").display().to_string();
+    let url = s.url("target");
+    // No HOME, no XDG_CACHE_HOME, no --archive-dir: the cache goes to $TMPDIR.
+    let backup = || {
+        swiftdup(
+            &["full", &src, &url, "--no-encryption"],
+            &[("TMPDIR", &tmp_s)],
+        )
+    };
+
+    // Made by someone, writable by all: refused before the target is touched.
+    fs::create_dir(&shared).unwrap();
+    chmod(&shared, 0o777);
+    let msg = one_error(&backup(), 2, "usage", &[&shared.display().to_string()]);
+    assert!(msg.contains("writable by group or others"), "{msg}");
+    assert!(msg.contains("SWIFTDUP_ARCHIVE_DIR"), "{msg}");
+    assert!(!s.join("target").exists(), "refused before the target");
+    if swiftdup::platform::is_root() {
+        // Another user's, even private: refused as well.
+        chmod(&shared, 0o700);
+        std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).unwrap();
+        let msg = one_error(&backup(), 2, "usage", &[&shared.display().to_string()]);
+        assert!(msg.contains("belongs to uid 65534"), "{msg}");
+    }
+    // A link planted in its place is no directory of ours either.
+    fs::remove_dir(&shared).unwrap();
+    std::os::unix::fs::symlink(s.join("src"), &shared).unwrap();
+    one_error(&backup(), 2, "usage", &["is not a directory"]);
+    fs::remove_file(&shared).unwrap();
+
+    // Absent: made for this user alone, and used.
+    let o = backup();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m = fs::symlink_metadata(&shared).unwrap();
+    assert!(m.is_dir());
+    assert_eq!(m.permissions().mode() & 0o777, 0o700);
+    let me = fs::metadata(s.join("src")).unwrap().uid();
+    assert_eq!(m.uid(), me, "owned by the user who ran it");
+    assert!(
+        fs::read_dir(&shared).unwrap().next().is_some(),
+        "the cache is used"
+    );
+}

@@ -717,3 +717,110 @@ fn a_second_job_during_a_run_is_refused_or_waits() {
     assert!(doc["incomplete_sets"].as_array().unwrap().is_empty());
     assert_eq!(doc["chains"].as_array().unwrap().len(), 3);
 }
+
+// ---------------------------------------------------------------------------------------
+// Reading verbs and their target: they never create it, and never answer for a time the
+// backups do not reach.
+
+/// The one `error` event of a failed run, checked against its exit code.
+fn failed(o: &std::process::Output, code: i32, error_code: &str) -> String {
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "{log}");
+    let evs = events(o);
+    let errors: Vec<_> = evs.iter().filter(|e| e["event"] == "error").collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert_eq!(errors[0]["code"], error_code, "{log}");
+    assert_eq!(evs.last().unwrap()["exit_code"], code, "{log}");
+    errors[0]["msg"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn reading_verbs_never_create_a_missing_file_target() {
+    let s = Scratch::new("ops-missing-target");
+    fs::create_dir_all(s.join("src")).unwrap();
+    let missing = s.join("no-such-backup");
+    let url = s.url("no-such-backup");
+    let (src, out) = (
+        s.join("src").display().to_string(),
+        s.join("out").display().to_string(),
+    );
+    let cache = s.join("cache").display().to_string();
+    let runs: [&[&str]; 4] = [
+        &["restore", &url, &out],
+        &["verify", &url, &src],
+        &["list-current-files", &url],
+        &["collection-status", &url],
+    ];
+    for args in runs {
+        let mut a = args.to_vec();
+        a.extend(["--archive-dir", &cache]);
+        let msg = failed(&swiftdup(&a, ENV), 51, "target_missing");
+        assert!(
+            msg.contains(&missing.display().to_string()) && msg.contains("does not exist"),
+            "{args:?}: {msg}"
+        );
+        assert!(!missing.exists(), "{args:?} created the target");
+        assert!(
+            !s.join("out").exists(),
+            "{args:?} created the restore target"
+        );
+    }
+    // A file where the directory should be is no target either.
+    fs::write(&missing, b"not a directory").unwrap();
+    let msg = failed(
+        &swiftdup(&["collection-status", &url, "--archive-dir", &cache], ENV),
+        51,
+        "target_missing",
+    );
+    assert!(msg.contains("not a directory"), "{msg}");
+    // Writing verbs still make it, as stock does.
+    fs::remove_file(&missing).unwrap();
+    swiftdup_ok(&["full", &src, &url, "--archive-dir", &cache], ENV);
+    assert!(missing.is_dir());
+}
+
+#[test]
+fn a_time_before_the_first_backup_is_an_error_naming_the_oldest_set() {
+    let s = Scratch::new("ops-before-first");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"alpha").unwrap();
+    let (src_s, url) = (src.display().to_string(), s.url("target"));
+    let cache = s.join("cache").display().to_string();
+    let t0 = T0.to_string();
+    swiftdup_ok(
+        &[
+            "full",
+            &src_s,
+            &url,
+            "--current-time",
+            &t0,
+            "--archive-dir",
+            &cache,
+        ],
+        ENV,
+    );
+    let before = (T0 - 3600).to_string();
+    let out = s.join("out").display().to_string();
+    let runs: [&[&str]; 3] = [
+        &["restore", "-t", &before, &url, &out],
+        &["verify", "--time", &before, &url, &src_s],
+        &["list-current-files", "--time", &before, &url],
+    ];
+    for args in runs {
+        let mut a = args.to_vec();
+        a.extend(["--archive-dir", &cache]);
+        let msg = failed(&swiftdup(&a, ENV), 20, "no_backup");
+        assert!(
+            msg.contains(&rfc(T0)) && msg.contains(&rfc(T0 - 3600)),
+            "{args:?}: names the time asked for and the oldest set's: {msg}"
+        );
+        assert!(!s.join("out").exists(), "{args:?}: nothing restored");
+    }
+    // From the oldest set's own time on, it restores.
+    swiftdup_ok(
+        &["restore", "-t", &t0, &url, &out, "--archive-dir", &cache],
+        ENV,
+    );
+    assert_eq!(fs::read(s.join("out/a.txt")).unwrap(), b"alpha");
+}

@@ -81,12 +81,7 @@ fn changed_while_read(file: &File, e: &Entry, bytes: u64) -> bool {
     let Ok(m) = file.metadata() else {
         return false;
     };
-    let mtime = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let mtime = platform::metadata_mtime(&m);
     bytes != e.stat.size || m.len() != e.stat.size || mtime != e.stat.mtime
 }
 

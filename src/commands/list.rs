@@ -48,12 +48,7 @@ pub fn run(common: &Common, time: Option<i64>, json: bool, out: &mut dyn Write) 
     let l = Listing::open(common, Access::Read)?;
     let md = l.metadata(common)?;
     let t = time.unwrap_or(common.now);
-    let chain = l.coll.chain_at(t).ok_or_else(|| {
-        Error::NothingToRestore(format!(
-            "no complete backup in {}",
-            log::redact(&common.url)
-        ))
-    })?;
+    let chain = l.coll.chain_for(t, &log::redact(&common.url))?;
     let sc = l.coll.sig_chain_for(chain).ok_or_else(|| {
         Error::NoChain(format!(
             "the chain started {} has no complete signature files; `verify` or `restore` read the volumes instead",
@@ -79,7 +74,7 @@ pub fn run(common: &Common, time: Option<i64>, json: bool, out: &mut dyn Write) 
         entries: 0,
         set_time,
     };
-    let write_err = |e: std::io::Error| Error::io("standard output", e);
+    let write_err = Error::stdout;
     while let Some(e) = reader.next()? {
         crate::interrupt::check()?;
         let path = index_display(&e.index);

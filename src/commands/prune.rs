@@ -205,7 +205,7 @@ pub fn run(
         dry_run: !force,
         ..Summary::default()
     };
-    let write_err = |e: std::io::Error| crate::error::Error::io("standard output", e);
+    let write_err = crate::error::Error::stdout;
     for d in &doomed {
         crate::interrupt::check()?;
         let bytes = l.size_of(&d.objects);

@@ -994,12 +994,7 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
     };
     md.prune_spurious(&names)?;
     let t = opts.time.unwrap_or(common.now);
-    let Some(chain) = coll.chain_at(t) else {
-        return Err(Error::NothingToRestore(format!(
-            "no complete backup in {}",
-            log::redact(&common.url)
-        )));
-    };
+    let chain = coll.chain_for(t, &log::redact(&common.url))?;
     let sets = chain.sets_until(t);
     let prefix: Index = opts.file_to_restore.clone().unwrap_or_default();
 

@@ -153,7 +153,7 @@ impl<W: Iterator<Item = Item>> Verifier<'_, W> {
         } else {
             writeln!(self.out, "{what}: {path}: {detail}")
         };
-        r.map_err(|e| Error::io("standard output", e))
+        r.map_err(Error::stdout)
     }
 
     /// Source entries before `upto` (or all that are left) exist only in the source.
@@ -342,12 +342,7 @@ pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) 
     let l = Listing::open(common, Access::Read)?;
     let md = l.metadata(common)?;
     let t = opts.time.unwrap_or(common.now);
-    let chain = l.coll.chain_at(t).ok_or_else(|| {
-        Error::NothingToRestore(format!(
-            "no complete backup in {}",
-            log::redact(&common.url)
-        ))
-    })?;
+    let chain = l.coll.chain_for(t, &log::redact(&common.url))?;
     let sets = chain.sets_until(t);
     let set_time = sets.last().map(|s| s.end).unwrap_or(t);
     let mut streams = set_streams(&md, &sets, &prefix, opts.concurrency > 1)?;
@@ -390,7 +385,7 @@ pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) 
         return Err(Error::PathNotFound(index_display(&prefix)));
     }
     v.source_only(None)?;
-    v.out.flush().map_err(|e| Error::io("standard output", e))?;
+    v.out.flush().map_err(Error::stdout)?;
     let mut summary = v.summary;
     for s in &streams {
         summary.volumes += s.stats.0;

@@ -1,20 +1,58 @@
 //! `file:///path`: a directory as the backend, for local disks, NFS and tests.
+//!
+//! The directory is the storage, even though it is a local path: an error on it (full,
+//! read-only, permission denied) is `Error::Backend`, exit 50, like a failing Swift, and
+//! not `Error::Io`, which is kept for this machine's own files (spool, cache, restore
+//! target, source). Whoever is paged for the backup store is the one to look at it.
 
-use super::{Backend, Listed};
+use super::{Access, Backend, Listed};
 use crate::error::{Error, Result};
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub struct FileBackend {
     dir: PathBuf,
 }
 
+/// A failure of the target directory itself (not of one object in it).
+fn dir_error(dir: &Path, what: &str, e: io::Error) -> Error {
+    Error::Backend {
+        object: dir.display().to_string(),
+        detail: format!("{what}: {e}"),
+        trans_id: None,
+    }
+}
+
 impl FileBackend {
-    /// The directory is created when missing, as stock's file backend does.
-    pub fn new(dir: &str) -> Result<Self> {
+    /// For writing, the directory is created when missing, as stock's file backend does.
+    /// For reading it must exist: a read-only verb (restore, verify, list, status) never
+    /// creates its target, so a mistyped path is `target_missing` (exit 51) and not an
+    /// empty directory left behind with "no backup" (exit 20).
+    pub fn new(dir: &str, access: Access) -> Result<Self> {
         let dir = PathBuf::from(dir);
-        fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        match access {
+            Access::Write => {
+                fs::create_dir_all(&dir).map_err(|e| dir_error(&dir, "cannot create", e))?
+            }
+            Access::Read => match fs::metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(Error::TargetMissing(format!(
+                        "file:// target {} is not a directory",
+                        dir.display()
+                    )))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(Error::TargetMissing(format!(
+                        "file:// target directory {} does not exist (a command that only \
+                         reads never creates it): check the URL",
+                        dir.display()
+                    )))
+                }
+                Err(e) => return Err(dir_error(&dir, "cannot open", e)),
+            },
+        }
         Ok(FileBackend { dir })
     }
 
@@ -74,11 +112,27 @@ impl Backend for FileBackend {
 
     fn get(&self, name: &str, out: &mut fs::File) -> Result<u64> {
         let mut f = self.open(name)?;
-        io::copy(&mut f, out).map_err(|e| Error::Backend {
-            object: name.into(),
-            detail: e.to_string(),
-            trans_id: None,
-        })
+        // Reading the object is storage; writing `out` (a spool in --tempdir) is local: a
+        // full /tmp must not look like a failing backup store.
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0u64;
+        loop {
+            let got = match f.read(&mut buf) {
+                Ok(0) => return Ok(n),
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::Backend {
+                        object: name.into(),
+                        detail: e.to_string(),
+                        trans_id: None,
+                    })
+                }
+            };
+            out.write_all(&buf[..got])
+                .map_err(|e| Error::io(format!("download of {name}"), e))?;
+            n += got as u64;
+        }
     }
 
     fn open_local(&self, name: &str) -> Option<Result<fs::File>> {
@@ -86,10 +140,11 @@ impl Backend for FileBackend {
     }
 
     fn list_detailed(&self, prefix: &str) -> Result<Vec<Listed>> {
-        let rd = fs::read_dir(&self.dir).map_err(|e| Error::io(self.dir.display(), e))?;
+        let list_error = |e| dir_error(&self.dir, "cannot list", e);
+        let rd = fs::read_dir(&self.dir).map_err(list_error)?;
         let mut names = Vec::new();
         for e in rd {
-            let e = e.map_err(|e| Error::io(self.dir.display(), e))?;
+            let e = e.map_err(list_error)?;
             // Names that are not UTF-8 cannot be duplicity files; skip them.
             if let Ok(n) = e.file_name().into_string() {
                 if n.starts_with(prefix) && !n.ends_with(".swiftdup-part") {
@@ -101,7 +156,7 @@ impl Backend for FileBackend {
                             md5: None,
                         }),
                         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                        Err(err) => return Err(Error::io(self.dir.display(), err)),
+                        Err(err) => return Err(list_error(err)),
                     }
                 }
             }

@@ -142,7 +142,7 @@ pub fn open(url: &str, access: Access, opts: &Options) -> Result<Box<dyn Backend
                 crate::log::redact(url)
             )));
         }
-        return Ok(Box::new(file::FileBackend::new(path)?));
+        return Ok(Box::new(file::FileBackend::new(path, access)?));
     }
     Err(Error::Usage(format!(
         "target URL {:?}: unsupported scheme (use file:///absolute/path or swiftkeys://container[/prefix])",

@@ -141,6 +141,85 @@ pub fn parse_url(url: &str) -> Result<(String, String)> {
     Ok((container.to_string(), prefix.trim_matches('/').to_string()))
 }
 
+/// `SWIFT_STORAGE_URL` must be an account URL, `http(s)://host[:port]/v1/<account>[/...]`
+/// (a path before `/v1`, where a provider publishes Swift under one, is allowed). Checked
+/// before any request: otherwise a URL without the account (the bare endpoint, or a
+/// Keystone URL pasted by mistake) gets Swift's HTML 400 page back, reported as a storage
+/// failure (exit 50) after every retry. The value is shown without its user information.
+fn check_storage_url(url: &str) -> Result<()> {
+    let refuse = |why: &str| {
+        Err(Error::Usage(format!(
+            "{ENV_STORAGE_URL} {:?} is not an account storage URL: {why}; it looks like \
+             https://swift.example[:port]/v1/AUTH_<project> (the object-store endpoint of the \
+             catalogue: `openstack catalog show object-store`)",
+            log::redact(url)
+        )))
+    };
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return refuse("it contains white space or a control character (a line break?)");
+    }
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return refuse("it must start with https:// or http://");
+    };
+    if rest.contains(['?', '#']) {
+        return refuse("it has a query or a fragment");
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    // `host`, `host:port`, `[v6]` or `[v6]:port`; `port` keeps its colon.
+    let (host, port) = match host_port
+        .strip_prefix('[')
+        .and_then(|v6| v6.split_once(']'))
+    {
+        Some(v6) => v6,
+        None => host_port.split_at(host_port.find(':').unwrap_or(host_port.len())),
+    };
+    if host.is_empty() {
+        return refuse("it has no host");
+    }
+    if !(port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.parse::<u16>().is_ok()))
+    {
+        return refuse("its port is not a number");
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    let account = segments
+        .windows(2)
+        .find(|w| w[0] == "v1")
+        .map(|w| w[1])
+        .unwrap_or("");
+    if account.is_empty() {
+        return refuse("its path has no /v1/<account>");
+    }
+    Ok(())
+}
+
+/// A container key goes into a request header as it is: a line break or another control
+/// character (often the newline a key file was written with) cannot be sent, and white
+/// space at either end is dropped by HTTP, so the key would never match. Refused before
+/// any request, naming the variable and never the value.
+fn check_key(var: &str, key: &str) -> Result<()> {
+    if key.chars().any(char::is_control) {
+        return Err(Error::Usage(format!(
+            "{var} contains a line break or another control character, which cannot go into \
+             a request header (a key file written with a trailing newline?): set the key \
+             alone"
+        )));
+    }
+    if key.trim() != key {
+        return Err(Error::Usage(format!(
+            "{var} starts or ends with white space, which HTTP drops, so the container \
+             would never accept it: set the key alone"
+        )));
+    }
+    Ok(())
+}
+
 impl SwiftBackend {
     /// Open `swiftkeys://CONTAINER[/PREFIX]` with the configuration in the environment.
     pub fn open(url: &str, access: Access, opts: &Options) -> Result<SwiftBackend> {
@@ -165,10 +244,11 @@ impl SwiftBackend {
                  (https://host/v1/AUTH_<project>)"
             )));
         }
-        if !(storage_url.starts_with("https://") || storage_url.starts_with("http://")) {
-            return Err(Error::Usage(format!(
-                "{ENV_STORAGE_URL} must be an http:// or https:// URL"
-            )));
+        check_storage_url(storage_url)?;
+        for (var, key) in [(ENV_FULL_KEY, &cfg.full_key), (ENV_READ_KEY, &cfg.read_key)] {
+            if let Some(k) = key {
+                check_key(var, k)?;
+            }
         }
         let (key_header, key) = match (access, cfg.full_key, cfg.read_key) {
             (Access::Write, Some(full), _) => (FULL_KEY_HEADER, full),
@@ -951,6 +1031,49 @@ mod tests {
             let e = refused(c, access);
             assert!(matches!(&e, Error::Usage(m) if m.contains(var)), "{e}");
         }
+    }
+
+    #[test]
+    fn storage_url_shape() {
+        for ok in [
+            "https://swift.example/v1/AUTH_p",
+            "http://127.0.0.1:8080/v1/AUTH_test/",
+            "http://u:pw@127.0.0.1:8080/v1/AUTH_test",
+            "https://[::1]:443/v1/AUTH_p/more",
+            "https://cloud.example/object/v1/AUTH_p",
+        ] {
+            assert!(check_storage_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://swift.example",
+            "https://swift.example/",
+            "https://swift.example/v1",
+            "https://swift.example/v1/",
+            "https://swift.example:80a/v1/AUTH_p",
+            "https:///v1/AUTH_p",
+            "https://swift.example/v1/AUTH_p?x=1",
+            "https://swift.example/v1/AUTH_p\n",
+            "ftp://swift.example/v1/AUTH_p",
+            "https://u:hunter2@swift.example/v3",
+        ] {
+            let e = check_storage_url(bad).expect_err(bad);
+            let m = e.to_string();
+            assert!(m.contains(ENV_STORAGE_URL), "{m}");
+            assert!(!m.contains("hunter2"), "{m}");
+        }
+    }
+
+    #[test]
+    fn keys_that_cannot_be_sent_are_named_not_shown() {
+        for bad in ["k3y\n", "k3y\r\nX-Auth-Token: t", " k3y", "k\x00y"] {
+            let e = check_key(ENV_READ_KEY, bad).expect_err(bad);
+            assert!(
+                matches!(&e, Error::Usage(m) if m.contains(ENV_READ_KEY)),
+                "{e}"
+            );
+            assert!(!e.to_string().contains("k3y"), "{e}");
+        }
+        assert!(check_key(ENV_FULL_KEY, "a-Key_with/odd+chars=").is_ok());
     }
 
     #[test]
