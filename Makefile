@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build musl wasm wasmtime test test-swift deps demo bench release clean fmt lint
+.PHONY: all build musl wasm wasmtime test test-swift deps demo bench release clean fmt lint \
+	fuzz fuzz-smoke
 MUSL_TARGET := x86_64-unknown-linux-musl
 MUSL_BIN := target/$(MUSL_TARGET)/release/swiftdup
 WASM_TARGET := wasm32-wasip2
@@ -35,13 +36,28 @@ wasm:
 wasmtime:
 	bash tests/tools/install-wasmtime.sh
 
+## Coverage-guided fuzzing of every parser of untrusted input (fuzz/README.md): cargo fuzz
+## on the stable toolchain (installed by tests/tools/install-cargo-fuzz.sh), each target
+## for FUZZ_SECONDS, one after another (FUZZ_TARGETS="tar_reader pgp" for some only). A
+## crash or hang is copied to fuzz/regressions/<target>/, which `cargo test` replays
+## (tests/fuzz_regressions.rs), and fails the run. fuzz-smoke is the short run `test` does.
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 4
+FUZZ_TARGETS ?=
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
 ## Install the tools the tests compare against (stock duplicity, gpg, rdiff).
 deps:
 	bash tests/tools/install-deps.sh
 
 ## Every test: unit tests, format fixtures, bad input, interop with stock duplicity, the
-## Kubernetes manifests, swiftkeys:// against a real Swift, the static musl binary in an empty
-## chroot, and the wasm build under wasmtime (test-swift). wasmtime is built in the
+## Kubernetes manifests, a few seconds of each fuzz target (fuzz-smoke), swiftkeys:// against
+## a real Swift, the static musl binary in an empty chroot, and the wasm build under
+## wasmtime (test-swift). wasmtime is built in the
 ## background (niced) while the native tests run, when it is not installed yet; test-swift
 ## waits for it. Every part runs even if an earlier one fails.
 test: deps
@@ -50,6 +66,7 @@ test: deps
 	status=0; \
 	$(CARGO) test --all-targets --no-fail-fast || status=1; \
 	bash tests/tools/validate-k8s.sh || status=1; \
+	$(MAKE) --no-print-directory fuzz-smoke || status=1; \
 	$(MAKE) --no-print-directory test-swift || status=1; \
 	wait; exit $$status
 

@@ -109,7 +109,8 @@ pub fn parse_name_time(s: &str, now: i64) -> Option<i64> {
 /// `YYYYMMDDTHHMMSSZ`.
 fn parse_compact(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    // ASCII only: the slices below are byte offsets (a multi-byte character would panic).
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' || !s.is_ascii() {
         return None;
     }
     checked(
@@ -124,6 +125,9 @@ fn parse_compact(s: &str) -> Option<i64> {
 
 /// `YYYY-MM-DDTHH:MM:SS` + `Z` or `±HH:MM` (the separator can differ in old names).
 fn parse_w3(s: &str, sep: char) -> Option<i64> {
+    if !s.is_ascii() {
+        return None;
+    }
     let (date, rest) = s.split_once('T')?;
     let mut dp = date.split('-');
     let (y, mo, d) = (num(dp.next()?)? as i64, num(dp.next()?)?, num(dp.next()?)?);
@@ -218,6 +222,9 @@ pub fn parse_interval(s: &str) -> Option<i64> {
 }
 
 fn parse_date(s: &str) -> Option<i64> {
+    if !s.is_ascii() {
+        return None;
+    }
     let midnight = |y: u32, m: u32, d: u32| checked(y as i64, m, d, 0, 0, 0);
     if let Some(body) = s.strip_suffix('Z') {
         if body.len() == 8 {
@@ -285,6 +292,21 @@ mod tests {
         assert!(parse_user_time("yesterday", now).is_err());
         assert!(parse_user_time("3X", now).is_err());
         assert!(parse_user_time("", now).is_err());
+    }
+
+    #[test]
+    fn non_ascii_is_refused_not_a_panic() {
+        // Found by the fuzzer (fuzz/regressions/time/): byte slices cut a character.
+        let now = 1_700_000_000;
+        for s in [
+            "88888882T3\u{3ac}39|Z",
+            "2023-11-14T22:1\u{e9}:20Z",
+            "2023-11-14T22:13:20+0\u{e9}00",
+            "202\u{e9}114Z",
+        ] {
+            assert!(parse_user_time(s, now).is_err(), "{s}");
+            assert_eq!(parse_name_time(s, now), None, "{s}");
+        }
     }
 
     #[test]
