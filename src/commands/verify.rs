@@ -8,10 +8,12 @@
 //! The backup and the source are both walked in index order and zipped, so memory does not
 //! grow with the number of files; contents are compared as they stream.
 
-use super::restore::{live_entry, merge, rebuild_file, set_streams, SetStream};
 use super::Listing;
 use crate::commands::backup::tar_type;
 use crate::config::Common;
+use crate::engine::read::apply::rebuild_file;
+use crate::engine::read::merge::{live_entry, merge};
+use crate::engine::read::stream::{set_streams, SetStream};
 use crate::error::{Error, Result};
 use crate::format::tar::{self, Header};
 use crate::format::time::rfc3339;

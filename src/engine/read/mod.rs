@@ -1,5 +1,10 @@
-//! The restore side of the engine.
-//!
-//! - `resolve`: the path resolver, the one way a restore touches the file system.
+//! The restore side of the engine, the backup's pipe reversed: `stream` (each set's
+//! volumes fetched, checked, opened and read as one stream of members) -> `merge` (the sets
+//! zipped by index) -> `apply` (entries written through `resolve`, files rebuilt in place).
+//! `commands::restore` plans a restore and runs this; `commands::verify` runs the same
+//! streams and merge against a source tree instead of writing.
 
+pub(crate) mod apply;
+pub(crate) mod merge;
 pub(crate) mod resolve;
+pub(crate) mod stream;

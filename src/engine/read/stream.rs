@@ -1,0 +1,756 @@
+//! The read side's source: each set of the chain read as one stream of tar members, its
+//! volumes fetched (one ahead on a thread of its own), checked against the manifest's SHA-1,
+//! opened (decrypted and inflated ahead on another thread) and read in order. What is
+//! checked on the way: the manifest itself before it is trusted, member order, whole
+//! multivol entries, and the Filelist against the members.
+
+use crate::cache::{download_temp, map_read_error, open_sealed, Metadata};
+use crate::collection::BackupSet;
+use crate::config::Common;
+use crate::error::{Error, Result};
+use crate::format::manifest::{Filelist, Listed, Manifest};
+use crate::format::tar::{self, Header, TarReader};
+use crate::format::{index_display, parse_member_name, Index, MemberKind, ParsedMember};
+use crate::interrupt;
+use crate::target::{self, Backend};
+use crate::volume::hex;
+use sha1::{Digest, Sha1};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::path::Path;
+
+pub(crate) struct Member {
+    pub(crate) index: Index,
+    pub(crate) kind: MemberKind,
+    /// The chunk number of a `multivol_*` member.
+    chunk: Option<u64>,
+    pub(crate) header: Header,
+}
+
+/// One set's volumes read as a single stream of members.
+pub(crate) struct SetStream<'a> {
+    backend: &'a dyn Backend,
+    common: &'a Common,
+    suffix: crate::format::names::Suffix,
+    /// Volume names with their SHA1 from the manifest.
+    pub(crate) volumes: VecDeque<(String, String)>,
+    tar: Option<TarReader<Box<dyn Read + 'a>>>,
+    pub(crate) object: String,
+    pub(crate) head: Option<Member>,
+    /// Bytes of the current entry still unread in the current member.
+    in_member: bool,
+    /// Volumes and bytes downloaded.
+    pub(crate) stats: (u64, u64),
+    /// Whether the next volume is fetched on a thread of its own while this one is read.
+    prefetch: bool,
+    next: Option<Prefetch>,
+    /// The index and chunk of the member before `head`: members must come in order.
+    last: Option<(Index, Option<u64>)>,
+    /// The set's Filelist, checked as the members pass (when the whole set is read).
+    filelist: Option<ListCheck>,
+}
+
+/// A set's Filelist against its members: every regular file the manifest lists as stored
+/// or deleted must be a member of the set, in order. The list may name fewer files than
+/// the set holds (stock lists only what the last run after a resume wrote), never more.
+struct ListCheck {
+    list: Filelist<io::BufReader<File>>,
+    next: Option<(Listed, Index)>,
+    manifest: String,
+}
+
+impl ListCheck {
+    fn new(mut list: Filelist<io::BufReader<File>>, manifest: &str) -> Result<ListCheck> {
+        let next = list
+            .next_file()
+            .map_err(|m| Error::integrity(manifest, m))?;
+        Ok(ListCheck {
+            list,
+            next,
+            manifest: manifest.to_string(),
+        })
+    }
+
+    fn missing(&self, listed: Listed, index: &Index) -> Error {
+        let what = match listed {
+            Listed::Stored => "stored",
+            Listed::Deleted => "deleted",
+        };
+        Error::integrity(
+            &self.manifest,
+            format!(
+                "the manifest lists {} as {what} in this set, but its volumes do not hold it",
+                index_display(index)
+            ),
+        )
+    }
+
+    /// A member of the set went by.
+    fn member(&mut self, m: &ParsedMember, typ: u8) -> Result<()> {
+        if m.chunk.is_some_and(|c| c != 1) {
+            return Ok(());
+        }
+        let Some((listed, index)) = &self.next else {
+            return Ok(());
+        };
+        match index.cmp(&m.index) {
+            std::cmp::Ordering::Greater => return Ok(()),
+            std::cmp::Ordering::Less => return Err(self.missing(*listed, index)),
+            std::cmp::Ordering::Equal => {}
+        }
+        let regular = matches!(typ, tar::REGTYPE | b'\0' | b'7');
+        let holds = match listed {
+            Listed::Stored => regular && matches!(m.kind, MemberKind::Snapshot | MemberKind::Diff),
+            Listed::Deleted => m.kind == MemberKind::Deleted,
+        };
+        if !holds {
+            return Err(self.missing(*listed, index));
+        }
+        self.next = self
+            .list
+            .next_file()
+            .map_err(|e| Error::integrity(&self.manifest, e))?;
+        Ok(())
+    }
+
+    /// The set's members ended.
+    fn end(&self) -> Result<()> {
+        match &self.next {
+            Some((listed, index)) => Err(self.missing(*listed, index)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The next volume of a stream, being downloaded and checked against the manifest on a
+/// thread of its own (with its own connection: backends are not `Send`), so that the
+/// download and the SHA1 pass overlap the reading of the volume before it. Its result,
+/// error included, is taken when the stream reaches that volume, so errors arrive in
+/// volume order. Dropped unused (a restore that stopped), the thread finishes on its own
+/// and its unlinked temporary file goes with it.
+struct Prefetch {
+    name: String,
+    fetched: std::thread::JoinHandle<Result<(File, u64)>>,
+}
+
+/// Download volume `name` (where the target is not local) and check its bytes against the
+/// manifest's SHA1 before anything is decrypted. Returns the file at its start and its size.
+fn fetch_checked(
+    backend: &dyn Backend,
+    name: &str,
+    want: &str,
+    tempdir: &Path,
+) -> Result<(File, u64)> {
+    let mut f = download_temp(backend, name, tempdir)?;
+    let mut h = Sha1::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(name, e))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        h.update(&buf[..n]);
+    }
+    let got = hex(&h.finalize());
+    if want != got {
+        return Err(Error::integrity(
+            name,
+            format!("hash mismatch: manifest says SHA1 {want}, the stored volume has {got}"),
+        ));
+    }
+    f.seek(io::SeekFrom::Start(0))
+        .map_err(|e| Error::io(name, e))?;
+    Ok((f, total))
+}
+
+/// Open a sealed volume. Where there are threads, decryption and decompression (AES,
+/// the MDC's SHA-1, inflate) run on a thread of their own, beside the tar parsing and
+/// file writing of this one: plaintext comes through a bounded channel (4 blocks of
+/// 256 KiB), and read errors arrive in order as the same `io::Error`s, so a damaged
+/// volume is reported exactly as when read inline.
+fn open_volume(
+    f: File,
+    suffix: crate::format::names::Suffix,
+    keys: &crate::crypto::OpenKeys,
+    name: &str,
+) -> Result<Box<dyn Read>> {
+    if cfg!(target_os = "wasi") {
+        return open_sealed(io::BufReader::with_capacity(1 << 16, f), suffix, keys, name);
+    }
+    let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(4);
+    let (keys, object) = (keys.clone(), name.to_string());
+    std::thread::Builder::new()
+        .name("open".into())
+        .spawn(move || {
+            let r = open_sealed(
+                io::BufReader::with_capacity(1 << 16, f),
+                suffix,
+                &keys,
+                &object,
+            );
+            let mut r = match r {
+                Ok(r) => {
+                    let _ = opened_tx.send(Ok(()));
+                    r
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
+            };
+            loop {
+                let mut b = vec![0u8; READ_AHEAD_BLOCK];
+                let mut n = 0;
+                let end = loop {
+                    if n == b.len() {
+                        break Ok(false);
+                    }
+                    match r.read(&mut b[n..]) {
+                        Ok(0) => break Ok(true),
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                b.truncate(n);
+                // A send fails only when the reader was dropped: nobody wants the rest.
+                if n > 0 && tx.send(Block::Data(b)).is_err() {
+                    return;
+                }
+                let last = match end {
+                    Ok(false) => continue,
+                    Ok(true) => Block::End,
+                    Err(e) => Block::Failed(e),
+                };
+                let _ = tx.send(last);
+                return;
+            }
+        })
+        .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
+    opened_rx
+        .recv()
+        .map_err(|_| Error::Internal("the volume-opening thread stopped".into()))??;
+    Ok(Box::new(ReadAhead {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
+        state: ReadState::Reading,
+    }))
+}
+
+const READ_AHEAD_BLOCK: usize = 256 << 10;
+
+enum Block {
+    Data(Vec<u8>),
+    /// The sealed reader returned EOF: everything came through, MDC checked.
+    End,
+    Failed(io::Error),
+}
+
+#[derive(PartialEq)]
+enum ReadState {
+    Reading,
+    Ended,
+    Failed,
+}
+
+struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<Block>,
+    cur: Vec<u8>,
+    pos: usize,
+    state: ReadState,
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.state {
+                ReadState::Ended => return Ok(0),
+                ReadState::Failed => {
+                    return Err(io::Error::other(
+                        "the volume could not be read (see the error before)",
+                    ))
+                }
+                ReadState::Reading => {}
+            }
+            match self.rx.recv() {
+                Ok(Block::Data(b)) => {
+                    self.cur = b;
+                    self.pos = 0;
+                }
+                Ok(Block::End) => self.state = ReadState::Ended,
+                Ok(Block::Failed(e)) => {
+                    self.state = ReadState::Failed;
+                    return Err(e);
+                }
+                // Without End the stream is not complete: never let that pass as EOF.
+                Err(_) => {
+                    self.state = ReadState::Failed;
+                    return Err(io::Error::other("the volume-opening thread stopped"));
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl<'a> SetStream<'a> {
+    fn open_next_volume(&mut self) -> Result<bool> {
+        let Some((name, sha1)) = self.volumes.pop_front() else {
+            return Ok(false);
+        };
+        interrupt::check()?;
+        let (f, total) = match self.next.take() {
+            Some(p) if p.name == name => p
+                .fetched
+                .join()
+                .map_err(|_| Error::Internal("the volume-fetching thread stopped".into()))??,
+            _ => fetch_checked(self.backend, &name, &sha1, &self.common.tempdir)?,
+        };
+        self.start_prefetch()?;
+        self.stats.0 += 1;
+        self.stats.1 += total;
+        let r = open_volume(f, self.suffix, &self.common.crypto.open, &name)?;
+        self.tar = Some(TarReader::new(r));
+        self.object = name;
+        Ok(true)
+    }
+
+    /// Start fetching the volume after the one being opened, where there are threads.
+    fn start_prefetch(&mut self) -> Result<()> {
+        let Some((name, sha1)) = self.volumes.front().cloned() else {
+            return Ok(());
+        };
+        if !self.prefetch || cfg!(target_os = "wasi") {
+            return Ok(());
+        }
+        let (url, opts, tempdir) = (
+            self.common.url.clone(),
+            self.common.backend.clone(),
+            self.common.tempdir.clone(),
+        );
+        let thread_name = name.clone();
+        let fetched = std::thread::Builder::new()
+            .name("fetch".into())
+            .spawn(move || {
+                let backend = target::open(&url, target::Access::Read, &opts)?;
+                fetch_checked(backend.as_ref(), &thread_name, &sha1, &tempdir)
+            })
+            .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
+        self.next = Some(Prefetch { name, fetched });
+        Ok(())
+    }
+
+    /// Move to the next member header, crossing into the next volume as needed.
+    fn next_member(&mut self) -> Result<Option<Member>> {
+        loop {
+            if self.tar.is_none() && !self.open_next_volume()? {
+                if let Some(c) = self.filelist.take() {
+                    c.end()?;
+                }
+                return Ok(None);
+            }
+            let Some(tr) = self.tar.as_mut() else {
+                continue;
+            };
+            match tr.next_header() {
+                Ok(Some(h)) => {
+                    let m = parse_member_name(&h.name).map_err(|detail| {
+                        if detail.starts_with("refused") {
+                            Error::UnsafeMember {
+                                object: self.object.clone(),
+                                member: String::from_utf8_lossy(&h.name).into(),
+                                why: "it would be written outside the target".into(),
+                            }
+                        } else {
+                            Error::integrity(&self.object, detail)
+                        }
+                    })?;
+                    if m.kind == MemberKind::Signature {
+                        return Err(Error::integrity(
+                            &self.object,
+                            "signature member in a volume",
+                        ));
+                    }
+                    self.check_order(&m.index, m.chunk)?;
+                    if let Some(c) = self.filelist.as_mut() {
+                        c.member(&m, h.typ)?;
+                    }
+                    return Ok(Some(Member {
+                        index: m.index,
+                        kind: m.kind,
+                        chunk: m.chunk,
+                        header: h,
+                    }));
+                }
+                Ok(None) => {
+                    // The tar stream ends at its zero blocks, but an OpenPGP message is
+                    // authenticated (MDC) only at its very end: read to EOF before trusting
+                    // this volume, and before moving on to the next.
+                    if let Some(t) = self.tar.take() {
+                        let mut inner = t.into_inner();
+                        crate::crypto::drain_to_end(&mut inner)
+                            .map_err(|e| crate::cache::crypto_error(&self.object, e))?;
+                    }
+                }
+                Err(e) => return Err(tar_error(&self.object, e)),
+            }
+        }
+    }
+
+    /// Members come in strictly increasing index order (§2.5), and the chunks of one
+    /// multivol entry are numbered one after the other: anything else is a damaged or
+    /// crafted volume, whose entries could otherwise be applied over each other.
+    fn check_order(&mut self, index: &Index, chunk: Option<u64>) -> Result<()> {
+        let ok = match &self.last {
+            None => true,
+            Some((prev, prev_chunk)) if prev == index => {
+                matches!((prev_chunk, chunk), (Some(a), Some(b)) if b == a + 1)
+            }
+            Some((prev, _)) => index > prev,
+        };
+        if !ok {
+            let (prev, prev_chunk) = self.last.clone().unwrap_or_default();
+            let show = |i: &Index, c: Option<u64>| match c {
+                Some(c) => format!("{} (chunk {c})", index_display(i)),
+                None => index_display(i),
+            };
+            return Err(Error::integrity(
+                &self.object,
+                format!(
+                    "members out of order: {} after {}",
+                    show(index, chunk),
+                    show(&prev, prev_chunk)
+                ),
+            ));
+        }
+        self.last = Some((index.clone(), chunk));
+        Ok(())
+    }
+
+    pub(crate) fn advance(&mut self) -> Result<()> {
+        self.head = self.next_member()?;
+        self.in_member = true;
+        Ok(())
+    }
+
+    /// Read the data of the current entry (all its multivol chunks), then move on. An
+    /// entry that is used must be whole: it must start at its first chunk, and its last
+    /// chunk must be short (§2.6: a full last chunk means the rest is missing).
+    pub(crate) fn entry_reader(&mut self) -> EntryReader<'_, 'a> {
+        EntryReader {
+            s: self,
+            done: false,
+            whole: true,
+            started: false,
+        }
+    }
+
+    /// Skip the current entry entirely. Skipped entries may be cut by the volumes a
+    /// `--file-to-restore` leaves out, so they are not checked for wholeness.
+    pub(crate) fn skip_entry(&mut self) -> Result<()> {
+        let mut r = EntryReader {
+            s: self,
+            done: false,
+            whole: false,
+            started: false,
+        };
+        io::copy(&mut r, &mut io::sink()).map_err(unwrap_io)?;
+        r.finish()
+    }
+}
+
+impl SetStream<'_> {
+    fn cut_entry(&self, index: &Index, what: &str) -> Error {
+        Error::integrity(
+            &self.object,
+            format!(
+                "{}: {what}; the file would be restored short",
+                index_display(index)
+            ),
+        )
+    }
+}
+
+fn tar_error(object: &str, e: tar::TarError) -> Error {
+    match e {
+        tar::TarError::Io(io) => map_read_error(object, io),
+        other => Error::integrity(object, other),
+    }
+}
+
+/// Our readers report `Error` through `io::Error`; get it back.
+pub(crate) struct Wrapped(Error);
+impl std::fmt::Debug for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+impl std::error::Error for Wrapped {}
+
+fn wrap(e: Error) -> io::Error {
+    io::Error::other(Wrapped(e))
+}
+
+pub(crate) fn unwrap_io(e: io::Error) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Wrapped>()) {
+        if let Some(Ok(w)) = e.into_inner().map(|b| b.downcast::<Wrapped>()) {
+            return w.0;
+        }
+        return Error::Internal("lost error".into());
+    }
+    Error::Io {
+        path: "restore".into(),
+        source: e,
+    }
+}
+
+/// The data of one entry across its multivol chunks and volume boundaries.
+pub(crate) struct EntryReader<'s, 'a> {
+    s: &'s mut SetStream<'a>,
+    done: bool,
+    /// Check that a multivol entry is whole (see `entry_reader`).
+    whole: bool,
+    started: bool,
+}
+
+impl EntryReader<'_, '_> {
+    /// Leave the stream at the next entry's first member.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        if !self.done {
+            io::copy(&mut self, &mut io::sink()).map_err(unwrap_io)?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for EntryReader<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.done {
+                return Ok(0);
+            }
+            let (index, chunk, size) = match &self.s.head {
+                Some(h) => (h.index.clone(), h.chunk, h.header.size),
+                None => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            };
+            let multivol = chunk.is_some();
+            if !self.started {
+                self.started = true;
+                if self.whole && chunk.is_some_and(|c| c != 1) {
+                    return Err(wrap(
+                        self.s.cut_entry(&index, "its first chunks are missing"),
+                    ));
+                }
+            }
+            if self.s.in_member {
+                let object = self.s.object.clone();
+                let tr = self
+                    .s
+                    .tar
+                    .as_mut()
+                    .ok_or_else(|| wrap(Error::Internal("no open volume".into())))?;
+                let n = tr.read(buf).map_err(|e| wrap(map_read_error(&object, e)))?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                self.s.in_member = false;
+            }
+            // This member is exhausted: a multivol entry continues in the next member with
+            // the same index, possibly in the next volume (§2.6).
+            let next = self.s.next_member().map_err(wrap)?;
+            let continues = multivol
+                && next
+                    .as_ref()
+                    .is_some_and(|m| m.chunk.is_some() && m.index == index);
+            self.s.head = next;
+            self.s.in_member = true;
+            if !continues {
+                if self.whole && multivol && size >= crate::format::MULTIVOL_CHUNK as u64 {
+                    return Err(wrap(
+                        self.s.cut_entry(&index, "its last chunks are missing"),
+                    ));
+                }
+                self.done = true;
+                return Ok(0);
+            }
+        }
+    }
+}
+
+fn set_files(md: &Metadata, set: &BackupSet) -> Result<Manifest> {
+    let name = set
+        .manifest
+        .as_ref()
+        .ok_or_else(|| Error::Internal("complete set without manifest".into()))?;
+    md.manifest(name, &set.manifest_kind())
+}
+
+/// A manifest is a set's commit record and the only list of its volumes, so it is checked
+/// before it is trusted: volumes numbered 1..N without a gap, each with its SHA1, and
+/// exactly the volumes the listing holds for that set. An encrypted manifest was also
+/// authenticated (its MDC) when it was opened; a plaintext one has only its structure, so
+/// a cut, emptied or replaced one is refused here rather than restored from in part.
+fn check_manifest(set: &BackupSet, m: &Manifest, common: &Common) -> Result<()> {
+    let manifest = set.manifest.as_deref().unwrap_or("manifest");
+    let n = m.volumes.len() as u32;
+    let broken = |detail: String| Err(Error::integrity(manifest, detail));
+    if n == 0 {
+        return broken(
+            "the manifest lists no volume: it is empty, cut short or not a manifest".into(),
+        );
+    }
+    if let Some(k) = (1..=n).find(|k| !m.volumes.contains_key(k)) {
+        return broken(format!("the manifest lists {n} volumes but not volume {k}"));
+    }
+    if let Some(v) = m.volumes.values().find(|v| v.sha1().is_none()) {
+        return broken(format!("the manifest has no SHA1 for volume {}", v.num));
+    }
+    if let Some(k) = (1..=n).find(|k| !set.volumes.contains_key(k)) {
+        let kind = match set.full {
+            true => crate::format::names::FileKind::FullVolume {
+                time: set.end,
+                vol: k,
+            },
+            false => crate::format::names::FileKind::IncVolume {
+                start: set.start,
+                end: set.end,
+                vol: k,
+            },
+        };
+        return Err(Error::NotFound(common.prefixes.name(&kind, set.suffix)));
+    }
+    let extra: Vec<String> = set
+        .volumes
+        .keys()
+        .filter(|&&k| k > n)
+        .map(|k| k.to_string())
+        .collect();
+    if !extra.is_empty() {
+        return broken(format!(
+            "the manifest lists {n} volumes, but the target also holds volume {} of this \
+             set: the manifest was cut short or replaced",
+            extra.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// One stream per set up to the restore time, each with the volumes that may hold `prefix`.
+pub(crate) fn set_streams<'a>(
+    md: &Metadata<'a>,
+    sets: &[&BackupSet],
+    prefix: &Index,
+    prefetch: bool,
+) -> Result<Vec<SetStream<'a>>> {
+    let (backend, common) = (md.backend, md.common);
+    let mut streams = Vec::new();
+    for set in sets {
+        let m = set_files(md, set)?;
+        check_manifest(set, &m, common)?;
+        let filelist = match (&set.manifest, prefix.is_empty()) {
+            (Some(name), true) => match md.filelist(name, &set.manifest_kind())? {
+                Some(list) => Some(ListCheck::new(list, name)?),
+                None => None,
+            },
+            _ => None,
+        };
+        let mut vols = VecDeque::new();
+        for (num, v) in &m.volumes {
+            if !prefix.is_empty() && !v.may_contain(prefix) {
+                continue;
+            }
+            if let (Some(name), Some(sha1)) = (set.volumes.get(num), v.sha1()) {
+                vols.push_back((name.clone(), sha1.to_string()));
+            }
+        }
+        streams.push(SetStream {
+            backend,
+            common,
+            suffix: set.suffix,
+            volumes: vols,
+            tar: None,
+            object: String::new(),
+            head: None,
+            in_member: true,
+            stats: (0, 0),
+            prefetch,
+            next: None,
+            last: None,
+            filelist,
+        });
+    }
+    Ok(streams)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::sync_channel;
+
+    fn reader(blocks: Vec<Block>) -> ReadAhead {
+        let (tx, rx) = sync_channel(blocks.len() + 1);
+        for b in blocks {
+            tx.send(b).unwrap();
+        }
+        ReadAhead {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            state: ReadState::Reading,
+        }
+    }
+
+    #[test]
+    fn read_ahead_passes_data_then_eof_only_after_end() {
+        let mut r = reader(vec![
+            Block::Data(b"hello ".to_vec()),
+            Block::Data(b"world".to_vec()),
+            Block::End,
+        ]);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"hello world");
+        assert_eq!(r.read(&mut [0u8; 4]).unwrap(), 0);
+    }
+
+    #[test]
+    fn read_ahead_never_turns_a_lost_thread_into_eof() {
+        // The sender goes away (the opening thread died) before End: data, then an error.
+        let mut r = reader(vec![Block::Data(b"partial".to_vec())]);
+        let mut out = Vec::new();
+        assert!(r.read_to_end(&mut out).is_err());
+        assert_eq!(out, b"partial");
+        assert!(r.read(&mut [0u8; 4]).is_err(), "and it stays failed");
+    }
+
+    #[test]
+    fn read_ahead_hands_on_the_readers_own_error() {
+        let e = io::Error::new(io::ErrorKind::InvalidData, "MDC mismatch");
+        let mut r = reader(vec![
+            Block::Data(b"x".to_vec()),
+            Block::Failed(e),
+            Block::End,
+        ]);
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(err.to_string(), "MDC mismatch");
+        assert!(r.read(&mut [0u8; 4]).is_err(), "no EOF after a failure");
+    }
+}
