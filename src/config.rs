@@ -1,9 +1,9 @@
 //! One validated configuration for a run, built from flags and the environment by `cli`.
 //! Nothing below `commands` sees the command line; everything it needs is here.
 
-use crate::crypto::{OpenKeys, SealMode};
-use crate::format::names::{Prefixes, Suffix};
-use crate::format::Index;
+use crate::archive::names::{Prefixes, Suffix};
+use crate::archive::Index;
+use crate::seal::pgp::{OpenKeys, SealMode};
 use std::path::PathBuf;
 
 /// A secret string that never prints itself.
@@ -39,7 +39,7 @@ pub struct Common {
     pub crypto: Crypto,
     pub progress_interval: u64,
     /// Retries and HTTP timeouts of remote backends (`--num-retries`, ...).
-    pub backend: crate::target::Options,
+    pub backend: crate::backend::Options,
 }
 
 /// Options of `full`, `incremental` and `backup`.
@@ -63,7 +63,7 @@ pub struct BackupOpts {
     pub concurrency: usize,
     /// The selection options (`--include`, `--exclude`, ...) in command-line order; empty
     /// for everything.
-    pub selection: Vec<crate::select::RuleSpec>,
+    pub selection: Vec<crate::engine::write::select::RuleSpec>,
 }
 
 /// Options of `restore`.

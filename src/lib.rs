@@ -1,38 +1,20 @@
 //! swiftdup: duplicity-compatible encrypted incremental backups to OpenStack Swift with
 //! container keys, built as a batch job.
 //!
-//! The pipe, in module order: `source` (sorted walk, filtered by `select`) -> `signature`
-//! (the chain's view of the last backup) -> `delta` (librsync) -> `format` (tar members,
-//! names, manifest) -> `volume` (cut, seal with `crypto`, store in a `target`) ->
-//! `commands` (backup, restore, ...).
-//! `cli` and `config` turn flags and environment into one validated configuration; `error`
-//! holds the exit-code table; `log` writes JSON-lines events.
+//! The modules, in the order the data goes (a backup top to bottom; a restore is the same
+//! pipe reversed). Imports flow one way, down this list; `error`, `log`, `config` and
+//! `interrupt` are leaves every layer may use.
 
-pub mod cache;
-pub mod cli;
-pub mod collection;
-pub mod commands;
+pub mod app; // the command line and the environment -> one validated Config, dispatch, --every
+pub mod archive; // pure duplicity format: names, time, tar, manifest, sigtar, collection
+pub mod backend; // where backups live: the Backend trait, file://, swiftkeys://, HTTP, lock
+pub mod commands; // the verbs: backup, restore, verify, list, status, prune; plan, then call
+pub mod engine; // the pipes: write (walk, select, volumes) and read (stream, merge, apply)
+pub mod local; // this machine: the archive-dir cache, temp spools, file metadata, users
+pub mod rsync; // librsync signatures, deltas and patches (MD4 + rollsum)
+pub mod seal; // compress and encrypt: OpenPGP (rpgp), deflate, AES for wasm
+
 pub mod config;
-pub mod crypto;
-pub mod deflate;
-pub mod delta;
-pub mod engine;
 pub mod error;
-pub mod fault;
-pub mod format;
-pub mod http;
 pub mod interrupt;
-pub mod lock;
 pub mod log;
-pub mod md4x4;
-pub mod metrics;
-pub mod platform;
-pub mod select;
-pub mod signature;
-pub mod source;
-pub mod sparse;
-pub mod target;
-pub mod users;
-pub mod volume;
-#[cfg(any(target_arch = "wasm32", test))]
-pub mod vpaes;

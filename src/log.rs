@@ -94,7 +94,7 @@ fn render(
             let mut m = Map::new();
             m.insert(
                 "time".into(),
-                Value::String(crate::format::time::rfc3339(now())),
+                Value::String(crate::archive::time::rfc3339(now())),
             );
             m.insert("level".into(), Value::String(level.as_str().into()));
             m.insert("event".into(), Value::String(name.into()));
@@ -107,7 +107,7 @@ fn render(
         Format::Text => {
             let mut s = format!(
                 "{} {:5} {}",
-                crate::format::time::rfc3339(now()),
+                crate::archive::time::rfc3339(now()),
                 level.as_str(),
                 msg
             );
@@ -165,7 +165,7 @@ fn add_forms(forms: &[String]) {
 /// percent-encoded form too: a gateway echoing a request line or a query would show it
 /// that way. Values under `MIN_SECRET_LEN` bytes are ignored.
 pub fn add_secret(value: &str) {
-    add_forms(&[value.to_string(), crate::http::encode(value)]);
+    add_forms(&[value.to_string(), crate::backend::http::encode(value)]);
 }
 
 /// Scrub the password of a URL's user information (`scheme://user:pass@host`): as typed,

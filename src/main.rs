@@ -3,5 +3,5 @@
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    swiftdup::platform::exit(swiftdup::cli::main(args));
+    swiftdup::local::platform::exit(swiftdup::app::main(args));
 }

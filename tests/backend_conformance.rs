@@ -6,11 +6,11 @@ mod common;
 mod conformance;
 
 use common::Scratch;
-use swiftdup::target::{self, Access, Backend, Options};
+use swiftdup::backend::{self, Access, Backend, Options};
 
 fn file_opener(s: &Scratch) -> impl Fn(&str) -> Box<dyn Backend> + '_ {
     move |sub: &str| {
-        target::open(
+        backend::open(
             &s.url(&format!("target/{sub}")),
             Access::Write,
             &Options::default(),
@@ -32,13 +32,13 @@ fn file_backend_opens_for_reading_too() {
     let s = Scratch::new("conformance-file-read");
     let url = s.url("target");
     // Reading never creates the directory: a missing one is the target missing.
-    let e = target::open(&url, Access::Read, &Options::default())
+    let e = backend::open(&url, Access::Read, &Options::default())
         .err()
         .unwrap();
     assert!(matches!(e, swiftdup::error::Error::TargetMissing(_)), "{e}");
     assert!(!s.join("target").exists());
     std::fs::create_dir(s.join("target")).unwrap();
-    let b = target::open(&url, Access::Read, &Options::default()).unwrap();
+    let b = backend::open(&url, Access::Read, &Options::default()).unwrap();
     assert!(b.list("").unwrap().is_empty());
     assert_eq!(
         b.describe(),
@@ -48,7 +48,7 @@ fn file_backend_opens_for_reading_too() {
 
 #[test]
 fn unknown_scheme_is_a_usage_error() {
-    let e = target::open("s3://bucket", Access::Read, &Options::default())
+    let e = backend::open("s3://bucket", Access::Read, &Options::default())
         .err()
         .unwrap();
     assert!(matches!(e, swiftdup::error::Error::Usage(_)), "{e}");

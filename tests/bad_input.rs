@@ -8,8 +8,8 @@ mod forge;
 use common::*;
 use forge::*;
 use std::fs;
+use swiftdup::archive::tar::{self, Header};
 use swiftdup::error::exit;
-use swiftdup::format::tar::{self, Header};
 
 const PASS: &str = "s3cret-passphrase";
 
@@ -166,7 +166,9 @@ fn truncated_volume_is_an_integrity_error() {
     assert_fails(&o, exit::INTEGRITY, "integrity", "hash mismatch");
 
     // Even when the manifest agrees with the truncated bytes, the reader notices.
-    let sha = swiftdup::volume::hex(&<sha1::Sha1 as sha1::Digest>::digest(&b[..b.len() / 2]));
+    let sha = swiftdup::engine::write::volumes::hex(&<sha1::Sha1 as sha1::Digest>::digest(
+        &b[..b.len() / 2],
+    ));
     let man = only(&s, ".manifest");
     let text = String::from_utf8(fs::read(&man).unwrap()).unwrap();
     let line = text
@@ -573,7 +575,7 @@ fn tampered_encrypted_volume_with_a_forged_manifest_hash_fails_on_its_mdc() {
     let n = b.len();
     b[n - 5] ^= 0x01;
     fs::write(&vol, &b).unwrap();
-    let sha = swiftdup::volume::hex(&<sha1::Sha1 as sha1::Digest>::digest(&b));
+    let sha = swiftdup::engine::write::volumes::hex(&<sha1::Sha1 as sha1::Digest>::digest(&b));
     let plain = s.join("manifest.txt");
     gpg(&["-o", plain.to_str().unwrap(), "-d", man.to_str().unwrap()]);
     let text = fs::read_to_string(&plain).unwrap();
@@ -1489,7 +1491,7 @@ fn same_second_edits_and_touched_symlinks_are_found() {
     symlink("f.txt", &src.join("link"));
     // An mtime not older than the run's start: here a future one, so the test does not
     // depend on which second the run starts in.
-    let racy = swiftdup::format::time::unix_now() + 3600;
+    let racy = swiftdup::archive::time::unix_now() + 3600;
     set_mtime(&f, racy);
     set_mtime(&src.join("old.txt"), 1_600_000_000);
     set_mtime(&src.join("link"), 1_600_000_000);
@@ -1614,7 +1616,7 @@ fn local_disk_errors_are_local_io_and_storage_errors_backend() {
     // The restore target cannot be made.
     let o = restore(&s, "not-a-dir/out", &[], &[]);
     assert_fails(&o, 74, "local_io", "not-a-dir");
-    if !swiftdup::platform::is_root() {
+    if !swiftdup::local::platform::is_root() {
         // Permission denied on this machine's side (root would not be denied).
         fs::create_dir_all(s.join("locked")).unwrap();
         chmod(&s.join("locked"), 0o500);

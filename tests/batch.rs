@@ -1128,7 +1128,7 @@ fn without_home_the_cache_in_tmpdir_must_be_this_users_alone() {
     assert!(msg.contains("writable by group or others"), "{msg}");
     assert!(msg.contains("SWIFTDUP_ARCHIVE_DIR"), "{msg}");
     assert!(!s.join("target").exists(), "refused before the target");
-    if swiftdup::platform::is_root() {
+    if swiftdup::local::platform::is_root() {
         // Another user's, even private: refused as well.
         chmod(&shared, 0o700);
         std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).unwrap();

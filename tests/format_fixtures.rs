@@ -7,12 +7,12 @@
 
 use std::io::{Cursor, Read};
 use std::path::PathBuf;
-use swiftdup::collection::Collection;
-use swiftdup::delta::SignatureBuilder;
-use swiftdup::format::manifest;
-use swiftdup::format::names::Prefixes;
-use swiftdup::format::tar::{encode_header, padding, TarReader};
-use swiftdup::format::{parse_member_name, MemberKind};
+use swiftdup::archive::collection::Collection;
+use swiftdup::archive::manifest;
+use swiftdup::archive::names::Prefixes;
+use swiftdup::archive::tar::{encode_header, padding, TarReader};
+use swiftdup::archive::{parse_member_name, MemberKind};
+use swiftdup::rsync::SignatureBuilder;
 
 fn fixture(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -148,12 +148,12 @@ mod seeds {
     use std::io::{Read, Write};
     use std::path::Path;
     use std::process::Command;
-    use swiftdup::crypto::{SealMode, Sealer, SignKey};
-    use swiftdup::delta::{DeltaReader, Signature, SignatureBuilder};
-    use swiftdup::format::manifest::{write_header, VolumeInfo};
-    use swiftdup::format::tar::{self, Header, TarReader};
-    use swiftdup::format::Index;
-    use swiftdup::signature::SigWriter;
+    use swiftdup::archive::manifest::{write_header, VolumeInfo};
+    use swiftdup::archive::sigtar::SigWriter;
+    use swiftdup::archive::tar::{self, Header, TarReader};
+    use swiftdup::archive::Index;
+    use swiftdup::rsync::{DeltaReader, Signature, SignatureBuilder};
+    use swiftdup::seal::pgp::{SealMode, Sealer, SignKey};
 
     const FIXTURES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -631,7 +631,7 @@ mod seeds {
 
     /// Seeds for the key setup with the test key: encrypted to it, signed by it, both.
     fn pgp_key_seeds(c: &Corpus) {
-        let secret = swiftdup::crypto::read_secret_keys(TEST_SECRET_KEY).expect("test key");
+        let secret = swiftdup::seal::pgp::read_secret_keys(TEST_SECRET_KEY).expect("test key");
         let public: Vec<_> = secret.iter().map(|k| k.to_public_key()).collect();
         let signer = std::sync::Arc::new(SignKey::new(&secret[0], None).expect("sign key"));
         let data = b"signed and/or encrypted to the fuzz test key\n";

@@ -19,8 +19,8 @@
 use clap::CommandFactory;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use swiftdup::backend::swift;
 use swiftdup::error::{exit, EXIT_CODES};
-use swiftdup::target::swift;
 
 fn k8s_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("k8s")
@@ -259,13 +259,13 @@ fn jobs_with_a_pod_failure_policy_never_restart_in_place() {
 
 /// Every `SWIFTDUP_*` variable a clap option reads, plus the ones read outside clap.
 fn swiftdup_env_vars() -> BTreeSet<String> {
-    let mut vars: BTreeSet<String> = swiftdup::cli::Cli::command()
+    let mut vars: BTreeSet<String> = swiftdup::app::args::Cli::command()
         .get_subcommands()
         .flat_map(|s| s.get_arguments())
         .filter_map(|a| a.get_env())
         .map(|e| e.to_string_lossy().into_owned())
         .collect();
-    // Read by cli::normalise when no verb is given.
+    // Read by app::args::normalise when no verb is given.
     vars.insert("SWIFTDUP_COMMAND".into());
     vars
 }

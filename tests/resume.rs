@@ -2,7 +2,7 @@
 //! later run of swiftdup or of stock duplicity misreads. The next run removes the half-written
 //! set and starts over, succeeds, and restores at every time are identical with both tools.
 //!
-//! The kill points come from the debug build's crash hook (`SWIFTDUP_FAULT`, src/fault.rs):
+//! The kill points come from the debug build's crash hook (`SWIFTDUP_FAULT`, src/local/fault.rs):
 //! during an upload (the object half written), right after an upload (between volumes,
 //! between the last volume and the signatures, between the signatures and the manifest,
 //! after the manifest), and between source entries.

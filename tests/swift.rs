@@ -18,9 +18,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use swiftdup::backend::swift::{SwiftBackend, SwiftConfig};
+use swiftdup::backend::{Access, Backend, Options};
 use swiftdup::error::{exit, Error};
-use swiftdup::target::swift::{SwiftBackend, SwiftConfig};
-use swiftdup::target::{Access, Backend, Options};
 
 /// The test Swift's coordinates, from the env file start.sh wrote.
 struct Env {
@@ -531,7 +531,7 @@ fn a_refused_large_upload_is_answered_before_its_body() {
 /// ASCII; the key travels as its UTF-8 bytes.
 #[test]
 fn a_non_ascii_key_works() {
-    use swiftdup::http::{self, Method, Request};
+    use swiftdup::backend::http::{self, Method, Request};
     let env = Env::load();
     let s = Scratch::new("swift-utf8-key");
     let c = http::client(&http::Options::default()).unwrap();

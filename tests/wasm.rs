@@ -17,7 +17,7 @@ use common::*;
 use forge::*;
 use std::fs;
 use std::path::Path;
-use swiftdup::format::tar;
+use swiftdup::archive::tar;
 use wasm::*;
 
 const PASS: &str = "wasm test passphrase";

@@ -7,7 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// No single allocation may be larger, whatever the input: the largest the code asks for
-/// by design is the delta window of a signature with `delta::MAX_BLOCK_LEN`-byte blocks
+/// by design is the delta window of a signature with `rsync::MAX_BLOCK_LEN`-byte blocks
 /// (128 MiB).
 pub const ALLOC_LIMIT: usize = 160 << 20;
 

@@ -13,15 +13,15 @@
 
 use std::io::{self, Cursor, Read};
 
-use swiftdup::collection::Collection;
-use swiftdup::crypto::{self, OpenKeys};
-use swiftdup::delta::{self, DeltaReader, Signature, SignatureBuilder};
-use swiftdup::format::manifest;
-use swiftdup::format::names::{FileKind, Prefixes};
-use swiftdup::format::tar::{self, Header, TarReader};
-use swiftdup::format::time;
-use swiftdup::format::{member_name, parse_member_name, Index, MemberKind};
-use swiftdup::signature::{SigChainReader, SigEntries, SigEntry};
+use swiftdup::archive::collection::Collection;
+use swiftdup::archive::manifest;
+use swiftdup::archive::names::{FileKind, Prefixes};
+use swiftdup::archive::sigtar::{SigChainReader, SigEntries, SigEntry};
+use swiftdup::archive::tar::{self, Header, TarReader};
+use swiftdup::archive::time;
+use swiftdup::archive::{member_name, parse_member_name, Index, MemberKind};
+use swiftdup::rsync::{self, DeltaReader, Signature, SignatureBuilder};
+use swiftdup::seal::pgp::{self, OpenKeys};
 
 /// The names of the targets, as in `fuzz_targets/` and the corpus folders.
 pub const TARGETS: &[&str] = &[
@@ -293,7 +293,7 @@ pub fn delta_reader(data: &[u8]) {
             len: sig.block_count() as u64 * u64::from(sig.block_len()),
             pos: 0,
         };
-        let n = delta::patch(&mut basis, &mut &delta_bytes[..], &mut io::sink())
+        let n = rsync::patch(&mut basis, &mut &delta_bytes[..], &mut io::sink())
             .unwrap_or_else(|e| panic!("a generated delta does not apply: {e}"));
         assert_eq!(n, new.len() as u64, "patched length differs from new");
         return;
@@ -359,7 +359,7 @@ impl io::Seek for Zeros {
 /// `patch` and `patch_in_place` of `delta` onto `basis`: the results, or the errors.
 fn both_patchers(basis: &[u8], delta: &[u8]) -> (Result<Vec<u8>, String>, Result<Vec<u8>, String>) {
     let mut out = Vec::new();
-    let streamed = delta::patch(&mut Cursor::new(basis), &mut &delta[..], &mut out)
+    let streamed = rsync::patch(&mut Cursor::new(basis), &mut &delta[..], &mut out)
         .map(|n| {
             assert_eq!(n, out.len() as u64, "patch's count differs from its output");
             out
@@ -367,7 +367,7 @@ fn both_patchers(basis: &[u8], delta: &[u8]) -> (Result<Vec<u8>, String>, Result
         .map_err(|e| e.to_string());
     let mut file = Cursor::new(basis.to_vec());
     let mut side = Cursor::new(Vec::new());
-    let in_place = delta::patch_in_place(&mut file, &mut &delta[..], &mut side)
+    let in_place = rsync::patch_in_place(&mut file, &mut &delta[..], &mut side)
         .map(|n| {
             let mut v = file.into_inner();
             assert!(
@@ -415,8 +415,8 @@ pub const TEST_SECRET_KEY: &[u8] = include_bytes!("../keys/fuzz-test-secret.gpg"
 fn pgp_keys() -> &'static [OpenKeys; 2] {
     static KEYS: std::sync::OnceLock<[OpenKeys; 2]> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
-        let secret = crypto::read_secret_keys(TEST_SECRET_KEY).expect("the fuzz test key");
-        let verify = crypto::Verifier::from_key_file(TEST_SECRET_KEY).expect("a signing key");
+        let secret = pgp::read_secret_keys(TEST_SECRET_KEY).expect("the fuzz test key");
+        let verify = pgp::Verifier::from_key_file(TEST_SECRET_KEY).expect("a signing key");
         [
             OpenKeys {
                 passphrase: Some(PASSPHRASE.into()),
@@ -436,10 +436,10 @@ fn pgp_keys() -> &'static [OpenKeys; 2] {
 /// a restore reads a volume. Any error is fine; a panic, a hang or a huge allocation is not.
 pub fn pgp(data: &[u8]) {
     for keys in pgp_keys() {
-        let Ok((r, _warnings)) = crypto::open_pgp_detailed(data, keys) else {
+        let Ok((r, _warnings)) = pgp::open_pgp_detailed(data, keys) else {
             continue;
         };
-        let _ = crypto::drain_to_end(&mut r.take(64 << 20));
+        let _ = pgp::drain_to_end(&mut r.take(64 << 20));
     }
 }
 

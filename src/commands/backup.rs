@@ -5,26 +5,28 @@
 //! blocks (snapshot or librsync delta, 64 KiB multivol chunks) -> volumes (sealed, hashed,
 //! stored) -> signature file -> manifest (the commit marker). See `restore` for the reverse.
 
-use crate::cache::TempPath;
-use crate::cache::{local_name, Cache, Metadata};
-use crate::collection::{Chain, Collection};
+use crate::archive::collection::{Chain, Collection};
+use crate::archive::manifest::{canonical_localdir, Manifest};
+use crate::archive::names::{FileKind, Suffix};
+use crate::archive::sigtar::{SigEntries, SigEntry, SigWriter};
+use crate::archive::tar::{self, Header};
+use crate::archive::{index_display, member_name, Index, MemberKind, MULTIVOL_CHUNK};
+use crate::backend::{self, Backend, Listed};
 use crate::config::{BackupOpts, Common};
-use crate::crypto::SealMode;
-use crate::delta::{self, DeltaReader, SignatureBuilder};
+use crate::engine::write::select::Selection;
+use crate::engine::write::volumes::{
+    seal_file, ManifestWriter, Position, SealingSpool, VolumeSpec, VolumeWriter,
+};
+use crate::engine::write::walk::{Entry, Item, Walk};
 use crate::error::{Error, Result};
-use crate::format::manifest::{canonical_localdir, Manifest};
-use crate::format::names::{FileKind, Suffix};
-use crate::format::tar::{self, Header};
-use crate::format::{index_display, member_name, Index, MemberKind, MULTIVOL_CHUNK};
 use crate::interrupt;
+use crate::local::cache::TempPath;
+use crate::local::cache::{local_name, Cache, Metadata};
+use crate::local::platform::{self, Kind};
+use crate::local::users;
 use crate::log;
-use crate::platform::{self, Kind};
-use crate::select::Selection;
-use crate::signature::{SigEntries, SigEntry, SigWriter};
-use crate::source::{Entry, Item, Walk};
-use crate::target::{self, Backend, Listed};
-use crate::users;
-use crate::volume::{seal_file, ManifestWriter, Position, SealingSpool, VolumeSpec, VolumeWriter};
+use crate::rsync::{self, DeltaReader, SignatureBuilder};
+use crate::seal::pgp::SealMode;
 use serde_json::json;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek};
@@ -59,7 +61,7 @@ impl Summary {
             ),
             (
                 "set_time",
-                json!(crate::format::time::rfc3339(self.set_time)),
+                json!(crate::archive::time::rfc3339(self.set_time)),
             ),
             ("chain_length", json!(self.chain_length)),
             ("files_new", json!(self.files_new)),
@@ -224,7 +226,7 @@ struct Run<'a> {
     started: Instant,
     last_progress: Instant,
     /// The wall-clock second the run started in (not `--current-time`): a file whose mtime
-    /// is not older is read again next run (see `signature::RACY_KEY`).
+    /// is not older is read again next run (see `sigtar::RACY_KEY`).
     racy_from: i64,
 }
 
@@ -315,10 +317,10 @@ impl Run<'_> {
                 return Ok(());
             }
         };
-        crate::fault::opened(&e.path);
+        crate::local::fault::opened(&e.path);
         let old_sig = match old {
             Some(o) if o.kind == MemberKind::Signature => {
-                match o.sig.as_deref().map(delta::Signature::parse) {
+                match o.sig.as_deref().map(rsync::Signature::parse) {
                     Some(Ok(s)) => Some(s),
                     _ => {
                         log::warn(
@@ -338,7 +340,7 @@ impl Run<'_> {
             }
             _ => None,
         };
-        let mut new_sig = SignatureBuilder::new(delta::block_len_for(e.stat.size));
+        let mut new_sig = SignatureBuilder::new(rsync::block_len_for(e.stat.size));
         let mut tee = TeeSig {
             file,
             sig: None,
@@ -518,7 +520,7 @@ fn decide<'c>(
                 "full_if_older_than",
                 &format!(
                     "chain started {} which is older than --full-if-older-than",
-                    crate::format::time::rfc3339(chain.start())
+                    crate::archive::time::rfc3339(chain.start())
                 ),
             );
         }
@@ -558,7 +560,7 @@ fn decide<'c>(
         rule: "incremental",
         reason: format!(
             "extending the chain started {}",
-            crate::format::time::rfc3339(chain.start())
+            crate::archive::time::rfc3339(chain.start())
         ),
     })
 }
@@ -582,11 +584,11 @@ fn same_manifest(a: &Manifest, b: &Manifest) -> bool {
 /// keys (a changed or mistyped --encrypt-key-file) would leave a chain that no single key
 /// restores, so it is refused unless --allow-key-change (or a new full) says so.
 fn check_recipients(md: &Metadata, common: &Common, manifest: &str) -> Result<()> {
-    let ours = crate::crypto::seal_recipient_ids(&common.crypto.seal)
-        .map_err(|e| crate::cache::crypto_error(manifest, e))?;
-    let f = crate::cache::download_temp(md.backend, manifest, &common.tempdir)?;
-    let theirs = crate::crypto::message_recipient_ids(std::io::BufReader::new(f))
-        .map_err(|e| crate::cache::crypto_error(manifest, e))?;
+    let ours = crate::seal::pgp::seal_recipient_ids(&common.crypto.seal)
+        .map_err(|e| crate::local::cache::crypto_error(manifest, e))?;
+    let f = crate::local::cache::download_temp(md.backend, manifest, &common.tempdir)?;
+    let theirs = crate::seal::pgp::message_recipient_ids(std::io::BufReader::new(f))
+        .map_err(|e| crate::local::cache::crypto_error(manifest, e))?;
     if ours == theirs {
         return Ok(());
     }
@@ -648,7 +650,7 @@ fn check_last_manifest(
             md.cache.dir.display()
         ))
     };
-    let encrypted = !matches!(common.crypto.seal, crate::crypto::SealMode::Gzip { .. });
+    let encrypted = !matches!(common.crypto.seal, crate::seal::pgp::SealMode::Gzip { .. });
     if cached_before && common.crypto.can_read_own && encrypted {
         // A warm cache must not spare the proof that this run's passphrase (or secret key)
         // opens the chain it extends: with a wrong one the new set would be sealed with
@@ -694,7 +696,11 @@ fn check_last_manifest(
 }
 
 /// Run one backup.
-pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Result<Summary> {
+pub fn run(
+    common: &Common,
+    opts: &BackupOpts,
+    lock: &crate::backend::lock::Held,
+) -> Result<Summary> {
     let started = Instant::now();
     if !matches!(platform::lstat(&opts.source), Ok(s) if s.kind == Kind::Dir) {
         return Err(Error::SourceMissing(opts.source.display().to_string()));
@@ -703,8 +709,8 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
     let selection = Selection::new(&opts.source, &opts.selection, common.now)?;
     let walk = Walk::new(opts.source.clone(), selection)
         .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
-    crate::crypto::prepare(&common.crypto.seal);
-    let backend = target::open(&common.url, target::Access::Write, &common.backend)?;
+    crate::seal::pgp::prepare(&common.crypto.seal);
+    let backend = backend::open(&common.url, backend::Access::Write, &common.backend)?;
     // The lock listed the target an instant ago, with nobody else writing since.
     let mut listed = match lock.take_listing() {
         Some(listed) => listed,
@@ -750,8 +756,8 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
     if !full && end < start {
         return Err(Error::Usage(format!(
             "the chain already ends at {} which is not before this run's time {}; wait a second or fix --current-time",
-            crate::format::time::rfc3339(start),
-            crate::format::time::rfc3339(end)
+            crate::archive::time::rfc3339(start),
+            crate::archive::time::rfc3339(end)
         )));
     }
     log::info(
@@ -765,7 +771,7 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
             ("type", json!(if full { "full" } else { "incremental" })),
             ("rule", json!(plan.rule)),
             ("reason", json!(plan.reason)),
-            ("set_time", json!(crate::format::time::rfc3339(end))),
+            ("set_time", json!(crate::archive::time::rfc3339(end))),
         ],
     );
 
@@ -802,10 +808,10 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
         buf: Vec::new(),
         started,
         last_progress: Instant::now(),
-        racy_from: crate::format::time::unix_now(),
+        racy_from: crate::archive::time::unix_now(),
     };
 
-    let walk = crate::source::ahead(walk, opts.concurrency > 1)
+    let walk = crate::engine::write::walk::ahead(walk, opts.concurrency > 1)
         .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
     let mut walk = walk.peekable();
     let mut old = sig_reader.next()?;
@@ -813,7 +819,7 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
     loop {
         interrupt::check()?;
         run.progress();
-        crate::lock::tick();
+        crate::backend::lock::tick();
         // Entries below an unreadable directory keep their previous state.
         if let (Some(c), Some(o)) = (&carried, &old) {
             if o.index.starts_with(c) {
@@ -877,7 +883,7 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
         if order == std::cmp::Ordering::Equal {
             old = sig_reader.next()?;
         }
-        crate::fault::point("entry");
+        crate::local::fault::point("entry");
     }
 
     let Run {
@@ -911,7 +917,7 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
                     .name("sigtar".into())
                     .spawn_scoped(scope, move || {
                         let backend =
-                            target::open(&common.url, target::Access::Write, &common.backend)?;
+                            backend::open(&common.url, backend::Access::Write, &common.backend)?;
                         store_signatures(backend.as_ref(), name, sealed)
                     })
                     .ok()
@@ -972,7 +978,9 @@ pub fn run(common: &Common, opts: &BackupOpts, lock: &crate::lock::Held) -> Resu
     })?;
     // What the next backup's check compares the remote manifest with (a failure to
     // hash only means that check decrypts).
-    if let Ok(s) = File::open(&sealed.0).and_then(|mut f| crate::cache::SealedDigest::of(&mut f)) {
+    if let Ok(s) =
+        File::open(&sealed.0).and_then(|mut f| crate::local::cache::SealedDigest::of(&mut f))
+    {
         md.cache.record_sealed(&man_local, &s);
     }
     Ok(summary)
@@ -991,7 +999,7 @@ fn store_signatures(backend: &dyn Backend, name: &str, sealed: &TempPath) -> Res
 /// deflate pool like a volume's.
 struct SigSink {
     sealed: SealingSpool,
-    cached: crate::deflate::Deflater<BufWriter<File>>,
+    cached: crate::seal::deflate::Deflater<BufWriter<File>>,
     cached_path: TempPath,
 }
 
@@ -1002,10 +1010,10 @@ impl SigSink {
         let f = File::create(&cached_path.0).map_err(|e| Error::io(cached_path.0.display(), e))?;
         // The volumes' level (any level reads back): a compression thread keeps one
         // compressor, and chunks alternating between two levels would rebuild it each time.
-        let cached = crate::deflate::Deflater::new(
+        let cached = crate::seal::deflate::Deflater::new(
             BufWriter::with_capacity(1 << 16, f),
             level.max(1),
-            crate::deflate::Wrap::Gzip,
+            crate::seal::deflate::Wrap::Gzip,
         )
         .map_err(|e| Error::io("signature cache", e))?;
         Ok(SigSink {

@@ -3,14 +3,14 @@
 //! million-file listing costs no more memory than a ten-file one.
 
 use super::Listing;
+use crate::archive::sigtar::SigEntries;
+use crate::archive::tar::{self, Header};
+use crate::archive::time::{asctime, rfc3339};
+use crate::archive::{index_display, MemberKind};
+use crate::backend::Access;
 use crate::config::Common;
 use crate::error::{Error, Result};
-use crate::format::tar::{self, Header};
-use crate::format::time::{asctime, rfc3339};
-use crate::format::{index_display, MemberKind};
 use crate::log;
-use crate::signature::SigEntries;
-use crate::target::Access;
 use serde_json::json;
 use std::io::Write;
 

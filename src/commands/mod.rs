@@ -10,11 +10,11 @@ pub mod restore;
 pub mod status;
 pub mod verify;
 
-use crate::cache::{Cache, Metadata};
-use crate::collection::Collection;
+use crate::archive::collection::Collection;
+use crate::backend::{self, Access, Backend};
 use crate::config::Common;
 use crate::error::Result;
-use crate::target::{self, Access, Backend};
+use crate::local::cache::{Cache, Metadata};
 use std::collections::HashMap;
 
 /// A target opened and listed: what the read-side verbs start from.
@@ -28,7 +28,7 @@ pub struct Listing {
 
 impl Listing {
     pub fn open(common: &Common, access: Access) -> Result<Listing> {
-        let backend = target::open(&common.url, access, &common.backend)?;
+        let backend = backend::open(&common.url, access, &common.backend)?;
         let sized = backend.list_sized(&common.prefixes.file)?;
         let names: Vec<String> = sized.iter().map(|(n, _)| n.clone()).collect();
         let coll = Collection::from_names(&names, &common.prefixes);

@@ -9,14 +9,14 @@
 //! and backups ignore and `cleanup` finishes) rather than a complete-looking broken one.
 
 use super::Listing;
-use crate::collection::{BackupSet, Chain};
+use crate::archive::collection::{BackupSet, Chain};
+use crate::archive::names::FileKind;
+use crate::archive::time::rfc3339;
+use crate::backend::lock;
+use crate::backend::Access;
 use crate::config::Common;
 use crate::error::Result;
-use crate::format::names::FileKind;
-use crate::format::time::rfc3339;
-use crate::lock;
 use crate::log;
-use crate::target::Access;
 use serde_json::json;
 use std::io::Write;
 
@@ -173,7 +173,7 @@ fn plan(l: &Listing, common: &Common, policy: Policy) -> Vec<Doomed> {
                 objects: unused,
             });
         }
-        let now = crate::format::time::unix_now();
+        let now = crate::archive::time::unix_now();
         let expired: Vec<String> = lock::locks_in(&common.prefixes.file, &l.names)
             .into_iter()
             .filter(|k| k.expires < now)
@@ -275,8 +275,8 @@ pub fn run(
 /// finds a half-written set or a signature file that extends no chain. Returns whether
 /// anything was deleted. Orphaned complete sets are left to `cleanup`: they are whole.
 pub fn remove_leftovers(
-    backend: &dyn crate::target::Backend,
-    coll: &crate::collection::Collection,
+    backend: &dyn crate::backend::Backend,
+    coll: &crate::archive::collection::Collection,
     names: &[String],
     common: &Common,
 ) -> Result<bool> {

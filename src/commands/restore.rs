@@ -3,17 +3,17 @@
 //! merged by index, each path rebuilt from its last snapshot plus the deltas after it (§7)
 //! and written through the path resolver, so nothing is written outside TARGET.
 
-use crate::cache::{Cache, Metadata};
-use crate::collection::{BackupSet, Collection};
+use crate::archive::collection::{BackupSet, Collection};
+use crate::archive::{index_display, Index};
+use crate::backend;
 use crate::config::{Common, RestoreOpts};
 use crate::engine::read::apply::{prepare_tree, restore_entry, Writer};
 use crate::engine::read::merge::merge;
 use crate::engine::read::resolve::Resolver;
 use crate::engine::read::stream::set_streams;
 use crate::error::{Error, Result};
-use crate::format::{index_display, Index};
+use crate::local::cache::{Cache, Metadata};
 use crate::log;
-use crate::target;
 use serde_json::json;
 
 /// What a restore did.
@@ -33,7 +33,7 @@ impl Summary {
         vec![
             (
                 "set_time",
-                json!(crate::format::time::rfc3339(self.set_time)),
+                json!(crate::archive::time::rfc3339(self.set_time)),
             ),
             ("chain_length", json!(self.chain_length)),
             ("files_restored", json!(self.files)),
@@ -62,7 +62,7 @@ fn warn_unused_sets(coll: &Collection, sets: &[&BackupSet], t: i64) -> u64 {
             continue;
         }
         n += 1;
-        let time = crate::format::time::rfc3339(s.end);
+        let time = crate::archive::time::rfc3339(s.end);
         log::warn(
             "warning",
             &format!(
@@ -70,7 +70,7 @@ fn warn_unused_sets(coll: &Collection, sets: &[&BackupSet], t: i64) -> u64 {
                  restoring the state of {}",
                 s.type_name(),
                 s.volumes.len(),
-                crate::format::time::rfc3339(restored)
+                crate::archive::time::rfc3339(restored)
             ),
             vec![
                 ("code", json!("set_not_restored")),
@@ -83,7 +83,7 @@ fn warn_unused_sets(coll: &Collection, sets: &[&BackupSet], t: i64) -> u64 {
 }
 
 pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
-    let backend = target::open(&common.url, target::Access::Read, &common.backend)?;
+    let backend = backend::open(&common.url, backend::Access::Read, &common.backend)?;
     let names = backend.list(&common.prefixes.file)?;
     let coll = Collection::from_names(&names, &common.prefixes);
     let md = Metadata {
@@ -114,14 +114,14 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
         &format!(
             "restoring {} set(s) up to {}",
             sets.len(),
-            crate::format::time::rfc3339(sets.last().map(|s| s.end).unwrap_or(t))
+            crate::archive::time::rfc3339(sets.last().map(|s| s.end).unwrap_or(t))
         ),
         vec![
             ("type", json!("restore")),
             ("sets", json!(sets.len())),
             (
                 "set_time",
-                json!(crate::format::time::rfc3339(
+                json!(crate::archive::time::rfc3339(
                     sets.last().map(|s| s.end).unwrap_or(t)
                 )),
             ),

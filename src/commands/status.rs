@@ -6,13 +6,13 @@
 //! schema README.md documents ("collection-status --json").
 
 use super::Listing;
-use crate::collection::BackupSet;
+use crate::archive::collection::BackupSet;
+use crate::archive::time::{asctime, rfc3339};
+use crate::backend::lock;
+use crate::backend::Access;
 use crate::config::Common;
 use crate::error::Result;
-use crate::format::time::{asctime, rfc3339};
-use crate::lock;
 use crate::log;
-use crate::target::Access;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -49,7 +49,7 @@ fn set_json(l: &Listing, s: &BackupSet) -> Value {
         "volumes": s.volumes.len(),
         "bytes": l.size_of(files),
         "manifest": s.manifest,
-        "encrypted": s.suffix == crate::format::names::Suffix::Gpg,
+        "encrypted": s.suffix == crate::archive::names::Suffix::Gpg,
     })
 }
 
@@ -146,7 +146,7 @@ pub fn run(common: &Common) -> Result<Status> {
             );
         }
     }
-    let now = crate::format::time::unix_now();
+    let now = crate::archive::time::unix_now();
     let held = lock::locks_in(&common.prefixes.file, &l.names);
     let locked = held.len();
     let locks: Vec<Value> = held

@@ -9,21 +9,21 @@
 //! grow with the number of files; contents are compared as they stream.
 
 use super::Listing;
+use crate::archive::tar::{self, Header};
+use crate::archive::time::rfc3339;
+use crate::archive::{index_display, Index};
+use crate::backend::Access;
 use crate::commands::backup::tar_type;
 use crate::config::Common;
 use crate::engine::read::apply::rebuild_file;
 use crate::engine::read::merge::{live_entry, merge};
 use crate::engine::read::stream::{set_streams, SetStream};
+use crate::engine::write::select::{RuleSpec, Selection, Verdict};
+use crate::engine::write::walk::{Entry, Filter, Item, Walk};
 use crate::error::{Error, Result};
-use crate::format::tar::{self, Header};
-use crate::format::time::rfc3339;
-use crate::format::{index_display, Index};
+use crate::local::platform::Kind;
+use crate::local::users;
 use crate::log;
-use crate::platform::Kind;
-use crate::select::{RuleSpec, Selection, Verdict};
-use crate::source::{Entry, Filter, Item, Walk};
-use crate::target::Access;
-use crate::users;
 use serde_json::{json, Value};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -335,7 +335,7 @@ impl<W: Iterator<Item = Item>> Verifier<'_, W> {
 /// Verify the chain at `opts.time` against `opts.source`; differences go to `out`.
 pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) -> Result<Summary> {
     let prefix = opts.file_to_restore.clone().unwrap_or_default();
-    if !matches!(crate::platform::lstat(&opts.source), Ok(s) if s.kind == Kind::Dir) {
+    if !matches!(crate::local::platform::lstat(&opts.source), Ok(s) if s.kind == Kind::Dir) {
         return Err(Error::SourceMissing(opts.source.display().to_string()));
     }
     let selection = Selection::new(&opts.source, &opts.selection, common.now)?;
@@ -366,7 +366,7 @@ pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) 
             ("compare_data", json!(opts.compare_data)),
         ],
     );
-    let walk = crate::source::ahead(walk, opts.concurrency > 1)
+    let walk = crate::engine::write::walk::ahead(walk, opts.concurrency > 1)
         .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
     let mut v = Verifier {
         source: walk.peekable(),

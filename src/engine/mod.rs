@@ -1,6 +1,9 @@
 //! The engine: what runs a backup's pipe and a restore's pipe reversed, below the
 //! commands that plan them.
 //!
-//! - `read`: the restore side (the path resolver every write goes through).
+//! - `write`: the backup side (walk, select, volumes).
+//! - `read`: the restore side (set streams, merge, apply, and the path resolver every
+//!   write goes through).
 
-pub(crate) mod read;
+pub mod read;
+pub mod write;

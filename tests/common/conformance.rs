@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use swiftdup::backend::Backend;
 use swiftdup::error::Error;
-use swiftdup::target::Backend;
 
 /// Opens the backend for one area of the test target, named `sub`. Areas must be fresh
 /// (empty) and must not see each other's objects, even when one name is a prefix of another

@@ -6,7 +6,7 @@
 
 use super::common::Scratch;
 use std::fs;
-use swiftdup::format::tar::{self, Header};
+use swiftdup::archive::tar::{self, Header};
 
 pub fn member(name: &[u8], typ: u8, link: &[u8]) -> Header {
     Header {
@@ -78,7 +78,7 @@ pub fn forge_set(s: &Scratch, set: &str, members: &[(Header, Vec<u8>)]) {
         v[0].clone()
     };
     fs::write(pick(".vol1.difftar"), &bytes).unwrap();
-    let sha = swiftdup::volume::hex(&<sha1::Sha1 as sha1::Digest>::digest(&bytes));
+    let sha = swiftdup::engine::write::volumes::hex(&<sha1::Sha1 as sha1::Digest>::digest(&bytes));
     let man = pick(".manifest");
     let text = String::from_utf8(fs::read(&man).unwrap()).unwrap();
     let line = text

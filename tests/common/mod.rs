@@ -76,7 +76,7 @@ pub fn random_letters(seed: u64, n: usize) -> Vec<u8> {
 }
 
 pub fn set_mtime(p: &Path, t: i64) {
-    swiftdup::platform::set_mtime(p, t).unwrap();
+    swiftdup::local::platform::set_mtime(p, t).unwrap();
 }
 
 /// Set every entry's mtime in a tree (deepest first so directories keep theirs).
@@ -333,7 +333,7 @@ pub fn special_files(dir: &Path) {
         .status()
         .unwrap();
     assert!(st.success());
-    if swiftdup::platform::is_root() {
+    if swiftdup::local::platform::is_root() {
         let st = Command::new("mknod")
             .arg(dir.join("null-device"))
             .args(["c", "1", "3"])

@@ -5,16 +5,16 @@
 use super::merge::live_entry;
 use super::resolve::{existing, symlink_at, Existing, Resolver};
 use super::stream::{unwrap_io, SetStream, Wrapped};
-use crate::cache::tempfile_in;
+use crate::archive::tar::{self, Header};
+use crate::archive::{index_display, Index, MemberKind};
 use crate::config::{Common, RestoreOpts};
-use crate::delta;
 use crate::error::{Error, Result};
-use crate::format::tar::{self, Header};
-use crate::format::{index_display, Index, MemberKind};
+use crate::local::cache::tempfile_in;
+use crate::local::platform;
+use crate::local::sparse::SparseWriter;
+use crate::local::users;
 use crate::log;
-use crate::platform;
-use crate::sparse::SparseWriter;
-use crate::users;
+use crate::rsync;
 use serde_json::json;
 use std::fs::{self, File};
 use std::io::{self, Seek, Write};
@@ -425,8 +425,8 @@ pub(crate) fn rebuild_file(
                     .map_err(|e| Error::io("restore spool", e))?;
                 let mut b = io::BufReader::with_capacity(1 << 16, b);
                 let mut bw = io::BufWriter::with_capacity(1 << 16, &mut counting);
-                delta::patch(&mut b, &mut r, &mut bw).map_err(|e| match e {
-                    delta::DeltaError::Io(io) => write_or_read_error(io, path),
+                rsync::patch(&mut b, &mut r, &mut bw).map_err(|e| match e {
+                    rsync::DeltaError::Io(io) => write_or_read_error(io, path),
                     other => Error::integrity(&obj, format!("{}: {other}", index_display(index))),
                 })?;
                 bw.flush().map_err(|e| Error::io(path.display(), e))?;
@@ -448,7 +448,7 @@ pub(crate) fn rebuild_file(
 }
 
 /// [`rebuild_file`] into the file itself: the snapshot is written to `file` and each delta
-/// applied to it in place ([`delta::patch_in_place`]), so that the parts of a big file that
+/// applied to it in place ([`rsync::patch_in_place`]), so that the parts of a big file that
 /// did not change are written once, not once per version.
 fn rebuild_in_place(
     streams: &mut [SetStream],
@@ -485,8 +485,8 @@ fn rebuild_in_place(
                     Some(s) => s,
                     None => side.insert(tempfile_in(tempdir)?),
                 };
-                let n = delta::patch_in_place(file, &mut r, side).map_err(|e| match e {
-                    delta::DeltaError::Io(io) => write_or_read_error(io, path),
+                let n = rsync::patch_in_place(file, &mut r, side).map_err(|e| match e {
+                    rsync::DeltaError::Io(io) => write_or_read_error(io, path),
                     other => Error::integrity(&obj, format!("{}: {other}", index_display(index))),
                 })?;
                 // Zero blocks past the old end are holes, so a longer result may end in

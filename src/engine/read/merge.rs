@@ -2,9 +2,9 @@
 //! members that rebuild it, from its last full copy to its newest delta.
 
 use super::stream::SetStream;
+use crate::archive::tar::Header;
+use crate::archive::{index_display, Index, MemberKind};
 use crate::error::{Error, Result};
-use crate::format::tar::Header;
-use crate::format::{index_display, Index, MemberKind};
 use crate::interrupt;
 
 /// The k-way merge of the sets' streams by index: for each path under `prefix`, `entry` gets

@@ -15,9 +15,9 @@
 //! base's parent, and a restore of one file has no entries below it. Under WASI the same
 //! calls go through wasi-libc, and the preopened directories confine them as well.
 
+use crate::archive::index_display;
 use crate::error::{Error, Result};
-use crate::format::index_display;
-use crate::platform;
+use crate::local::platform;
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
@@ -414,7 +414,7 @@ pub(crate) fn symlink_at(target: &[u8], dir: RawFd, name: &CStr) -> io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::Index;
+    use crate::archive::Index;
     use std::fs;
     use std::io::Write;
 

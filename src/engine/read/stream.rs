@@ -4,16 +4,16 @@
 //! checked on the way: the manifest itself before it is trusted, member order, whole
 //! multivol entries, and the Filelist against the members.
 
-use crate::cache::{download_temp, map_read_error, open_sealed, Metadata};
-use crate::collection::BackupSet;
+use crate::archive::collection::BackupSet;
+use crate::archive::manifest::{Filelist, Listed, Manifest};
+use crate::archive::tar::{self, Header, TarReader};
+use crate::archive::{index_display, parse_member_name, Index, MemberKind, ParsedMember};
+use crate::backend::{self, Backend};
 use crate::config::Common;
+use crate::engine::write::volumes::hex;
 use crate::error::{Error, Result};
-use crate::format::manifest::{Filelist, Listed, Manifest};
-use crate::format::tar::{self, Header, TarReader};
-use crate::format::{index_display, parse_member_name, Index, MemberKind, ParsedMember};
 use crate::interrupt;
-use crate::target::{self, Backend};
-use crate::volume::hex;
+use crate::local::cache::{download_temp, map_read_error, open_sealed, Metadata};
 use sha1::{Digest, Sha1};
 use std::collections::VecDeque;
 use std::fs::File;
@@ -32,7 +32,7 @@ pub(crate) struct Member {
 pub(crate) struct SetStream<'a> {
     backend: &'a dyn Backend,
     common: &'a Common,
-    suffix: crate::format::names::Suffix,
+    suffix: crate::archive::names::Suffix,
     /// Volume names with their SHA1 from the manifest.
     pub(crate) volumes: VecDeque<(String, String)>,
     tar: Option<TarReader<Box<dyn Read + 'a>>>,
@@ -173,8 +173,8 @@ fn fetch_checked(
 /// volume is reported exactly as when read inline.
 fn open_volume(
     f: File,
-    suffix: crate::format::names::Suffix,
-    keys: &crate::crypto::OpenKeys,
+    suffix: crate::archive::names::Suffix,
+    keys: &crate::seal::pgp::OpenKeys,
     name: &str,
 ) -> Result<Box<dyn Read>> {
     if cfg!(target_os = "wasi") {
@@ -340,7 +340,7 @@ impl<'a> SetStream<'a> {
         let fetched = std::thread::Builder::new()
             .name("fetch".into())
             .spawn(move || {
-                let backend = target::open(&url, target::Access::Read, &opts)?;
+                let backend = backend::open(&url, backend::Access::Read, &opts)?;
                 fetch_checked(backend.as_ref(), &thread_name, &sha1, &tempdir)
             })
             .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
@@ -396,8 +396,8 @@ impl<'a> SetStream<'a> {
                     // this volume, and before moving on to the next.
                     if let Some(t) = self.tar.take() {
                         let mut inner = t.into_inner();
-                        crate::crypto::drain_to_end(&mut inner)
-                            .map_err(|e| crate::cache::crypto_error(&self.object, e))?;
+                        crate::seal::pgp::drain_to_end(&mut inner)
+                            .map_err(|e| crate::local::cache::crypto_error(&self.object, e))?;
                     }
                 }
                 Err(e) => return Err(tar_error(&self.object, e)),
@@ -581,7 +581,7 @@ impl Read for EntryReader<'_, '_> {
             self.s.head = next;
             self.s.in_member = true;
             if !continues {
-                if self.whole && multivol && size >= crate::format::MULTIVOL_CHUNK as u64 {
+                if self.whole && multivol && size >= crate::archive::MULTIVOL_CHUNK as u64 {
                     return Err(wrap(
                         self.s.cut_entry(&index, "its last chunks are missing"),
                     ));
@@ -623,11 +623,11 @@ fn check_manifest(set: &BackupSet, m: &Manifest, common: &Common) -> Result<()> 
     }
     if let Some(k) = (1..=n).find(|k| !set.volumes.contains_key(k)) {
         let kind = match set.full {
-            true => crate::format::names::FileKind::FullVolume {
+            true => crate::archive::names::FileKind::FullVolume {
                 time: set.end,
                 vol: k,
             },
-            false => crate::format::names::FileKind::IncVolume {
+            false => crate::archive::names::FileKind::IncVolume {
                 start: set.start,
                 end: set.end,
                 vol: k,

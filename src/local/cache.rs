@@ -4,12 +4,12 @@
 //! The cache is only an accelerator: with none (a fresh pod), metadata is downloaded from
 //! the target, decrypted, and cached for the rest of the run.
 
+use crate::archive::manifest::{self, Manifest};
+use crate::archive::names::{FileKind, Suffix};
+use crate::backend::Backend;
 use crate::config::Common;
-use crate::crypto;
 use crate::error::{Error, Result};
-use crate::format::manifest::{self, Manifest};
-use crate::format::names::{FileKind, Suffix};
-use crate::target::Backend;
+use crate::seal::pgp;
 use std::fs;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -61,7 +61,7 @@ pub fn sha256_hex(r: &mut dyn Read) -> io::Result<String> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     io::copy(r, &mut h)?;
-    Ok(crate::volume::hex(&h.finalize()))
+    Ok(crate::engine::write::volumes::hex(&h.finalize()))
 }
 
 /// What identifies a sealed manifest object: the SHA-256 of its bytes (compared with a
@@ -87,8 +87,8 @@ impl SealedDigest {
             md5.update(&buf[..n]);
         }
         Ok(SealedDigest {
-            sha256: crate::volume::hex(&sha.finalize()),
-            md5: crate::volume::hex(&md5.finalize()),
+            sha256: crate::engine::write::volumes::hex(&sha.finalize()),
+            md5: crate::engine::write::volumes::hex(&md5.finalize()),
         })
     }
 }
@@ -210,13 +210,13 @@ pub fn claim_shared_dir(dir: &Path) -> Result<()> {
     if let Some(parent) = dir.parent() {
         fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
     }
-    match crate::platform::create_private_dir(dir) {
+    match crate::local::platform::create_private_dir(dir) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
             return Err(Error::io(dir.display(), e))
         }
         _ => {}
     }
-    let st = crate::platform::lstat(dir).map_err(|e| Error::io(dir.display(), e))?;
+    let st = crate::local::platform::lstat(dir).map_err(|e| Error::io(dir.display(), e))?;
     let refuse = |why: String, fix: &str| {
         Err(Error::Usage(format!(
             "cache directory {} (the default without HOME) {why}, so another user could \
@@ -225,10 +225,10 @@ pub fn claim_shared_dir(dir: &Path) -> Result<()> {
             dir.display()
         )))
     };
-    if st.kind != crate::platform::Kind::Dir {
+    if st.kind != crate::local::platform::Kind::Dir {
         return refuse("is not a directory".into(), "remove it");
     }
-    let Some(me) = crate::platform::euid() else {
+    let Some(me) = crate::local::platform::euid() else {
         return Ok(());
     };
     if st.uid != me {
@@ -250,7 +250,7 @@ pub fn claim_shared_dir(dir: &Path) -> Result<()> {
 pub fn open_sealed<'a>(
     r: impl Read + 'a,
     suffix: Suffix,
-    keys: &crypto::OpenKeys,
+    keys: &pgp::OpenKeys,
     object: &str,
 ) -> Result<Box<dyn Read + 'a>> {
     if let (Some(v), Suffix::None | Suffix::Gzip) = (&keys.verify, suffix) {
@@ -266,11 +266,11 @@ pub fn open_sealed<'a>(
     }
     Ok(match suffix {
         Suffix::None => Box::new(r),
-        Suffix::Gzip => Box::new(crypto::open_gzip(r)),
+        Suffix::Gzip => Box::new(pgp::open_gzip(r)),
         Suffix::Gpg => {
-            let (reader, warnings) = crypto::open_pgp(r, keys).map_err(|e| match e {
+            let (reader, warnings) = pgp::open_pgp(r, keys).map_err(|e| match e {
                 // Not a wrong passphrase: none was given. Say which setting is missing.
-                crypto::CryptoError::WrongPassphrase
+                pgp::CryptoError::WrongPassphrase
                     if keys.passphrase.is_none() && keys.secret_keys.is_empty() =>
                 {
                     Error::Usage(format!(
@@ -293,24 +293,24 @@ pub fn open_sealed<'a>(
 }
 
 /// Map a crypto failure on `object` to the error a user sees.
-pub fn crypto_error(object: &str, e: crypto::CryptoError) -> Error {
+pub fn crypto_error(object: &str, e: pgp::CryptoError) -> Error {
     match e {
-        crypto::CryptoError::WrongPassphrase => Error::Decryption {
+        pgp::CryptoError::WrongPassphrase => Error::Decryption {
             object: object.into(),
             detail: "wrong passphrase".into(),
         },
-        crypto::CryptoError::NoMatchingKey(ids) => Error::Decryption {
+        pgp::CryptoError::NoMatchingKey(ids) => Error::Decryption {
             object: object.into(),
             detail: format!(
                 "no matching secret key (encrypted to {ids}); pass the right --decrypt-key-file"
             ),
         },
-        crypto::CryptoError::Key(m) => Error::Usage(format!("key file: {m}")),
-        crypto::CryptoError::Unsigned(detail) => Error::Unsigned {
+        pgp::CryptoError::Key(m) => Error::Usage(format!("key file: {m}")),
+        pgp::CryptoError::Unsigned(detail) => Error::Unsigned {
             object: object.into(),
             detail,
         },
-        crypto::CryptoError::Io(e) => map_read_error(object, e),
+        pgp::CryptoError::Io(e) => map_read_error(object, e),
         other => Error::integrity(object, other),
     }
 }
@@ -320,18 +320,18 @@ pub fn map_read_error(object: &str, e: io::Error) -> Error {
     // Errors raised by our own readers carry a typed payload; others are data damage.
     if let Some(inner) = e
         .get_ref()
-        .and_then(|i| i.downcast_ref::<crypto::CryptoError>())
+        .and_then(|i| i.downcast_ref::<pgp::CryptoError>())
     {
         return match inner {
-            crypto::CryptoError::WrongPassphrase => Error::Decryption {
+            pgp::CryptoError::WrongPassphrase => Error::Decryption {
                 object: object.into(),
                 detail: "wrong passphrase".into(),
             },
-            crypto::CryptoError::NoMatchingKey(ids) => Error::Decryption {
+            pgp::CryptoError::NoMatchingKey(ids) => Error::Decryption {
                 object: object.into(),
                 detail: format!("no matching secret key ({ids})"),
             },
-            crypto::CryptoError::Unsigned(detail) => Error::Unsigned {
+            pgp::CryptoError::Unsigned(detail) => Error::Unsigned {
                 object: object.into(),
                 detail: detail.clone(),
             },
@@ -400,7 +400,7 @@ fn claim(dir: &Path, what: &str) -> Result<(PathBuf, fs::File)> {
         remove_stale_temps(dir);
         format!(
             "swiftdup-{}-{:08x}",
-            crate::platform::process_id(),
+            crate::local::platform::process_id(),
             rand::random::<u32>()
         )
     });
@@ -577,8 +577,9 @@ impl<'a> Metadata<'a> {
         let local = local_name(remote, kind);
         self.cache.write_with(&local, |w| {
             if kind.is_signature() {
-                let mut gz = crate::deflate::Deflater::new(w, 6, crate::deflate::Wrap::Gzip)
-                    .map_err(|e| Error::io("signature cache", e))?;
+                let mut gz =
+                    crate::seal::deflate::Deflater::new(w, 6, crate::seal::deflate::Wrap::Gzip)
+                        .map_err(|e| Error::io("signature cache", e))?;
                 io::copy(&mut r, &mut gz).map_err(|e| map_read_error(remote, e))?;
                 gz.finish().map_err(|e| Error::io(&local, e))?;
             } else {
@@ -609,7 +610,7 @@ impl<'a> Metadata<'a> {
         // it every block is one call into the inflater.
         Ok(Box::new(BufReader::with_capacity(
             1 << 16,
-            crypto::open_gzip(BufReader::with_capacity(1 << 16, f)),
+            pgp::open_gzip(BufReader::with_capacity(1 << 16, f)),
         )))
     }
 

@@ -94,7 +94,7 @@ impl Backend for FileBackend {
             if fs::hard_link(src, &tmp).is_err() {
                 fs::copy(src, &tmp)?;
             }
-            crate::fault::point("put");
+            crate::local::fault::point("put");
             fs::File::open(&tmp)?.sync_all()?;
             fs::rename(&tmp, &dst)
         })();
@@ -106,7 +106,7 @@ impl Backend for FileBackend {
                 trans_id: None,
             });
         }
-        crate::fault::point("stored");
+        crate::local::fault::point("stored");
         Ok(())
     }
 

@@ -4,8 +4,10 @@
 //! - `tar`: Python-compatible tar headers and a tolerant reader;
 //! - this module: indexes and member names (§2.2).
 
+pub mod collection;
 pub mod manifest;
 pub mod names;
+pub mod sigtar;
 pub mod tar;
 pub mod time;
 

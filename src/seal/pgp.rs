@@ -6,7 +6,7 @@
 //!
 //! * Sealing is push-style ([`Sealer`] implements [`Write`]) and streams with bounded
 //!   memory (a few 64 KiB buffers plus the compressor's chunks). Data that does not
-//!   compress is stored rather than deflated (see [`crate::deflate`]), ~10x faster than gpg
+//!   compress is stored rather than deflated (see [`crate::seal::deflate`]), ~10x faster than gpg
 //!   on media.
 //! * Opening is pull-style ([`open_pgp`] returns a [`Read`]) and streams as well.
 //!   **Integrity is only established when the returned reader has returned `Ok(0)`**:
@@ -16,7 +16,7 @@
 //!   to EOF ([`drain_to_end`]) before it trusts or commits what it read. Any
 //!   tampering/truncation then comes out as an `Err` from `read()`, never as a silent
 //!   short stream.
-//! * Nothing here starts threads except the compression pool of [`crate::deflate`] (native
+//! * Nothing here starts threads except the compression pool of [`crate::seal::deflate`] (native
 //!   builds, when asked for); everything compiles for `wasm32-wasip2`.
 //! * Passphrases and key material never appear in error messages or `Debug` output.
 
@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::deflate::{Deflater, Wrap};
+use crate::seal::deflate::{Deflater, Wrap};
 use pgp::armor::Dearmor;
 use pgp::composed::{
     Deserializable, PacketBodyReader, PlainSessionKey, RawSessionKey, SignedPublicKey,
@@ -690,7 +690,7 @@ enum CfbCipher {
         key: RawSessionKey,
     },
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    Vperm(Box<crate::vpaes::Aes256>),
+    Vperm(Box<crate::seal::vpaes::Aes256>),
 }
 
 impl CfbCipher {
@@ -698,7 +698,7 @@ impl CfbCipher {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         if alg == SymmetricKeyAlgorithm::AES256 {
             if let Ok(k) = <&[u8; 32]>::try_from(key.as_ref()) {
-                return CfbCipher::Vperm(Box::new(crate::vpaes::Aes256::new(k)));
+                return CfbCipher::Vperm(Box::new(crate::seal::vpaes::Aes256::new(k)));
             }
         }
         CfbCipher::Rpgp { alg, key }

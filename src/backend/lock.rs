@@ -13,11 +13,11 @@
 //!
 //! Stock duplicity ignores these objects (they are not duplicity file names).
 
+use crate::archive::time::rfc3339;
+use crate::backend::{self, Backend};
 use crate::config::Common;
 use crate::error::{Error, Result};
-use crate::format::time::rfc3339;
 use crate::log;
-use crate::target::{self, Backend};
 use serde_json::json;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -61,13 +61,13 @@ pub fn locks_in(prefix: &str, names: &[String]) -> Vec<LockInfo> {
     names.iter().filter_map(|n| parse(prefix, n)).collect()
 }
 
-use crate::format::time::unix_now as now;
+use crate::archive::time::unix_now as now;
 
 fn random_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut b);
-    crate::volume::hex(&b)
+    crate::engine::write::volumes::hex(&b)
 }
 
 fn random_u16() -> u16 {
@@ -82,7 +82,7 @@ fn body(command: &str, hostname: &str) -> Vec<u8> {
         "version": env!("CARGO_PKG_VERSION"),
         "command": command,
         "hostname": hostname,
-        "pid": crate::platform::process_id(),
+        "pid": crate::local::platform::process_id(),
     })
     .to_string()
     .into_bytes()
@@ -102,7 +102,7 @@ pub struct Lock {
     backend: Box<dyn Backend>,
     /// For the renewer thread, which opens its own connection (backends are not `Send`).
     url: String,
-    backend_opts: target::Options,
+    backend_opts: backend::Options,
     prefix: String,
     tempdir: std::path::PathBuf,
     state: Arc<Mutex<State>>,
@@ -110,14 +110,14 @@ pub struct Lock {
     stop: Option<mpsc::Sender<()>>,
     renewer: Option<std::thread::JoinHandle<()>>,
     /// The target listing taken to look for other locks, for the verb to start from.
-    listing: std::cell::RefCell<Option<Vec<target::Listed>>>,
+    listing: std::cell::RefCell<Option<Vec<backend::Listed>>>,
     /// The lock's release should the run have to be ended after a signal.
     _forced_end: crate::interrupt::Registered,
 }
 
 /// Backend options for giving the lock back after a signal: one short try, so that the
 /// release fits in the seconds between SIGTERM and SIGKILL.
-fn release_options(opts: &target::Options) -> target::Options {
+fn release_options(opts: &backend::Options) -> backend::Options {
     let mut o = opts.clone();
     o.num_retries = 1;
     o.retry_delay = Duration::from_millis(200);
@@ -128,9 +128,9 @@ fn release_options(opts: &target::Options) -> target::Options {
 
 /// Delete the lock object `state` names through a connection of its own, with the short
 /// deadline of [`release_options`].
-fn release_now(url: &str, opts: &target::Options, state: &Mutex<State>) -> Result<()> {
+fn release_now(url: &str, opts: &backend::Options, state: &Mutex<State>) -> Result<()> {
     let name = state.lock().map(|s| s.current.clone()).unwrap_or_default();
-    let backend = target::open(url, target::Access::Write, &release_options(opts))?;
+    let backend = backend::open(url, backend::Access::Write, &release_options(opts))?;
     crate::interrupt::shielded(|| backend.delete(&name))
 }
 
@@ -153,7 +153,7 @@ fn store(
     body: &[u8],
     ttl: Duration,
 ) -> Result<()> {
-    let tmp = crate::cache::TempPath::new(tempdir, "lock")?;
+    let tmp = crate::local::cache::TempPath::new(tempdir, "lock")?;
     std::fs::write(&tmp.0, body).map_err(|e| Error::io(tmp.0.display(), e))?;
     backend.put_expiring(name, &tmp.0, ttl)
 }
@@ -167,7 +167,7 @@ fn object_name(prefix: &str, created: i64, id: &str, ttl: Duration) -> String {
 
 /// Take the lock on the target `common` names, or fail with `Error::Locked`.
 pub fn acquire(common: &Common, opts: &Options) -> Result<Held> {
-    let backend = target::open(&common.url, target::Access::Write, &common.backend)?;
+    let backend = backend::open(&common.url, backend::Access::Write, &common.backend)?;
     let prefix = common.prefixes.file.clone();
     let body = body(&opts.command, &opts.hostname);
     let deadline = opts.wait.map(|w| Instant::now() + w);
@@ -291,7 +291,7 @@ impl Lock {
         let spawned = std::thread::Builder::new()
             .name("lock-renewer".into())
             .spawn(move || {
-                let backend = match target::open(&url, target::Access::Write, &opts) {
+                let backend = match backend::open(&url, backend::Access::Write, &opts) {
                     Ok(b) => b,
                     Err(e) => {
                         log::warn(
@@ -382,7 +382,7 @@ impl Held {
     /// and before this job holds the lock: what the target holds now, since every writer
     /// takes the lock (stock duplicity aside, which ignores it). Given once, so a second
     /// caller lists afresh.
-    pub fn take_listing(&self) -> Option<Vec<target::Listed>> {
+    pub fn take_listing(&self) -> Option<Vec<backend::Listed>> {
         self.0.listing.borrow_mut().take()
     }
 

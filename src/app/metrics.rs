@@ -2,7 +2,7 @@
 //! that lives long enough). The group is `job=swiftdup`, `instance=<hostname>`, and a PUT
 //! replaces the group, so a failed run does not leave the previous run's byte counts behind.
 
-use crate::http::{self, Body, Method, Request};
+use crate::backend::http::{self, Body, Method, Request};
 use serde_json::Value;
 use std::io::{Seek, Write};
 
@@ -86,7 +86,7 @@ pub fn push(
         base.trim_end_matches('/'),
         http::encode(instance)
     );
-    let mut f = crate::cache::tempfile_in(tempdir).map_err(|e| e.to_string())?;
+    let mut f = crate::local::cache::tempfile_in(tempdir).map_err(|e| e.to_string())?;
     f.write_all(body.as_bytes()).map_err(|e| e.to_string())?;
     f.rewind().map_err(|e| e.to_string())?;
     let client = http::client(&http::Options::default()).map_err(|e| e.to_string())?;

@@ -7,9 +7,9 @@
 //! emitted just before that entry, keeping the order) or until its listing ends (then it
 //! is dropped), as stock's `Select.Iterate` does.
 
-use crate::format::Index;
-use crate::platform::{self, Kind, Stat};
-use crate::select::{Selection, Verdict};
+use crate::archive::Index;
+use crate::engine::write::select::{Selection, Verdict};
+use crate::local::platform::{self, Kind, Stat};
 use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
@@ -357,9 +357,9 @@ mod tests {
         let mut got = Vec::new();
         for item in Walk::new(d.clone(), All).unwrap() {
             match item {
-                Item::Entry(e) => got.push(crate::format::index_display(&e.index)),
+                Item::Entry(e) => got.push(crate::archive::index_display(&e.index)),
                 Item::Skipped { index, .. } => {
-                    got.push(format!("skip {}", crate::format::index_display(&index)))
+                    got.push(format!("skip {}", crate::archive::index_display(&index)))
                 }
                 Item::Unreadable { .. } => panic!(),
             }
@@ -375,13 +375,13 @@ mod tests {
         items
             .map(|i| match i {
                 Item::Entry(e) => {
-                    format!("{} {:?}", crate::format::index_display(&e.index), e.stat)
+                    format!("{} {:?}", crate::archive::index_display(&e.index), e.stat)
                 }
                 Item::Skipped { index, .. } => {
-                    format!("skip {}", crate::format::index_display(&index))
+                    format!("skip {}", crate::archive::index_display(&index))
                 }
                 Item::Unreadable { index, .. } => {
-                    format!("unreadable {}", crate::format::index_display(&index))
+                    format!("unreadable {}", crate::archive::index_display(&index))
                 }
             })
             .collect()

@@ -4,9 +4,9 @@
 //! The merge is a k-way merge of the chain's tar streams by index; only the winning
 //! member's signature bytes are read into memory, one entry at a time.
 
+use crate::archive::tar::{self, Header, TarReader};
+use crate::archive::{member_name, parse_member_name, Index, MemberKind};
 use crate::error::{Error, Result};
-use crate::format::tar::{self, Header, TarReader};
-use crate::format::{member_name, parse_member_name, Index, MemberKind};
 use std::io::{Read, Write};
 
 /// The state of one path as the signature chain records it.
@@ -151,7 +151,7 @@ impl SigChainReader {
                 .take()
                 .ok_or_else(|| Error::Internal("merge head vanished".into()))?;
             let sig = if kind == MemberKind::Signature {
-                // Bounded by 12 bytes per block of the file; see delta::block_len_for.
+                // Bounded by 12 bytes per block of the file; see rsync::block_len_for.
                 let mut buf = Vec::with_capacity(header.size.min(1 << 24) as usize);
                 s.tar
                     .read_to_end(&mut buf)
@@ -203,7 +203,7 @@ const BATCH_ENTRIES: usize = 512;
 const BATCH_BYTES: usize = 1 << 20;
 /// Batches in the channel. Read ahead is at most (DEPTH + 2) batches: the ones queued, the
 /// one being filled and the one being consumed, so about 6 MiB of signatures plus one
-/// entry's (a signature is 12 bytes per block of its file; see delta::block_len_for).
+/// entry's (a signature is 12 bytes per block of its file; see rsync::block_len_for).
 const DEPTH: usize = 4;
 
 impl SigEntries {
@@ -431,7 +431,7 @@ mod tests {
         let mut r = ahead_of("full", full);
         let mut got = Vec::new();
         while let Some(e) = r.next().unwrap() {
-            got.push(crate::format::index_display(&e.index));
+            got.push(crate::archive::index_display(&e.index));
         }
         assert_eq!(got, names);
         assert!(r.next().unwrap().is_none(), "the end stays the end");
@@ -446,7 +446,7 @@ mod tests {
         let mut got = Vec::new();
         let err = loop {
             match r.next() {
-                Ok(Some(e)) => got.push(crate::format::index_display(&e.index)),
+                Ok(Some(e)) => got.push(crate::archive::index_display(&e.index)),
                 Ok(None) => panic!("an unordered file read to its end"),
                 Err(e) => break e.to_string(),
             }
@@ -482,7 +482,7 @@ mod tests {
         let mut got = Vec::new();
         while let Some(e) = r.next().unwrap() {
             got.push((
-                crate::format::index_display(&e.index),
+                crate::archive::index_display(&e.index),
                 e.header.mtime,
                 e.sig.clone(),
                 e.recorded_size(),

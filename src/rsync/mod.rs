@@ -34,7 +34,9 @@
 //! type for its bound); only the signature itself and its index are held
 //! whole.
 
-use crate::sparse::BLOCK;
+pub mod md4x4;
+
+use crate::local::sparse::BLOCK;
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -293,7 +295,7 @@ impl SignatureBuilder {
             while self.fill == 0 && data.len() >= 4 * bl {
                 let (four, rest) = data.split_at(4 * bl);
                 let blocks: [&[u8]; 4] = std::array::from_fn(|i| &four[i * bl..(i + 1) * bl]);
-                for (block, digest) in blocks.iter().zip(crate::md4x4::digest4(blocks)) {
+                for (block, digest) in blocks.iter().zip(crate::rsync::md4x4::digest4(blocks)) {
                     self.out.extend_from_slice(&weak_sum(block).to_be_bytes());
                     self.out.extend_from_slice(&digest[..STRONG_LEN as usize]);
                 }
@@ -756,7 +758,7 @@ impl<'s, R: Read> DeltaReader<'s, R> {
             return Ok(Md4::digest(&self.buf[pos..pos + bl]).into());
         }
         let w = &self.buf[pos..pos + 4 * bl];
-        self.spec = crate::md4x4::digest4(std::array::from_fn(|i| &w[i * bl..(i + 1) * bl]));
+        self.spec = crate::rsync::md4x4::digest4(std::array::from_fn(|i| &w[i * bl..(i + 1) * bl]));
         self.spec_left = 3;
         self.spec_at = at + bl as u64;
         Ok(self.spec[0])
@@ -1366,8 +1368,9 @@ impl<F: Read + Write + Seek, S: Read + Write + Seek> InPlace<'_, F, S> {
         }
         let mut unknown = u64::MAX; // reads moved the file's position
         let basis_len = self.basis_len;
-        crate::sparse::write_at(self.file, &mut unknown, start, &self.pending, |off, b| {
-            same.binary_search(&off).is_ok() || (off >= basis_len && crate::sparse::is_zero(b))
+        crate::local::sparse::write_at(self.file, &mut unknown, start, &self.pending, |off, b| {
+            same.binary_search(&off).is_ok()
+                || (off >= basis_len && crate::local::sparse::is_zero(b))
         })?;
         self.pending.clear();
         Ok(())

@@ -5,6 +5,8 @@
 //! implementation.
 
 pub mod file;
+pub mod http;
+pub mod lock;
 pub mod swift;
 
 use crate::error::{Error, Result};
@@ -27,7 +29,7 @@ pub struct Options {
     pub num_retries: u32,
     /// Base of the exponential backoff between retries (full jitter, capped at 60 s).
     pub retry_delay: Duration,
-    pub http: crate::http::Options,
+    pub http: crate::backend::http::Options,
 }
 
 impl Default for Options {
@@ -35,7 +37,7 @@ impl Default for Options {
         Options {
             num_retries: 5,
             retry_delay: Duration::from_secs(1),
-            http: crate::http::Options::default(),
+            http: crate::backend::http::Options::default(),
         }
     }
 }
@@ -61,13 +63,13 @@ impl Options {
         Ok(Options {
             num_retries,
             retry_delay: secs(retry_delay, "--backend-retry-delay", true)?,
-            http: crate::http::Options {
+            http: crate::backend::http::Options {
                 timeout: secs(http_timeout, "--http-timeout", false)?,
                 body_timeout_override: http_body_timeout
                     .map(|v| secs(v, "--http-body-timeout", false))
                     .transpose()?,
                 ca_file,
-                ..crate::http::Options::default()
+                ..crate::backend::http::Options::default()
             },
         })
     }

@@ -13,10 +13,10 @@
 //! joined with the entry's path, and decoded as UTF-8 with U+FFFD for invalid bytes
 //! (Python's `fsdecode(..., "replace")`).
 
+use crate::archive::manifest::canonical_localdir;
+use crate::archive::Index;
 use crate::error::{Error, Result};
-use crate::format::manifest::canonical_localdir;
-use crate::format::Index;
-use crate::platform::{self, Kind, Stat};
+use crate::local::platform::{self, Kind, Stat};
 use regex::{Regex, RegexBuilder};
 use std::path::{Path, PathBuf};
 
@@ -378,7 +378,7 @@ impl Selection {
                     });
                 }
                 RuleSpec::ExcludeOlderThan(t) => {
-                    let t_epoch = crate::format::time::parse_user_time(t, now)
+                    let t_epoch = crate::archive::time::parse_user_time(t, now)
                         .map_err(|m| Error::Usage(format!("--exclude-older-than: {m}")))?;
                     sel.rules.push(Rule {
                         test: Test::OlderThan(t_epoch),

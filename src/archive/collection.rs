@@ -1,8 +1,8 @@
 //! Sets, chains and signature chains found in a target listing (§6.6), and the choice of
 //! what a restore at a given time reads (§7.1).
 
+use crate::archive::names::{FileKind, ParsedName, Prefixes, Suffix};
 use crate::error::{Error, Result};
-use crate::format::names::{FileKind, ParsedName, Prefixes, Suffix};
 use std::collections::BTreeMap;
 
 /// The output of one backup run: a full or an incremental.
@@ -301,7 +301,7 @@ impl Collection {
         if let Some(c) = self.chain_at(t) {
             return Ok(c);
         }
-        let rfc3339 = crate::format::time::rfc3339;
+        let rfc3339 = crate::archive::time::rfc3339;
         Err(Error::NothingToRestore(match self.chains.first() {
             None => format!("no complete backup in {target}"),
             Some(oldest) => format!(
@@ -318,7 +318,7 @@ impl Collection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::names::{FileKind as K, Prefixes, Suffix as S};
+    use crate::archive::names::{FileKind as K, Prefixes, Suffix as S};
 
     fn n(k: K, s: S) -> String {
         Prefixes::default().name(&k, s)

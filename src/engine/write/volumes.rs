@@ -4,17 +4,17 @@
 //! A volume is spooled to a temporary file while it is built: its SHA1 must be known before
 //! the manifest record is written, and a retried upload must resend the same bytes.
 
-use crate::cache::{tempfile_in, TempPath};
+use crate::archive::manifest::{self, VolumeInfo};
+use crate::archive::names::FileKind;
+use crate::archive::names::{Prefixes, Suffix};
+use crate::archive::tar::{self, Header};
+use crate::archive::Index;
+use crate::backend::Backend;
 use crate::config::Common;
-use crate::crypto::{SealMode, Sealer};
 use crate::error::{Error, Result};
-use crate::format::manifest::{self, VolumeInfo};
-use crate::format::names::FileKind;
-use crate::format::names::{Prefixes, Suffix};
-use crate::format::tar::{self, Header};
-use crate::format::Index;
+use crate::local::cache::{tempfile_in, TempPath};
 use crate::log;
-use crate::target::Backend;
+use crate::seal::pgp::{SealMode, Sealer};
 use sha1::{Digest, Sha1};
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -224,7 +224,7 @@ pub struct VolumeSpec {
     pub suffix: Suffix,
     /// For upload threads, which open their own connections (backends are not `Send`).
     pub url: String,
-    pub backend: crate::target::Options,
+    pub backend: crate::backend::Options,
     /// Uploads at once; 1 means one thread does everything, as under WASI.
     pub concurrency: usize,
 }
@@ -497,7 +497,7 @@ impl Pool {
             let w = std::thread::Builder::new()
                 .name(format!("upload-{i}"))
                 .spawn(move || -> Result<()> {
-                    let backend = crate::target::open(&url, crate::target::Access::Write, &opts)?;
+                    let backend = crate::backend::open(&url, crate::backend::Access::Write, &opts)?;
                     loop {
                         let next = rx.lock().map(|r| r.recv());
                         let Ok(Ok(v)) = next else { return Ok(()) };

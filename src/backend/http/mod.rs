@@ -3,7 +3,7 @@
 //! The interface is deliberately tiny: one blocking `call` that sends a request (with an
 //! optional body streamed from a spooled file) and returns the status, the headers and a
 //! body reader. Retries, status handling and integrity checks belong to the backend
-//! (`target::swift`); this layer only moves bytes and reports transport failures, all of
+//! (`backend::swift`); this layer only moves bytes and reports transport failures, all of
 //! which a backend may retry.
 
 use std::fmt;

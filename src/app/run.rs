@@ -1,0 +1,402 @@
+//! One process: parse, configure, take the lock, dispatch to a command, log `start`,
+//! `error`, `summary` and `exit`, push metrics, and the `--every` loop of sidecar mode.
+
+use super::args::*;
+use super::configure::*;
+use crate::config::{BackupOpts, Common, RestoreOpts};
+use crate::error::{exit, Error, Result, EXIT_CODES};
+use crate::local::platform;
+use crate::log::{self, Format, Level};
+use crate::{commands, interrupt};
+use serde_json::json;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Parse, run, log `summary` and `exit`; returns the process exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    register_secrets(&args);
+    let cli = match parse(args) {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
+            let _ = e.print();
+            return exit::SUCCESS;
+        }
+        Err(e) => {
+            // clap quotes the values it refuses, and one may be a URL with a password or a
+            // key put in the wrong variable: scrubbed like every log line.
+            use std::io::Write;
+            let text = log::scrub(&e.render().to_string());
+            let _ = std::io::stderr().write_all(text.as_bytes());
+            return exit::USAGE;
+        }
+    };
+    interrupt::install();
+    let opts = cli.command.opts();
+    let settings = log_settings(opts);
+    let (format, level) = match &settings {
+        Ok(s) => *s,
+        // Refused below, in the default format, before anything else happens.
+        Err(_) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            (Format::Text, Level::Info)
+        }
+        Err(_) => (Format::Json, Level::Info),
+    };
+    log::init(format, level);
+    let every = match settings {
+        Ok(_) => opts.every.as_deref().map(parse_every),
+        Err(e) => Some(Err(e)),
+    };
+    let code = match every {
+        None => run_logged(&cli.command).0,
+        Some(Ok(every)) => run_every(&cli.command, every),
+        Some(Err(e)) => {
+            log::event(
+                Level::Error,
+                "error",
+                &e.to_string(),
+                vec![("code", json!(e.code()))],
+            );
+            e.exit_code()
+        }
+    };
+    if !interrupt::claim_end() {
+        // The watchdog is ending the process after a signal; it writes the last events.
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    if interrupt::pending().is_some() {
+        // Threads still stuck in a request hold spool files that no destructor will remove.
+        interrupt::run_cleanups();
+    }
+    let meaning = EXIT_CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map(|(_, _, m)| *m)
+        .unwrap_or("");
+    log::info("exit", meaning, vec![("exit_code", json!(code))]);
+    code
+}
+
+/// Sidecar mode: run at fixed ticks (start + k x interval) until SIGTERM. A run that
+/// overruns skips the ticks it missed instead of starting late runs back to back, so runs
+/// never overlap and never drift. Returns the exit code of the last completed run.
+fn run_every(cmd: &Command, every: Duration) -> i32 {
+    let origin = Instant::now();
+    let mut last: i32;
+    let mut tick: u32 = 0;
+    loop {
+        let (code, interrupted) = run_logged(cmd);
+        if interrupted {
+            return code;
+        }
+        last = code;
+        let elapsed = origin.elapsed();
+        tick = tick.max((elapsed.as_secs_f64() / every.as_secs_f64()).floor() as u32) + 1;
+        let next = origin + every * tick;
+        log::info(
+            "sleep",
+            &format!(
+                "next run in {} s",
+                next.saturating_duration_since(Instant::now()).as_secs()
+            ),
+            vec![(
+                "next_run_in_seconds",
+                json!(next.saturating_duration_since(Instant::now()).as_secs()),
+            )],
+        );
+        while Instant::now() < next {
+            if interrupt::pending().is_some() {
+                return last;
+            }
+            std::thread::sleep(
+                Duration::from_millis(100).min(next.saturating_duration_since(Instant::now())),
+            );
+        }
+    }
+}
+
+/// Push this run's metrics when a Pushgateway is configured; a failure is a warning.
+fn push_metrics(cmd: &Command, name: &str, code: i32, fields: &[(&str, serde_json::Value)]) {
+    let opts = cmd.opts();
+    let Some(url) = opts.pushgateway_url.as_deref().filter(|u| !u.is_empty()) else {
+        return;
+    };
+    let instance = opts.hostname.clone().unwrap_or_else(platform::hostname);
+    let tempdir = opts
+        .tempdir
+        .clone()
+        .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let body = crate::app::metrics::render(name, code, now(), fields);
+    match crate::app::metrics::push(url, &instance, &body, &tempdir) {
+        Ok(()) => log::debug(
+            "metrics",
+            "pushed metrics",
+            vec![("url", json!(log::redact(url)))],
+        ),
+        Err(e) => log::warn(
+            "warning",
+            &format!("cannot push metrics to {}: {e}", log::redact(url)),
+            vec![("code", json!("metrics"))],
+        ),
+    }
+}
+
+/// One run with its `start`, `error` and `summary` events. Returns the exit code and
+/// whether it was stopped by a signal.
+fn run_logged(cmd: &Command) -> (i32, bool) {
+    let started = Instant::now();
+    let (name, url) = (cmd.name(), cmd.url());
+    log::info(
+        "start",
+        &format!("swiftdup {} {name}", env!("CARGO_PKG_VERSION")),
+        vec![
+            ("version", json!(env!("CARGO_PKG_VERSION"))),
+            ("command", json!(name)),
+            ("target", json!(log::redact(url))),
+        ],
+    );
+    let result = run(cmd);
+    let secs = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    match result {
+        Ok((mut fields, code)) => {
+            fields.push(("duration_seconds", json!(secs)));
+            push_metrics(cmd, name, code, &fields);
+            log::info("summary", &format!("{name} finished"), fields);
+            (code, false)
+        }
+        Err(Error::OutputClosed) => {
+            // The reader of our output left (`| head`): what it read was complete, and
+            // nothing failed that an operator should look at, so no `error` event.
+            let fields = vec![
+                ("duration_seconds", json!(secs)),
+                ("output_closed", json!(true)),
+            ];
+            push_metrics(cmd, name, exit::OUTPUT_CLOSED, &fields);
+            log::info(
+                "summary",
+                &format!("{name} stopped: standard output was closed by its reader"),
+                fields,
+            );
+            (exit::OUTPUT_CLOSED, false)
+        }
+        Err(e) => {
+            let mut fields = vec![("code", json!(e.code()))];
+            if let Some(o) = e.object() {
+                fields.push(("object", json!(o)));
+            }
+            if let Some(t) = e.trans_id() {
+                fields.push(("trans_id", json!(t)));
+            }
+            log::event(Level::Error, "error", &e.to_string(), fields);
+            let fields = vec![
+                ("duration_seconds", json!(secs)),
+                ("error_code", json!(e.code())),
+            ];
+            push_metrics(cmd, name, e.exit_code(), &fields);
+            // At the level of what it reports: a filter on `level: error` (or
+            // --log-level error) must see how a failed run ended, not only why.
+            log::event(Level::Error, "summary", &format!("{name} failed"), fields);
+            (e.exit_code(), matches!(e, Error::Interrupted(_)))
+        }
+    }
+}
+
+type Fields = Vec<(&'static str, serde_json::Value)>;
+
+/// Take the target lock for a writing verb (`--lock-wait`, `--break-lock`).
+fn lock(common: &Common, o: &Opts, command: &str) -> Result<crate::backend::lock::Held> {
+    let wait = match &o.lock_wait {
+        Some(w) => Some(Duration::from_secs(
+            crate::archive::time::parse_interval(w)
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--lock-wait / SWIFTDUP_LOCK_WAIT: {w:?} is not an interval like 30s or 10m"
+                    ))
+                })? as u64,
+        )),
+        None => None,
+    };
+    let held = crate::backend::lock::acquire(
+        common,
+        &crate::backend::lock::Options {
+            wait,
+            break_lock: o.break_lock,
+            command: command.to_string(),
+            hostname: o.hostname.clone().unwrap_or_else(platform::hostname),
+            ttl: Duration::from_secs(o.lock_ttl),
+        },
+    )?;
+    log::debug(
+        "lock",
+        "took the target lock",
+        vec![("object", json!(held.object()))],
+    );
+    Ok(held)
+}
+
+fn code_for(warnings: u64) -> i32 {
+    if warnings > 0 {
+        exit::PARTIAL
+    } else {
+        exit::SUCCESS
+    }
+}
+
+fn run(cmd: &Command) -> Result<(Fields, i32)> {
+    let o = cmd.opts();
+    let stdout = std::io::stdout();
+    match cmd {
+        Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => {
+            let common = common(&a.url, o, true)?;
+            let force_full = match cmd {
+                Command::Full(_) => Some(true),
+                Command::Incremental(_) => Some(false),
+                _ => None,
+            };
+            let full_if_older_than = match &o.full_if_older_than {
+                Some(t) => Some(common.now - user_time(t, common.now, "--full-if-older-than")?),
+                None => None,
+            };
+            let opts = BackupOpts {
+                source: a.source.clone(),
+                force_full,
+                volsize: o.volsize * 1024 * 1024,
+                hostname: o.hostname.clone().unwrap_or_else(platform::hostname),
+                allow_source_mismatch: o.allow_source_mismatch,
+                allow_key_change: o.allow_key_change,
+                full_if_older_than,
+                full_if_no_signatures: o.full_if_no_signatures,
+                max_chain_length: o.max_chain_length.map(|n| n as usize),
+                compress_level: o.compress_level,
+                concurrency: o.concurrency as usize,
+                selection: a.selection.clone(),
+            };
+            // Refused selection options stop the run before the target and its lock are
+            // touched (stock checks them while it parses the command line).
+            crate::engine::write::select::Selection::new(
+                &opts.source,
+                &opts.selection,
+                common.now,
+            )?;
+            crate::seal::deflate::set_workers(opts.concurrency);
+            let lock = lock(&common, o, cmd.name())?;
+            let s = commands::backup::run(&common, &opts, &lock)?;
+            let mut code = code_for(s.warnings);
+            let mut fields = s.to_fields();
+            if let Some(n) = o.keep_full {
+                // The backup is stored; a failed prune does not undo it, it is a warning.
+                let policy = commands::prune::Policy::AllButNFull(n as usize);
+                match commands::prune::run(&common, policy, true, false, &mut std::io::sink()) {
+                    Ok(p) => fields.push(("pruned_sets", json!(p.sets))),
+                    Err(e) => {
+                        log::warn(
+                            "warning",
+                            &format!("the backup is stored, but --keep-full failed: {e}"),
+                            vec![("code", json!(e.code()))],
+                        );
+                        code = exit::PARTIAL;
+                    }
+                }
+            }
+            Ok((fields, code))
+        }
+        Command::Restore(a) => {
+            let common = common(&a.url, o, false)?;
+            let time = match &o.time {
+                Some(t) => Some(user_time(t, common.now, "--time")?),
+                None => None,
+            };
+            let opts = RestoreOpts {
+                target: a.target.clone(),
+                time,
+                file_to_restore: o.file_to_restore.as_deref().map(parse_index),
+                force: o.force,
+                numeric_owner: o.numeric_owner,
+                restore_ownership: !o.do_not_restore_ownership,
+                concurrency: o.concurrency as usize,
+            };
+            let s = commands::restore::run(&common, &opts)?;
+            Ok((s.to_fields(), code_for(s.warnings)))
+        }
+        Command::Verify(a) => {
+            let common = common(&a.url, o, false)?;
+            let opts = commands::verify::VerifyOpts {
+                source: a.source.clone(),
+                time: match &o.time {
+                    Some(t) => Some(user_time(t, common.now, "--time")?),
+                    None => None,
+                },
+                file_to_restore: o.file_to_restore.as_deref().map(parse_index),
+                compare_data: o.compare_data,
+                selection: a.selection.clone(),
+                concurrency: o.concurrency as usize,
+            };
+            let s = commands::verify::run(&common, &opts, o.json, &mut stdout.lock())?;
+            let code = if s.differences > 0 {
+                exit::DIFFERENCES
+            } else {
+                code_for(s.warnings)
+            };
+            Ok((s.to_fields(), code))
+        }
+        Command::CollectionStatus(a) => {
+            let common = common(&a.url, o, false)?;
+            let s = commands::status::run(&common)?;
+            let text = if o.json {
+                format!("{:#}\n", s.doc)
+            } else {
+                s.text.clone()
+            };
+            use std::io::Write;
+            let mut out = stdout.lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(Error::stdout)?;
+            Ok((s.to_fields(), exit::SUCCESS))
+        }
+        Command::ListCurrentFiles(a) => {
+            let common = common(&a.url, o, false)?;
+            let time = match &o.time {
+                Some(t) => Some(user_time(t, common.now, "--time")?),
+                None => None,
+            };
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let s = commands::list::run(&common, time, o.json, &mut out)?;
+            Ok((s.to_fields(), exit::SUCCESS))
+        }
+        Command::Cleanup(a) => prune(&a.url, o, cmd, |_| Ok(commands::prune::Policy::Cleanup)),
+        Command::RemoveOlderThan(a) => prune(&a.url, o, cmd, |c| {
+            Ok(commands::prune::Policy::OlderThan(user_time(
+                &a.older_than,
+                c.now,
+                "remove-older-than TIME",
+            )?))
+        }),
+        Command::RemoveAllButNFull(a) => prune(&a.url, o, cmd, |_| {
+            Ok(commands::prune::Policy::AllButNFull(a.count as usize))
+        }),
+        Command::RemoveAllIncOfButNFull(a) => prune(&a.url, o, cmd, |_| {
+            Ok(commands::prune::Policy::AllIncOfButNFull(a.count as usize))
+        }),
+    }
+}
+
+/// The deleting verbs: under the target lock, dry unless --force.
+fn prune(
+    url: &str,
+    o: &Opts,
+    cmd: &Command,
+    policy: impl FnOnce(&Common) -> Result<commands::prune::Policy>,
+) -> Result<(Fields, i32)> {
+    let common = common(url, o, false)?;
+    let policy = policy(&common)?;
+    let _lock = lock(&common, o, cmd.name())?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let s = commands::prune::run(&common, policy, o.force, o.json, &mut out)?;
+    Ok((s.to_fields(), exit::SUCCESS))
+}
