@@ -166,9 +166,7 @@ fn truncated_volume_is_an_integrity_error() {
     assert_fails(&o, exit::INTEGRITY, "integrity", "hash mismatch");
 
     // Even when the manifest agrees with the truncated bytes, the reader notices.
-    let sha = swiftdup::engine::write::volumes::hex(&<sha1::Sha1 as sha1::Digest>::digest(
-        &b[..b.len() / 2],
-    ));
+    let sha = swiftdup::archive::hex(&<sha1::Sha1 as sha1::Digest>::digest(&b[..b.len() / 2]));
     let man = only(&s, ".manifest");
     let text = String::from_utf8(fs::read(&man).unwrap()).unwrap();
     let line = text
@@ -575,7 +573,7 @@ fn tampered_encrypted_volume_with_a_forged_manifest_hash_fails_on_its_mdc() {
     let n = b.len();
     b[n - 5] ^= 0x01;
     fs::write(&vol, &b).unwrap();
-    let sha = swiftdup::engine::write::volumes::hex(&<sha1::Sha1 as sha1::Digest>::digest(&b));
+    let sha = swiftdup::archive::hex(&<sha1::Sha1 as sha1::Digest>::digest(&b));
     let plain = s.join("manifest.txt");
     gpg(&["-o", plain.to_str().unwrap(), "-d", man.to_str().unwrap()]);
     let text = fs::read_to_string(&plain).unwrap();

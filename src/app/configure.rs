@@ -22,7 +22,7 @@ pub(super) fn read_file(p: &PathBuf, what: &str) -> Result<Vec<u8>> {
 
 pub(super) fn md5_hex(s: &str) -> String {
     use md5::{Digest, Md5};
-    crate::engine::write::volumes::hex(&Md5::digest(s.as_bytes()))
+    crate::archive::hex(&Md5::digest(s.as_bytes()))
 }
 
 pub(super) fn now() -> i64 {

@@ -86,7 +86,7 @@ pub fn push(
         base.trim_end_matches('/'),
         http::encode(instance)
     );
-    let mut f = crate::local::cache::tempfile_in(tempdir).map_err(|e| e.to_string())?;
+    let mut f = crate::local::spool::tempfile_in(tempdir).map_err(|e| e.to_string())?;
     f.write_all(body.as_bytes()).map_err(|e| e.to_string())?;
     f.rewind().map_err(|e| e.to_string())?;
     let client = http::client(&http::Options::default()).map_err(|e| e.to_string())?;

@@ -144,6 +144,11 @@ pub fn parse_member_name(name: &[u8]) -> Result<ParsedMember, String> {
     Ok(ParsedMember { kind, index, chunk })
 }
 
+/// Lowercase hex, as manifests write their volume hashes (and as digests are compared).
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

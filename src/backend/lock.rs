@@ -67,7 +67,7 @@ fn random_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut b);
-    crate::engine::write::volumes::hex(&b)
+    crate::archive::hex(&b)
 }
 
 fn random_u16() -> u16 {
@@ -153,7 +153,7 @@ fn store(
     body: &[u8],
     ttl: Duration,
 ) -> Result<()> {
-    let tmp = crate::local::cache::TempPath::new(tempdir, "lock")?;
+    let tmp = crate::local::spool::TempPath::new(tempdir, "lock")?;
     std::fs::write(&tmp.0, body).map_err(|e| Error::io(tmp.0.display(), e))?;
     backend.put_expiring(name, &tmp.0, ttl)
 }

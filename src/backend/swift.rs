@@ -771,7 +771,7 @@ fn receive(name: &str, resp: &mut Response, dest: &mut File) -> Step<u64> {
         }
     }
     if let Some(md5) = expected_md5 {
-        let got = crate::engine::write::volumes::hex(&hasher.finalize());
+        let got = crate::archive::hex(&hasher.finalize());
         if got != md5 {
             return Step::Retry(
                 Error::Integrity {
@@ -888,7 +888,7 @@ fn md5_file(path: &Path) -> Result<(String, u64)> {
         hasher.update(&buf[..n]);
         len += n as u64;
     }
-    Ok((crate::engine::write::volumes::hex(&hasher.finalize()), len))
+    Ok((crate::archive::hex(&hasher.finalize()), len))
 }
 
 fn trans_id(resp: &Response) -> Option<String> {

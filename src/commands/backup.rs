@@ -13,6 +13,7 @@ use crate::archive::tar::{self, Header};
 use crate::archive::{index_display, member_name, Index, MemberKind, MULTIVOL_CHUNK};
 use crate::backend::{self, Backend, Listed};
 use crate::config::{BackupOpts, Common};
+use crate::engine::metadata::Metadata;
 use crate::engine::write::select::Selection;
 use crate::engine::write::volumes::{
     seal_file, ManifestWriter, Position, SealingSpool, VolumeSpec, VolumeWriter,
@@ -20,9 +21,9 @@ use crate::engine::write::volumes::{
 use crate::engine::write::walk::{Entry, Item, Walk};
 use crate::error::{Error, Result};
 use crate::interrupt;
-use crate::local::cache::TempPath;
-use crate::local::cache::{local_name, Cache, Metadata};
+use crate::local::cache::{local_name, Cache};
 use crate::local::platform::{self, Kind};
+use crate::local::spool::TempPath;
 use crate::local::users;
 use crate::log;
 use crate::rsync::{self, DeltaReader, SignatureBuilder};
@@ -585,10 +586,10 @@ fn same_manifest(a: &Manifest, b: &Manifest) -> bool {
 /// restores, so it is refused unless --allow-key-change (or a new full) says so.
 fn check_recipients(md: &Metadata, common: &Common, manifest: &str) -> Result<()> {
     let ours = crate::seal::pgp::seal_recipient_ids(&common.crypto.seal)
-        .map_err(|e| crate::local::cache::crypto_error(manifest, e))?;
-    let f = crate::local::cache::download_temp(md.backend, manifest, &common.tempdir)?;
+        .map_err(|e| crate::seal::crypto_error(manifest, e))?;
+    let f = crate::engine::metadata::download_temp(md.backend, manifest, &common.tempdir)?;
     let theirs = crate::seal::pgp::message_recipient_ids(std::io::BufReader::new(f))
-        .map_err(|e| crate::local::cache::crypto_error(manifest, e))?;
+        .map_err(|e| crate::seal::crypto_error(manifest, e))?;
     if ours == theirs {
         return Ok(());
     }

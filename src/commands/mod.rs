@@ -13,8 +13,9 @@ pub mod verify;
 use crate::archive::collection::Collection;
 use crate::backend::{self, Access, Backend};
 use crate::config::Common;
+use crate::engine::metadata::Metadata;
 use crate::error::Result;
-use crate::local::cache::{Cache, Metadata};
+use crate::local::cache::Cache;
 use std::collections::HashMap;
 
 /// A target opened and listed: what the read-side verbs start from.

@@ -7,12 +7,13 @@ use crate::archive::collection::{BackupSet, Collection};
 use crate::archive::{index_display, Index};
 use crate::backend;
 use crate::config::{Common, RestoreOpts};
+use crate::engine::metadata::Metadata;
 use crate::engine::read::apply::{prepare_tree, restore_entry, Writer};
 use crate::engine::read::merge::merge;
 use crate::engine::read::resolve::Resolver;
 use crate::engine::read::stream::set_streams;
 use crate::error::{Error, Result};
-use crate::local::cache::{Cache, Metadata};
+use crate::local::cache::Cache;
 use crate::log;
 use serde_json::json;
 

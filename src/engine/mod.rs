@@ -5,5 +5,6 @@
 //! - `read`: the restore side (set streams, merge, apply, and the path resolver every
 //!   write goes through).
 
+pub mod metadata;
 pub mod read;
 pub mod write;

@@ -6,5 +6,5 @@
 pub mod cache;
 pub mod fault;
 pub mod platform;
-pub mod sparse;
+pub mod spool;
 pub mod users;

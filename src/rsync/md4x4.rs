@@ -188,11 +188,7 @@ mod tests {
         ];
         for (m, hex) in v {
             let got = digest4([m, m, m, m]);
-            assert!(
-                got.iter()
-                    .all(|g| crate::engine::write::volumes::hex(g) == hex),
-                "{hex}"
-            );
+            assert!(got.iter().all(|g| crate::archive::hex(g) == hex), "{hex}");
         }
     }
 }

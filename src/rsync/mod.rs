@@ -35,8 +35,9 @@
 //! whole.
 
 pub mod md4x4;
+pub mod sparse;
 
-use crate::local::sparse::BLOCK;
+use crate::rsync::sparse::BLOCK;
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -1368,9 +1369,9 @@ impl<F: Read + Write + Seek, S: Read + Write + Seek> InPlace<'_, F, S> {
         }
         let mut unknown = u64::MAX; // reads moved the file's position
         let basis_len = self.basis_len;
-        crate::local::sparse::write_at(self.file, &mut unknown, start, &self.pending, |off, b| {
+        crate::rsync::sparse::write_at(self.file, &mut unknown, start, &self.pending, |off, b| {
             same.binary_search(&off).is_ok()
-                || (off >= basis_len && crate::local::sparse::is_zero(b))
+                || (off >= basis_len && crate::rsync::sparse::is_zero(b))
         })?;
         self.pending.clear();
         Ok(())

@@ -78,7 +78,7 @@ pub fn forge_set(s: &Scratch, set: &str, members: &[(Header, Vec<u8>)]) {
         v[0].clone()
     };
     fs::write(pick(".vol1.difftar"), &bytes).unwrap();
-    let sha = swiftdup::engine::write::volumes::hex(&<sha1::Sha1 as sha1::Digest>::digest(&bytes));
+    let sha = swiftdup::archive::hex(&<sha1::Sha1 as sha1::Digest>::digest(&bytes));
     let man = pick(".manifest");
     let text = String::from_utf8(fs::read(&man).unwrap()).unwrap();
     let line = text

@@ -5,15 +5,16 @@
 //! multivol entries, and the Filelist against the members.
 
 use crate::archive::collection::BackupSet;
+use crate::archive::hex;
 use crate::archive::manifest::{Filelist, Listed, Manifest};
 use crate::archive::tar::{self, Header, TarReader};
 use crate::archive::{index_display, parse_member_name, Index, MemberKind, ParsedMember};
 use crate::backend::{self, Backend};
 use crate::config::Common;
-use crate::engine::write::volumes::hex;
+use crate::engine::metadata::{download_temp, Metadata};
 use crate::error::{Error, Result};
 use crate::interrupt;
-use crate::local::cache::{download_temp, map_read_error, open_sealed, Metadata};
+use crate::seal::{map_read_error, open_sealed};
 use sha1::{Digest, Sha1};
 use std::collections::VecDeque;
 use std::fs::File;
@@ -397,7 +398,7 @@ impl<'a> SetStream<'a> {
                     if let Some(t) = self.tar.take() {
                         let mut inner = t.into_inner();
                         crate::seal::pgp::drain_to_end(&mut inner)
-                            .map_err(|e| crate::local::cache::crypto_error(&self.object, e))?;
+                            .map_err(|e| crate::seal::crypto_error(&self.object, e))?;
                     }
                 }
                 Err(e) => return Err(tar_error(&self.object, e)),

@@ -12,7 +12,7 @@ use crate::archive::Index;
 use crate::backend::Backend;
 use crate::config::Common;
 use crate::error::{Error, Result};
-use crate::local::cache::{tempfile_in, TempPath};
+use crate::local::spool::{tempfile_in, TempPath};
 use crate::log;
 use crate::seal::pgp::{SealMode, Sealer};
 use sha1::{Digest, Sha1};
@@ -49,7 +49,11 @@ impl<W: Write> HashCount<W> {
     }
 
     pub fn finish(self) -> (W, String, u64) {
-        (self.inner, hex(&self.sha1.finalize()), self.count.get())
+        (
+            self.inner,
+            crate::archive::hex(&self.sha1.finalize()),
+            self.count.get(),
+        )
     }
 }
 
@@ -64,10 +68,6 @@ impl<W: Write> Write for HashCount<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Seal the whole of `src` into a new temporary file; returns (path, sha1, size).
