@@ -30,7 +30,7 @@ pub mod log;
 #[cfg(test)]
 mod layering {
     //! Imports flow one way: every `crate::<module>` path outside tests names a leaf, the
-    //! module itself, or a module below it in `LAYERS`.
+    //! module itself, or a module below it in `LAYERS`; no command imports another.
 
     const LAYERS: &[&str] = &[
         "app", "commands", "engine", "backend", "local", "seal", "archive", "rsync",
@@ -77,6 +77,24 @@ mod layering {
                 };
                 if !ok {
                     wrong.push(format!("src/{rel} imports crate::{dep}"));
+                }
+            }
+        }
+        // Commands are siblings: what two of them share lives in the engine.
+        for f in &files {
+            let rel = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            let Some(verb) = rel.strip_prefix("commands/") else {
+                continue;
+            };
+            let code = std::fs::read_to_string(f).unwrap();
+            let code = code.split("#[cfg(test)]").next().unwrap();
+            for other in ["backup", "list", "prune", "restore", "status", "verify"] {
+                let uses = [
+                    format!("crate::commands::{other}"),
+                    format!("super::{other}"),
+                ];
+                if !verb.starts_with(other) && uses.iter().any(|u| code.contains(u.as_str())) {
+                    wrong.push(format!("src/{rel} imports commands::{other}"));
                 }
             }
         }

@@ -1,7 +1,99 @@
-//! The backup side of the engine: `walk` (the source tree in duplicity's index order,
-//! filtered by `select`) -> changes against the chain's signatures and tar members
-//! (`commands::backup` for now) -> `volumes` (cut, seal, upload, manifest records).
+//! The backup side of the engine, in pipe order: `walk` (the source tree in duplicity's
+//! index order, filtered by `select`) -> `changes` (each entry against the chain's merged
+//! signatures: new, changed, unchanged or deleted) -> `members` (snapshot, delta or
+//! multivol tar members) -> `volumes` (cut, seal, upload, manifest records) -> `commit`
+//! (signature file, then the manifest). `commands::backup` decides full or incremental
+//! and calls `write_set`.
 
+pub mod changes;
+pub mod commit;
+pub mod members;
 pub mod select;
 pub mod volumes;
 pub mod walk;
+
+use crate::archive::collection::{Chain, Collection};
+use crate::archive::sigtar::{SigEntries, SigWriter};
+use crate::config::{BackupOpts, Common};
+use crate::engine::metadata::Metadata;
+use crate::error::{Error, Result};
+use commit::SigSink;
+use members::{SetWriter, Summary};
+use select::Selection;
+use std::io::BufWriter;
+use std::time::Instant;
+use volumes::{ManifestWriter, VolumeSpec, VolumeWriter};
+use walk::Walk;
+
+/// What `commands::backup` decided about the set to write.
+pub struct SetPlan<'c> {
+    pub full: bool,
+    /// The time the set starts from (the chain's end for an incremental).
+    pub start: i64,
+    /// The set's own time.
+    pub end: i64,
+    /// Sets in the chain once this one is stored.
+    pub chain_length: usize,
+    /// The chain an incremental extends; `None` for a full.
+    pub chain: Option<&'c Chain>,
+    /// The source directory as the manifest records it.
+    pub localdir: Vec<u8>,
+}
+
+/// Write one set: compare the source with the chain, write members into volumes, then
+/// store the signature file and the manifest.
+pub fn write_set(
+    md: &Metadata,
+    coll: &Collection,
+    common: &Common,
+    opts: &BackupOpts,
+    walk: Walk<Selection>,
+    set: SetPlan,
+    started: Instant,
+) -> Result<Summary> {
+    let sig_reader = match set.chain {
+        Some(chain) => {
+            let sc = coll
+                .sig_chain_for(chain)
+                .ok_or_else(|| Error::Internal("signature chain vanished".into()))?;
+            let mut streams = Vec::new();
+            for n in sc.names() {
+                streams.push((n.clone(), md.sigtar(&n)?));
+            }
+            // One thread in all with --concurrency 1, as the user asked.
+            SigEntries::new(streams, opts.concurrency > 1)?
+        }
+        None => SigEntries::empty(),
+    };
+
+    let sig_sink = SigSink::new(common, opts.compress_level)?;
+    let mut run = SetWriter {
+        common,
+        volumes: VolumeWriter::new(
+            md.backend,
+            VolumeSpec::new(
+                common,
+                set.full,
+                set.start,
+                set.end,
+                opts.volsize,
+                opts.concurrency,
+            ),
+        ),
+        sigs: SigWriter::new(BufWriter::with_capacity(1 << 16, sig_sink)),
+        manifest: ManifestWriter::new(common, opts.hostname.as_bytes(), &set.localdir)?,
+        summary: Summary {
+            full: set.full,
+            set_time: set.end,
+            chain_length: set.chain_length,
+            ..Summary::default()
+        },
+        buf: Vec::new(),
+        started,
+        last_progress: Instant::now(),
+        racy_from: crate::archive::time::unix_now(),
+    };
+
+    changes::compare(walk, sig_reader, &mut run, opts.concurrency > 1)?;
+    commit::finish(run, md, common, opts, &set)
+}

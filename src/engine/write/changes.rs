@@ -1,0 +1,159 @@
+//! Which source entries changed since the chain's last set: duplicity's rule (§6.3) on the
+//! walk's `lstat` against the merged signature chain's headers, plus size for regular
+//! files, symlinks' mtimes, and the racy-clean rule (a file whose mtime was not older than
+//! the second the previous set started is read again). Also what a read tells afterwards:
+//! a file that moved while it was read.
+
+use super::members::tar_type;
+use super::members::SetWriter;
+use super::select::Selection;
+use super::walk::{Item, Walk};
+use crate::archive::sigtar::SigEntries;
+use crate::archive::sigtar::SigEntry;
+use crate::archive::{index_display, Index, MemberKind};
+use crate::engine::write::walk::Entry;
+use crate::error::{Error, Result};
+use crate::local::platform::{self, Kind};
+use crate::local::users;
+use crate::{interrupt, log};
+use std::fs::File;
+
+/// Whether a file's size or mtime moved between the walk's `lstat` and the end of its
+/// read, or the read did not see as many bytes as the walk (stock says nothing then).
+pub(super) fn changed_while_read(file: &File, e: &Entry, bytes: u64) -> bool {
+    let Ok(m) = file.metadata() else {
+        return false;
+    };
+    let mtime = platform::metadata_mtime(&m);
+    bytes != e.stat.size || m.len() != e.stat.size || mtime != e.stat.mtime
+}
+
+/// duplicity's notion of "unchanged" (§6.3), plus size for regular files.
+pub(super) fn unchanged(e: &Entry, s: &SigEntry) -> bool {
+    let h = &s.header;
+    if tar_type(e.stat.kind) != h.typ {
+        return false;
+    }
+    let same_mtime = e.stat.mtime == h.mtime || (e.stat.mtime <= 0 && h.mtime <= 0);
+    if e.stat.kind == Kind::Symlink {
+        // The mtime too: swiftdup restores symlinks' mtimes, so a touched link is stored.
+        return e.linkname == h.linkname && same_mtime;
+    }
+    if e.stat.kind == Kind::File && s.racy() {
+        return false;
+    }
+    let uid = users::resolve_uid(h.uid, &h.uname, false);
+    let gid = users::resolve_gid(h.gid, &h.gname, false);
+    if e.stat.mode != h.mode || e.stat.uid != uid || e.stat.gid != gid {
+        return false;
+    }
+    match e.stat.kind {
+        Kind::Char | Kind::Block => {
+            return e.stat.rdev_major == h.devmajor && e.stat.rdev_minor == h.devminor
+        }
+        _ => {}
+    }
+    if !same_mtime {
+        return false;
+    }
+    if e.stat.kind == Kind::File {
+        return match (s.recorded_size(), s.sig.as_deref()) {
+            (Some(n), _) => n == e.stat.size,
+            // Written by stock: the signature's block count bounds the size.
+            (None, Some(sig)) if sig.len() >= 12 => {
+                let bl = u32::from_be_bytes([sig[4], sig[5], sig[6], sig[7]]) as u64;
+                let blocks = (sig.len() as u64 - 12) / 12;
+                bl > 0 && e.stat.size.div_ceil(bl) == blocks
+            }
+            _ => true,
+        };
+    }
+    true
+}
+
+/// Walk the source and the chain's signatures side by side (both in index order) and
+/// hand each entry to `run`: new or changed ones become members, unchanged ones are
+/// counted, those the chain has and the source lost are recorded as deleted. Entries below
+/// an unreadable directory keep their previous state.
+pub(super) fn compare(
+    walk: Walk<Selection>,
+    mut sig_reader: SigEntries,
+    run: &mut SetWriter,
+    threads: bool,
+) -> Result<()> {
+    let walk = crate::engine::write::walk::ahead(walk, threads)
+        .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
+    let mut walk = walk.peekable();
+    let mut old = sig_reader.next()?;
+    let mut carried: Option<Index> = None;
+    loop {
+        interrupt::check()?;
+        run.progress();
+        crate::backend::lock::tick();
+        // Entries below an unreadable directory keep their previous state.
+        if let (Some(c), Some(o)) = (&carried, &old) {
+            if o.index.starts_with(c) {
+                old = sig_reader.next()?;
+                continue;
+            }
+        }
+        let src_index = match walk.peek() {
+            Some(Item::Entry(e)) => Some(&e.index),
+            Some(Item::Unreadable { index, .. }) | Some(Item::Skipped { index, .. }) => Some(index),
+            None => None,
+        };
+        let order = match (src_index, &old) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(s), Some(o)) => s.cmp(&o.index),
+        };
+        if order == std::cmp::Ordering::Greater {
+            // In the chain, gone from the source.
+            let Some(o) = old.take() else { break };
+            if !o.index.is_empty() {
+                run.deleted(&o.index, o.kind == MemberKind::Signature)?;
+            }
+            old = sig_reader.next()?;
+            continue;
+        }
+        let Some(item) = walk.next() else { break };
+        let matched = if order == std::cmp::Ordering::Equal {
+            old.take()
+        } else {
+            None
+        };
+        match item {
+            Item::Skipped { index, reason } => {
+                log::debug(
+                    "skip",
+                    &format!("skipping {reason} {}", index_display(&index)),
+                    vec![],
+                );
+                if let Some(o) = matched {
+                    run.deleted(&o.index, o.kind == MemberKind::Signature)?;
+                }
+            }
+            Item::Unreadable { index, path, error } => {
+                run.warn_unreadable(&index, &path, &error, matched.is_some());
+                carried = Some(index);
+            }
+            Item::Entry(e) => match matched {
+                Some(o) if unchanged(&e, &o) => run.summary.files_unchanged += 1,
+                Some(o) => {
+                    run.summary.files_changed += 1;
+                    run.emit(&e, Some(&o))?;
+                }
+                None => {
+                    run.summary.files_new += 1;
+                    run.emit(&e, None)?;
+                }
+            },
+        }
+        if order == std::cmp::Ordering::Equal {
+            old = sig_reader.next()?;
+        }
+        crate::local::fault::point("entry");
+    }
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! Tar members of a set: each new or changed entry becomes a snapshot, a librsync delta
+//! against the chain's signature, or a run of 64 KiB multivol chunks, written into the
+//! volumes; its new signature goes to the set's signature file and its line to the
+//! manifest's Filelist as it is read (one pass over each file).
+
+use super::changes::changed_while_read;
+use super::commit::SigSink;
+use crate::archive::sigtar::{SigEntry, SigWriter};
+use crate::archive::tar::{self, Header};
+use crate::archive::{index_display, member_name, Index, MemberKind, MULTIVOL_CHUNK};
+use crate::config::Common;
+use crate::engine::write::volumes::{ManifestWriter, Position, VolumeWriter};
+use crate::engine::write::walk::Entry;
+use crate::error::{Error, Result};
+use crate::local::platform::Kind;
+use crate::local::users;
+use crate::rsync::{self, DeltaReader, SignatureBuilder};
+use crate::{interrupt, log};
+use serde_json::json;
+use std::fs::File;
+use std::io::{self, BufWriter, Read};
+use std::time::Instant;
+
+/// What a backup run did, for the `summary` event.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub full: bool,
+    pub set_time: i64,
+    pub chain_length: usize,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    pub files_deleted: u64,
+    pub bytes_read: u64,
+    pub bytes_uploaded: u64,
+    pub volumes: u32,
+    /// Files or directories that could not be read (their previous state was kept).
+    pub warnings: u64,
+    /// Files whose size or mtime changed while they were read (stored as read, read
+    /// again next run). A warning each, but not a failure: a live tree always has some.
+    pub changed_during_backup: u64,
+}
+
+impl Summary {
+    pub fn to_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            (
+                "type",
+                json!(if self.full { "full" } else { "incremental" }),
+            ),
+            (
+                "set_time",
+                json!(crate::archive::time::rfc3339(self.set_time)),
+            ),
+            ("chain_length", json!(self.chain_length)),
+            ("files_new", json!(self.files_new)),
+            ("files_changed", json!(self.files_changed)),
+            ("files_unchanged", json!(self.files_unchanged)),
+            ("files_deleted", json!(self.files_deleted)),
+            ("bytes_read", json!(self.bytes_read)),
+            ("bytes_uploaded", json!(self.bytes_uploaded)),
+            ("volumes", json!(self.volumes)),
+            ("warnings", json!(self.warnings)),
+            ("changed_during_backup", json!(self.changed_during_backup)),
+        ]
+    }
+}
+
+/// The tar type of an entry.
+pub fn tar_type(k: Kind) -> u8 {
+    match k {
+        Kind::File => tar::REGTYPE,
+        Kind::Dir => tar::DIRTYPE,
+        Kind::Symlink => tar::SYMTYPE,
+        Kind::Fifo => tar::FIFOTYPE,
+        Kind::Char => tar::CHRTYPE,
+        Kind::Block => tar::BLKTYPE,
+        Kind::Socket => tar::REGTYPE,
+    }
+}
+
+/// The metadata header of an entry (name and size are set per member).
+fn meta_header(e: &Entry) -> Header {
+    let s = &e.stat;
+    Header {
+        typ: tar_type(s.kind),
+        mode: s.mode,
+        uid: s.uid,
+        gid: s.gid,
+        mtime: s.mtime,
+        linkname: e.linkname.clone(),
+        uname: users::user_name(s.uid),
+        gname: users::group_name(s.gid),
+        devmajor: if matches!(s.kind, Kind::Char | Kind::Block) {
+            s.rdev_major
+        } else {
+            0
+        },
+        devminor: if matches!(s.kind, Kind::Char | Kind::Block) {
+            s.rdev_minor
+        } else {
+            0
+        },
+        ..Header::default()
+    }
+}
+
+/// Reads a source file, computing its new signature on the way (unless a delta does it,
+/// see `DeltaReader::with_signature`), and turns a read error into an early EOF (recorded
+/// in `error`) so the stored member stays well-formed.
+struct TeeSig<'a> {
+    file: File,
+    sig: Option<&'a mut SignatureBuilder>,
+    bytes: u64,
+    error: Option<io::Error>,
+}
+
+impl Read for TeeSig<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.error.is_some() {
+            return Ok(0);
+        }
+        loop {
+            match self.file.read(buf) {
+                Ok(n) => {
+                    if let Some(sig) = self.sig.as_deref_mut() {
+                        sig.update(&buf[..n]);
+                    }
+                    self.bytes += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.error = Some(e);
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+pub struct SetWriter<'a> {
+    pub(super) common: &'a Common,
+    pub(super) volumes: VolumeWriter<'a>,
+    pub(super) sigs: SigWriter<BufWriter<SigSink>>,
+    pub(super) manifest: ManifestWriter,
+    pub(super) summary: Summary,
+    pub(super) buf: Vec<u8>,
+    pub(super) started: Instant,
+    pub(super) last_progress: Instant,
+    /// The wall-clock second the run started in (not `--current-time`): a file whose mtime
+    /// is not older is read again next run (see `sigtar::RACY_KEY`).
+    pub(super) racy_from: i64,
+}
+
+impl SetWriter<'_> {
+    pub(super) fn progress(&mut self) {
+        let every = self.common.progress_interval;
+        if every == 0 || self.last_progress.elapsed().as_secs() < every {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let s = &self.summary;
+        let files = s.files_new + s.files_changed + s.files_unchanged;
+        log::info(
+            "progress",
+            &format!("{files} files, {} bytes read", s.bytes_read),
+            vec![
+                ("files", json!(files)),
+                ("bytes_read", json!(s.bytes_read)),
+                ("bytes_uploaded", json!(self.volumes.bytes_uploaded())),
+                (
+                    "rate_bytes_per_second",
+                    json!((s.bytes_read as f64 / secs) as u64),
+                ),
+            ],
+        );
+    }
+
+    pub(super) fn warn_unreadable(
+        &mut self,
+        index: &Index,
+        path: &std::path::Path,
+        err: &io::Error,
+        kept: bool,
+    ) {
+        self.summary.warnings += 1;
+        let what = if kept {
+            "kept its previous backed-up state"
+        } else {
+            "not backed up"
+        };
+        log::warn(
+            "warning",
+            &format!("cannot read {}: {err}; {what}", path.display()),
+            vec![
+                ("code", json!("unreadable")),
+                ("path", json!(index_display(index))),
+                ("reason", json!(err.to_string())),
+            ],
+        );
+    }
+
+    /// Write a new or changed entry. `old` is the signature-chain entry when there is one.
+    pub(super) fn emit(&mut self, e: &Entry, old: Option<&SigEntry>) -> Result<()> {
+        let meta = meta_header(e);
+        if e.stat.kind != Kind::File {
+            let mut h = meta.clone();
+            h.name = member_name(
+                MemberKind::Snapshot,
+                &e.index,
+                e.stat.kind == Kind::Dir,
+                None,
+                false,
+            );
+            self.volumes.add(
+                &h,
+                &[],
+                Position {
+                    index: e.index.clone(),
+                    block: None,
+                },
+            )?;
+            self.sigs.snapshot(&e.index, &meta)?;
+            return Ok(());
+        }
+        let file = match File::open(&e.path) {
+            Ok(f) => f,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                // Vanished since the walk: treat as absent. If it was backed up before,
+                // record the deletion, as stock does for such races.
+                if old.is_some() {
+                    self.deleted(&e.index, true)?;
+                }
+                return Ok(());
+            }
+            Err(err) => {
+                self.warn_unreadable(&e.index, &e.path, &err, old.is_some());
+                return Ok(());
+            }
+        };
+        crate::local::fault::opened(&e.path);
+        let old_sig = match old {
+            Some(o) if o.kind == MemberKind::Signature => {
+                match o.sig.as_deref().map(rsync::Signature::parse) {
+                    Some(Ok(s)) => Some(s),
+                    _ => {
+                        log::warn(
+                            "warning",
+                            &format!(
+                                "unusable old signature for {}; storing a full copy",
+                                index_display(&e.index)
+                            ),
+                            vec![
+                                ("code", json!("bad_signature")),
+                                ("path", json!(index_display(&e.index))),
+                            ],
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let mut new_sig = SignatureBuilder::new(rsync::block_len_for(e.stat.size));
+        let mut tee = TeeSig {
+            file,
+            sig: None,
+            bytes: 0,
+            error: None,
+        };
+        let kind = if old_sig.is_some() {
+            MemberKind::Diff
+        } else {
+            MemberKind::Snapshot
+        };
+        {
+            let mut delta_reader;
+            let data: &mut dyn Read = match &old_sig {
+                Some(s) => {
+                    delta_reader = DeltaReader::new(s, &mut tee).with_signature(&mut new_sig);
+                    &mut delta_reader
+                }
+                None => {
+                    tee.sig = Some(&mut new_sig);
+                    &mut tee
+                }
+            };
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.resize(MULTIVOL_CHUNK, 0);
+            let mut chunk = 0u64;
+            let res = loop {
+                interrupt::check()?;
+                let n = match read_full(data, &mut buf) {
+                    Ok(n) => n,
+                    Err(err) => {
+                        break Err(Error::Internal(format!(
+                            "delta of {}: {err}",
+                            e.path.display()
+                        )))
+                    }
+                };
+                let last = n < MULTIVOL_CHUNK;
+                let mut h = meta.clone();
+                h.size = n as u64;
+                if chunk == 0 && last {
+                    h.name = member_name(kind, &e.index, false, None, false);
+                    break self.volumes.add(
+                        &h,
+                        &buf[..n],
+                        Position {
+                            index: e.index.clone(),
+                            block: None,
+                        },
+                    );
+                }
+                chunk += 1;
+                h.name = member_name(kind, &e.index, false, Some(chunk), false);
+                let block = if last { None } else { Some(chunk) };
+                if let Err(err) = self.volumes.add(
+                    &h,
+                    &buf[..n],
+                    Position {
+                        index: e.index.clone(),
+                        block,
+                    },
+                ) {
+                    break Err(err);
+                }
+                if last {
+                    break Ok(());
+                }
+            };
+            self.buf = buf;
+            res?;
+        }
+        let TeeSig {
+            bytes, error, file, ..
+        } = tee;
+        let mut sig_meta = meta;
+        let mut racy = e.stat.mtime >= self.racy_from;
+        if error.is_none() && changed_while_read(&file, e, bytes) {
+            // What was stored may be torn (part old, part new): say so, and make the
+            // next run read the file again, as after a read error.
+            self.summary.changed_during_backup += 1;
+            log::warn(
+                "warning",
+                &format!(
+                    "{} changed while it was read ({} bytes when listed, {bytes} read); \
+                     stored as read, will be read again next run",
+                    e.path.display(),
+                    e.stat.size
+                ),
+                vec![
+                    ("code", json!("changed_during_backup")),
+                    ("path", json!(index_display(&e.index))),
+                ],
+            );
+            racy = true;
+        }
+        if let Some(err) = error {
+            self.summary.warnings += 1;
+            log::warn(
+                "warning",
+                &format!("read error in {} after {bytes} bytes: {err}; stored what was read, will re-read next run", e.path.display()),
+                vec![("code", json!("read_error")), ("path", json!(index_display(&e.index))), ("reason", json!(err.to_string()))],
+            );
+            // An impossible mtime makes the next run see the file as changed.
+            sig_meta.mtime = 0;
+        }
+        self.summary.bytes_read += bytes;
+        self.sigs
+            .signature(&e.index, &sig_meta, &new_sig.finish(), bytes, racy)?;
+        self.manifest
+            .file(if old.is_some() { "changed" } else { "new" }, &e.index)?;
+        Ok(())
+    }
+
+    pub(super) fn deleted(&mut self, index: &Index, regular: bool) -> Result<()> {
+        let h = Header::deleted(member_name(MemberKind::Deleted, index, false, None, false));
+        self.volumes.add(
+            &h,
+            &[],
+            Position {
+                index: index.clone(),
+                block: None,
+            },
+        )?;
+        self.sigs.deleted(index)?;
+        if regular {
+            self.manifest.file("deleted", index)?;
+        }
+        self.summary.files_deleted += 1;
+        Ok(())
+    }
+}
