@@ -120,9 +120,9 @@ fn sidecar_mode_repeats_until_sigterm_and_exits_with_the_last_runs_code() {
         .spawn()
         .unwrap();
     // Let three runs happen (t = 0, 2, 4 s), then stop it between runs.
-    let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(5000));
     // SAFETY-free: send SIGTERM with the kill command.
+    let signalled = Instant::now();
     let st = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -130,9 +130,12 @@ fn sidecar_mode_repeats_until_sigterm_and_exits_with_the_last_runs_code() {
         .unwrap();
     assert!(st.success());
     let status = child.wait().unwrap();
+    // The promise (README, "Kubernetes and Docker"): a run ends within 10 s of SIGTERM whatever it was
+    // doing; between runs it ends at once.
     assert!(
-        t0.elapsed() < Duration::from_secs(8),
-        "SIGTERM was not honoured promptly"
+        signalled.elapsed() < Duration::from_secs(10),
+        "SIGTERM was not honoured within 10 s: {:?}",
+        signalled.elapsed()
     );
     let mut err = String::new();
     child
