@@ -9,8 +9,9 @@ MUSL_BIN := target/$(MUSL_TARGET)/release/swiftdup
 WASM_TARGET := wasm32-wasip2
 WASM_BIN := target/$(WASM_TARGET)/release/swiftdup.wasm
 
-# Native test targets that need a running Swift (built with --features swift-tests); the
-# wasm ones (wasm, swift_wasm) run after them, once wasmtime is there.
+# The test modules (of the one integration binary, tests/it) that need a running Swift
+# (built with --features swift-tests); the wasm ones (wasm, swift_wasm) run after them,
+# once wasmtime is there.
 SWIFT_TESTS ?= swift swift_interop
 
 all: build
@@ -40,7 +41,7 @@ wasmtime:
 ## on the stable toolchain (installed by tests/tools/install-cargo-fuzz.sh), each target
 ## for FUZZ_SECONDS, one after another (FUZZ_TARGETS="tar_reader pgp" for some only). A
 ## crash or hang is copied to fuzz/regressions/<target>/, which `cargo test` replays
-## (tests/fuzz_regressions.rs), and fails the run. fuzz-smoke is the short run `test` does.
+## (tests/it/fuzz_regressions.rs), and fails the run. fuzz-smoke is the short run `test` does.
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
 FUZZ_TARGETS ?=
@@ -72,7 +73,7 @@ test: deps
 
 ## The Swift tests: install Swift (once), start it on 127.0.0.1 in a scratch directory, run
 ## $(SWIFT_TESTS) with SWIFTDUP_SWIFT_ENV pointing at it, the musl binary from an empty
-## chroot, then the wasm tests (tests/wasm.rs on file://, tests/swift_wasm.rs over
+## chroot, then the wasm tests (tests/it/wasm.rs on file://, tests/it/swift_wasm.rs over
 ## wasi:http), and stop Swift whatever happened (the EXIT trap also runs on failure and
 ## Ctrl-C). Swift's logs are kept when tests fail.
 test-swift:
@@ -85,12 +86,12 @@ test-swift:
 	bash tests/swift/start.sh "$$dir" || exit 1; \
 	export SWIFTDUP_SWIFT_ENV="$$dir/env"; status=0; \
 	$(CARGO) test --features swift-tests --no-fail-fast \
-	  $(foreach t,$(SWIFT_TESTS),--test '$(t)') || status=1; \
+	  --test it -- $(foreach t,$(SWIFT_TESTS),'$(t)::') || status=1; \
 	{ $(MAKE) --no-print-directory musl && \
 	  bash tests/tools/chroot-test.sh "$$dir/env" $(MUSL_BIN); } || status=1; \
 	{ bash tests/tools/install-wasmtime.sh && \
 	  $(CARGO) test --features swift-tests,wasm-tests --no-fail-fast \
-	    --test wasm --test swift_wasm; } || status=1; \
+	    --test it -- wasm::; } || status=1; \
 	exit $$status
 
 ## Back up a sample tree, change it, run an incremental, restore and compare.

@@ -7,7 +7,7 @@
 # so integer overflow panics too), then runs each target on its seeds (fuzz/corpus/T) and
 # regression inputs (fuzz/regressions/T); what it learns goes to fuzz/target/corpus/T,
 # which git ignores. A crash, hang (-timeout) or out-of-memory is copied into
-# fuzz/regressions/T/, where tests/fuzz_regressions.rs replays it under `cargo test`, and
+# fuzz/regressions/T/, where tests/it/fuzz_regressions.rs replays it under `cargo test`, and
 # makes the run fail; the other targets still run. Knobs: FUZZ_TIMEOUT (seconds for one
 # input, 10), FUZZ_RSS_MB (2048), FUZZ_ARGS (more libFuzzer flags), CARGO_FUZZ_NICE (10).
 set -uo pipefail

@@ -1,7 +1,7 @@
 //! The bodies of swiftdup's fuzz targets, one function per parser of untrusted input.
 //!
 //! Each `fuzz_targets/<name>.rs` is one line that hands libFuzzer's input to the function
-//! of the same name here (through `lib.rs`), and `tests/fuzz_regressions.rs` in the main
+//! of the same name here (through `lib.rs`), and `tests/it/fuzz_regressions.rs` in the main
 //! crate includes this file (`#[path]`) to replay `fuzz/corpus/<name>/` and
 //! `fuzz/regressions/<name>/` through the same functions under a plain `cargo test`: a
 //! crash fixed once stays fixed. So this file uses nothing but `swiftdup` and `std`.

@@ -1,7 +1,7 @@
 //! Where backups live. One small `Backend` trait, implemented by `file://` (and, in its own
 //! module, `swiftkeys://`); everything above it only sees object names and byte streams.
 //!
-//! The shared conformance suite in `tests/backend_conformance.rs` runs against every
+//! The shared conformance suite in `tests/it/support/conformance.rs` runs against every
 //! implementation.
 
 pub mod file;

@@ -1,11 +1,7 @@
 //! The backend conformance suite on file:// (always runs). The same suite runs on
 //! swiftkeys:// in `tests/swift.rs` (feature `swift-tests`, needs a test Swift).
 
-mod common;
-#[path = "common/conformance.rs"]
-mod conformance;
-
-use common::Scratch;
+use crate::support::Scratch;
 use swiftdup::backend::{self, Access, Backend, Options};
 
 fn file_opener(s: &Scratch) -> impl Fn(&str) -> Box<dyn Backend> + '_ {
@@ -24,7 +20,7 @@ fn file_backend_conforms() {
     let s = Scratch::new("conformance-file");
     let work = s.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    conformance::run_suite(&file_opener(&s), &work);
+    crate::support::conformance::run_suite(&file_opener(&s), &work);
 }
 
 #[test]

@@ -94,7 +94,7 @@ pub fn round_trip(b: &dyn Backend, scratch: &Path) {
     let objects: [(&str, Vec<u8>); 3] = [
         ("empty", Vec::new()),
         ("small", b"hello, swiftdup\n".to_vec()),
-        ("one-mib", super::common::random_bytes(7, 1 << 20)),
+        ("one-mib", crate::support::random_bytes(7, 1 << 20)),
     ];
     for (name, data) in &objects {
         put_bytes(b, scratch, name, data).unwrap_or_else(|e| panic!("put {name}: {e}"));

@@ -1,8 +1,7 @@
 //! Compatibility with stock duplicity 0.8.22, both ways, in every sealing mode: swiftdup
 //! writes and duplicity restores, duplicity writes and swiftdup restores, and mixed chains.
 
-mod common;
-use common::*;
+use crate::support::*;
 
 /// How the archive is sealed, for both tools.
 #[derive(Clone, Copy, Debug)]

@@ -7,7 +7,7 @@
 //! `make test` runs); a missing runtime fails the tests rather than skipping them.
 #![allow(dead_code)]
 
-use crate::common::{random_bytes, set_mtime, symlink, touch_all};
+use crate::support::{random_bytes, set_mtime, symlink, touch_all};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

@@ -7,8 +7,7 @@
 //! between the last volume and the signatures, between the signatures and the manifest,
 //! after the manifest), and between source entries.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 

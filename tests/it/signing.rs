@@ -2,8 +2,7 @@
 //! and stock restores (checking the signatures), stock signs and swiftdup restores (checking
 //! them); and what a reader does with archives that are unsigned or signed by another key.
 
-mod common;
-use common::*;
+use crate::support::*;
 use swiftdup::error::exit;
 
 const PASS: &str = "correct horse battery staple";

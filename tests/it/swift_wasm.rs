@@ -7,16 +7,10 @@
 //! Needs the Swift started by `tests/swift/start.sh` (`make test` sets SWIFTDUP_SWIFT_ENV)
 //! and wasmtime 48.0.8 (`bash tests/tools/install-wasmtime.sh`).
 
-mod common;
-#[path = "common/faultproxy.rs"]
-mod faultproxy;
-#[path = "common/wasm.rs"]
-mod wasm;
-
-use common::*;
-use faultproxy::{Fault, FaultProxy};
+use crate::support::faultproxy::{Fault, FaultProxy};
+use crate::support::wasm::*;
+use crate::support::*;
 use std::fs;
-use wasm::*;
 
 const PASS: &str = "swift wasm passphrase";
 

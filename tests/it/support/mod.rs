@@ -3,6 +3,11 @@
 //! stock duplicity.
 #![allow(dead_code)]
 
+pub mod conformance;
+pub mod faultproxy;
+pub mod forge;
+pub mod wasm;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -24,7 +29,10 @@ impl Scratch {
         let base = std::env::var_os("SWIFTDUP_TEST_TMP")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
-        let p = base.join(format!("swiftdup-test-{name}-{}", std::process::id()));
+        // Unique within the process too: every theme's tests run in one binary.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = base.join(format!("swiftdup-test-{name}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).unwrap();
         Scratch(p)

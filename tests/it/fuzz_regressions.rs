@@ -4,10 +4,10 @@
 //! target runs (`fuzz/src/harness.rs`, included here), with a watchdog for hangs. The fuzz
 //! build itself needs cargo fuzz (`make fuzz`, `make fuzz-smoke`; fuzz/README.md).
 //!
-//! `cargo test --test fuzz_regressions -- --ignored write_seed_corpora` rewrites the seed
+//! `cargo test --test it -- --ignored fuzz_regressions::write_seed_corpora` rewrites the seed
 //! corpora from tests/fixtures and from swiftdup's own writers (and gpg's, when there).
 
-#[path = "../fuzz/src/harness.rs"]
+#[path = "../../fuzz/src/harness.rs"]
 #[allow(dead_code)]
 mod harness;
 

@@ -4,11 +4,8 @@
 //!
 //! Needs the Swift started by `tests/swift/start.sh`; `make test` sets SWIFTDUP_SWIFT_ENV.
 
-mod common;
-#[path = "common/faultproxy.rs"]
-mod faultproxy;
-use common::*;
-use faultproxy::{Fault, FaultProxy};
+use crate::support::faultproxy::{Fault, FaultProxy};
+use crate::support::*;
 use std::collections::HashMap;
 
 const PASS: &str = "swift interop passphrase";

@@ -2,11 +2,8 @@
 //! volumes, missing manifests, malicious member names, wrong passphrases and keys, a missing
 //! source.
 
-mod common;
-#[path = "common/forge.rs"]
-mod forge;
-use common::*;
-use forge::*;
+use crate::support::forge::*;
+use crate::support::*;
 use std::fs;
 use swiftdup::archive::tar::{self, Header};
 use swiftdup::error::exit;

@@ -5,15 +5,9 @@
 //! Needs a running test Swift: `bash tests/swift/start.sh DIR` writes `DIR/env`, and
 //! `SWIFTDUP_SWIFT_ENV=DIR/env` points these tests at it (`make test` does both).
 
-mod common;
-#[path = "common/conformance.rs"]
-mod conformance;
-#[path = "common/faultproxy.rs"]
-mod faultproxy;
-
-use common::{swiftdup, Scratch};
-use conformance::{get_bytes, put_bytes};
-use faultproxy::{Fault, FaultProxy};
+use crate::support::conformance::{get_bytes, put_bytes};
+use crate::support::faultproxy::{Fault, FaultProxy};
+use crate::support::{swiftdup, Scratch};
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::Path;
@@ -153,7 +147,7 @@ fn swift_backend_conforms() {
     let opener = |sub: &str| -> Box<dyn Backend> {
         Box::new(full(&env, &url, &format!("{base}/{sub}"), &fast()))
     };
-    conformance::run_suite(&opener, &work(&s));
+    crate::support::conformance::run_suite(&opener, &work(&s));
 }
 
 /// Add listing rows for `names` (full object names) to `container` directly in the test
@@ -378,7 +372,7 @@ fn backup_with_only_a_read_key_is_refused_and_writes_nothing() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let ev = common::error_event(&o);
+    let ev = crate::support::error_event(&o);
     assert_eq!(ev["code"], "access_denied");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("SWIFT_CONTAINER_FULL_TOKEN"), "{stderr}");
@@ -403,7 +397,7 @@ fn rotated_and_other_keys() {
         &fast(),
     )
     .expect("the rotated full key (Full-Key-1) opens the container");
-    conformance::round_trip(&b, &w);
+    crate::support::conformance::round_trip(&b, &w);
     // A key is scoped to its container: the other container's key is not valid here...
     let e = first_request(
         open(
@@ -430,7 +424,7 @@ fn rotated_and_other_keys() {
         &fast(),
     )
     .unwrap();
-    conformance::round_trip(&other, &w);
+    crate::support::conformance::round_trip(&other, &w);
 }
 
 #[test]
@@ -506,7 +500,7 @@ fn a_refused_large_upload_is_answered_before_its_body() {
     let w = work(&s);
     let proxy = FaultProxy::start(&env.storage_url());
     let b = full(&env, &proxy.storage_url(), &run_prefix("expect"), &fast());
-    let data = common::random_bytes(9, 3 << 20);
+    let data = crate::support::random_bytes(9, 3 << 20);
     // Large uploads ask for `100 Continue`: the PUT goes through...
     proxy.clear();
     put_bytes(&b, &w, "big", &data).unwrap();
@@ -580,7 +574,7 @@ fn a_non_ascii_key_works() {
         &fast(),
     )
     .unwrap();
-    conformance::round_trip(&b, &work(&s));
+    crate::support::conformance::round_trip(&b, &work(&s));
     let e = first_request(
         open(
             &env.storage_url(),
@@ -675,8 +669,8 @@ fn requests_carry_the_key_and_never_an_auth_token() {
     let s = Scratch::new("swift-headers");
     let proxy = FaultProxy::start(&env.storage_url());
     let b = full(&env, &proxy.storage_url(), &run_prefix("headers"), &fast());
-    conformance::round_trip(&b, &work(&s));
-    conformance::missing_objects(&b, &work(&s));
+    crate::support::conformance::round_trip(&b, &work(&s));
+    crate::support::conformance::missing_objects(&b, &work(&s));
     let seen = proxy.seen();
     assert!(seen.len() >= 10);
     let container_path = format!("/{}", env.container());
@@ -707,7 +701,7 @@ fn round_trip_under(fault: Fault, opts: &Options, test: &str) -> (Result<(), Err
     let w = work(&s);
     let proxy = FaultProxy::start(&env.storage_url());
     let b = full(&env, &proxy.storage_url(), &run_prefix(test), opts);
-    let data = common::random_bytes(11, 300_000);
+    let data = crate::support::random_bytes(11, 300_000);
     proxy.clear();
     let res = (|| {
         proxy.set(fault.clone());
@@ -821,7 +815,7 @@ fn a_slow_body_hits_the_body_budget() {
         &run_prefix("body-budget"),
         &opts,
     );
-    put_bytes(&b, &w, "slow", &common::random_bytes(3, 300_000)).unwrap();
+    put_bytes(&b, &w, "slow", &crate::support::random_bytes(3, 300_000)).unwrap();
     // 300 KB at 10 KB/s: never idle for the 10 s per-read timeout, but over the 2 s budget.
     proxy.set(Fault::TrickleGet(100));
     let t = Instant::now();
@@ -863,7 +857,7 @@ fn backup_and_restore_through_swift() {
     fs::write(src.join("a.txt"), b"alpha").unwrap();
     fs::write(
         src.join("dir with space/b#?.bin"),
-        common::random_bytes(5, 3_000_000),
+        crate::support::random_bytes(5, 3_000_000),
     )
     .unwrap();
     fs::write(src.join("ünïcødé"), b"utf-8").unwrap();
@@ -925,7 +919,7 @@ fn backup_and_restore_through_swift() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    common::assert_same_tree(&src, &out, false);
+    crate::support::assert_same_tree(&src, &out, false);
     assert_no_key_in(&o.stderr, &env);
 }
 
@@ -1083,7 +1077,7 @@ fn locking_status_and_retention_through_swift() {
     let s = Scratch::new("swift-ops");
     let src = s.join("src");
     fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("a"), common::random_bytes(9, 200_000)).unwrap();
+    fs::write(src.join("a"), crate::support::random_bytes(9, 200_000)).unwrap();
     let prefix = run_prefix("ops");
     let url = format!("swiftkeys://{}/{prefix}", env.container());
     let cache = s.join("cache").display().to_string();
@@ -1098,7 +1092,11 @@ fn locking_status_and_retention_through_swift() {
         .iter()
         .enumerate()
     {
-        fs::write(src.join("a"), common::random_bytes(9 + i as u64, 200_000)).unwrap();
+        fs::write(
+            src.join("a"),
+            crate::support::random_bytes(9 + i as u64, 200_000),
+        )
+        .unwrap();
         let o = run(
             &["full", src.to_str().unwrap(), &url, "--current-time", t],
             &full_env,
@@ -1211,7 +1209,7 @@ fn sigterm_during_a_stalled_request_ends_within_ten_seconds_and_frees_the_lock()
     for i in 0..8 {
         fs::write(
             src.join(format!("f{i}")),
-            common::random_bytes(i, 1_000_000),
+            crate::support::random_bytes(i, 1_000_000),
         )
         .unwrap();
     }
@@ -1239,7 +1237,7 @@ fn sigterm_during_a_stalled_request_ends_within_ten_seconds_and_frees_the_lock()
         "--tempdir",
         tmp.to_str().unwrap(),
     ];
-    let mut child = std::process::Command::new(common::swiftdup_bin())
+    let mut child = std::process::Command::new(crate::support::swiftdup_bin())
         .args(args)
         .env_clear()
         .envs(cli.iter().map(|(k, v)| (*k, v.as_str())))
@@ -1314,7 +1312,7 @@ fn sigterm_during_a_stalled_request_ends_within_ten_seconds_and_frees_the_lock()
     fs::write(src.join("f0"), b"changed").unwrap();
     let mut inc = args.to_vec();
     inc[0] = "incremental";
-    let mut child = std::process::Command::new(common::swiftdup_bin())
+    let mut child = std::process::Command::new(crate::support::swiftdup_bin())
         .args(&inc)
         .env_clear()
         .envs(cli.iter().map(|(k, v)| (*k, v.as_str())))

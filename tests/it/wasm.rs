@@ -7,18 +7,12 @@
 //! failures come back as swiftdup errors, not traps. Needs wasmtime 48.0.8
 //! (`bash tests/tools/install-wasmtime.sh`); the component is built on first use.
 
-mod common;
-#[path = "common/forge.rs"]
-mod forge;
-#[path = "common/wasm.rs"]
-mod wasm;
-
-use common::*;
-use forge::*;
+use crate::support::forge::*;
+use crate::support::wasm::*;
+use crate::support::*;
 use std::fs;
 use std::path::Path;
 use swiftdup::archive::tar;
-use wasm::*;
 
 const PASS: &str = "wasm test passphrase";
 

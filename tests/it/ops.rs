@@ -3,8 +3,7 @@
 //! lock. Retention and cleanup are checked the way a user would: after each, stock
 //! duplicity 0.8.22 and swiftdup both restore every remaining time identically.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};

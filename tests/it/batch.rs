@@ -2,8 +2,7 @@
 //! one `summary` then one `exit` per run, no secret anywhere in the output, configuration
 //! from the environment alone, and the sidecar mode (`--every`).
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::fs;
 use std::io::{BufRead, Read};
 use std::process::{Command, Stdio};

@@ -5,8 +5,7 @@
 //! `snapshot/` prefix, raw bytes) and must be the same. Rows that stock refuses must be
 //! refused by swiftdup with its usage exit code (2) before anything is written.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;

@@ -4,7 +4,7 @@
 //! changed.
 #![allow(dead_code)]
 
-use super::common::Scratch;
+use crate::support::Scratch;
 use std::fs;
 use swiftdup::archive::tar::{self, Header};
 
