@@ -1,0 +1,306 @@
+//! The message reader: a state machine over the packet grammar duplicity's files use
+//! (optionally compressed, signed literal data inside SEIPDv1), decrypting CFB and checking
+//! the MDC at the end of the stream.
+
+use super::*;
+
+pub(super) type CfbDecryptor<'a> =
+    pgp::crypto::sym::StreamDecryptor<io::Chain<Cursor<Vec<u8>>, PacketBodyReader<Src<'a>>>>;
+
+/// The plaintext packet stream directly inside the file (decrypted or not).
+pub(super) enum Top<'a> {
+    Cfb(Box<CfbDecryptor<'a>>),
+    Aead(Box<pgp::packet::StreamDecryptor<PacketBodyReader<Src<'a>>>>),
+    Plain(Src<'a>),
+}
+
+impl Read for Top<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Top::Cfb(d) => d.read(buf),
+            Top::Aead(d) => d.read(buf),
+            Top::Plain(s) => s.read(buf),
+        }
+    }
+}
+
+impl BufRead for Top<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self {
+            Top::Cfb(d) => d.fill_buf(),
+            Top::Aead(d) => d.fill_buf(),
+            Top::Plain(s) => s.fill_buf(),
+        }
+    }
+    fn consume(&mut self, amt: usize) {
+        match self {
+            Top::Cfb(d) => d.consume(amt),
+            Top::Aead(d) => d.consume(amt),
+            Top::Plain(s) => s.consume(amt),
+        }
+    }
+}
+
+/// A packet sequence: the top stream, or the inside of its compressed packet.
+pub(super) enum Seq<'a> {
+    Direct(Top<'a>),
+    Compressed(Box<Decompressor<PacketBodyReader<Top<'a>>>>),
+}
+
+impl Read for Seq<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Seq::Direct(t) => t.read(buf),
+            Seq::Compressed(d) => d.read(buf),
+        }
+    }
+}
+
+impl BufRead for Seq<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self {
+            Seq::Direct(t) => t.fill_buf(),
+            Seq::Compressed(d) => d.fill_buf(),
+        }
+    }
+    fn consume(&mut self, amt: usize) {
+        match self {
+            Seq::Direct(t) => t.consume(amt),
+            Seq::Compressed(d) => d.consume(amt),
+        }
+    }
+}
+
+pub(super) enum St<'a> {
+    Packets(Seq<'a>),
+    Literal(PacketBodyReader<Seq<'a>>),
+    Done,
+    Failed,
+}
+
+pub(super) struct PgpReader<'a> {
+    pub(super) st: St<'a>,
+    pub(super) pending: Option<PacketHeader>,
+    pub(super) src_failed: Rc<Cell<bool>>,
+    pub(super) literal_seen: bool,
+    pub(super) compressed_seen: bool,
+    pub(super) signers: Vec<String>,
+    pub(super) signed: bool,
+    pub(super) sticky: Option<String>,
+    /// Set when a signature is required (`OpenKeys::verify`).
+    pub(super) sig: Option<SigState>,
+}
+
+impl<'a> PgpReader<'a> {
+    pub(super) fn new(
+        top: Top<'a>,
+        pending: Option<PacketHeader>,
+        src_failed: Rc<Cell<bool>>,
+        verify: Option<Verifier>,
+    ) -> Self {
+        PgpReader {
+            st: St::Packets(Seq::Direct(top)),
+            pending,
+            src_failed,
+            literal_seen: false,
+            compressed_seen: false,
+            signers: Vec::new(),
+            signed: false,
+            sticky: None,
+            sig: verify.map(SigState::new),
+        }
+    }
+
+    /// Parse up to the start of the literal data, so that a wrong key or a broken
+    /// structure shows up before `open_pgp` returns.
+    pub(super) fn prime(&mut self) -> Result<(), CryptoError> {
+        self.advance().map(|_| ()).map_err(|e| self.fail(e))
+    }
+
+    pub(super) fn warnings(&self) -> Vec<Opened> {
+        if self.signed && self.sig.is_none() {
+            vec![Opened::SignedNotVerified(self.signers.clone())]
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub(super) fn fail(&mut self, e: io::Error) -> CryptoError {
+        self.st = St::Failed;
+        let c = classify(e, &self.src_failed);
+        if self.sticky.is_none() {
+            self.sticky = Some(c.to_string());
+        }
+        c
+    }
+
+    /// Walk packets until literal data is available (`true`) or the message ended
+    /// (`false`). Ending includes draining the compressed packet and the encrypted data
+    /// to their very end, which is where the MDC gets verified.
+    pub(super) fn advance(&mut self) -> io::Result<bool> {
+        loop {
+            match std::mem::replace(&mut self.st, St::Failed) {
+                St::Literal(b) => {
+                    self.st = St::Literal(b);
+                    return Ok(true);
+                }
+                St::Done => {
+                    self.st = St::Done;
+                    return Ok(false);
+                }
+                St::Failed => return Err(io::Error::other("reader failed earlier")),
+                St::Packets(mut seq) => {
+                    let header = match self.pending.take() {
+                        Some(h) => h,
+                        None => {
+                            if seq.fill_buf()?.is_empty() {
+                                match seq {
+                                    Seq::Direct(_) => {
+                                        if !self.literal_seen {
+                                            return Err(integrity(
+                                                "message contains no literal data",
+                                            )
+                                            .into());
+                                        }
+                                        // The MDC has been checked (the decryptor is at
+                                        // its end): now the signature verdict.
+                                        if let Some(sig) = &mut self.sig {
+                                            sig.finish()?;
+                                        }
+                                        self.st = St::Done;
+                                        return Ok(false);
+                                    }
+                                    Seq::Compressed(dec) => {
+                                        let mut body = dec.into_inner();
+                                        io::copy(&mut body, &mut io::sink())?;
+                                        self.st = St::Packets(Seq::Direct(body.into_inner()));
+                                        continue;
+                                    }
+                                }
+                            }
+                            PacketHeader::try_from_reader(&mut seq)?
+                        }
+                    };
+                    match header.tag() {
+                        Tag::LiteralData => {
+                            if self.literal_seen {
+                                return Err(integrity("more than one literal data packet").into());
+                            }
+                            let mut body = PacketBodyReader::new(header, seq)?;
+                            let mut h = [0u8; 2];
+                            body.read_exact(&mut h)?;
+                            let mut name = vec![0u8; h[1] as usize];
+                            body.read_exact(&mut name)?;
+                            let mut date = [0u8; 4];
+                            body.read_exact(&mut date)?;
+                            self.literal_seen = true;
+                            self.st = St::Literal(body);
+                        }
+                        Tag::CompressedData => match seq {
+                            Seq::Direct(top) if !self.literal_seen && !self.compressed_seen => {
+                                let body = PacketBodyReader::new(header, top)?;
+                                let dec = Decompressor::from_reader(body)?;
+                                self.compressed_seen = true;
+                                self.st = St::Packets(Seq::Compressed(Box::new(dec)));
+                            }
+                            // Inside decrypted data, before the MDC has been checked: a
+                            // structure gpg never writes means damage, not a missing feature.
+                            _ => {
+                                return Err(integrity(
+                                    "nested or repeated compressed packets (damaged data?)",
+                                )
+                                .into())
+                            }
+                        },
+                        Tag::OnePassSignature | Tag::Signature | Tag::Marker | Tag::Padding => {
+                            let mut body = PacketBodyReader::new(header, seq)?;
+                            let mut v = Vec::new();
+                            (&mut body).take(SMALL_PACKET_LIMIT).read_to_end(&mut v)?;
+                            io::copy(&mut body, &mut io::sink())?;
+                            match header.tag() {
+                                Tag::OnePassSignature => {
+                                    self.signed = true;
+                                    if v.len() >= 12 && v[0] == 3 {
+                                        self.signers.push(hex_upper(&v[4..12]));
+                                    }
+                                    if let Some(sig) = &mut self.sig {
+                                        if !self.literal_seen {
+                                            sig.one_pass(&v);
+                                        }
+                                    }
+                                }
+                                Tag::Signature => {
+                                    if !self.literal_seen {
+                                        self.signed = true;
+                                    }
+                                    if let Some(state) = &mut self.sig {
+                                        match Signature::try_from_reader(header, &v[..]) {
+                                            Ok(s) if !self.literal_seen => {
+                                                if let Some(h) = s.hash_alg() {
+                                                    state.start(h, Some(s));
+                                                }
+                                            }
+                                            Ok(s) => state.trailing(s),
+                                            Err(e) => state
+                                                .unsupported
+                                                .push(format!("signature packet: {e}")),
+                                        }
+                                    }
+                                }
+                                _ => {}
+                            }
+                            self.st = St::Packets(body.into_inner());
+                        }
+                        other => {
+                            return Err(integrity(format!(
+                                "unexpected {other:?} packet inside the message"
+                            ))
+                            .into())
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Read for PgpReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(s) = &self.sticky {
+            return Err(io::Error::other(CryptoError::Integrity(format!(
+                "reader failed earlier: {s}"
+            ))));
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if let St::Literal(body) = &mut self.st {
+                match body.read(buf) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        if let Some(sig) = &mut self.sig {
+                            sig.update(&buf[..n]);
+                        }
+                        return Ok(n);
+                    }
+                    Err(e) => return Err(self.fail(e).into()),
+                }
+                let St::Literal(body) = std::mem::replace(&mut self.st, St::Failed) else {
+                    unreachable!()
+                };
+                self.st = St::Packets(body.into_inner());
+            }
+            match self.advance() {
+                Ok(true) => continue,
+                Ok(false) => return Ok(0),
+                Err(e) => return Err(self.fail(e).into()),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests. They drive the real /usr/bin/gpg (2.2) and /usr/bin/gpg1 (`apt-get install
+// gnupg1`) in temporary GNUPGHOME directories and kill their agents afterwards.
+// ---------------------------------------------------------------------------------------
