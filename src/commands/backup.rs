@@ -31,11 +31,25 @@ struct Plan<'c> {
     reason: String,
 }
 
+/// What `decide` looks at besides the collection: the options and facts of this run.
+struct Want {
+    /// `Some(true)` full, `Some(false)` incremental, `None` decide.
+    force_full: Option<bool>,
+    full_if_older_than: Option<i64>,
+    max_chain_length: Option<usize>,
+    full_if_no_signatures: bool,
+    now: i64,
+    /// The run holds the key the signature files are encrypted to (or they are not).
+    can_read_own: bool,
+}
+
+/// Full or incremental, and which rule said so. Pure: `cached` tells whether a remote
+/// signature file is in the local cache (what a public-key run without the secret key can
+/// read).
 fn decide<'c>(
     coll: &'c Collection,
-    md: &Metadata,
-    common: &Common,
-    opts: &BackupOpts,
+    want: &Want,
+    cached: &dyn Fn(&str) -> bool,
 ) -> Result<Plan<'c>> {
     let full = |rule: &'static str, reason: &str| {
         Ok(Plan {
@@ -44,10 +58,10 @@ fn decide<'c>(
             reason: reason.to_string(),
         })
     };
-    if opts.force_full == Some(true) {
+    if want.force_full == Some(true) {
         return full("requested", "full backup requested");
     }
-    let explicit_inc = opts.force_full == Some(false);
+    let explicit_inc = want.force_full == Some(false);
     let no_chain = |why: String| {
         if explicit_inc {
             Err(Error::NoChain(format!(
@@ -63,8 +77,8 @@ fn decide<'c>(
     let Some(sig) = coll.sig_chain_for(chain) else {
         return no_chain("the newest chain has no matching signature files".into());
     };
-    if let Some(age) = opts.full_if_older_than {
-        if !explicit_inc && chain.start() < common.now - age {
+    if let Some(age) = want.full_if_older_than {
+        if !explicit_inc && chain.start() < want.now - age {
             return full(
                 "full_if_older_than",
                 &format!(
@@ -74,7 +88,7 @@ fn decide<'c>(
             );
         }
     }
-    if let Some(max) = opts.max_chain_length {
+    if let Some(max) = want.max_chain_length {
         if !explicit_inc && chain.incs.len() >= max {
             return full(
                 "max_chain_length",
@@ -85,13 +99,10 @@ fn decide<'c>(
             );
         }
     }
-    if !common.crypto.can_read_own {
-        let all_cached = sig.names().iter().all(|n| {
-            let kind = common.prefixes.parse(n).map(|p| p.kind);
-            kind.is_some_and(|k| md.cache.path(&local_name(n, &k)).exists())
-        });
+    if !want.can_read_own {
+        let all_cached = sig.names().iter().all(|n| cached(n));
         if !all_cached {
-            if opts.full_if_no_signatures && !explicit_inc {
+            if want.full_if_no_signatures && !explicit_inc {
                 return full(
                     "no_signatures",
                     "old signatures are encrypted and no secret key was given (--full-if-no-signatures)",
@@ -280,7 +291,19 @@ pub fn run(
     md.prune_spurious(&names)?;
     let localdir = canonical_localdir(&platform::os_bytes(&opts.source));
 
-    let plan = decide(&coll, &md, common, opts)?;
+    let want = Want {
+        force_full: opts.force_full,
+        full_if_older_than: opts.full_if_older_than,
+        max_chain_length: opts.max_chain_length,
+        full_if_no_signatures: opts.full_if_no_signatures,
+        now: common.now,
+        can_read_own: common.crypto.can_read_own,
+    };
+    let cached = |n: &str| {
+        let kind = common.prefixes.parse(n).map(|p| p.kind);
+        kind.is_some_and(|k| md.cache.path(&local_name(n, &k)).exists())
+    };
+    let plan = decide(&coll, &want, &cached)?;
     let (full, start, chain_length) = match plan.chain {
         Some(chain) => {
             check_last_manifest(chain, &md, common, opts, &localdir, &listed)?;
@@ -337,3 +360,132 @@ pub fn run(
 
 #[allow(dead_code)]
 fn _assert_backend_object_safe(_: &dyn Backend) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::names::{FileKind, Prefixes, Suffix};
+
+    const DAY: i64 = 86_400;
+    const T0: i64 = 1_700_000_000;
+
+    /// A target holding a full at T0 and `incs` daily incrementals after it, each set with
+    /// its manifest, one volume and its signature file (unless `sigs` is false).
+    fn chain(incs: i64, sigs: bool) -> Collection {
+        let p = Prefixes::default();
+        let mut names = vec![
+            p.name(&FileKind::FullVolume { time: T0, vol: 1 }, Suffix::Gpg),
+            p.name(&FileKind::FullManifest { time: T0 }, Suffix::Gpg),
+        ];
+        if sigs {
+            names.push(p.name(&FileKind::FullSignatures { time: T0 }, Suffix::Gpg));
+        }
+        for k in 0..incs {
+            let (start, end) = (T0 + k * DAY, T0 + (k + 1) * DAY);
+            names.push(p.name(&FileKind::IncVolume { start, end, vol: 1 }, Suffix::Gpg));
+            names.push(p.name(&FileKind::IncManifest { start, end }, Suffix::Gpg));
+            if sigs {
+                names.push(p.name(&FileKind::NewSignatures { start, end }, Suffix::Gpg));
+            }
+        }
+        Collection::from_names(&names, &p)
+    }
+
+    fn want() -> Want {
+        Want {
+            force_full: None,
+            full_if_older_than: None,
+            max_chain_length: None,
+            full_if_no_signatures: false,
+            now: T0 + 10 * DAY,
+            can_read_own: true,
+        }
+    }
+
+    fn rule(coll: &Collection, w: &Want, cached: bool) -> std::result::Result<&'static str, Error> {
+        decide(coll, w, &|_| cached).map(|p| {
+            // An incremental names the chain it extends; a full none.
+            assert_eq!(p.chain.is_some(), p.rule == "incremental", "{}", p.rule);
+            p.rule
+        })
+    }
+
+    #[test]
+    fn each_rule_decides_in_its_turn() {
+        let c = chain(3, true);
+        let empty = Collection::from_names(&[], &Prefixes::default());
+        assert_eq!(rule(&c, &want(), true).unwrap(), "incremental");
+        assert_eq!(rule(&empty, &want(), true).unwrap(), "no_chain");
+        assert_eq!(rule(&chain(3, false), &want(), true).unwrap(), "no_chain");
+        let w = Want {
+            force_full: Some(true),
+            ..want()
+        };
+        assert_eq!(rule(&c, &w, true).unwrap(), "requested");
+        // The chain started 10 days ago.
+        let w = Want {
+            full_if_older_than: Some(9 * DAY),
+            ..want()
+        };
+        assert_eq!(rule(&c, &w, true).unwrap(), "full_if_older_than");
+        let w = Want {
+            full_if_older_than: Some(11 * DAY),
+            ..want()
+        };
+        assert_eq!(rule(&c, &w, true).unwrap(), "incremental");
+        // Three incrementals: a fourth is allowed under 4, not under 3.
+        let w = Want {
+            max_chain_length: Some(3),
+            ..want()
+        };
+        assert_eq!(rule(&c, &w, true).unwrap(), "max_chain_length");
+        let w = Want {
+            max_chain_length: Some(4),
+            ..want()
+        };
+        assert_eq!(rule(&c, &w, true).unwrap(), "incremental");
+    }
+
+    #[test]
+    fn an_explicit_incremental_never_turns_into_a_full() {
+        let inc = Want {
+            force_full: Some(false),
+            full_if_older_than: Some(DAY),
+            max_chain_length: Some(1),
+            full_if_no_signatures: true,
+            ..want()
+        };
+        // The age and length rules are for `backup`; `incremental` extends the chain.
+        assert_eq!(rule(&chain(3, true), &inc, true).unwrap(), "incremental");
+        // With nothing to extend it is an error, not a silent full.
+        let empty = Collection::from_names(&[], &Prefixes::default());
+        assert!(matches!(rule(&empty, &inc, true), Err(Error::NoChain(_))));
+        let unreadable = Want {
+            can_read_own: false,
+            ..inc
+        };
+        assert!(matches!(
+            rule(&chain(3, true), &unreadable, false),
+            Err(Error::NoChain(_))
+        ));
+    }
+
+    #[test]
+    fn unreadable_signatures_need_the_cache_or_permission_for_a_full() {
+        let c = chain(2, true);
+        let w = Want {
+            can_read_own: false,
+            ..want()
+        };
+        // All in the cache: an incremental, as with the secret key.
+        assert_eq!(rule(&c, &w, true).unwrap(), "incremental");
+        // Not cached: refused, unless a full is allowed.
+        let e = rule(&c, &w, false).unwrap_err();
+        assert!(e.to_string().contains("--decrypt-key-file"), "{e}");
+        let w = Want {
+            full_if_no_signatures: true,
+            ..w
+        };
+        assert_eq!(rule(&c, &w, false).unwrap(), "no_signatures");
+    }
+}

@@ -681,3 +681,197 @@ impl<'a> VolumeWriter<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The cut and the sealing of volumes, without a backend: what `Builder` hands to its
+    //! store is read back as tar and compared with what went in.
+    use super::*;
+    use crate::archive::tar::TarReader;
+    use crate::archive::Index;
+    use crate::seal::pgp::open_gzip;
+
+    const MIB: u64 = 1 << 20;
+
+    fn spec(name: &str, volsize: u64, mode: SealMode, suffix: Suffix) -> VolumeSpec {
+        let tempdir =
+            std::env::temp_dir().join(format!("swiftdup-volumes-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tempdir);
+        std::fs::create_dir_all(&tempdir).unwrap();
+        VolumeSpec {
+            full: true,
+            start: 1_700_000_000,
+            end: 1_700_000_000,
+            volsize,
+            mode,
+            tempdir,
+            prefixes: Prefixes::default(),
+            suffix,
+            url: String::new(),
+            backend: crate::backend::Options::default(),
+            concurrency: 1,
+        }
+    }
+
+    /// Incompressible bytes (xorshift), so that the sealed size is the plaintext size.
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn member(i: usize, data: &[u8]) -> (Vec<u8>, Position) {
+        let name = format!("snapshot/f{i:03}");
+        let h = Header {
+            name: name.clone().into_bytes(),
+            typ: tar::REGTYPE,
+            mode: 0o644,
+            size: data.len() as u64,
+            ..Header::default()
+        };
+        let index: Index = vec![format!("f{i:03}").into_bytes()];
+        (tar::encode_header(&h), Position { index, block: None })
+    }
+
+    /// Feed `blocks` to a Builder; returns the stored volumes' bytes (opened by `open`)
+    /// with their sizes as stored, and the manifest records.
+    fn build(
+        spec: VolumeSpec,
+        blocks: &[Vec<u8>],
+        open: fn(File) -> Box<dyn Read>,
+    ) -> (Vec<(Vec<u8>, u64)>, Vec<VolumeInfo>) {
+        let mut stored = Vec::new();
+        let mut store = |s: Sealed| {
+            assert_eq!(
+                s.num as usize,
+                stored.len() + 1,
+                "volumes stored out of order"
+            );
+            assert_eq!(
+                std::fs::metadata(&s.path.0).unwrap().len(),
+                s.bytes,
+                "the size recorded is not the size stored"
+            );
+            let sealed = std::fs::read(&s.path.0).unwrap();
+            let sha1 = crate::archive::hex(&<Sha1 as Digest>::digest(&sealed));
+            assert_eq!(
+                sha1, s.sha1,
+                "the hash recorded is not the hash of what is stored"
+            );
+            let mut plain = Vec::new();
+            open(File::open(&s.path.0).unwrap())
+                .read_to_end(&mut plain)
+                .unwrap();
+            stored.push((plain, s.bytes));
+            Ok(())
+        };
+        let mut b = Builder::new(spec);
+        for (i, data) in blocks.iter().enumerate() {
+            let (header, pos) = member(i, data);
+            b.add(&header, data, pos, &mut store).unwrap();
+        }
+        let infos = b.finish(&mut store).unwrap();
+        (stored, infos)
+    }
+
+    /// The members of each volume, as (name, data).
+    fn members(tar_bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut r = TarReader::new(tar_bytes);
+        let mut out = Vec::new();
+        while let Some(h) = r.next_header().unwrap() {
+            let mut data = Vec::new();
+            (&mut r).take(h.size).read_to_end(&mut data).unwrap();
+            out.push((String::from_utf8(h.name).unwrap(), data));
+        }
+        out
+    }
+
+    fn plain(f: File) -> Box<dyn Read> {
+        Box::new(f)
+    }
+
+    fn gunzip(f: File) -> Box<dyn Read> {
+        Box::new(open_gzip(f))
+    }
+
+    fn check_cut(name: &str, mode: SealMode, suffix: Suffix, open: fn(File) -> Box<dyn Read>) {
+        let volsize = MIB;
+        let blocks: Vec<Vec<u8>> = (0..40).map(|i| noise(i, 60_000)).collect();
+        let (vols, infos) = build(spec(name, volsize, mode, suffix), &blocks, open);
+        assert!(vols.len() >= 3, "{} volumes for 2.4 MB", vols.len());
+        assert_eq!(infos.len(), vols.len());
+        let mut got = Vec::new();
+        for (k, ((bytes, stored), info)) in vols.iter().zip(&infos).enumerate() {
+            assert_eq!(info.num as usize, k + 1);
+            // Never over --volsize; and every volume but the last is filled to within the
+            // headroom and one member of it.
+            assert!(*stored <= volsize, "volume {} is {stored} bytes", k + 1);
+            if k + 1 < vols.len() {
+                assert!(
+                    *stored + HEADROOM + 70_000 > volsize,
+                    "volume {} closed early at {stored} bytes",
+                    k + 1
+                );
+            }
+            let ms = members(bytes);
+            // The manifest record names the volume's first and last member.
+            let first = format!("snapshot/{}", String::from_utf8_lossy(&info.start[0]));
+            let last = format!("snapshot/{}", String::from_utf8_lossy(&info.end[0]));
+            assert_eq!(ms.first().unwrap().0, first);
+            assert_eq!(ms.last().unwrap().0, last);
+            got.extend(ms);
+        }
+        // Every member once, in order, byte-identical.
+        assert_eq!(got.len(), blocks.len());
+        for (i, ((n, d), want)) in got.iter().zip(&blocks).enumerate() {
+            assert_eq!(n, &format!("snapshot/f{i:03}"));
+            assert!(d == want, "member {i} differs");
+        }
+    }
+
+    #[test]
+    fn plain_volumes_are_cut_below_volsize_and_hold_every_member_once() {
+        check_cut("plain", SealMode::Plain, Suffix::None, plain);
+    }
+
+    #[test]
+    fn gzip_volumes_are_cut_on_their_sealed_size() {
+        check_cut("gzip", SealMode::Gzip { level: 6 }, Suffix::Gzip, gunzip);
+    }
+
+    #[test]
+    fn compressible_data_fills_a_volume_by_its_sealed_size() {
+        // 2.4 MB of zeros gzip to a few KiB: one volume, not three.
+        let blocks: Vec<Vec<u8>> = (0..40).map(|_| vec![0u8; 60_000]).collect();
+        let (vols, infos) = build(
+            spec("zeros", MIB, SealMode::Gzip { level: 6 }, Suffix::Gzip),
+            &blocks,
+            gunzip,
+        );
+        assert_eq!(vols.len(), 1);
+        assert_eq!(infos[0].end, vec![b"f039".to_vec()]);
+        assert_eq!(members(&vols[0].0).len(), 40);
+    }
+
+    #[test]
+    fn an_empty_set_still_has_volume_one() {
+        let (vols, infos) = build(
+            spec("empty", MIB, SealMode::Plain, Suffix::None),
+            &[],
+            plain,
+        );
+        assert_eq!(vols.len(), 1);
+        assert_eq!(infos.len(), 1);
+        assert_eq!(infos[0].num, 1);
+        assert!(infos[0].start.is_empty() && infos[0].end.is_empty());
+        // A valid, empty tar: only the end-of-archive blocks.
+        assert!(members(&vols[0].0).is_empty());
+        assert!(!vols[0].0.is_empty() && vols[0].0.iter().all(|b| *b == 0));
+    }
+}
