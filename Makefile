@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build musl wasm wasmtime test test-swift deps demo bench release clean fmt lint \
-	fuzz fuzz-smoke
+.PHONY: all build musl wasm wasmtime test test-swift test-wasm-unit deps demo bench release \
+	clean fmt lint fuzz fuzz-smoke
 MUSL_TARGET := x86_64-unknown-linux-musl
 MUSL_BIN := target/$(MUSL_TARGET)/release/swiftdup
 WASM_TARGET := wasm32-wasip2
@@ -92,7 +92,15 @@ test-swift:
 	{ bash tests/tools/install-wasmtime.sh && \
 	  $(CARGO) test --features swift-tests,wasm-tests --no-fail-fast \
 	    --test it -- wasm::; } || status=1; \
+	$(MAKE) --no-print-directory test-wasm-unit || status=1; \
 	exit $$status
+
+## Unit tests that must hold on the wasm build itself, run under wasmtime: the AES that
+## only the wasm build uses (vpaes, on its simd128 code), against FIPS-197 and rPGP's CFB.
+test-wasm-unit:
+	bash tests/tools/install-wasmtime.sh
+	CARGO_TARGET_WASM32_WASIP2_RUNNER="$$(command -v wasmtime || echo $${CARGO_HOME:-$$HOME/.cargo}/bin/wasmtime) run -S http" \
+	  $(CARGO) test --target $(WASM_TARGET) --lib seal::vpaes
 
 ## Back up a sample tree, change it, run an incremental, restore and compare.
 demo: build

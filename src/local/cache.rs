@@ -243,7 +243,8 @@ pub fn claim_shared_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
+// Native only (uses unix file metadata); the wasm build runs what applies under wasmtime.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;

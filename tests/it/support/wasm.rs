@@ -1,4 +1,4 @@
-//! Running swiftdup's `wasm32-wasip2` build under wasmtime, for tests/wasm.rs and
+//! Running swiftdup's `wasm32-wasip2` build under wasmtime, for tests/it/wasm.rs and
 //! tests/swift_wasm.rs (included there with `#[path]`, next to `mod common`).
 //!
 //! The component is built once per test binary (`cargo build --release --target
