@@ -1,5 +1,5 @@
 //! Running swiftdup's `wasm32-wasip2` build under wasmtime, for tests/it/wasm.rs and
-//! tests/swift_wasm.rs (included there with `#[path]`, next to `mod common`).
+//! tests/it/swift_wasm.rs.
 //!
 //! The component is built once per test binary (`cargo build --release --target
 //! wasm32-wasip2`, a no-op when it is up to date) unless `SWIFTDUP_WASM` names one already
