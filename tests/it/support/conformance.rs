@@ -1,7 +1,6 @@
 //! The backend conformance suite (restic's and rclone's pattern): generic checks that every
-//! `Backend` must pass, run by `tests/backend_conformance.rs` (file://) and `tests/swift.rs`
-//! (swiftkeys:// against a real Swift). Include with
-//! `#[path = "common/conformance.rs"] mod conformance;` next to `mod common;`.
+//! `Backend` must pass, run by `backend_conformance` (file://) and `swift` (swiftkeys://
+//! against a real Swift).
 #![allow(dead_code)]
 
 use md5::{Digest, Md5};
