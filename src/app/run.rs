@@ -249,126 +249,12 @@ fn code_for(warnings: u64) -> i32 {
 
 fn run(cmd: &Command) -> Result<(Fields, i32)> {
     let o = cmd.opts();
-    let stdout = std::io::stdout();
     match cmd {
-        Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => {
-            let common = common(&a.url, o, true)?;
-            let force_full = match cmd {
-                Command::Full(_) => Some(true),
-                Command::Incremental(_) => Some(false),
-                _ => None,
-            };
-            let full_if_older_than = match &o.full_if_older_than {
-                Some(t) => Some(common.now - user_time(t, common.now, "--full-if-older-than")?),
-                None => None,
-            };
-            let opts = BackupOpts {
-                source: a.source.clone(),
-                force_full,
-                volsize: o.volsize * 1024 * 1024,
-                hostname: o.hostname.clone().unwrap_or_else(platform::hostname),
-                allow_source_mismatch: o.allow_source_mismatch,
-                allow_key_change: o.allow_key_change,
-                full_if_older_than,
-                full_if_no_signatures: o.full_if_no_signatures,
-                max_chain_length: o.max_chain_length.map(|n| n as usize),
-                compress_level: o.compress_level,
-                concurrency: o.concurrency as usize,
-                selection: a.selection.clone(),
-            };
-            // Refused selection options stop the run before the target and its lock are
-            // touched (stock checks them while it parses the command line).
-            crate::engine::write::select::Selection::new(
-                &opts.source,
-                &opts.selection,
-                common.now,
-            )?;
-            crate::seal::deflate::set_workers(opts.concurrency);
-            let lock = lock(&common, o, cmd.name())?;
-            let s = commands::backup::run(&common, &opts, &lock)?;
-            let mut code = code_for(s.warnings);
-            let mut fields = s.to_fields();
-            if let Some(n) = o.keep_full {
-                // The backup is stored; a failed prune does not undo it, it is a warning.
-                let policy = commands::prune::Policy::AllButNFull(n as usize);
-                match commands::prune::run(&common, policy, true, false, &mut std::io::sink()) {
-                    Ok(p) => fields.push(("pruned_sets", json!(p.sets))),
-                    Err(e) => {
-                        log::warn(
-                            "warning",
-                            &format!("the backup is stored, but --keep-full failed: {e}"),
-                            vec![("code", json!(e.code()))],
-                        );
-                        code = exit::PARTIAL;
-                    }
-                }
-            }
-            Ok((fields, code))
-        }
-        Command::Restore(a) => {
-            let common = common(&a.url, o, false)?;
-            let time = match &o.time {
-                Some(t) => Some(user_time(t, common.now, "--time")?),
-                None => None,
-            };
-            let opts = RestoreOpts {
-                target: a.target.clone(),
-                time,
-                file_to_restore: o.file_to_restore.as_deref().map(parse_index),
-                force: o.force,
-                numeric_owner: o.numeric_owner,
-                restore_ownership: !o.do_not_restore_ownership,
-                concurrency: o.concurrency as usize,
-            };
-            let s = commands::restore::run(&common, &opts)?;
-            Ok((s.to_fields(), code_for(s.warnings)))
-        }
-        Command::Verify(a) => {
-            let common = common(&a.url, o, false)?;
-            let opts = commands::verify::VerifyOpts {
-                source: a.source.clone(),
-                time: match &o.time {
-                    Some(t) => Some(user_time(t, common.now, "--time")?),
-                    None => None,
-                },
-                file_to_restore: o.file_to_restore.as_deref().map(parse_index),
-                compare_data: o.compare_data,
-                selection: a.selection.clone(),
-                concurrency: o.concurrency as usize,
-            };
-            let s = commands::verify::run(&common, &opts, o.json, &mut stdout.lock())?;
-            let code = if s.differences > 0 {
-                exit::DIFFERENCES
-            } else {
-                code_for(s.warnings)
-            };
-            Ok((s.to_fields(), code))
-        }
-        Command::CollectionStatus(a) => {
-            let common = common(&a.url, o, false)?;
-            let s = commands::status::run(&common)?;
-            let text = if o.json {
-                format!("{:#}\n", s.doc)
-            } else {
-                s.text.clone()
-            };
-            use std::io::Write;
-            let mut out = stdout.lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(Error::stdout)?;
-            Ok((s.to_fields(), exit::SUCCESS))
-        }
-        Command::ListCurrentFiles(a) => {
-            let common = common(&a.url, o, false)?;
-            let time = match &o.time {
-                Some(t) => Some(user_time(t, common.now, "--time")?),
-                None => None,
-            };
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            let s = commands::list::run(&common, time, o.json, &mut out)?;
-            Ok((s.to_fields(), exit::SUCCESS))
-        }
+        Command::Full(a) | Command::Incremental(a) | Command::Backup(a) => backup(cmd, a, o),
+        Command::Restore(a) => restore(a, o),
+        Command::Verify(a) => verify(a, o),
+        Command::CollectionStatus(a) => status(a, o),
+        Command::ListCurrentFiles(a) => list(a, o),
         Command::Cleanup(a) => prune(&a.url, o, cmd, |_| Ok(commands::prune::Policy::Cleanup)),
         Command::RemoveOlderThan(a) => prune(&a.url, o, cmd, |c| {
             Ok(commands::prune::Policy::OlderThan(user_time(
@@ -384,6 +270,126 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
             Ok(commands::prune::Policy::AllIncOfButNFull(a.count as usize))
         }),
     }
+}
+
+/// `--time`, if given, as a Unix time.
+fn opt_time(o: &Opts, now: i64) -> Result<Option<i64>> {
+    o.time
+        .as_deref()
+        .map(|t| user_time(t, now, "--time"))
+        .transpose()
+}
+
+/// `full`, `incremental`, `backup`: under the lock, then `--keep-full`'s prune.
+fn backup(cmd: &Command, a: &BackupArgs, o: &Opts) -> Result<(Fields, i32)> {
+    let common = common(&a.url, o, true)?;
+    let force_full = match cmd {
+        Command::Full(_) => Some(true),
+        Command::Incremental(_) => Some(false),
+        _ => None,
+    };
+    let full_if_older_than = match &o.full_if_older_than {
+        Some(t) => Some(common.now - user_time(t, common.now, "--full-if-older-than")?),
+        None => None,
+    };
+    let opts = BackupOpts {
+        source: a.source.clone(),
+        force_full,
+        volsize: o.volsize * 1024 * 1024,
+        hostname: o.hostname.clone().unwrap_or_else(platform::hostname),
+        allow_source_mismatch: o.allow_source_mismatch,
+        allow_key_change: o.allow_key_change,
+        full_if_older_than,
+        full_if_no_signatures: o.full_if_no_signatures,
+        max_chain_length: o.max_chain_length.map(|n| n as usize),
+        compress_level: o.compress_level,
+        concurrency: o.concurrency as usize,
+        selection: a.selection.clone(),
+    };
+    // Refused selection options stop the run before the target and its lock are
+    // touched (stock checks them while it parses the command line).
+    crate::engine::write::select::Selection::new(&opts.source, &opts.selection, common.now)?;
+    crate::seal::deflate::set_workers(opts.concurrency);
+    let lock = lock(&common, o, cmd.name())?;
+    let s = commands::backup::run(&common, &opts, &lock)?;
+    let mut code = code_for(s.warnings);
+    let mut fields = s.to_fields();
+    if let Some(n) = o.keep_full {
+        // The backup is stored; a failed prune does not undo it, it is a warning.
+        let policy = commands::prune::Policy::AllButNFull(n as usize);
+        match commands::prune::run(&common, policy, true, false, &mut std::io::sink()) {
+            Ok(p) => fields.push(("pruned_sets", json!(p.sets))),
+            Err(e) => {
+                log::warn(
+                    "warning",
+                    &format!("the backup is stored, but --keep-full failed: {e}"),
+                    vec![("code", json!(e.code()))],
+                );
+                code = exit::PARTIAL;
+            }
+        }
+    }
+    Ok((fields, code))
+}
+
+fn restore(a: &RestoreArgs, o: &Opts) -> Result<(Fields, i32)> {
+    let common = common(&a.url, o, false)?;
+    let time = opt_time(o, common.now)?;
+    let opts = RestoreOpts {
+        target: a.target.clone(),
+        time,
+        file_to_restore: o.file_to_restore.as_deref().map(parse_index),
+        force: o.force,
+        numeric_owner: o.numeric_owner,
+        restore_ownership: !o.do_not_restore_ownership,
+        concurrency: o.concurrency as usize,
+    };
+    let s = commands::restore::run(&common, &opts)?;
+    Ok((s.to_fields(), code_for(s.warnings)))
+}
+
+/// Differences go to stdout; any is exit 1.
+fn verify(a: &VerifyArgs, o: &Opts) -> Result<(Fields, i32)> {
+    let common = common(&a.url, o, false)?;
+    let opts = commands::verify::VerifyOpts {
+        source: a.source.clone(),
+        time: opt_time(o, common.now)?,
+        file_to_restore: o.file_to_restore.as_deref().map(parse_index),
+        compare_data: o.compare_data,
+        selection: a.selection.clone(),
+        concurrency: o.concurrency as usize,
+    };
+    let s = commands::verify::run(&common, &opts, o.json, &mut std::io::stdout().lock())?;
+    let code = if s.differences > 0 {
+        exit::DIFFERENCES
+    } else {
+        code_for(s.warnings)
+    };
+    Ok((s.to_fields(), code))
+}
+
+fn status(a: &UrlArgs, o: &Opts) -> Result<(Fields, i32)> {
+    let common = common(&a.url, o, false)?;
+    let s = commands::status::run(&common)?;
+    let text = if o.json {
+        format!("{:#}\n", s.doc)
+    } else {
+        s.text.clone()
+    };
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(Error::stdout)?;
+    Ok((s.to_fields(), exit::SUCCESS))
+}
+
+fn list(a: &UrlArgs, o: &Opts) -> Result<(Fields, i32)> {
+    let common = common(&a.url, o, false)?;
+    let time = opt_time(o, common.now)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let s = commands::list::run(&common, time, o.json, &mut out)?;
+    Ok((s.to_fields(), exit::SUCCESS))
 }
 
 /// The deleting verbs: under the target lock, dry unless --force.

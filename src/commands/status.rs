@@ -7,6 +7,7 @@
 
 use super::Listing;
 use crate::archive::collection::BackupSet;
+use crate::archive::collection::{Chain, Collection};
 use crate::archive::time::{asctime, rfc3339};
 use crate::backend::lock;
 use crate::backend::Access;
@@ -84,40 +85,7 @@ pub fn run(common: &Common) -> Result<Status> {
             "bytes": b,
             "sets": sets,
         }));
-        let _ = writeln!(
-            text,
-            "\n{}:\n-------------------------",
-            if primary {
-                format!(
-                    "Found primary backup chain with {} signature chain",
-                    if sigs { "matching" } else { "no matching" }
-                )
-            } else {
-                "Secondary chain".to_string()
-            }
-        );
-        let _ = writeln!(text, "Chain start time: {}", asctime(ch.start()));
-        let _ = writeln!(text, "Chain end time: {}", asctime(ch.end()));
-        let _ = writeln!(
-            text,
-            "Number of contained backup sets: {}",
-            ch.incs.len() + 1
-        );
-        let _ = writeln!(text, "Total number of contained volumes: {vols}");
-        let _ = writeln!(
-            text,
-            " Type of backup set:                            Time:      Num volumes:"
-        );
-        for s in ch.sets() {
-            let _ = writeln!(
-                text,
-                "{:>20} {:>24} {:>17}",
-                if s.full { "Full" } else { "Incremental" },
-                asctime(s.end),
-                s.volumes.len()
-            );
-        }
-        let _ = writeln!(text, "-------------------------");
+        write_chain(&mut text, ch, primary, sigs, vols);
     }
     if c.chains.is_empty() {
         let _ = writeln!(text, "No backup chains with active signatures found");
@@ -125,50 +93,9 @@ pub fn run(common: &Common) -> Result<Status> {
     let unused = c.unused_signatures(&l.names, &common.prefixes);
     let incomplete: Vec<Value> = c.incomplete.iter().map(|s| set_json(&l, s)).collect();
     let orphaned: Vec<Value> = c.orphaned.iter().map(|s| set_json(&l, s)).collect();
-    if incomplete.is_empty() && orphaned.is_empty() && unused.is_empty() {
-        let _ = writeln!(text, "No orphaned or incomplete backup sets found.");
-    } else {
-        for (what, sets) in [("incomplete", &c.incomplete), ("orphaned", &c.orphaned)] {
-            for s in sets {
-                let _ = writeln!(
-                    text,
-                    "Found {what} {} set at {} ({} volume(s)): `cleanup` removes it",
-                    s.type_name(),
-                    asctime(s.end),
-                    s.volumes.len()
-                );
-            }
-        }
-        for n in &unused {
-            let _ = writeln!(
-                text,
-                "Found unused signature file {n}: `cleanup` removes it"
-            );
-        }
-    }
-    let now = crate::archive::time::unix_now();
-    let held = lock::locks_in(&common.prefixes.file, &l.names);
-    let locked = held.len();
-    let locks: Vec<Value> = held
-        .into_iter()
-        .map(|k| {
-            let live = k.expires >= now;
-            let _ = writeln!(
-                text,
-                "Lock {} taken at {}, {} {}",
-                k.name,
-                asctime(k.created),
-                if live { "expires" } else { "expired" },
-                asctime(k.expires)
-            );
-            json!({
-                "object": k.name,
-                "created": rfc3339(k.created),
-                "expires": rfc3339(k.expires),
-                "live": live,
-            })
-        })
-        .collect();
+    write_leftovers(&mut text, c, &unused);
+    let locks = lock_entries(&mut text, common, &l.names);
+    let locked = locks.len();
     let foreign = c.foreign.saturating_sub(locked);
     let doc = json!({
         "schema": "swiftdup.collection-status/1",
@@ -188,4 +115,92 @@ pub fn run(common: &Common) -> Result<Status> {
         volumes: n_vols,
         bytes,
     })
+}
+
+/// A chain in stock's `collection-status` words.
+fn write_chain(text: &mut String, ch: &Chain, primary: bool, sigs: bool, vols: usize) {
+    let _ = writeln!(
+        text,
+        "\n{}:\n-------------------------",
+        if primary {
+            format!(
+                "Found primary backup chain with {} signature chain",
+                if sigs { "matching" } else { "no matching" }
+            )
+        } else {
+            "Secondary chain".to_string()
+        }
+    );
+    let _ = writeln!(text, "Chain start time: {}", asctime(ch.start()));
+    let _ = writeln!(text, "Chain end time: {}", asctime(ch.end()));
+    let _ = writeln!(
+        text,
+        "Number of contained backup sets: {}",
+        ch.incs.len() + 1
+    );
+    let _ = writeln!(text, "Total number of contained volumes: {vols}");
+    let _ = writeln!(
+        text,
+        " Type of backup set:                            Time:      Num volumes:"
+    );
+    for s in ch.sets() {
+        let _ = writeln!(
+            text,
+            "{:>20} {:>24} {:>17}",
+            if s.full { "Full" } else { "Incremental" },
+            asctime(s.end),
+            s.volumes.len()
+        );
+    }
+    let _ = writeln!(text, "-------------------------");
+}
+
+/// What `cleanup` would remove: incomplete and orphaned sets, unused signature files.
+fn write_leftovers(text: &mut String, c: &Collection, unused: &[String]) {
+    if c.incomplete.is_empty() && c.orphaned.is_empty() && unused.is_empty() {
+        let _ = writeln!(text, "No orphaned or incomplete backup sets found.");
+    } else {
+        for (what, sets) in [("incomplete", &c.incomplete), ("orphaned", &c.orphaned)] {
+            for s in sets {
+                let _ = writeln!(
+                    text,
+                    "Found {what} {} set at {} ({} volume(s)): `cleanup` removes it",
+                    s.type_name(),
+                    asctime(s.end),
+                    s.volumes.len()
+                );
+            }
+        }
+        for n in unused {
+            let _ = writeln!(
+                text,
+                "Found unused signature file {n}: `cleanup` removes it"
+            );
+        }
+    }
+}
+
+/// The target's locks, live or expired, in the text and as JSON.
+fn lock_entries(text: &mut String, common: &Common, names: &[String]) -> Vec<Value> {
+    let now = crate::archive::time::unix_now();
+    let held = lock::locks_in(&common.prefixes.file, names);
+    held.into_iter()
+        .map(|k| {
+            let live = k.expires >= now;
+            let _ = writeln!(
+                text,
+                "Lock {} taken at {}, {} {}",
+                k.name,
+                asctime(k.created),
+                if live { "expires" } else { "expired" },
+                asctime(k.expires)
+            );
+            json!({
+                "object": k.name,
+                "created": rfc3339(k.created),
+                "expires": rfc3339(k.expires),
+                "live": live,
+            })
+        })
+        .collect()
 }

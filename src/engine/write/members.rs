@@ -139,6 +139,14 @@ impl Read for TeeSig<'_> {
     }
 }
 
+/// What reading a file came to: the file (to check it did not change under the read),
+/// the bytes read, and the read error that ended it early, if any.
+struct FileRead {
+    file: File,
+    bytes: u64,
+    error: Option<io::Error>,
+}
+
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
@@ -150,6 +158,31 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+/// The chain's signature of a file, if usable; a damaged one means a full copy, with a
+/// warning.
+fn old_signature(e: &Entry, o: &SigEntry) -> Option<rsync::Signature> {
+    if o.kind != MemberKind::Signature {
+        return None;
+    }
+    match o.sig.as_deref().map(rsync::Signature::parse) {
+        Some(Ok(s)) => Some(s),
+        _ => {
+            log::warn(
+                "warning",
+                &format!(
+                    "unusable old signature for {}; storing a full copy",
+                    index_display(&e.index)
+                ),
+                vec![
+                    ("code", json!("bad_signature")),
+                    ("path", json!(index_display(&e.index))),
+                ],
+            );
+            None
+        }
+    }
 }
 
 pub struct SetWriter<'a> {
@@ -216,27 +249,12 @@ impl SetWriter<'_> {
     }
 
     /// Write a new or changed entry. `old` is the signature-chain entry when there is one.
+    /// Store a new or changed entry: a metadata-only member, or a file's data as a snapshot
+    /// or a delta against `old`'s signature, cut into multivol chunks.
     pub(super) fn emit(&mut self, e: &Entry, old: Option<&SigEntry>) -> Result<()> {
         let meta = meta_header(e);
         if e.stat.kind != Kind::File {
-            let mut h = meta.clone();
-            h.name = member_name(
-                MemberKind::Snapshot,
-                &e.index,
-                e.stat.kind == Kind::Dir,
-                None,
-                false,
-            );
-            self.volumes.add(
-                &h,
-                &[],
-                Position {
-                    index: e.index.clone(),
-                    block: None,
-                },
-            )?;
-            self.sigs.snapshot(&e.index, &meta)?;
-            return Ok(());
+            return self.emit_meta(e, meta);
         }
         let file = match File::open(&e.path) {
             Ok(f) => f,
@@ -254,28 +272,7 @@ impl SetWriter<'_> {
             }
         };
         crate::local::fault::opened(&e.path);
-        let old_sig = match old {
-            Some(o) if o.kind == MemberKind::Signature => {
-                match o.sig.as_deref().map(rsync::Signature::parse) {
-                    Some(Ok(s)) => Some(s),
-                    _ => {
-                        log::warn(
-                            "warning",
-                            &format!(
-                                "unusable old signature for {}; storing a full copy",
-                                index_display(&e.index)
-                            ),
-                            vec![
-                                ("code", json!("bad_signature")),
-                                ("path", json!(index_display(&e.index))),
-                            ],
-                        );
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
+        let old_sig = old.and_then(|o| old_signature(e, o));
         let mut new_sig = SignatureBuilder::new(rsync::block_len_for(e.stat.size));
         let mut tee = TeeSig {
             file,
@@ -300,57 +297,106 @@ impl SetWriter<'_> {
                     &mut tee
                 }
             };
-            let mut buf = std::mem::take(&mut self.buf);
-            buf.resize(MULTIVOL_CHUNK, 0);
-            let mut chunk = 0u64;
-            let res = loop {
-                interrupt::check()?;
-                let n = match read_full(data, &mut buf) {
-                    Ok(n) => n,
-                    Err(err) => {
-                        break Err(Error::Internal(format!(
-                            "delta of {}: {err}",
-                            e.path.display()
-                        )))
-                    }
-                };
-                let last = n < MULTIVOL_CHUNK;
-                let mut h = meta.clone();
-                h.size = n as u64;
-                if chunk == 0 && last {
-                    h.name = member_name(kind, &e.index, false, None, false);
-                    break self.volumes.add(
-                        &h,
-                        &buf[..n],
-                        Position {
-                            index: e.index.clone(),
-                            block: None,
-                        },
-                    );
-                }
-                chunk += 1;
-                h.name = member_name(kind, &e.index, false, Some(chunk), false);
-                let block = if last { None } else { Some(chunk) };
-                if let Err(err) = self.volumes.add(
-                    &h,
-                    &buf[..n],
-                    Position {
-                        index: e.index.clone(),
-                        block,
-                    },
-                ) {
-                    break Err(err);
-                }
-                if last {
-                    break Ok(());
-                }
-            };
-            self.buf = buf;
-            res?;
+            self.write_chunks(kind, e, &meta, data)?;
         }
         let TeeSig {
             bytes, error, file, ..
         } = tee;
+        let read = FileRead { file, bytes, error };
+        self.after_read(e, meta, read, new_sig, old.is_some())
+    }
+
+    /// A directory, symlink or special file: its header is all there is.
+    fn emit_meta(&mut self, e: &Entry, meta: Header) -> Result<()> {
+        let mut h = meta.clone();
+        h.name = member_name(
+            MemberKind::Snapshot,
+            &e.index,
+            e.stat.kind == Kind::Dir,
+            None,
+            false,
+        );
+        self.volumes.add(
+            &h,
+            &[],
+            Position {
+                index: e.index.clone(),
+                block: None,
+            },
+        )?;
+        self.sigs.snapshot(&e.index, &meta)?;
+        Ok(())
+    }
+
+    /// A file's data (or its delta) as one member, or as multivol chunks of 64 KiB.
+    fn write_chunks(
+        &mut self,
+        kind: MemberKind,
+        e: &Entry,
+        meta: &Header,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(MULTIVOL_CHUNK, 0);
+        let mut chunk = 0u64;
+        let res = loop {
+            interrupt::check()?;
+            let n = match read_full(data, &mut buf) {
+                Ok(n) => n,
+                Err(err) => {
+                    break Err(Error::Internal(format!(
+                        "delta of {}: {err}",
+                        e.path.display()
+                    )))
+                }
+            };
+            let last = n < MULTIVOL_CHUNK;
+            let mut h = meta.clone();
+            h.size = n as u64;
+            if chunk == 0 && last {
+                h.name = member_name(kind, &e.index, false, None, false);
+                break self.volumes.add(
+                    &h,
+                    &buf[..n],
+                    Position {
+                        index: e.index.clone(),
+                        block: None,
+                    },
+                );
+            }
+            chunk += 1;
+            h.name = member_name(kind, &e.index, false, Some(chunk), false);
+            let block = if last { None } else { Some(chunk) };
+            if let Err(err) = self.volumes.add(
+                &h,
+                &buf[..n],
+                Position {
+                    index: e.index.clone(),
+                    block,
+                },
+            ) {
+                break Err(err);
+            }
+            if last {
+                break Ok(());
+            }
+        };
+        self.buf = buf;
+        res?;
+        Ok(())
+    }
+
+    /// Record what the read found: a file that changed under it or a read error (a warning
+    /// each, and a re-read next run), the new signature, and the manifest's Filelist line.
+    fn after_read(
+        &mut self,
+        e: &Entry,
+        meta: Header,
+        read: FileRead,
+        new_sig: SignatureBuilder,
+        existed: bool,
+    ) -> Result<()> {
+        let FileRead { file, bytes, error } = read;
         let mut sig_meta = meta;
         let mut racy = e.stat.mtime >= self.racy_from;
         if error.is_none() && changed_while_read(&file, e, bytes) {
@@ -386,7 +432,7 @@ impl SetWriter<'_> {
         self.sigs
             .signature(&e.index, &sig_meta, &new_sig.finish(), bytes, racy)?;
         self.manifest
-            .file(if old.is_some() { "changed" } else { "new" }, &e.index)?;
+            .file(if existed { "changed" } else { "new" }, &e.index)?;
         Ok(())
     }
 
