@@ -14,15 +14,18 @@ mod format_fixtures; // byte-level agreement with archives stock duplicity wrote
 mod fuzz_regressions; // the fuzz targets' seeds and reproducers, replayed
 mod interop_duplicity; // stock duplicity restores swiftdup's chains and the reverse
 mod k8s; // the Kubernetes manifests agree with the binary
-mod ops; // status, list, verify, retention, locking, --time
+mod lock; // the target lock between jobs
 mod resume; // a run killed at every step leaves nothing that misleads the next
+mod retention; // remove-* verbs, cleanup, --keep-full, full-backup rules; stock restores the rest
 mod selection; // include/exclude rules as stock applies them
 mod signing; // signed archives, both ways
+mod status_list; // collection-status, list-current-files, --time, read-only verbs
 #[cfg(feature = "swift-tests")]
 mod swift; // swiftkeys:// against a real Swift, faults through a proxy
 #[cfg(feature = "swift-tests")]
 mod swift_interop; // stock duplicity over Swift, and chains under every fault
 #[cfg(all(feature = "swift-tests", feature = "wasm-tests"))]
 mod swift_wasm; // the wasm build over wasi:http
+mod verify; // verify against swiftdup's and stock's chains
 #[cfg(feature = "wasm-tests")]
 mod wasm; // the wasm build under wasmtime on file://

@@ -6,6 +6,7 @@
 pub mod conformance;
 pub mod faultproxy;
 pub mod forge;
+pub mod history;
 pub mod wasm;
 
 use std::collections::BTreeMap;
