@@ -240,6 +240,16 @@ pub enum Error {
         path: String,
         source: io::Error,
     },
+    /// One attempt at a storage request failed in a way the next may not (a 503, a reset,
+    /// a truncated download, a stale NFS handle): `backend::retry` tries again, after
+    /// `after` at least, and gives `err` back once the attempts are used up. Reported as
+    /// `err` should it ever reach a user.
+    Transient {
+        err: Box<Error>,
+        after: Option<std::time::Duration>,
+        /// The request's method, for the `retry` event.
+        method: &'static str,
+    },
     /// Standard output's reader went away (EPIPE): not a failure of the run, see
     /// `exit::OUTPUT_CLOSED`.
     OutputClosed,
@@ -275,6 +285,7 @@ impl Error {
             Error::OutputClosed => exit::OUTPUT_CLOSED,
             Error::Interrupted(code) => *code,
             Error::Internal(_) => exit::INTERNAL,
+            Error::Transient { err, .. } => err.exit_code(),
         }
     }
 
@@ -283,6 +294,9 @@ impl Error {
         let n = self.exit_code();
         if let Error::NotFound(_) = self {
             return "not_found";
+        }
+        if let Error::Transient { err, .. } = self {
+            return err.code();
         }
         EXIT_CODES
             .iter()
@@ -303,6 +317,7 @@ impl Error {
             Error::Io { path, .. } => Some(path),
             Error::NotFound(o) => Some(o),
             Error::UnsafeMember { object, .. } => Some(object),
+            Error::Transient { err, .. } => err.object(),
             _ => None,
         }
     }
@@ -313,6 +328,7 @@ impl Error {
             Error::Backend { trans_id, .. }
             | Error::KeyRejected { trans_id, .. }
             | Error::AccessDenied { trans_id, .. } => trans_id.as_deref(),
+            Error::Transient { err, .. } => err.trans_id(),
             _ => None,
         }
     }
@@ -346,6 +362,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::Transient { err, .. } => err.fmt(f),
             Error::Usage(m) => write!(f, "{m}"),
             Error::HostnameMismatch { recorded, current } => write!(
                 f,

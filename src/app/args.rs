@@ -313,7 +313,8 @@ pub struct Opts {
     /// Seconds between progress events (0: none).
     #[arg(long, env = "SWIFTDUP_PROGRESS_INTERVAL", default_value_t = 10)]
     pub progress_interval: u64,
-    /// Retries of a failed storage request (connection errors, timeouts, 408/409/429/498/5xx).
+    /// Retries of a storage operation that failed transiently (connection errors, timeouts,
+    /// 408/409/429/498/5xx; on file://, a stale, timed-out or failing network file system).
     #[arg(long, env = "SWIFTDUP_NUM_RETRIES", default_value_t = 5)]
     pub num_retries: u32,
     /// Base delay in seconds of the exponential backoff between retries (jittered, at most 60 s).

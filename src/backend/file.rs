@@ -8,7 +8,7 @@
 use super::{Access, Backend, Listed};
 use crate::error::{Error, Result};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 pub struct FileBackend {
@@ -17,10 +17,48 @@ pub struct FileBackend {
 
 /// A failure of the target directory itself (not of one object in it).
 fn dir_error(dir: &Path, what: &str, e: io::Error) -> Error {
-    Error::Backend {
+    let transient = is_transient(&e);
+    let err = Error::Backend {
         object: dir.display().to_string(),
         detail: format!("{what}: {e}"),
         trans_id: None,
+    };
+    mark(err, transient, "GET")
+}
+
+/// A failure on `object` in the target directory.
+fn storage_error(object: &str, e: io::Error, method: &'static str) -> Error {
+    let transient = is_transient(&e);
+    let err = Error::Backend {
+        object: object.into(),
+        detail: e.to_string(),
+        trans_id: None,
+    };
+    mark(err, transient, method)
+}
+
+/// What another attempt may cure on a network file system (NFS, SMB, a FUSE mount): a
+/// stale handle, a timeout, a soft mount's EIO, a busy resource. Full, read-only and
+/// permission errors are final: retrying them only delays the error.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StaleNetworkFileHandle
+            | io::ErrorKind::TimedOut
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::ResourceBusy
+    ) || e.raw_os_error() == Some(libc::EIO)
+}
+
+fn mark(err: Error, transient: bool, method: &'static str) -> Error {
+    if transient {
+        Error::Transient {
+            err: Box::new(err),
+            after: None,
+            method,
+        }
+    } else {
+        err
     }
 }
 
@@ -72,11 +110,7 @@ impl FileBackend {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::NotFound(name.into())
             } else {
-                Error::Backend {
-                    object: name.into(),
-                    detail: e.to_string(),
-                    trans_id: None,
-                }
+                storage_error(name, e, "GET")
             }
         })
     }
@@ -100,11 +134,7 @@ impl Backend for FileBackend {
         })();
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
-            return Err(Error::Backend {
-                object: name.into(),
-                detail: e.to_string(),
-                trans_id: None,
-            });
+            return Err(storage_error(name, e, "PUT"));
         }
         crate::local::fault::point("stored");
         Ok(())
@@ -112,6 +142,10 @@ impl Backend for FileBackend {
 
     fn get(&self, name: &str, out: &mut fs::File) -> Result<u64> {
         let mut f = self.open(name)?;
+        // Emptied first: this may be a retry after a read broke off.
+        out.set_len(0)
+            .and_then(|()| out.seek(io::SeekFrom::Start(0)).map(drop))
+            .map_err(|e| Error::io(format!("download of {name}"), e))?;
         // Reading the object is storage; writing `out` (a spool in --tempdir) is local: a
         // full /tmp must not look like a failing backup store.
         let mut buf = vec![0u8; 64 * 1024];
@@ -121,13 +155,7 @@ impl Backend for FileBackend {
                 Ok(0) => return Ok(n),
                 Ok(k) => k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Backend {
-                        object: name.into(),
-                        detail: e.to_string(),
-                        trans_id: None,
-                    })
-                }
+                Err(e) => return Err(storage_error(name, e, "GET")),
             };
             out.write_all(&buf[..got])
                 .map_err(|e| Error::io(format!("download of {name}"), e))?;
@@ -169,15 +197,61 @@ impl Backend for FileBackend {
         match fs::remove_file(self.path(name)?) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::Backend {
-                object: name.into(),
-                detail: e.to_string(),
-                trans_id: None,
-            }),
+            Err(e) => Err(storage_error(name, e, "DELETE")),
         }
     }
 
     fn describe(&self) -> String {
         format!("file://{}", self.dir.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_file_system_hiccups_are_transient_and_local_refusals_final() {
+        for errno in [
+            libc::ESTALE,
+            libc::ETIMEDOUT,
+            libc::EIO,
+            libc::EAGAIN,
+            libc::EBUSY,
+        ] {
+            let e = storage_error("o", io::Error::from_raw_os_error(errno), "PUT");
+            assert!(matches!(e, Error::Transient { .. }), "errno {errno}: {e:?}");
+            assert_eq!(e.exit_code(), crate::error::exit::BACKEND);
+        }
+        for errno in [
+            libc::ENOSPC,
+            libc::EACCES,
+            libc::EROFS,
+            libc::EDQUOT,
+            libc::ENOTDIR,
+        ] {
+            let e = storage_error("o", io::Error::from_raw_os_error(errno), "PUT");
+            assert!(matches!(e, Error::Backend { .. }), "errno {errno}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_retried_download_starts_over() {
+        let dir = std::env::temp_dir().join(format!("swiftdup-file-get-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let b = FileBackend::new(dir.to_str().unwrap(), Access::Write).unwrap();
+        fs::write(dir.join("obj"), b"content").unwrap();
+        let mut out = fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join("out"))
+            .unwrap();
+        out.write_all(b"half of an earlier attempt").unwrap();
+        assert_eq!(b.get("obj", &mut out).unwrap(), 7);
+        assert_eq!(fs::read(dir.join("out")).unwrap(), b"content");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

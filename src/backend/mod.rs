@@ -1,5 +1,7 @@
-//! Where backups live. One small `Backend` trait, implemented by `file://` (and, in its own
-//! module, `swiftkeys://`); everything above it only sees object names and byte streams.
+//! Where backups live. One small `Backend` trait, implemented by `file://` and
+//! `swiftkeys://` (over `http`); everything above it only sees object names and byte
+//! streams. `open` wraps every backend in `retry::Retrying`, so retries are decided in one
+//! place; `lock` is the target lock, built on the trait.
 //!
 //! The shared conformance suite in `tests/it/support/conformance.rs` runs against every
 //! implementation.
@@ -7,6 +9,7 @@
 pub mod file;
 pub mod http;
 pub mod lock;
+pub mod retry;
 pub mod swift;
 
 use crate::error::{Error, Result};
@@ -134,7 +137,8 @@ pub trait Backend {
 /// Open the backend a target URL names, for `access`.
 pub fn open(url: &str, access: Access, opts: &Options) -> Result<Box<dyn Backend>> {
     if url.starts_with("swiftkeys://") {
-        return Ok(Box::new(swift::SwiftBackend::open(url, access, opts)?));
+        let b = swift::SwiftBackend::open(url, access, opts)?;
+        return Ok(Box::new(retry::Retrying::new(b, opts)));
     }
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
@@ -144,7 +148,8 @@ pub fn open(url: &str, access: Access, opts: &Options) -> Result<Box<dyn Backend
                 crate::log::redact(url)
             )));
         }
-        return Ok(Box::new(file::FileBackend::new(path, access)?));
+        let b = file::FileBackend::new(path, access)?;
+        return Ok(Box::new(retry::Retrying::new(b, opts)));
     }
     Err(Error::Usage(format!(
         "target URL {:?}: unsupported scheme (use file:///absolute/path or swiftkeys://container[/prefix])",

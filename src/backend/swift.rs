@@ -8,17 +8,18 @@
 //! Swift bypass the key check, so none is ever sent. Only container- and object-level
 //! requests are made: a key is not valid for the account.
 //!
-//! This module owns what makes Swift reliable to talk to: retries with exponential backoff
-//! and full jitter on transient failures (honouring `Retry-After`), an MD5 `ETag` on every
-//! upload and its check on downloads, paginated listings, and errors that name the object
-//! and carry Swift's `X-Trans-Id` for the operator.
+//! This module owns what makes Swift reliable to talk to: which failures another attempt
+//! may cure (5xx, 429 with its `Retry-After`, resets, truncated or mismatched transfers,
+//! returned as `Error::Transient` for `backend::retry`, which decides when to try again), an
+//! MD5 `ETag` on every upload and its check on downloads, paginated listings, and errors
+//! that name the object and carry Swift's `X-Trans-Id` for the operator.
 
 use super::{Access, Backend, Listed, Options};
 use crate::backend::http::{self, encode, encode_path, Http, HttpError, Method, Request, Response};
 use crate::error::{Error, Result};
 use crate::{interrupt, log};
 use md5::{Digest, Md5};
-use serde_json::json;
+
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -35,8 +36,6 @@ const READ_KEY_HEADER: &str = "X-Container-Meta-Read-Key";
 
 /// Swift's largest listing page.
 const PAGE: usize = 10_000;
-/// The longest wait between two attempts, whatever the backoff or `Retry-After` says.
-const MAX_DELAY: Duration = Duration::from_secs(60);
 /// A listing page of 10,000 names is a few MB; anything far larger is not a listing.
 const MAX_LISTING_BYTES: u64 = 256 << 20;
 /// The containerkeys middleware's answer to a wrong key; other 401s come from normal auth.
@@ -104,8 +103,6 @@ pub struct SwiftBackend {
     key: Key,
     /// Opened for a writing command (and so with the full key).
     writable: bool,
-    num_retries: u32,
-    retry_delay: Duration,
     /// SHA-256 of (container URL, key header, key): this backend's entry in `CHECKED`.
     id: [u8; 32],
     /// The container has answered this key (here or in another backend of this process).
@@ -301,8 +298,6 @@ impl SwiftBackend {
             key_header,
             key: Key(key),
             writable: access == Access::Write,
-            num_retries: opts.num_retries,
-            retry_delay: opts.retry_delay,
             id,
             answered: AtomicBool::new(answered),
         })
@@ -407,81 +402,35 @@ impl SwiftBackend {
         })
     }
 
-    /// Run a request with retries: `make` builds each attempt's request (a fresh body
-    /// reader from the start), `handle` judges each response.
+    /// One attempt at a request: `make` builds it (a fresh body reader from the start),
+    /// `handle` judges the response. A failure another attempt may cure comes back as
+    /// `Error::Transient`, for `backend::retry` to try again.
     fn request<T>(
         &self,
         object: &str,
-        mut make: impl FnMut() -> Result<Request>,
-        mut handle: impl FnMut(Response) -> Step<T>,
+        make: impl FnOnce() -> Result<Request>,
+        handle: impl FnOnce(Response) -> Step<T>,
     ) -> Result<T> {
-        let attempts = self.num_retries.saturating_add(1);
-        for attempt in 1..=attempts {
-            interrupt::check()?;
-            let req = make()?;
-            let method = req.method;
-            let step = match self.http.call(req) {
-                Ok(resp) => {
-                    if (200..300).contains(&resp.status) {
-                        self.mark_answered();
-                    }
-                    handle(resp)
+        interrupt::check()?;
+        let req = make()?;
+        let method = req.method;
+        let step = match self.http.call(req) {
+            Ok(resp) => {
+                if (200..300).contains(&resp.status) {
+                    self.mark_answered();
                 }
-                Err(e) => transport_error(object, e),
-            };
-            let (err, after) = match step {
-                Step::Done(t) => return Ok(t),
-                Step::Fail(e) => return Err(e),
-                Step::Retry(e, after) => (e, after),
-            };
-            if attempt == attempts {
-                return Err(gave_up(err, attempts));
+                handle(resp)
             }
-            let delay = self.backoff(attempt - 1, after);
-            // The event carries object and trans_id as fields: the reason need not repeat them.
-            let reason = match &err {
-                Error::Backend { detail, .. } | Error::Integrity { detail, .. } => detail.clone(),
-                e => e.to_string(),
-            };
-            let mut fields = vec![
-                ("object", json!(object)),
-                ("method", json!(method.as_str())),
-                ("attempt", json!(attempt)),
-                (
-                    "delay_seconds",
-                    json!((delay.as_secs_f64() * 1000.0).round() / 1000.0),
-                ),
-                ("reason", json!(reason)),
-            ];
-            if let Some(t) = err.trans_id() {
-                fields.push(("trans_id", json!(t)));
-            }
-            log::warn(
-                "retry",
-                &format!(
-                    "{object}: {reason}; retry {attempt} of {} in {:.1}s",
-                    self.num_retries,
-                    delay.as_secs_f64()
-                ),
-                fields,
-            );
-            sleep_interruptibly(delay)?;
-        }
-        Err(Error::Internal("retry loop ended without a result".into()))
-    }
-
-    /// Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^retry)], but
-    /// never shorter than the server's `Retry-After` (itself capped).
-    fn backoff(&self, retry: u32, after: Option<Duration>) -> Duration {
-        use rand::Rng;
-        let ceiling = self
-            .retry_delay
-            .saturating_mul(1u32 << retry.min(16))
-            .min(MAX_DELAY);
-        let jitter = ceiling.mul_f64(rand::thread_rng().gen::<f64>());
-        match after {
-            Some(a) => jitter.max(a.min(MAX_DELAY)),
-            None => jitter,
+            Err(e) => transport_error(object, e),
+        };
+        match step {
+            Step::Done(t) => Ok(t),
+            Step::Fail(e) => Err(e),
+            Step::Retry(err, after) => Err(Error::Transient {
+                err: Box::new(err),
+                after,
+                method: method.as_str(),
+            }),
         }
     }
 
@@ -803,39 +752,6 @@ fn transport_error<T>(object: &str, e: HttpError) -> Step<T> {
     }
 }
 
-/// The last transient error, saying that the retries are used up.
-fn gave_up(err: Error, attempts: u32) -> Error {
-    match err {
-        Error::Backend {
-            object,
-            detail,
-            trans_id,
-        } => Error::Backend {
-            object,
-            detail: format!("{detail} (gave up after {attempts} attempts)"),
-            trans_id,
-        },
-        Error::Integrity { object, detail } => Error::Integrity {
-            object,
-            detail: format!("{detail} (gave up after {attempts} attempts)"),
-        },
-        e => e,
-    }
-}
-
-/// Sleep, but wake up for SIGINT/SIGTERM so a stopped pod does not wait out a backoff.
-fn sleep_interruptibly(d: Duration) -> Result<()> {
-    let step = Duration::from_millis(100);
-    let mut left = d;
-    while !left.is_zero() {
-        interrupt::check()?;
-        let s = left.min(step);
-        std::thread::sleep(s);
-        left -= s;
-    }
-    interrupt::check()
-}
-
 /// Names from a JSON listing page (`[{"name": ...}, ...]`).
 fn parse_listing(body: &[u8]) -> std::result::Result<Vec<Listed>, String> {
     let v: serde_json::Value =
@@ -908,7 +824,7 @@ fn retry_after(resp: &Response) -> Option<Duration> {
     resp.header("retry-after")
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s.min(MAX_DELAY.as_secs_f64())))
+        .map(|s| Duration::from_secs_f64(s.min(super::retry::MAX_DELAY.as_secs_f64())))
 }
 
 /// The start of an error response's body, for messages (see `http::error_body`: short,
@@ -1077,26 +993,16 @@ mod tests {
     }
 
     #[test]
-    fn backoff_is_capped_and_honours_retry_after() {
-        let o = Options {
-            num_retries: 0,
-            retry_delay: Duration::from_secs(1),
-            ..Options::default()
-        };
+    fn the_key_is_never_in_debug_output() {
+        let o = Options::default();
         // Opening makes no request: a port nothing listens on will do.
         let cfg = SwiftConfig {
             storage_url: "http://127.0.0.1:9/v1/AUTH_x".into(),
-            full_key: Some("k".into()),
+            full_key: Some("k3y-s3cret".into()),
             read_key: None,
         };
         let b = SwiftBackend::with_config("c", "", cfg, Access::Read, &o).unwrap();
-        for retry in 0..40 {
-            let d = b.backoff(retry, None);
-            assert!(d <= MAX_DELAY);
-            assert!(d <= Duration::from_secs(1u64 << retry.min(10)));
-        }
-        assert!(b.backoff(0, Some(Duration::from_secs(5))) >= Duration::from_secs(5));
-        assert_eq!(b.backoff(0, Some(Duration::from_secs(600))), MAX_DELAY);
         assert!(format!("{:?}", b.key).contains("redacted"));
+        assert!(!format!("{:?}", b.key).contains("s3cret"));
     }
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use swiftdup::backend::retry::Retrying;
 use swiftdup::backend::swift::{SwiftBackend, SwiftConfig};
 use swiftdup::backend::{Access, Backend, Options};
 use swiftdup::error::{exit, Error};
@@ -97,7 +98,8 @@ fn open(
     read: Option<&str>,
     access: Access,
     opts: &Options,
-) -> Result<SwiftBackend, Error> {
+) -> Result<Retrying<SwiftBackend>, Error> {
+    // As `backend::open` does: retries are a decorator over every backend.
     SwiftBackend::with_config(
         container,
         prefix,
@@ -105,11 +107,12 @@ fn open(
         access,
         opts,
     )
+    .map(|b| Retrying::new(b, opts))
 }
 
 /// What a run's first request gets from Swift (opening makes none): a writing run's is its
 /// lock's PUT, a reading run's a listing.
-fn first_request(b: Result<SwiftBackend, Error>, access: Access, w: &Path) -> Error {
+fn first_request(b: Result<Retrying<SwiftBackend>, Error>, access: Access, w: &Path) -> Error {
     let b = b.unwrap_or_else(|e| panic!("opening makes no request, yet: {e}"));
     match access {
         Access::Write => put_bytes(&b, w, "first", b"{}").err(),
@@ -119,7 +122,7 @@ fn first_request(b: Result<SwiftBackend, Error>, access: Access, w: &Path) -> Er
 }
 
 /// A full-key backend on the test container under `prefix`.
-fn full(env: &Env, storage_url: &str, prefix: &str, opts: &Options) -> SwiftBackend {
+fn full(env: &Env, storage_url: &str, prefix: &str, opts: &Options) -> Retrying<SwiftBackend> {
     open(
         storage_url,
         &env.container(),
