@@ -145,6 +145,46 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
     r: R,
     keys: &OpenKeys,
 ) -> Result<(Box<dyn Read + 'a>, Vec<Opened>), CryptoError> {
+    let (mut src, src_failed) = source(r)?;
+    let mut warnings = Vec::new();
+    let (top, first) = match session_key_packets(&mut src, &src_failed, &mut warnings)? {
+        Esks::Encrypted {
+            skesks,
+            pkesks,
+            data,
+        } => {
+            let sk_search = SessionKeySearch {
+                skesks: &skesks,
+                pkesks: &pkesks,
+                keys,
+            };
+            let top = decryptor(data, src, &src_failed, &sk_search, &mut warnings)?;
+            (top, None)
+        }
+        Esks::Plain(header) => {
+            // Neither duplicity nor swiftdup writes an unencrypted `.gpg` file, and one
+            // opened here would be authenticated by nothing: anyone who can write to the
+            // container could substitute content, and a damaged session-key packet's
+            // length can land this parser on ciphertext that happens to read as a
+            // literal packet. Only a signature the caller verifies vouches for it.
+            if keys.verify.is_none() {
+                return Err(integrity(
+                    "the message is not encrypted (refused: nothing authenticates it)",
+                ));
+            }
+            warnings.push(Opened::NotEncrypted);
+            (Top::Plain(src), Some(header))
+        }
+    };
+    let mut reader = PgpReader::new(top, first, src_failed.clone(), keys.verify.clone());
+    reader.prime()?;
+    warnings.extend(reader.warnings());
+    Ok((Box::new(reader), warnings))
+}
+
+/// The message's packet stream, binary or armored, and the flag that tells the caller's
+/// own read errors (which stay `Io`) from damage.
+fn source<'a, R: Read + 'a>(r: R) -> Result<(Src<'a>, Rc<Cell<bool>>), CryptoError> {
     let src_failed = Rc::new(Cell::new(false));
     let tracked = Tracked {
         inner: r,
@@ -158,67 +198,66 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
     let Some(first) = first else {
         return Err(integrity("empty file"));
     };
-    let mut src: Src<'a> = if first & 0x80 != 0 {
+    let src: Src<'a> = if first & 0x80 != 0 {
         Box::new(br)
     } else if first == b'-' || first.is_ascii_whitespace() {
         Box::new(BufReader::with_capacity(SRC_BUF, Dearmor::new(br)))
     } else {
         return Err(integrity("not an OpenPGP message"));
     };
-    let fail = |e: io::Error| classify(e, &src_failed);
+    Ok((src, src_failed))
+}
 
-    let mut warnings = Vec::new();
+/// What precedes the data: the session-key packets and the encrypted data packet's header,
+/// or, for a message that is not encrypted, the header of its first packet.
+enum Esks {
+    Encrypted {
+        skesks: Vec<SymKeyEncryptedSessionKey>,
+        pkesks: Vec<PublicKeyEncryptedSessionKey>,
+        data: PacketHeader,
+    },
+    Plain(PacketHeader),
+}
+
+/// Read the ESK sequence up to the encrypted data packet (an unparsable ESK is skipped
+/// with a warning; markers and padding are ignored).
+fn session_key_packets(
+    src: &mut Src<'_>,
+    src_failed: &Rc<Cell<bool>>,
+    warnings: &mut Vec<Opened>,
+) -> Result<Esks, CryptoError> {
+    let fail = |e: io::Error| classify(e, src_failed);
     let mut skesks = Vec::new();
     let mut pkesks = Vec::new();
-
     // ESK sequence, then the encrypted data packet.
-    let data_header = loop {
+    let data = loop {
         if src.fill_buf().map_err(fail)?.is_empty() {
             return Err(integrity("no encrypted data packet found (truncated?)"));
         }
-        let header = PacketHeader::try_from_reader(&mut src).map_err(fail)?;
+        let header = PacketHeader::try_from_reader(&mut *src).map_err(fail)?;
         match header.tag() {
             Tag::SymKeyEncryptedSessionKey => {
-                let body = read_small_body(header, &mut src).map_err(fail)?;
+                let body = read_small_body(header, &mut *src).map_err(fail)?;
                 match SymKeyEncryptedSessionKey::try_from_reader(header, &body[..]) {
                     Ok(p) => skesks.push(p),
                     Err(e) => warnings.push(Opened::SkippedSessionKeyPacket(format!("SKESK: {e}"))),
                 }
             }
             Tag::PublicKeyEncryptedSessionKey => {
-                let body = read_small_body(header, &mut src).map_err(fail)?;
+                let body = read_small_body(header, &mut *src).map_err(fail)?;
                 match PublicKeyEncryptedSessionKey::try_from_reader(header, &body[..]) {
                     Ok(p) => pkesks.push(p),
                     Err(e) => warnings.push(Opened::SkippedSessionKeyPacket(format!("PKESK: {e}"))),
                 }
             }
             Tag::Marker | Tag::Padding => {
-                read_small_body(header, &mut src).map_err(fail)?;
+                read_small_body(header, &mut *src).map_err(fail)?;
             }
             Tag::SymEncryptedData | Tag::SymEncryptedProtectedData | Tag::GnupgAeadData => {
                 break header;
             }
             Tag::CompressedData | Tag::LiteralData | Tag::OnePassSignature | Tag::Signature => {
-                // Neither duplicity nor swiftdup writes an unencrypted `.gpg` file, and one
-                // opened here would be authenticated by nothing: anyone who can write to the
-                // container could substitute content, and a damaged session-key packet's
-                // length can land this parser on ciphertext that happens to read as a
-                // literal packet. Only a signature the caller verifies vouches for it.
-                if keys.verify.is_none() {
-                    return Err(integrity(
-                        "the message is not encrypted (refused: nothing authenticates it)",
-                    ));
-                }
-                warnings.push(Opened::NotEncrypted);
-                let mut reader = PgpReader::new(
-                    Top::Plain(src),
-                    Some(header),
-                    src_failed.clone(),
-                    keys.verify.clone(),
-                );
-                reader.prime()?;
-                warnings.extend(reader.warnings());
-                return Ok((Box::new(reader), warnings));
+                return Ok(Esks::Plain(header));
             }
             other => {
                 return Err(integrity(format!(
@@ -227,14 +266,24 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
             }
         }
     };
+    Ok(Esks::Encrypted {
+        skesks,
+        pkesks,
+        data,
+    })
+}
 
-    let sk_search = SessionKeySearch {
-        skesks: &skesks,
-        pkesks: &pkesks,
-        keys,
-    };
-
-    let top = match data_header.tag() {
+/// The decrypting reader of the encrypted data packet `data_header`, with the session key
+/// the search finds (SEIPDv1 in streaming mode, legacy SED with a warning, GnuPG's OCB).
+fn decryptor<'a>(
+    data_header: PacketHeader,
+    src: Src<'a>,
+    src_failed: &Rc<Cell<bool>>,
+    sk_search: &SessionKeySearch,
+    warnings: &mut Vec<Opened>,
+) -> Result<Top<'a>, CryptoError> {
+    let fail = |e: io::Error| classify(e, src_failed);
+    Ok(match data_header.tag() {
         Tag::SymEncryptedProtectedData | Tag::SymEncryptedData => {
             let protected = data_header.tag() == Tag::SymEncryptedProtectedData;
             let mut body = PacketBodyReader::new(data_header, src).map_err(fail)?;
@@ -303,12 +352,7 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
             .map_err(|e| CryptoError::Unsupported(format!("GnuPG AEAD: {e}")))?;
             Top::Aead(Box::new(dec))
         }
-    };
-
-    let mut reader = PgpReader::new(top, None, src_failed.clone(), keys.verify.clone());
-    reader.prime()?;
-    warnings.extend(reader.warnings());
-    Ok((Box::new(reader), warnings))
+    })
 }
 
 pub(super) type Src<'a> = Box<dyn BufRead + 'a>;
