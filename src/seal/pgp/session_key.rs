@@ -43,7 +43,25 @@ impl SessionKeySearch<'_> {
                 Check::Aead(a) => key.len() == a.key_size(),
             }
         };
+        if let Some(found) = self.by_secret_keys(&check, &accept, &mut notes) {
+            return Ok(found);
+        }
+        if let Some(pass) = self.keys.passphrase.as_deref() {
+            if let Some(found) = self.by_passphrase(pass, &check, &accept, &mut notes)? {
+                return Ok(found);
+            }
+        }
+        Err(self.verdict(&notes, truncated.get()))
+    }
 
+    /// 1. Public-key ESKs: addressed ones first, then wildcard (hidden recipient) ones
+    ///    against every secret key.
+    fn by_secret_keys(
+        &self,
+        check: &Check<'_>,
+        accept: &dyn Fn(SymmetricKeyAlgorithm, &RawSessionKey) -> bool,
+        notes: &mut SearchNotes,
+    ) -> Option<(SymmetricKeyAlgorithm, RawSessionKey)> {
         // 1. Public-key ESKs: addressed ones first, then wildcard (hidden recipient) ones
         //    against every secret key.
         let mut order: Vec<&PublicKeyEncryptedSessionKey> = self
@@ -85,88 +103,98 @@ impl SessionKeySearch<'_> {
                         }
                     };
                 if let Some(found) = try_key(&skey.primary_key) {
-                    return Ok(found);
+                    return Some(found);
                 }
                 for sub in &skey.secret_subkeys {
                     if let Some(found) = try_key(&sub.key) {
-                        return Ok(found);
+                        return Some(found);
                     }
                 }
             }
         }
+        None
+    }
 
-        // 2. Passphrase ESKs.
-        if let Some(pass) = self.keys.passphrase.as_deref() {
-            for skesk in self.skesks {
-                let (SymKeyEncryptedSessionKey::V4 {
-                    sym_algorithm,
-                    s2k,
-                    encrypted_key,
-                    ..
-                }
-                | SymKeyEncryptedSessionKey::V5 {
-                    sym_algorithm,
-                    s2k,
-                    encrypted_key,
-                    ..
-                }) = skesk
-                else {
-                    continue;
-                };
-                let is_v5 = matches!(skesk, SymKeyEncryptedSessionKey::V5 { .. });
-                if is_v5 != matches!(check, Check::Aead(_)) {
-                    continue;
-                }
-                notes.skesk_tried = true;
-                let kek = derive_cached(s2k, pass.as_bytes(), sym_algorithm.key_size())?;
-                let candidate = if encrypted_key.is_empty() {
-                    Some((*sym_algorithm, kek))
-                } else {
-                    match skesk.decrypt(kek.as_ref()) {
-                        Ok(PlainSessionKey::V3_4 { sym_alg, ref key }) => {
-                            Some((sym_alg, key.clone()))
-                        }
-                        Ok(PlainSessionKey::V5 { ref key }) => match &check {
-                            Check::Aead(a) => Some((*a, key.clone())),
-                            Check::Cfb(_) => None,
-                        },
-                        _ => None,
-                    }
-                };
-                if let Some((alg, key)) = candidate {
-                    if accept(alg, &key) {
-                        return Ok((alg, key));
-                    }
-                }
+    /// 2. Passphrase ESKs, then 3. a message with no ESK at all.
+    fn by_passphrase(
+        &self,
+        pass: &str,
+        check: &Check<'_>,
+        accept: &dyn Fn(SymmetricKeyAlgorithm, &RawSessionKey) -> bool,
+        notes: &mut SearchNotes,
+    ) -> Result<Option<(SymmetricKeyAlgorithm, RawSessionKey)>, CryptoError> {
+        for skesk in self.skesks {
+            let (SymKeyEncryptedSessionKey::V4 {
+                sym_algorithm,
+                s2k,
+                encrypted_key,
+                ..
             }
-
-            // 3. No ESK at all (RFC 1991 style): IDEA with the hash of the passphrase. PGP 2
-            //    and RFC 4880 say MD5; gpg (1.4 with --rfc1991 --s2k-mode 0) writes and
-            //    reads its default S2K digest, SHA-1. The quick check tells them apart.
-            if self.skesks.is_empty() && self.pkesks.is_empty() {
-                notes.skesk_tried = true;
-                for hash_alg in [HashAlgorithm::Md5, HashAlgorithm::Sha1] {
-                    let s2k = StringToKey::Simple { hash_alg };
-                    let alg = SymmetricKeyAlgorithm::IDEA;
-                    let key = derive_cached(&s2k, pass.as_bytes(), alg.key_size())?;
-                    if accept(alg, &key) {
-                        return Ok((alg, key));
-                    }
+            | SymKeyEncryptedSessionKey::V5 {
+                sym_algorithm,
+                s2k,
+                encrypted_key,
+                ..
+            }) = skesk
+            else {
+                continue;
+            };
+            let is_v5 = matches!(skesk, SymKeyEncryptedSessionKey::V5 { .. });
+            if is_v5 != matches!(check, Check::Aead(_)) {
+                continue;
+            }
+            notes.skesk_tried = true;
+            let kek = derive_cached(s2k, pass.as_bytes(), sym_algorithm.key_size())?;
+            let candidate = if encrypted_key.is_empty() {
+                Some((*sym_algorithm, kek))
+            } else {
+                match skesk.decrypt(kek.as_ref()) {
+                    Ok(PlainSessionKey::V3_4 { sym_alg, ref key }) => Some((sym_alg, key.clone())),
+                    Ok(PlainSessionKey::V5 { ref key }) => match &check {
+                        Check::Aead(a) => Some((*a, key.clone())),
+                        Check::Cfb(_) => None,
+                    },
+                    _ => None,
+                }
+            };
+            if let Some((alg, key)) = candidate {
+                if accept(alg, &key) {
+                    return Ok(Some((alg, key)));
                 }
             }
         }
 
-        if truncated.get() {
-            return Err(integrity("encrypted data is truncated"));
+        // 3. No ESK at all (RFC 1991 style): IDEA with the hash of the passphrase. PGP 2
+        //    and RFC 4880 say MD5; gpg (1.4 with --rfc1991 --s2k-mode 0) writes and
+        //    reads its default S2K digest, SHA-1. The quick check tells them apart.
+        if self.skesks.is_empty() && self.pkesks.is_empty() {
+            notes.skesk_tried = true;
+            for hash_alg in [HashAlgorithm::Md5, HashAlgorithm::Sha1] {
+                let s2k = StringToKey::Simple { hash_alg };
+                let alg = SymmetricKeyAlgorithm::IDEA;
+                let key = derive_cached(&s2k, pass.as_bytes(), alg.key_size())?;
+                if accept(alg, &key) {
+                    return Ok(Some((alg, key)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why nothing opened the message: truncation, a wrong passphrase or locked key, damage
+    /// that failed every quick check, or keys that are not the recipients'.
+    fn verdict(&self, notes: &SearchNotes, truncated: bool) -> CryptoError {
+        if truncated {
+            return integrity("encrypted data is truncated");
         }
         if notes.skesk_tried || notes.locked {
-            return Err(CryptoError::WrongPassphrase);
+            return CryptoError::WrongPassphrase;
         }
         if self.keys.passphrase.is_none() && (!self.skesks.is_empty() || self.pkesks.is_empty()) {
-            return Err(CryptoError::WrongPassphrase);
+            return CryptoError::WrongPassphrase;
         }
         if notes.candidate_rejected {
-            return Err(integrity("session key check failed (corrupt data?)"));
+            return integrity("session key check failed (corrupt data?)");
         }
         let ids: Vec<String> = self
             .pkesks
@@ -178,11 +206,9 @@ impl SessionKeySearch<'_> {
             })
             .collect();
         if ids.is_empty() {
-            return Err(CryptoError::Unsupported(
-                "no usable session key packet in the message".into(),
-            ));
+            return CryptoError::Unsupported("no usable session key packet in the message".into());
         }
-        Err(CryptoError::NoMatchingKey(ids.join(", ")))
+        CryptoError::NoMatchingKey(ids.join(", "))
     }
 }
 
