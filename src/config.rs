@@ -1,4 +1,4 @@
-//! One validated configuration for a run, built from flags and the environment by `cli`.
+//! One validated configuration for a run, built from flags and the environment by `app::configure`.
 //! Nothing below `commands` sees the command line; everything it needs is here.
 
 use crate::archive::names::{Prefixes, Suffix};

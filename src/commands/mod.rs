@@ -1,4 +1,4 @@
-//! The verbs: each takes a validated `Config` part and returns what it did; `cli` logs it.
+//! The verbs: each takes a validated `Config` part and returns what it did; `app::run` logs it.
 //!
 //! backup and restore move data; verify replays a restore against the source; status and
 //! list read the metadata; prune (the remove-* verbs and cleanup) deletes sets.
