@@ -16,6 +16,39 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A secret from the environment: `NAME`, or the contents of the file `NAME_FILE` names
+/// (what a Kubernetes Secret mounted as files, or a Docker secret, gives), one trailing
+/// newline stripped. Both set is a usage error, as is a file that cannot be read. An empty
+/// value is returned as it is (an empty `PASSPHRASE` is a passphrase); callers for which
+/// empty means unset filter it.
+pub fn secret_var(name: &str) -> crate::error::Result<Option<String>> {
+    use crate::error::Error;
+    let file_var = format!("{name}_FILE");
+    let direct = std::env::var(name).ok();
+    let path = std::env::var_os(&file_var).filter(|v| !v.is_empty());
+    match (direct, path) {
+        (Some(_), Some(_)) => Err(Error::Usage(format!(
+            "{name} and {file_var} are both set: set one of them"
+        ))),
+        (Some(v), None) => Ok(Some(v)),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let shown = std::path::Path::new(&path).display().to_string();
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Error::Usage(format!("{file_var}: cannot read {shown}: {e}")))?;
+            let mut v = String::from_utf8(bytes)
+                .map_err(|_| Error::Usage(format!("{file_var}: {shown} is not UTF-8 text")))?;
+            if v.ends_with('\n') {
+                v.pop();
+                if v.ends_with('\r') {
+                    v.pop();
+                }
+            }
+            Ok(Some(v))
+        }
+    }
+}
+
 /// How sets are sealed and opened.
 pub struct Crypto {
     pub seal: SealMode,

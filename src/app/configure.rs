@@ -12,8 +12,9 @@ use crate::seal::pgp::{self, OpenKeys, SealMode};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub(super) fn env_secret(name: &str) -> Option<Secret> {
-    std::env::var(name).ok().map(Secret)
+/// `NAME` or `NAME_FILE` (see `config::secret_var`).
+pub(super) fn env_secret(name: &str) -> Result<Option<Secret>> {
+    Ok(crate::config::secret_var(name)?.map(Secret))
 }
 
 pub(super) fn read_file(p: &PathBuf, what: &str) -> Result<Vec<u8>> {
@@ -61,7 +62,7 @@ pub(super) fn sign_key(
         )));
     }
     // duplicity's variables: SIGN_PASSPHRASE, and PASSPHRASE when that is not set.
-    let pass = env_secret("SIGN_PASSPHRASE").or_else(|| passphrase.clone());
+    let pass = env_secret("SIGN_PASSPHRASE")?.or_else(|| passphrase.clone());
     let key =
         pgp::SignKey::new(&secret[0], pass.as_ref().map(|s| s.0.as_str())).map_err(
             |e| match e {
@@ -154,7 +155,7 @@ pub(super) fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
             }
         },
     };
-    let passphrase = env_secret("PASSPHRASE");
+    let passphrase = env_secret("PASSPHRASE")?;
     let mut secret_keys = Vec::new();
     for p in &o.decrypt_key_file {
         secret_keys.extend(
@@ -310,6 +311,11 @@ pub(super) fn register_secrets(args: &[OsString]) {
     use crate::backend::swift::{ENV_FULL_KEY, ENV_READ_KEY};
     for var in ["PASSPHRASE", "SIGN_PASSPHRASE", ENV_FULL_KEY, ENV_READ_KEY] {
         if let Ok(v) = std::env::var(var) {
+            log::add_secret(&v);
+        }
+        // The same secret from a file (a refused pair or an unreadable file is reported
+        // later, when the value is read).
+        if let Ok(Some(v)) = crate::config::secret_var(var) {
             log::add_secret(&v);
         }
     }

@@ -79,15 +79,17 @@ impl std::fmt::Debug for SwiftConfig {
 }
 
 impl SwiftConfig {
-    /// Read `SWIFT_STORAGE_URL`, `SWIFT_CONTAINER_FULL_TOKEN` and `SWIFT_CONTAINER_READ_TOKEN`;
-    /// an empty variable counts as unset.
-    pub fn from_env() -> SwiftConfig {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
-        SwiftConfig {
-            storage_url: var(ENV_STORAGE_URL).unwrap_or_default(),
-            full_key: var(ENV_FULL_KEY),
-            read_key: var(ENV_READ_KEY),
-        }
+    /// Read `SWIFT_STORAGE_URL`, `SWIFT_CONTAINER_FULL_TOKEN` and `SWIFT_CONTAINER_READ_TOKEN`
+    /// (each key also from a file named by `..._FILE`); an empty value counts as unset.
+    pub fn from_env() -> Result<SwiftConfig> {
+        let key = |n: &str| -> Result<Option<String>> {
+            Ok(crate::config::secret_var(n)?.filter(|v| !v.is_empty()))
+        };
+        Ok(SwiftConfig {
+            storage_url: std::env::var(ENV_STORAGE_URL).unwrap_or_default(),
+            full_key: key(ENV_FULL_KEY)?,
+            read_key: key(ENV_READ_KEY)?,
+        })
     }
 }
 
@@ -221,7 +223,7 @@ impl SwiftBackend {
     /// Open `swiftkeys://CONTAINER[/PREFIX]` with the configuration in the environment.
     pub fn open(url: &str, access: Access, opts: &Options) -> Result<SwiftBackend> {
         let (container, prefix) = parse_url(url)?;
-        SwiftBackend::with_config(&container, &prefix, SwiftConfig::from_env(), access, opts)
+        SwiftBackend::with_config(&container, &prefix, SwiftConfig::from_env()?, access, opts)
     }
 
     /// Open a container with an explicit configuration: check the keys against `access`.
@@ -262,7 +264,7 @@ impl SwiftBackend {
             (Access::Write, None, None) => {
                 return Err(Error::Usage(format!(
                     "{ENV_FULL_KEY} is not set: this command writes to swiftkeys://{container} \
-                     and needs the container's full key"
+                     and needs the container's full key (or the file {ENV_FULL_KEY}_FILE names)"
                 )))
             }
             // Reading prefers the read key: the full key need not be handed to restores.
@@ -270,8 +272,8 @@ impl SwiftBackend {
             (Access::Read, Some(full), None) => (FULL_KEY_HEADER, full),
             (Access::Read, None, None) => {
                 return Err(Error::Usage(format!(
-                    "neither {ENV_READ_KEY} nor {ENV_FULL_KEY} is set: swiftkeys://{container} \
-                     needs a container key"
+                    "neither {ENV_READ_KEY} nor {ENV_FULL_KEY} is set (nor their _FILE forms): \
+                     swiftkeys://{container} needs a container key"
                 )))
             }
         };

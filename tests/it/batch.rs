@@ -1161,3 +1161,72 @@ fn without_home_the_cache_in_tmpdir_must_be_this_users_alone() {
         "the cache is used"
     );
 }
+
+/// Secrets from the files a mounted Kubernetes Secret gives: `PASSPHRASE_FILE` (one trailing
+/// newline stripped, as `kubectl create secret --from-file` keeps it), refused next to
+/// `PASSPHRASE`, and a file that cannot be read named without its contents ever printed.
+#[test]
+fn secrets_come_from_files_too() {
+    let s = Scratch::new("batch-secret-files");
+    fs::create_dir_all(s.join("src/d")).unwrap();
+    fs::write(s.join("src/d/a"), random_bytes(3, 100_000)).unwrap();
+    fs::write(s.join("src/b"), b"bee").unwrap();
+    let secret = "pa55 from a file";
+    fs::write(s.join("passphrase"), format!("{secret}\n")).unwrap();
+    let pass_file = s.join("passphrase").display().to_string();
+    let url = s.url("target");
+    let src = s.join("src").display().to_string();
+    let cache = s.join("c").display().to_string();
+    let o = swiftdup_ok(
+        &["full", &src, &url, "--archive-dir", &cache],
+        &[("PASSPHRASE_FILE", &pass_file)],
+    );
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(secret));
+    // The passphrase is the file's text without its newline: the plain variable opens it.
+    let out = restore_fresh(&s, &url, &[("PASSPHRASE", secret)]);
+    assert_same_tree(&s.join("src"), &out, true);
+    // And a wrong one does not, so the file's value was the one used.
+    let o = swiftdup(
+        &[
+            "restore",
+            &url,
+            s.join("out2").to_str().unwrap(),
+            "--archive-dir",
+            s.join("c3").to_str().unwrap(),
+        ],
+        &[("PASSPHRASE", &format!("{secret}\n"))],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(31),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Both forms at once: which one was meant is not guessed.
+    let o = swiftdup(
+        &["incremental", &src, &url, "--archive-dir", &cache],
+        &[("PASSPHRASE", secret), ("PASSPHRASE_FILE", &pass_file)],
+    );
+    one_error(&o, 2, "usage", &["PASSPHRASE", "PASSPHRASE_FILE"]);
+    // A file that is not there is named, and nothing was stored.
+    let before = fs::read_dir(s.join("target")).unwrap().count();
+    let missing = s.join("nope").display().to_string();
+    let o = swiftdup(
+        &["incremental", &src, &url, "--archive-dir", &cache],
+        &[("PASSPHRASE_FILE", &missing)],
+    );
+    one_error(&o, 2, "usage", &["PASSPHRASE_FILE", &missing]);
+    assert_eq!(fs::read_dir(s.join("target")).unwrap().count(), before);
+    // The key of a swiftkeys:// target from a file that cannot be read: a usage error
+    // naming the variable, before any request.
+    let o = swiftdup(
+        &["list-current-files", "swiftkeys://c"],
+        &[
+            ("SWIFT_STORAGE_URL", "http://127.0.0.1:9/v1/AUTH_x"),
+            ("SWIFT_CONTAINER_READ_TOKEN_FILE", &missing),
+            ("PASSPHRASE", secret),
+        ],
+    );
+    one_error(&o, 2, "usage", &["SWIFT_CONTAINER_READ_TOKEN_FILE"]);
+}

@@ -1370,3 +1370,73 @@ fn sigterm_during_a_stalled_request_ends_within_ten_seconds_and_frees_the_lock()
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The keys from the files a mounted Kubernetes Secret gives: a backup with the full key's
+/// file and a restore with the read key's, byte-identical, and neither key in any output.
+#[test]
+fn keys_from_files_back_up_and_restore() {
+    let env = Env::load();
+    let s = Scratch::new("swift-key-files");
+    let src = s.join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/a"), crate::support::random_bytes(8, 200_000)).unwrap();
+    fs::write(src.join("b"), b"bee").unwrap();
+    // As `kubectl create secret --from-file` stores them: with a trailing newline.
+    fs::write(s.join("full"), format!("{}\n", env.full_key())).unwrap();
+    fs::write(s.join("read"), format!("{}\n", env.read_key())).unwrap();
+    let prefix = run_prefix("key-files");
+    let url = format!("swiftkeys://{}/{prefix}", env.container());
+    let full_env = cli_env(
+        &env,
+        &[(
+            "SWIFT_CONTAINER_FULL_TOKEN_FILE",
+            s.join("full").display().to_string(),
+        )],
+    );
+    let o = run_cli(
+        &[
+            "full",
+            src.to_str().unwrap(),
+            &url,
+            "--no-encryption",
+            "--archive-dir",
+            s.join("c1").to_str().unwrap(),
+        ],
+        &full_env,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_no_key_in(&o.stderr, &env);
+    assert_no_key_in(&o.stdout, &env);
+    let read_env = cli_env(
+        &env,
+        &[(
+            "SWIFT_CONTAINER_READ_TOKEN_FILE",
+            s.join("read").display().to_string(),
+        )],
+    );
+    let out = s.join("out");
+    let o = run_cli(
+        &[
+            "restore",
+            &url,
+            out.to_str().unwrap(),
+            "--archive-dir",
+            s.join("c2").to_str().unwrap(),
+        ],
+        &read_env,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_no_key_in(&o.stderr, &env);
+    assert_no_key_in(&o.stdout, &env);
+    crate::support::assert_same_tree(&src, &out, true);
+}
