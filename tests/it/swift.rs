@@ -1030,6 +1030,18 @@ fn an_incremental_fetches_nothing_yet_finds_a_replaced_manifest() {
     assert_eq!(seen.len(), 7, "{seen:?}");
 }
 
+/// Exit 0, and neither key in anything the run printed.
+fn ok_without_keys(o: &std::process::Output, env: &Env) {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_no_key_in(&o.stderr, env);
+    assert_no_key_in(&o.stdout, env);
+}
+
 fn assert_no_key_in(log: &[u8], env: &Env) {
     let log = String::from_utf8_lossy(log);
     for k in [env.full_key(), env.read_key()] {
@@ -1189,13 +1201,7 @@ fn locking_status_and_retention_through_swift() {
         &["verify", &url, src.to_str().unwrap(), "--compare-data"],
         &read_env,
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_no_key_in(&o.stderr, &env);
+    ok_without_keys(&o, &env);
 }
 
 /// SIGTERM while a request hangs on a stalled server: the run is ended within 10 s of the
@@ -1384,59 +1390,43 @@ fn keys_from_files_back_up_and_restore() {
     // As `kubectl create secret --from-file` stores them: with a trailing newline.
     fs::write(s.join("full"), format!("{}\n", env.full_key())).unwrap();
     fs::write(s.join("read"), format!("{}\n", env.read_key())).unwrap();
-    let prefix = run_prefix("key-files");
-    let url = format!("swiftkeys://{}/{prefix}", env.container());
-    let full_env = cli_env(
-        &env,
-        &[(
-            "SWIFT_CONTAINER_FULL_TOKEN_FILE",
-            s.join("full").display().to_string(),
-        )],
+    let url = format!(
+        "swiftkeys://{}/{}",
+        env.container(),
+        run_prefix("key-files")
     );
-    let o = run_cli(
+    let out = s.join("out");
+    let run_ok = |args: &[&str], var: &'static str, file: &str| {
+        let o = run_cli(
+            args,
+            &cli_env(&env, &[(var, s.join(file).display().to_string())]),
+        );
+        ok_without_keys(&o, &env);
+    };
+    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
+    let (c1, c2) = (s.join("c1"), s.join("c2"));
+    run_ok(
         &[
             "full",
-            src.to_str().unwrap(),
+            src_s,
             &url,
             "--no-encryption",
             "--archive-dir",
-            s.join("c1").to_str().unwrap(),
+            c1.to_str().unwrap(),
         ],
-        &full_env,
+        "SWIFT_CONTAINER_FULL_TOKEN_FILE",
+        "full",
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_no_key_in(&o.stderr, &env);
-    assert_no_key_in(&o.stdout, &env);
-    let read_env = cli_env(
-        &env,
-        &[(
-            "SWIFT_CONTAINER_READ_TOKEN_FILE",
-            s.join("read").display().to_string(),
-        )],
-    );
-    let out = s.join("out");
-    let o = run_cli(
+    run_ok(
         &[
             "restore",
             &url,
-            out.to_str().unwrap(),
+            out_s,
             "--archive-dir",
-            s.join("c2").to_str().unwrap(),
+            c2.to_str().unwrap(),
         ],
-        &read_env,
+        "SWIFT_CONTAINER_READ_TOKEN_FILE",
+        "read",
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_no_key_in(&o.stderr, &env);
-    assert_no_key_in(&o.stdout, &env);
     crate::support::assert_same_tree(&src, &out, true);
 }
