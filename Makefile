@@ -107,7 +107,7 @@ demo: build
 	bash tests/tools/demo.sh
 
 ## Time swiftdup, stock duplicity 0.8.22 and restic on the same data sets, to file:// and a
-## local Swift (issue #6); writes target/bench/results.md. Knobs: BENCH_SCALE (e.g. 0.05 for
+## local Swift; writes target/bench/results.md. Knobs: BENCH_SCALE (e.g. 0.05 for
 ## a quick run), BENCH_SETS=a,b,c, BENCH_TARGETS=file,swift, BENCH_TOOLS, BENCH_WASI=0,
 ## BENCH_DIR, BENCH_KEEP=1 (README, "Benchmark").
 bench: build

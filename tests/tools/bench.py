@@ -402,7 +402,7 @@ def report(tsv, meta_file, out):
         w = meta["wasi"]
         L.append("\n## WASI build vs native, full backup of (a) to file://\n")
         L.append(w + "\n")
-    L.append("\n## Targets (issue #6)\n")
+    L.append("\n## Targets\n")
     L += targets_section(rows, meta, sets, targets)
     L.append("\n## How it was measured\n")
     L.append(METHOD + "\n")
@@ -493,7 +493,7 @@ def targets_section(rows, meta, sets, targets):
         L.append("- WASI build within 3× of native on (a): **not measured** ("
                  + meta.get("wasi_skip", "set a not run") + ")")
     if sets != ["a", "b", "c"] or meta["scale"] != "1":
-        L.append(f"\nNote: scale {meta['scale']}, sets {','.join(sets)}: the issue's targets are "
+        L.append(f"\nNote: scale {meta['scale']}, sets {','.join(sets)}: the performance targets are "
                  "defined for the full-size sets; small scales exaggerate fixed costs (process "
                  "start, gpg, Python imports).")
     return L

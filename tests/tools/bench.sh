@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench` (issue #6): time swiftdup, stock duplicity 0.8.22 and restic (Debian's) on the
+# `make bench`: time swiftdup, stock duplicity 0.8.22 and restic (Debian's) on the
 # same work, on the same machine, in one run, to file:// and to a real local Swift.
 #
 # Data sets (deterministic, tests/tools/bench.py): (a) ~1 GiB mixed (8 text-like log files,
@@ -8,7 +8,7 @@
 # incremental, incremental after a ~1% change, full restore of the latest time (checked
 # against the source with diff -r). Measured with GNU time: wall, CPU (user+sys, children
 # included), peak RSS of the largest process; bytes added to the target. Writes a Markdown
-# report with the ratios and the issue's targets (met / missed by how much).
+# report with the ratios and the performance targets (met / missed by how much).
 #
 # Knobs (environment):
 #   BENCH_SCALE=1          scale every data set (0.02: a quick check in a minute or two)
