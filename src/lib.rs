@@ -8,21 +8,22 @@
 //!
 //! `seal` sits above `archive`, not beside `rsync`: opening a stored file picks gzip or
 //! OpenPGP by its name's suffix (`archive::names::Suffix`); its codecs (`pgp`, `deflate`)
-//! import nothing of the crate.
+//! import only leaves.
 
 pub mod app; // command line and environment -> one validated Config; dispatch, --every, metrics
-pub mod archive; // pure duplicity format: names, time, tar, manifest, sigtar, collection
-pub mod backend; // where backups live: the Backend trait, file://, swiftkeys://, HTTP, the lock
 pub mod commands; // the verbs: backup, restore, verify, list, status, prune; plan, then call
 pub mod engine; // the pipes: write (walk, select, volumes), read (stream, merge, apply), metadata
+pub mod backend; // where backups live: the Backend trait, file://, swiftkeys://, HTTP, the lock
 pub mod local; // this machine: the archive-dir cache, temp spools, file metadata, users
-pub mod rsync;
-pub mod seal; // sealing and opening stored files: OpenPGP (rpgp), gzip, AES for wasm // librsync signatures, deltas and patches (MD4 + rollsum), holes on write
+pub mod seal; // sealing and opening stored files: OpenPGP (rpgp), gzip, AES for wasm
+pub mod archive; // pure duplicity format: names, time, tar, manifest, sigtar, collection
+pub mod rsync; // librsync signatures, deltas and patches (MD4 + rollsum), holes on write
 
 // Leaves that every layer may use. `config` and `log` name types of the layers below (a
 // validated config holds prefixes, keys, backend options and selection rules; the log
 // writer formats times and percent-encodes secrets to scrub them) but run none of them.
 pub mod config;
+pub mod count;
 pub mod error;
 pub mod interrupt;
 pub mod log;
@@ -35,7 +36,7 @@ mod layering {
     const LAYERS: &[&str] = &[
         "app", "commands", "engine", "backend", "local", "seal", "archive", "rsync",
     ];
-    const LEAVES: &[&str] = &["config", "error", "interrupt", "log"];
+    const LEAVES: &[&str] = &["config", "count", "error", "interrupt", "log"];
 
     fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {

@@ -118,31 +118,25 @@ fn plan(l: &Listing, common: &Common, policy: Policy) -> Vec<Doomed> {
         let newest = c.chains.len().saturating_sub(1);
         // Oldest chains last (stock's order): a delete that stops halfway leaves the oldest
         // history, which is the least surprising thing to still find.
+        let kept = |what: &str, ch: &Chain, why: &str| {
+            let (start, end) = (rfc3339(ch.start()), rfc3339(ch.end()));
+            log::warn(
+                "warning",
+                &format!("keeping {what} {start} .. {end}{why}"),
+                vec![("code", json!("chain_kept"))],
+            );
+        };
         for (i, ch) in c.chains.iter().enumerate().rev() {
             if ch.end() >= t {
                 if ch.start() < t {
-                    log::warn(
-                        "warning",
-                        &format!(
-                            "keeping the chain {} .. {}: its newer sets depend on the sets older than the cutoff",
-                            rfc3339(ch.start()),
-                            rfc3339(ch.end())
-                        ),
-                        vec![("code", json!("chain_kept"))],
-                    );
+                    let why = ": its newer sets depend on the sets older than the cutoff";
+                    kept("the chain", ch, why);
                 }
                 continue;
             }
             if i == newest {
-                log::warn(
-                    "warning",
-                    &format!(
-                        "keeping the newest chain {} .. {} although it is older than the cutoff: it is the one backups extend",
-                        rfc3339(ch.start()),
-                        rfc3339(ch.end())
-                    ),
-                    vec![("code", json!("chain_kept"))],
-                );
+                let why = " although it is older than the cutoff: it is the one backups extend";
+                kept("the newest chain", ch, why);
                 continue;
             }
             let only_incs = matches!(policy, Policy::AllIncOfButNFull(_));

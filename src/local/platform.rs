@@ -38,6 +38,16 @@ pub struct Stat {
     pub rdev_minor: u32,
 }
 
+/// A libc call's return code as a `Result`.
+#[cfg(any(unix, target_os = "wasi"))]
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(unix)]
 mod imp {
     use super::*;
@@ -114,52 +124,15 @@ mod imp {
         Ok(from_stat(unsafe { &st.assume_init() }))
     }
 
-    fn cpath(path: &Path) -> io::Result<CString> {
+    pub(super) fn cpath(path: &Path) -> io::Result<CString> {
         CString::new(path.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-    }
-
-    fn check(rc: libc::c_int) -> io::Result<()> {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
     }
 
     /// A file name for the `*at` calls (names are raw bytes on Unix).
     pub fn c_name(name: &[u8]) -> io::Result<CString> {
         CString::new(name)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
-    }
-
-    /// Set the modification time without following symlinks (stock never sets it on
-    /// symlinks; swiftdup does, so a restored tree matches the source).
-    pub fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
-        set_mtime_at(libc::AT_FDCWD, &cpath(path)?, mtime)
-    }
-
-    /// [`set_mtime`] of `name` in the directory `dir`.
-    pub fn set_mtime_at(dir: RawFd, name: &CStr, mtime: i64) -> io::Result<()> {
-        let times = [
-            libc::timespec {
-                tv_sec: 0,
-                tv_nsec: libc::UTIME_OMIT,
-            },
-            libc::timespec {
-                tv_sec: mtime as _, // the field's time_t, without naming the deprecated alias
-                tv_nsec: 0,
-            },
-        ];
-        // SAFETY: name is a valid NUL-terminated string and times has two elements.
-        check(unsafe {
-            libc::utimensat(
-                dir,
-                name.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })
     }
 
     /// The permission bits of `name` in `dir`, which the caller made and knows is no
@@ -286,20 +259,12 @@ mod imp {
 
     /// A path for wasi-libc (`std::os::wasi` is not stable on wasip2). WASI paths are
     /// UTF-8, and every path swiftdup makes here came through `path_from_bytes`.
-    fn cpath(path: &Path) -> io::Result<CString> {
+    pub(super) fn cpath(path: &Path) -> io::Result<CString> {
         let s = path
             .to_str()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path is not UTF-8"))?;
         CString::new(s)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-    }
-
-    fn check(rc: libc::c_int) -> io::Result<()> {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
     }
 
     /// No directory handles here: entries are `lstat`ed by path.
@@ -351,38 +316,6 @@ mod imp {
     pub fn c_name(name: &[u8]) -> io::Result<CString> {
         CString::new(String::from_utf8_lossy(name).into_owned())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
-    }
-
-    /// Set the modification time without following symlinks: wasi-libc's `utimensat`
-    /// resolves the path against the preopened directories as std does, and the host
-    /// applies `AT_SYMLINK_NOFOLLOW` (wasi:filesystem `set-times-at` without
-    /// `symlink-follow`).
-    pub fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
-        set_mtime_at(libc::AT_FDCWD, &cpath(path)?, mtime)
-    }
-
-    /// [`set_mtime`] of `name` in the directory `dir`. WASI times are unsigned: a time
-    /// before 1970 becomes 1970.
-    pub fn set_mtime_at(dir: RawFd, name: &CStr, mtime: i64) -> io::Result<()> {
-        let times = [
-            libc::timespec {
-                tv_sec: 0,
-                tv_nsec: libc::UTIME_OMIT,
-            },
-            libc::timespec {
-                tv_sec: mtime.max(0) as libc::time_t,
-                tv_nsec: 0,
-            },
-        ];
-        // SAFETY: name is a valid NUL-terminated string and times has two elements.
-        check(unsafe {
-            libc::utimensat(
-                dir,
-                name.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })
     }
 
     /// WASI cannot set permission bits (std reports them as unsupported): entries keep
@@ -479,6 +412,58 @@ mod imp {
 compile_error!("swiftdup builds for Unix and WASI (wasm32-wasip2) only");
 
 pub use imp::*;
+
+/// Setting a modification time is the same call on Linux and WASI: wasi-libc's
+/// `utimensat` resolves the path against the preopened directories as std does, and the
+/// host applies `AT_SYMLINK_NOFOLLOW` (wasi:filesystem `set-times-at` without
+/// `symlink-follow`).
+#[cfg(any(unix, target_os = "wasi"))]
+mod times {
+    use super::check;
+    use super::imp::cpath;
+    use std::ffi::CStr;
+    use std::io;
+    use std::os::fd::RawFd;
+    use std::path::Path;
+
+    /// Set the modification time without following symlinks (stock never sets it on
+    /// symlinks; swiftdup does, so a restored tree matches the source).
+    pub fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
+        set_mtime_at(libc::AT_FDCWD, &cpath(path)?, mtime)
+    }
+
+    /// [`set_mtime`] of `name` in the directory `dir`.
+    pub fn set_mtime_at(dir: RawFd, name: &CStr, mtime: i64) -> io::Result<()> {
+        // WASI times are unsigned: there a time before 1970 becomes 1970 (Linux keeps it).
+        let secs = if cfg!(target_os = "wasi") {
+            mtime.max(0)
+        } else {
+            mtime
+        };
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            libc::timespec {
+                tv_sec: secs as _, // the field's time_t, without naming the deprecated alias
+                tv_nsec: 0,
+            },
+        ];
+        // SAFETY: name is a valid NUL-terminated string and times has two elements.
+        check(unsafe {
+            libc::utimensat(
+                dir,
+                name.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })
+    }
+}
+
+#[cfg(any(unix, target_os = "wasi"))]
+pub use times::*;
 
 /// The modification time in whole seconds from `std` metadata (0 before 1970, as stock
 /// records it).

@@ -369,15 +369,17 @@ mod tests {
                 1 => new.truncate(new.len() - rng.below(new.len() / 4 + 1)),
                 _ => {}
             }
-            let bl = [512, 1024, 2048][rng.below(3)];
-            let delta = delta_of(&sig_of(&old, bl), &new);
             let cap = if round % 3 == 0 { 2 } else { MAX_SAVED_RUNS };
-            assert_eq!(
-                patch_in_place_vec(&old, &delta, cap).unwrap(),
-                new,
-                "round {round}"
-            );
+            in_place_gives(&old, &new, [512, 1024, 2048][rng.below(3)], cap, round);
         }
+    }
+
+    /// Patching `old` in place with the delta to `new` (block length `bl`, at most `cap`
+    /// saved runs) gives `new`.
+    fn in_place_gives(old: &[u8], new: &[u8], bl: u32, cap: usize, round: usize) {
+        let delta = delta_of(&sig_of(old, bl), new);
+        let got = patch_in_place_vec(old, &delta, cap).unwrap();
+        assert!(got == new, "round {round}");
     }
 
     /// Files of zero runs and repeated blocks, as disk images are: COPYs from other
@@ -412,14 +414,8 @@ mod tests {
             for _ in 0..rng.below(3) {
                 new.extend(piece(&mut rng));
             }
-            let bl = [512, 1024, 4096][rng.below(3)];
-            let delta = delta_of(&sig_of(&old, bl), &new);
             let cap = if round % 3 == 0 { 1 } else { MAX_SAVED_RUNS };
-            assert_eq!(
-                patch_in_place_vec(&old, &delta, cap).unwrap(),
-                new,
-                "round {round}"
-            );
+            in_place_gives(&old, &new, [512, 1024, 4096][rng.below(3)], cap, round);
         }
     }
 

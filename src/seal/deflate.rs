@@ -497,12 +497,13 @@ impl Adler32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Read;
 
-    /// xorshift: deterministic noise.
-    fn noise(n: usize, mut x: u64) -> Vec<u8> {
+    /// xorshift: deterministic, incompressible noise (`x` nonzero). Other layers' tests
+    /// use it where a sealed size must equal the plaintext size.
+    pub(crate) fn noise(n: usize, mut x: u64) -> Vec<u8> {
         (0..n)
             .map(|_| {
                 x ^= x << 13;

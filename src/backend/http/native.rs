@@ -145,24 +145,18 @@ impl Read for BodyReader {
 
 impl Http for NativeHttp {
     fn call(&self, req: Request) -> Result<Response, HttpError> {
-        let Request {
-            method,
-            url,
-            headers,
-            body,
-        } = req;
-        let a = &self.agent;
-        let result = match method {
-            Method::Get => with_headers(a.get(&url), &headers)
+        let (url, headers, a) = (&req.url, &req.headers, &self.agent);
+        let result = match req.method {
+            Method::Get => with_headers(a.get(url), headers)
                 .config()
                 .timeout_recv_body(Some(self.opts.download_budget()))
                 .build()
                 .call(),
-            Method::Head => with_headers(a.head(&url), &headers).call(),
-            Method::Delete => with_headers(a.delete(&url), &headers).call(),
+            Method::Head => with_headers(a.head(url), headers).call(),
+            Method::Delete => with_headers(a.delete(url), headers).call(),
             Method::Put => {
-                let len = body.as_ref().map_or(0, |b| b.len);
-                let mut b = with_headers(a.put(&url), &headers)
+                let len = req.body.as_ref().map_or(0, |b| b.len);
+                let mut b = with_headers(a.put(url), headers)
                     // Always a length: Swift answers 411 to a PUT without one (and chunked
                     // uploads cannot be checked against the size we hashed).
                     .header("content-length", len.to_string());
@@ -174,7 +168,7 @@ impl Http for NativeHttp {
                     .config()
                     .timeout_send_body(Some(self.opts.upload_budget(len)))
                     .build();
-                match body {
+                match req.body {
                     Some(body) => {
                         b.send(ureq::SendBody::from_owned_reader(body.file.take(body.len)))
                     }

@@ -8,6 +8,7 @@ use super::stream::{unwrap_io, SetStream, Wrapped};
 use crate::archive::tar::{self, Header};
 use crate::archive::{index_display, Index, MemberKind};
 use crate::config::{Common, RestoreOpts};
+use crate::count::Counting;
 use crate::error::{Error, Result};
 use crate::local::platform;
 use crate::local::spool::tempfile_in;
@@ -366,23 +367,6 @@ pub(crate) fn restore_entry(
     Ok(())
 }
 
-/// Counts what passes through.
-struct Counting<'w> {
-    inner: &'w mut dyn Write,
-    n: u64,
-}
-
-impl Write for Counting<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Rebuild a regular file from its snapshot and the deltas after it (the `holders` of the
 /// merge) into `out`, returning its length. Intermediate versions are spooled to anonymous
 /// temporary files, so memory does not depend on the file's size. `path` names the file in
@@ -404,13 +388,11 @@ pub(crate) fn rebuild_file(
         } else {
             Some(tempfile_in(tempdir)?)
         };
-        let mut counting = Counting {
-            inner: match spool.as_mut() {
-                Some(f) => f,
-                None => &mut *out,
-            },
-            n: 0,
+        let inner: &mut dyn Write = match spool.as_mut() {
+            Some(f) => f,
+            None => &mut *out,
         };
+        let mut counting = Counting::new(inner);
         let obj = streams[i].object.clone();
         let kind = streams[i].head.as_ref().map(|h| h.kind);
         let mut r = streams[i].entry_reader();

@@ -689,6 +689,7 @@ mod tests {
     use super::*;
     use crate::archive::tar::TarReader;
     use crate::archive::Index;
+    use crate::seal::deflate::tests::noise;
     use crate::seal::pgp::open_gzip;
 
     const MIB: u64 = 1 << 20;
@@ -711,19 +712,6 @@ mod tests {
             backend: crate::backend::Options::default(),
             concurrency: 1,
         }
-    }
-
-    /// Incompressible bytes (xorshift), so that the sealed size is the plaintext size.
-    fn noise(seed: u64, n: usize) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
     }
 
     fn member(i: usize, data: &[u8]) -> (Vec<u8>, Position) {
@@ -802,7 +790,7 @@ mod tests {
 
     fn check_cut(name: &str, mode: SealMode, suffix: Suffix, open: fn(File) -> Box<dyn Read>) {
         let volsize = MIB;
-        let blocks: Vec<Vec<u8>> = (0..40).map(|i| noise(i, 60_000)).collect();
+        let blocks: Vec<Vec<u8>> = (0..40).map(|i| noise(60_000, i | 1)).collect();
         let (vols, infos) = build(spec(name, volsize, mode, suffix), &blocks, open);
         assert!(vols.len() >= 3, "{} volumes for 2.4 MB", vols.len());
         assert_eq!(infos.len(), vols.len());

@@ -51,6 +51,12 @@ pub(super) fn live_binding<'s>(
     Some(binding)
 }
 
+/// A certificate's self-signatures: on its user ids, and direct-key ones.
+pub(super) fn self_sigs(d: &pgp::composed::SignedKeyDetails) -> Vec<&Signature> {
+    let on_users = d.users.iter().flat_map(|u| u.signatures.iter());
+    on_users.chain(d.direct_signatures.iter()).collect()
+}
+
 /// Pick the key gpg would encrypt to: the newest valid (bound, unrevoked, unexpired)
 /// subkey flagged for encryption; failing that the primary key if it can encrypt.
 pub(super) fn encryption_target(k: &SignedPublicKey) -> Result<EncTarget<'_>, CryptoError> {
@@ -85,13 +91,7 @@ pub(super) fn encryption_target(k: &SignedPublicKey) -> Result<EncTarget<'_>, Cr
         return Ok(EncTarget::Sub(sub));
     }
     if can_encrypt(k.primary_key.algorithm()) {
-        let sigs: Vec<_> = k
-            .details
-            .users
-            .iter()
-            .flat_map(|u| u.signatures.iter())
-            .chain(k.details.direct_signatures.iter())
-            .collect();
+        let sigs = self_sigs(&k.details);
         let any_flags = sigs.iter().any(|s| {
             let f = s.key_flags();
             f.certify()

@@ -250,6 +250,7 @@ impl fmt::Debug for SealMode {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+
     use flate2::Compression;
     use std::path::{Path, PathBuf};
     use std::process::{Command, Output};
@@ -257,6 +258,20 @@ mod tests {
     use std::sync::OnceLock;
 
     // --- helpers --------------------------------------------------------------------------
+    fn symmetric(passphrase: &str, level: u32) -> SealMode {
+        SealMode::Symmetric {
+            passphrase: passphrase.into(),
+            level,
+        }
+    }
+
+    fn to(recipients: Vec<SignedPublicKey>, level: u32) -> SealMode {
+        SealMode::PublicKey {
+            recipients,
+            hidden: vec![],
+            level,
+        }
+    }
 
     static SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -519,43 +534,11 @@ mod tests {
     fn roundtrip_every_mode() {
         let f = fixture();
         let modes: Vec<(SealMode, OpenKeys)> = vec![
-            (
-                SealMode::Symmetric {
-                    passphrase: "pw one".into(),
-                    level: 6,
-                },
-                pass_keys("pw one"),
-            ),
-            (
-                SealMode::Symmetric {
-                    passphrase: "pw one".into(),
-                    level: 0,
-                },
-                pass_keys("pw one"),
-            ),
-            (
-                SealMode::Symmetric {
-                    passphrase: "".into(),
-                    level: 9,
-                },
-                pass_keys(""),
-            ),
-            (
-                SealMode::PublicKey {
-                    recipients: pubkeys(&f.cv),
-                    hidden: vec![],
-                    level: 6,
-                },
-                secret_keys(&[&f.cv], None),
-            ),
-            (
-                SealMode::PublicKey {
-                    recipients: pubkeys(&f.rsa),
-                    hidden: vec![],
-                    level: 1,
-                },
-                secret_keys(&[&f.rsa], None),
-            ),
+            (symmetric("pw one", 6), pass_keys("pw one")),
+            (symmetric("pw one", 0), pass_keys("pw one")),
+            (symmetric("", 9), pass_keys("")),
+            (to(pubkeys(&f.cv), 6), secret_keys(&[&f.cv], None)),
+            (to(pubkeys(&f.rsa), 1), secret_keys(&[&f.rsa], None)),
             (
                 SealMode::PublicKey {
                     recipients: vec![],
@@ -573,11 +556,7 @@ mod tests {
                 secret_keys(&[&f.rsa], None),
             ),
             (
-                SealMode::PublicKey {
-                    recipients: pubkeys(&f.prot),
-                    hidden: vec![],
-                    level: 6,
-                },
+                to(pubkeys(&f.prot), 6),
                 secret_keys(&[&f.prot], Some("keypass")),
             ),
         ];
@@ -602,21 +581,9 @@ mod tests {
     #[test]
     fn incompressible_data_overhead_is_small() {
         let data = random_bytes(1 << 20, 9);
-        let sealed = seal(
-            &data,
-            &SealMode::Symmetric {
-                passphrase: "x".into(),
-                level: 6,
-            },
-        );
+        let sealed = seal(&data, &symmetric("x", 6));
         assert!(sealed.len() < data.len() + 1024, "{}", sealed.len());
-        let sealed = seal(
-            &data,
-            &SealMode::Symmetric {
-                passphrase: "x".into(),
-                level: 0,
-            },
-        );
+        let sealed = seal(&data, &symmetric("x", 0));
         assert!(sealed.len() < data.len() + 128, "{}", sealed.len());
     }
 
@@ -656,10 +623,7 @@ mod tests {
 
     #[test]
     fn symmetric_salt_and_key_reused_within_process() {
-        let mode = SealMode::Symmetric {
-            passphrase: "same".into(),
-            level: 6,
-        };
+        let mode = symmetric("same", 6);
         let a = seal(b"a", &mode);
         let t = std::time::Instant::now();
         let b = seal(b"b", &mode);
@@ -673,13 +637,7 @@ mod tests {
         assert_eq!(a[14], S2K_COUNT);
         // ... but the ciphertexts still differ (random CFB prefix).
         assert_ne!(a[17..35], b[17..35]);
-        let c = seal(
-            b"a",
-            &SealMode::Symmetric {
-                passphrase: "other".into(),
-                level: 6,
-            },
-        );
+        let c = seal(b"a", &symmetric("other", 6));
         assert_ne!(a[6..14], c[6..14]);
     }
 
@@ -774,13 +732,7 @@ mod tests {
             }
         }
         // and gpg1
-        let sealed = seal(
-            b"for gpg1",
-            &SealMode::Symmetric {
-                passphrase: "pw".into(),
-                level: 6,
-            },
-        );
+        let sealed = seal(b"for gpg1", &symmetric("pw", 6));
         let inp = h.write("in1.gpg", &sealed);
         let o = h.gpg1_ok(&["--passphrase", "pw", "-d", s(&inp)]);
         assert_eq!(o.stdout, b"for gpg1");
@@ -790,13 +742,7 @@ mod tests {
     fn gpg_list_packets_of_symmetric_output() {
         let h = Home::new();
         let data = mixed_bytes();
-        let sealed = seal(
-            &data,
-            &SealMode::Symmetric {
-                passphrase: "pw".into(),
-                level: 6,
-            },
-        );
+        let sealed = seal(&data, &symmetric("pw", 6));
         let inp = h.write("in.gpg", &sealed);
         let o = h.gpg_ok(&["--passphrase", "pw", "--list-packets", s(&inp)]);
         let text = String::from_utf8_lossy(&o.stdout).to_string();
@@ -818,13 +764,7 @@ mod tests {
         );
         assert!(text.contains("name=\"\""), "{text}");
         // small files get a definite SEIPD length, like gpg
-        let sealed = seal(
-            b"manifest",
-            &SealMode::Symmetric {
-                passphrase: "pw".into(),
-                level: 6,
-            },
-        );
+        let sealed = seal(b"manifest", &symmetric("pw", 6));
         let inp = h.write("small.gpg", &sealed);
         let o = h.gpg_ok(&["--passphrase", "pw", "--list-packets", s(&inp)]);
         let text = String::from_utf8_lossy(&o.stdout).to_string();
@@ -839,31 +779,11 @@ mod tests {
         let f = fixture();
         let data = mixed_bytes();
         let cases: Vec<(&str, SealMode, &KeyPair)> = vec![
-            (
-                "cv25519",
-                SealMode::PublicKey {
-                    recipients: pubkeys(&f.cv),
-                    hidden: vec![],
-                    level: 6,
-                },
-                &f.cv,
-            ),
-            (
-                "rsa subkey",
-                SealMode::PublicKey {
-                    recipients: pubkeys(&f.rsa),
-                    hidden: vec![],
-                    level: 6,
-                },
-                &f.rsa,
-            ),
+            ("cv25519", to(pubkeys(&f.cv), 6), &f.cv),
+            ("rsa subkey", to(pubkeys(&f.rsa), 6), &f.rsa),
             (
                 "rsa primary",
-                SealMode::PublicKey {
-                    recipients: pubkeys(&f.rsa_primary),
-                    hidden: vec![],
-                    level: 0,
-                },
+                to(pubkeys(&f.rsa_primary), 0),
                 &f.rsa_primary,
             ),
             (
@@ -1149,14 +1069,7 @@ mod tests {
         let f = fixture();
         let data = b"data".to_vec();
         // wrong secret key
-        let sealed = seal(
-            &data,
-            &SealMode::PublicKey {
-                recipients: pubkeys(&f.cv),
-                hidden: vec![],
-                level: 6,
-            },
-        );
+        let sealed = seal(&data, &to(pubkeys(&f.cv), 6));
         match open_pgp(&sealed[..], &secret_keys(&[&f.rsa, &f.other], None)) {
             Err(CryptoError::NoMatchingKey(ids)) => {
                 let sub = hex_upper(
@@ -1196,14 +1109,7 @@ mod tests {
             Err(CryptoError::NoMatchingKey(_))
         ));
         // protected secret key, wrong or missing passphrase
-        let sealed = seal(
-            &data,
-            &SealMode::PublicKey {
-                recipients: pubkeys(&f.prot),
-                hidden: vec![],
-                level: 6,
-            },
-        );
+        let sealed = seal(&data, &to(pubkeys(&f.prot), 6));
         assert!(matches!(
             open_pgp(&sealed[..], &secret_keys(&[&f.prot], Some("bad"))),
             Err(CryptoError::WrongPassphrase)
@@ -1219,13 +1125,7 @@ mod tests {
             data
         );
         // symmetric: wrong and missing passphrase
-        let sealed = seal(
-            &data,
-            &SealMode::Symmetric {
-                passphrase: "right".into(),
-                level: 6,
-            },
-        );
+        let sealed = seal(&data, &symmetric("right", 6));
         assert!(matches!(
             open_pgp(&sealed[..], &pass_keys("wrong")),
             Err(CryptoError::WrongPassphrase)
@@ -1311,28 +1211,9 @@ mod tests {
             d.extend(random_bytes(100_000, 3));
             d
         };
-        let sym = seal(
-            &data,
-            &SealMode::Symmetric {
-                passphrase: "p".into(),
-                level: 6,
-            },
-        );
-        let raw = seal(
-            &data,
-            &SealMode::Symmetric {
-                passphrase: "p".into(),
-                level: 0,
-            },
-        );
-        let pk = seal(
-            &data,
-            &SealMode::PublicKey {
-                recipients: pubkeys(&f.cv),
-                hidden: vec![],
-                level: 6,
-            },
-        );
+        let sym = seal(&data, &symmetric("p", 6));
+        let raw = seal(&data, &symmetric("p", 0));
+        let pk = seal(&data, &to(pubkeys(&f.cv), 6));
         let mut meaningless = Vec::new();
         for (name, sealed, keys) in [
             ("sym", &sym, pass_keys("p")),
@@ -1376,13 +1257,7 @@ mod tests {
         // compressed packet, algorithm 0 (uncompressed), holding the literal packet
         let mut compressed = vec![0xC8, (1 + literal.len()) as u8, 0];
         compressed.extend_from_slice(&literal);
-        let sealed = seal(
-            &data,
-            &SealMode::Symmetric {
-                passphrase: "p".into(),
-                level: 6,
-            },
-        );
+        let sealed = seal(&data, &symmetric("p", 6));
         let skesk = &sealed[..seipd_offset(&sealed)];
         for (what, msg) in [
             ("literal", literal.clone()),
@@ -1404,28 +1279,9 @@ mod tests {
     fn truncation_is_detected() {
         let f = fixture();
         let data = random_bytes(300_000, 4);
-        let sym = seal(
-            &data,
-            &SealMode::Symmetric {
-                passphrase: "p".into(),
-                level: 6,
-            },
-        );
-        let small = seal(
-            b"short manifest",
-            &SealMode::Symmetric {
-                passphrase: "p".into(),
-                level: 6,
-            },
-        );
-        let pk = seal(
-            &data,
-            &SealMode::PublicKey {
-                recipients: pubkeys(&f.rsa),
-                hidden: vec![],
-                level: 0,
-            },
-        );
+        let sym = seal(&data, &symmetric("p", 6));
+        let small = seal(b"short manifest", &symmetric("p", 6));
+        let pk = seal(&data, &to(pubkeys(&f.rsa), 0));
         for (name, sealed, keys, original) in [
             ("sym", &sym, pass_keys("p"), &data[..]),
             ("small", &small, pass_keys("p"), &b"short manifest"[..]),
@@ -1493,11 +1349,7 @@ mod tests {
                 (
                     "public key",
                     SealMode::Signed {
-                        inner: Box::new(SealMode::PublicKey {
-                            recipients: pubkeys(&f.cv),
-                            hidden: vec![],
-                            level: 0,
-                        }),
+                        inner: Box::new(to(pubkeys(&f.cv), 0)),
                         key: key.clone(),
                     },
                     secret_keys(&[&f.cv], None),
@@ -1532,23 +1384,11 @@ mod tests {
             }
         }
         // an unsigned message where a signature is required
-        let sealed = seal(
-            b"unsigned",
-            &SealMode::Symmetric {
-                passphrase: "pw".into(),
-                level: 6,
-            },
-        );
+        let sealed = seal(b"unsigned", &symmetric("pw", 6));
         let m = unsigned_reason(open_all(&sealed, &verifying(&f.rsa, pass_keys("pw"))));
         assert!(m.contains("not signed"), "{m}");
         // nothing is handed out as verified: the error comes with the end of the data
-        let big = seal(
-            &random_bytes(1 << 20, 3),
-            &SealMode::Symmetric {
-                passphrase: "pw".into(),
-                level: 6,
-            },
-        );
+        let big = seal(&random_bytes(1 << 20, 3), &symmetric("pw", 6));
         let (mut r, _) = open_pgp(&big[..], &verifying(&f.rsa, pass_keys("pw"))).unwrap();
         let mut first = [0u8; 4096];
         r.read_exact(&mut first).unwrap();
@@ -1694,11 +1534,7 @@ mod tests {
                 (
                     "public key",
                     SealMode::Signed {
-                        inner: Box::new(SealMode::PublicKey {
-                            recipients: pubkeys(&f.rsa_primary),
-                            hidden: vec![],
-                            level: 6,
-                        }),
+                        inner: Box::new(to(pubkeys(&f.rsa_primary), 6)),
                         key: key.clone(),
                     },
                 ),
@@ -1903,13 +1739,7 @@ mod tests {
             }
         }
         let data = random_bytes(300_000, 8);
-        let sealed = seal(
-            &data,
-            &SealMode::Symmetric {
-                passphrase: "p".into(),
-                level: 6,
-            },
-        );
+        let sealed = seal(&data, &symmetric("p", 6));
         let (mut r, _) = open_pgp(Failing(&sealed, 0), &pass_keys("p")).unwrap();
         let mut out = Vec::new();
         let e = CryptoError::from(r.read_to_end(&mut out).unwrap_err());
@@ -1921,10 +1751,7 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_and_errors() {
-        let mode = SealMode::Symmetric {
-            passphrase: "hunter2-very-secret".into(),
-            level: 6,
-        };
+        let mode = symmetric("hunter2-very-secret", 6);
         assert!(!format!("{mode:?}").contains("hunter2"));
         let keys = pass_keys("hunter2-very-secret");
         assert!(!format!("{keys:?}").contains("hunter2"));
@@ -2147,14 +1974,7 @@ K3ZggB+gLXaDRPqFLksLZZqAcYtD/wW3YHlXd00Ivo5G2fhKQJUgauTM
         let mut buf = vec![0u8; 1 << 20];
         let mut hin = Sha1::new();
         let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        let mut sealer = Sealer::new(
-            file,
-            &SealMode::Symmetric {
-                passphrase: "big".into(),
-                level: 6,
-            },
-        )
-        .unwrap();
+        let mut sealer = Sealer::new(file, &symmetric("big", 6)).unwrap();
         let mut done = 0;
         let t = std::time::Instant::now();
         while done < TOTAL {
@@ -2210,14 +2030,7 @@ K3ZggB+gLXaDRPqFLksLZZqAcYtD/wW3YHlXd00Ivo5G2fhKQJUgauTM
         let mut gen = Gen(5);
         let mut buf = vec![0u8; 1 << 20];
         let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        let mut sealer = Sealer::new(
-            file,
-            &SealMode::Symmetric {
-                passphrase: "m".into(),
-                level: 6,
-            },
-        )
-        .unwrap();
+        let mut sealer = Sealer::new(file, &symmetric("m", 6)).unwrap();
         for _ in 0..100 {
             gen.fill(&mut buf);
             sealer.write_all(&buf).unwrap();
@@ -2271,10 +2084,7 @@ K3ZggB+gLXaDRPqFLksLZZqAcYtD/wW3YHlXd00Ivo5G2fhKQJUgauTM
         let mut random = vec![0u8; N];
         Gen(42).fill(&mut random);
         let text = text_bytes(N);
-        let mode = SealMode::Symmetric {
-            passphrase: "bench".into(),
-            level: 6,
-        };
+        let mode = symmetric("bench", 6);
         let _ = seal(b"warm up the S2K cache", &mode);
         for (name, data) in [("incompressible", &random), ("compressible", &text)] {
             let t = std::time::Instant::now();

@@ -83,13 +83,7 @@ impl SignKey {
                 best = Some((created, sub));
             }
         }
-        let self_sigs: Vec<&Signature> = key
-            .details
-            .users
-            .iter()
-            .flat_map(|u| u.signatures.iter())
-            .chain(key.details.direct_signatures.iter())
-            .collect();
+        let self_sigs = self_sigs(&key.details);
         let part = match best {
             Some((_, sub)) => SignPart::Sub(sub.key.clone()),
             None if primary_signs(key.primary_key.algorithm(), &self_sigs) => {
@@ -110,21 +104,26 @@ impl SignKey {
                 ))
             }
         };
+        // Primary keys and subkeys are different types with the same two methods.
+        type Remove<'r> = &'r mut dyn FnMut(&Password) -> pgp::errors::Result<()>;
+        let unlock = |encrypted: bool, remove: Remove| -> Result<(), CryptoError> {
+            if encrypted {
+                let p = passphrase.ok_or_else(|| unlock_err(None))?;
+                remove(&Password::from(p)).map_err(|_| unlock_err(Some(p)))?;
+            }
+            Ok(())
+        };
         let part = match part {
             SignPart::Primary(mut k) => {
-                if k.secret_params().is_encrypted() {
-                    let p = passphrase.ok_or_else(|| unlock_err(None))?;
-                    k.remove_password(&Password::from(p))
-                        .map_err(|_| unlock_err(Some(p)))?;
-                }
+                unlock(k.secret_params().is_encrypted(), &mut |p| {
+                    k.remove_password(p)
+                })?;
                 SignPart::Primary(k)
             }
             SignPart::Sub(mut k) => {
-                if k.secret_params().is_encrypted() {
-                    let p = passphrase.ok_or_else(|| unlock_err(None))?;
-                    k.remove_password(&Password::from(p))
-                        .map_err(|_| unlock_err(Some(p)))?;
-                }
+                unlock(k.secret_params().is_encrypted(), &mut |p| {
+                    k.remove_password(p)
+                })?;
                 SignPart::Sub(k)
             }
         };

@@ -48,13 +48,7 @@ impl Verifier {
     pub fn new(certs: &[SignedPublicKey]) -> Result<Verifier, CryptoError> {
         let mut keys = Vec::new();
         for c in certs {
-            let self_sigs: Vec<&Signature> = c
-                .details
-                .users
-                .iter()
-                .flat_map(|u| u.signatures.iter())
-                .chain(c.details.direct_signatures.iter())
-                .collect();
+            let self_sigs = self_sigs(&c.details);
             if primary_signs(c.primary_key.algorithm(), &self_sigs) {
                 keys.push(VerifyPart::Primary(c.primary_key.clone()));
             }

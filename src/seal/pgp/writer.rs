@@ -3,6 +3,7 @@
 //! for duplicity; the deflate pool compresses in parallel where there are threads.
 
 use super::*;
+use crate::count::Counting;
 
 /// Push-style sealing writer; `finish()` writes trailers and returns the inner writer.
 ///
@@ -32,7 +33,7 @@ impl<W: Write> Sealer<W> {
         mode: &SealMode,
         signer: Option<Arc<SignKey>>,
     ) -> Result<Self, CryptoError> {
-        let out = Counting { inner: out, n: 0 };
+        let out = Counting::new(out);
         if signer.is_some()
             && !matches!(
                 mode,
@@ -200,22 +201,6 @@ impl<W: Write> Write for Sealer<W> {
             SealInner::Pgp(p) => p.counting_mut().flush(),
             SealInner::Finished => Ok(()),
         }
-    }
-}
-
-pub(super) struct Counting<W: Write> {
-    pub(super) inner: W,
-    pub(super) n: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -14,6 +14,12 @@
 //! MD5 `ETag` on every upload and its check on downloads, paginated listings, and errors
 //! that name the object and carry Swift's `X-Trans-Id` for the operator.
 
+mod config;
+mod listing;
+
+use config::*;
+pub use config::{SwiftConfig, ENV_FULL_KEY, ENV_READ_KEY, ENV_STORAGE_URL};
+
 use super::{Access, Backend, Listed, Options};
 use crate::backend::http::{self, encode, encode_path, Http, HttpError, Method, Request, Response};
 use crate::error::{Error, Result};
@@ -26,18 +32,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Environment variable names (also used in error messages; their values never are).
-pub const ENV_STORAGE_URL: &str = "SWIFT_STORAGE_URL";
-pub const ENV_FULL_KEY: &str = "SWIFT_CONTAINER_FULL_TOKEN";
-pub const ENV_READ_KEY: &str = "SWIFT_CONTAINER_READ_TOKEN";
-
-const FULL_KEY_HEADER: &str = "X-Container-Meta-Full-Key";
-const READ_KEY_HEADER: &str = "X-Container-Meta-Read-Key";
-
-/// Swift's largest listing page.
-const PAGE: usize = 10_000;
-/// A listing page of 10,000 names is a few MB; anything far larger is not a listing.
-const MAX_LISTING_BYTES: u64 = 256 << 20;
 /// The containerkeys middleware's answer to a wrong key; other 401s come from normal auth.
 const KEY_INVALID_MARKER: &str = "Auth Key invalid";
 
@@ -47,50 +41,6 @@ static CHECKED: std::sync::Mutex<Vec<[u8; 32]>> = std::sync::Mutex::new(Vec::new
 
 fn checked() -> std::sync::MutexGuard<'static, Vec<[u8; 32]>> {
     CHECKED.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A container key: never printed, not even by `{:?}`.
-#[derive(Clone)]
-struct Key(String);
-
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Where the container is and which keys may be used (normally from the environment).
-#[derive(Clone, Default)]
-pub struct SwiftConfig {
-    /// The account's storage URL, as Keystone's catalogue or the provider gives it.
-    pub storage_url: String,
-    pub full_key: Option<String>,
-    pub read_key: Option<String>,
-}
-
-impl std::fmt::Debug for SwiftConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SwiftConfig")
-            .field("storage_url", &self.storage_url)
-            .field("full_key", &self.full_key.as_ref().map(|_| "<redacted>"))
-            .field("read_key", &self.read_key.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-impl SwiftConfig {
-    /// Read `SWIFT_STORAGE_URL`, `SWIFT_CONTAINER_FULL_TOKEN` and `SWIFT_CONTAINER_READ_TOKEN`
-    /// (each key also from a file named by `..._FILE`); an empty value counts as unset.
-    pub fn from_env() -> Result<SwiftConfig> {
-        let key = |n: &str| -> Result<Option<String>> {
-            Ok(crate::config::secret_var(n)?.filter(|v| !v.is_empty()))
-        };
-        Ok(SwiftConfig {
-            storage_url: std::env::var(ENV_STORAGE_URL).unwrap_or_default(),
-            full_key: key(ENV_FULL_KEY)?,
-            read_key: key(ENV_READ_KEY)?,
-        })
-    }
 }
 
 /// The swiftkeys:// backend.
@@ -119,104 +69,6 @@ enum Step<T> {
     Retry(Error, Option<Duration>),
     /// A failure that another attempt would repeat.
     Fail(Error),
-}
-
-/// `(container, prefix)` of `swiftkeys://CONTAINER[/PREFIX]`; the prefix loses surrounding
-/// slashes.
-pub fn parse_url(url: &str) -> Result<(String, String)> {
-    let shown = log::redact(url);
-    let rest = url.strip_prefix("swiftkeys://").ok_or_else(|| {
-        Error::Usage(format!(
-            "target URL {shown:?}: expected swiftkeys://container[/prefix]"
-        ))
-    })?;
-    let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if container.is_empty() {
-        return Err(Error::Usage(format!(
-            "target URL {shown:?}: no container name (swiftkeys://container[/prefix])"
-        )));
-    }
-
-    Ok((container.to_string(), prefix.trim_matches('/').to_string()))
-}
-
-/// `SWIFT_STORAGE_URL` must be an account URL, `http(s)://host[:port]/v1/<account>[/...]`
-/// (a path before `/v1`, where a provider publishes Swift under one, is allowed). Checked
-/// before any request: otherwise a URL without the account (the bare endpoint, or a
-/// Keystone URL pasted by mistake) gets Swift's HTML 400 page back, reported as a storage
-/// failure (exit 50) after every retry. The value is shown without its user information.
-fn check_storage_url(url: &str) -> Result<()> {
-    let refuse = |why: &str| {
-        Err(Error::Usage(format!(
-            "{ENV_STORAGE_URL} {:?} is not an account storage URL: {why}; it looks like \
-             https://swift.example[:port]/v1/AUTH_<project> (the object-store endpoint of the \
-             catalogue: `openstack catalog show object-store`)",
-            log::redact(url)
-        )))
-    };
-    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return refuse("it contains white space or a control character (a line break?)");
-    }
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
-        return refuse("it must start with https:// or http://");
-    };
-    if rest.contains(['?', '#']) {
-        return refuse("it has a query or a fragment");
-    }
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    // `host`, `host:port`, `[v6]` or `[v6]:port`; `port` keeps its colon.
-    let (host, port) = match host_port
-        .strip_prefix('[')
-        .and_then(|v6| v6.split_once(']'))
-    {
-        Some(v6) => v6,
-        None => host_port.split_at(host_port.find(':').unwrap_or(host_port.len())),
-    };
-    if host.is_empty() {
-        return refuse("it has no host");
-    }
-    if !(port.is_empty()
-        || port
-            .strip_prefix(':')
-            .is_some_and(|p| p.parse::<u16>().is_ok()))
-    {
-        return refuse("its port is not a number");
-    }
-    let segments: Vec<&str> = path.split('/').collect();
-    let account = segments
-        .windows(2)
-        .find(|w| w[0] == "v1")
-        .map(|w| w[1])
-        .unwrap_or("");
-    if account.is_empty() {
-        return refuse("its path has no /v1/<account>");
-    }
-    Ok(())
-}
-
-/// A container key goes into a request header as it is: a line break or another control
-/// character (often the newline a key file was written with) cannot be sent, and white
-/// space at either end is dropped by HTTP, so the key would never match. Refused before
-/// any request, naming the variable and never the value.
-fn check_key(var: &str, key: &str) -> Result<()> {
-    if key.chars().any(char::is_control) {
-        return Err(Error::Usage(format!(
-            "{var} contains a line break or another control character, which cannot go into \
-             a request header (a key file written with a trailing newline?): set the key \
-             alone"
-        )));
-    }
-    if key.trim() != key {
-        return Err(Error::Usage(format!(
-            "{var} starts or ends with white space, which HTTP drops, so the container \
-             would never accept it: set the key alone"
-        )));
-    }
-    Ok(())
 }
 
 impl SwiftBackend {
@@ -484,57 +336,6 @@ impl SwiftBackend {
             }
         }
     }
-
-    /// One listing page: the names after `marker` that start with `full_prefix`.
-    fn list_page(&self, full_prefix: &str, marker: &str, what: &str) -> Result<Vec<Listed>> {
-        let mut url = format!(
-            "{}?format=json&limit={PAGE}&prefix={}",
-            self.container_url,
-            encode(full_prefix)
-        );
-        if !marker.is_empty() {
-            url.push_str("&marker=");
-            url.push_str(&encode(marker));
-        }
-        self.request(
-            what,
-            || Ok(self.req(Method::Get, url.clone())),
-            |mut resp| match resp.status {
-                204 => Step::Done(Vec::new()),
-                200 => {
-                    let mut body = Vec::new();
-                    if let Err(e) = resp
-                        .body
-                        .by_ref()
-                        .take(MAX_LISTING_BYTES)
-                        .read_to_end(&mut body)
-                    {
-                        return Step::Retry(
-                            Error::Backend {
-                                object: what.to_string(),
-                                detail: format!("listing cut off: {e}"),
-                                trans_id: trans_id(&resp),
-                            },
-                            None,
-                        );
-                    }
-                    match parse_listing(&body) {
-                        Ok(names) => Step::Done(names),
-                        Err(detail) => Step::Retry(
-                            Error::Backend {
-                                object: what.to_string(),
-                                detail,
-                                trans_id: trans_id(&resp),
-                            },
-                            None,
-                        ),
-                    }
-                }
-                404 => Step::Fail(self.container_missing(&resp)),
-                _ => self.status_error(what, &mut resp),
-            },
-        )
-    }
 }
 
 impl SwiftBackend {
@@ -606,38 +407,7 @@ impl Backend for SwiftBackend {
     }
 
     fn list_detailed(&self, prefix: &str) -> Result<Vec<Listed>> {
-        let full_prefix = format!("{}{prefix}", self.prefix);
-        let what = format!("{}/{full_prefix}* (listing)", self.container);
-        let mut names = Vec::new();
-        let mut marker = String::new();
-        loop {
-            let page = self.list_page(&full_prefix, &marker, &what)?;
-            let full_page = page.len() >= PAGE;
-            let Some(last) = page.last().map(|l| l.name.clone()) else {
-                break;
-            };
-            // A server that ignored the marker would page forever.
-            if !marker.is_empty() && last <= marker {
-                return Err(Error::Backend {
-                    object: what,
-                    detail: format!("listing did not advance past {marker:?}"),
-                    trans_id: None,
-                });
-            }
-            names.extend(page.into_iter().filter_map(|mut l| {
-                l.name = format!("{prefix}{}", l.name.strip_prefix(&full_prefix)?);
-                Some(l)
-            }));
-            // Swift fills every page up to the limit (the proxy does so across container
-            // shards too), so a short page is the last: asking again would cost a request
-            // per listing. Container keys are Swift middleware, so no other server is
-            // behind a swiftkeys:// URL.
-            if !full_page {
-                break;
-            }
-            marker = last;
-        }
-        Ok(names)
+        self.list_all(prefix)
     }
 
     fn delete(&self, name: &str) -> Result<()> {
@@ -754,42 +524,6 @@ fn transport_error<T>(object: &str, e: HttpError) -> Step<T> {
     }
 }
 
-/// Names from a JSON listing page (`[{"name": ...}, ...]`).
-fn parse_listing(body: &[u8]) -> std::result::Result<Vec<Listed>, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("listing is not valid JSON: {e}"))?;
-    let items = v
-        .as_array()
-        .ok_or_else(|| "listing is not a JSON array".to_string())?;
-    let mut names = Vec::with_capacity(items.len());
-    for item in items {
-        match item.get("name").and_then(|n| n.as_str()) {
-            // Sizes are informational (status); a listing without them still lists.
-            Some(n) => names.push(Listed {
-                name: n.to_string(),
-                size: item.get("bytes").and_then(|b| b.as_u64()).unwrap_or(0),
-                // A plain object's `hash` is the MD5 of its content (a large object's is
-                // not; it then simply matches no recorded MD5).
-                md5: item
-                    .get("hash")
-                    .and_then(|h| h.as_str())
-                    .filter(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-                    .map(|h| h.to_ascii_lowercase()),
-            }),
-            // `subdir` entries appear only with a delimiter, which is never sent.
-            None if item.get("subdir").is_some() => {}
-            // The entry is the server's text: shortened like an error body.
-            None => {
-                return Err(format!(
-                    "listing entry without a name: {}",
-                    log::excerpt(item.to_string().as_bytes(), http::ERROR_BODY_SHOWN, false)
-                ))
-            }
-        }
-    }
-    Ok(names)
-}
-
 /// MD5 (hex) and length of a file, read once before an upload.
 fn md5_file(path: &Path) -> Result<(String, u64)> {
     let mut f = File::open(path).map_err(|e| Error::io(path.display(), e))?;
@@ -872,6 +606,7 @@ fn unquote(s: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use super::listing::parse_listing;
     use super::*;
 
     #[test]
