@@ -494,7 +494,12 @@ fn selection_rules(m: &ArgMatches) -> Vec<RuleSpec> {
 
 /// Add duplicity's implicit verbs: `swiftdup SOURCE URL` is a backup and `swiftdup URL DIR`
 /// a restore; with no verb and no arguments, `SWIFTDUP_COMMAND` (default `backup`).
-pub(super) fn normalise(mut args: Vec<OsString>) -> Vec<OsString> {
+/// Refused: a first word that is no verb, no URL and no existing path but close to a verb
+/// (`swiftdup resotre URL` would otherwise back up a source called "resotre"), and a bare
+/// `swiftdup` with nothing in the environment that says what to do.
+pub(super) fn normalise(
+    mut args: Vec<OsString>,
+) -> std::result::Result<Vec<OsString>, clap::Error> {
     const VERBS: &[&str] = &[
         "full",
         "incremental",
@@ -568,10 +573,20 @@ pub(super) fn normalise(mut args: Vec<OsString>) -> Vec<OsString> {
         i += 1;
     }
     let verb = match first_positional {
-        Some(i) if VERBS.contains(&args[i].to_string_lossy().as_ref()) => return args,
+        Some(i) if VERBS.contains(&args[i].to_string_lossy().as_ref()) => return Ok(args),
         Some(i) => {
-            if crate::backend::is_url(&args[i].to_string_lossy()) {
+            let word = args[i].to_string_lossy();
+            if crate::backend::is_url(&word) {
                 "restore".to_string()
+            } else if let Some(verb) = mistyped_verb(&word, VERBS) {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::InvalidSubcommand,
+                    format!(
+                        "unknown command '{word}': did you mean '{verb}'? (with no command, \
+                         a first word that is not a URL is the SOURCE of a backup, and there \
+                         is no '{word}' here)\n"
+                    ),
+                ));
             } else {
                 "backup".to_string()
             }
@@ -580,17 +595,108 @@ pub(super) fn normalise(mut args: Vec<OsString>) -> Vec<OsString> {
             ["-h", "--help", "-V", "--version"].contains(&a.to_string_lossy().as_ref())
         }) =>
         {
-            return args
+            return Ok(args)
+        }
+        None if args.len() == 1
+            && ["SWIFTDUP_COMMAND", "SWIFTDUP_SOURCE", "SWIFTDUP_URL"]
+                .iter()
+                .all(|v| std::env::var_os(v).is_none()) =>
+        {
+            let help = Cli::command().render_help();
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::MissingSubcommand,
+                format!(
+                    "no command given: name one (backup, restore, verify, collection-status, \
+                     ...) or set SWIFTDUP_COMMAND, SWIFTDUP_SOURCE and SWIFTDUP_URL\n\n{help}"
+                ),
+            ));
         }
         None => std::env::var("SWIFTDUP_COMMAND").unwrap_or_else(|_| "backup".into()),
     };
     args.insert(1, verb.into());
-    args
+    Ok(args)
+}
+
+/// The verb `word` is a typo of (at most two letters off, or two swapped), when no file
+/// or directory of that name exists; `None` for anything that may be a backup's SOURCE.
+fn mistyped_verb<'v>(word: &str, verbs: &[&'v str]) -> Option<&'v str> {
+    if word.len() < 4 || word.contains('/') || std::path::Path::new(word).exists() {
+        return None;
+    }
+    verbs
+        .iter()
+        .filter(|v| v.len() >= 4 && !v.starts_with('-'))
+        .map(|v| (edit_distance(word, v), *v))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, v)| v)
+}
+
+/// Levenshtein distance (bytes; verbs are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// clap names the flag of a value it refuses even when the value came from the flag's
+/// variable (`SWIFTDUP_VOLSIZE=abc` is reported as `--volsize`): then name the variable,
+/// which is what the operator has to fix.
+fn name_the_variable(e: clap::Error, args: &[OsString]) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return e;
+    };
+    let cmd = Cli::command();
+    for a in cmd.get_subcommands().flat_map(|s| s.get_arguments()) {
+        let Some(env) = a.get_env().and_then(|v| v.to_str()) else {
+            continue;
+        };
+        let shown = match a.get_long() {
+            Some(l) => format!("--{l}"),
+            None => match a.get_value_names() {
+                Some([v, ..]) => format!("<{v}>"),
+                _ => continue,
+            },
+        };
+        if !(arg == &shown || arg.starts_with(&format!("{shown} "))) {
+            continue;
+        }
+        let on_line = args.iter().any(|x| {
+            let x = x.to_string_lossy();
+            x == shown || x.starts_with(&format!("{shown}="))
+        });
+        let refused = match e.get(ContextKind::InvalidValue) {
+            Some(ContextValue::String(v)) => v.as_str(),
+            _ => return e,
+        };
+        if on_line || std::env::var(env).ok().as_deref() != Some(refused) {
+            return e;
+        }
+        let text = e.render().to_string();
+        let text = text.strip_prefix("error: ").unwrap_or(&text);
+        return clap::Error::raw(
+            e.kind(),
+            text.replacen(&format!("'{arg}'"), &format!("{env} ({shown})"), 1),
+        );
+    }
+    e
 }
 
 /// Parse the command line, and put the selection options in the order they apply.
 pub(super) fn parse(args: Vec<OsString>) -> std::result::Result<Cli, clap::Error> {
-    let matches = Cli::command().try_get_matches_from(normalise(args))?;
+    let args = normalise(args)?;
+    let matches = Cli::command()
+        .try_get_matches_from(&args)
+        .map_err(|e| name_the_variable(e, &args))?;
     let mut cli = Cli::from_arg_matches(&matches)?;
     if let Some((_, sub)) = matches.subcommand() {
         match &mut cli.command {
@@ -619,9 +725,28 @@ mod tests {
 
     fn n(v: &[&str]) -> Vec<String> {
         normalise(v.iter().map(OsString::from).collect())
+            .unwrap()
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn typos_of_verbs_are_recognised() {
+        assert_eq!(edit_distance("resotre", "restore"), 2);
+        assert_eq!(edit_distance("verify", "verify"), 0);
+        assert_eq!(
+            mistyped_verb("resotre", &["restore", "verify"]),
+            Some("restore")
+        );
+        assert_eq!(
+            mistyped_verb("verfy", &["restore", "verify"]),
+            Some("verify")
+        );
+        // Far from every verb, or a path: a backup's SOURCE.
+        assert_eq!(mistyped_verb("photos", &["restore", "verify"]), None);
+        assert_eq!(mistyped_verb("/restore", &["restore"]), None);
+        assert_eq!(mistyped_verb("/", &["restore"]), None);
     }
 
     #[test]

@@ -13,6 +13,35 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// A command line (or a variable standing for one) that clap refuses: its text and hints
+/// on a terminal; elsewhere, as a CronJob's log wants it, one JSON `error` event (code
+/// `usage`) and the `exit` event. clap quotes the values it refuses, and one may be a URL
+/// with a password or a key put in the wrong variable: scrubbed like every log line.
+fn refused(e: &clap::Error) -> i32 {
+    let text = log::scrub(&e.render().to_string());
+    let json = match std::env::var("SWIFTDUP_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    if !json {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(text.as_bytes());
+        return exit::USAGE;
+    }
+    log::init(Format::Json, Level::Info);
+    // The first line holds the refusal; the rest is clap's usage and hints for a person.
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let msg = first.strip_prefix("error: ").unwrap_or(first);
+    log::event(Level::Error, "error", msg, vec![("code", json!("usage"))]);
+    log::info(
+        "exit",
+        "command line or environment is wrong",
+        vec![("exit_code", json!(exit::USAGE))],
+    );
+    exit::USAGE
+}
+
 /// Parse, run, log `summary` and `exit`; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
     register_secrets(&args);
@@ -23,14 +52,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             let _ = e.print();
             return exit::SUCCESS;
         }
-        Err(e) => {
-            // clap quotes the values it refuses, and one may be a URL with a password or a
-            // key put in the wrong variable: scrubbed like every log line.
-            use std::io::Write;
-            let text = log::scrub(&e.render().to_string());
-            let _ = std::io::stderr().write_all(text.as_bytes());
-            return exit::USAGE;
-        }
+        Err(e) => return refused(&e),
     };
     interrupt::install();
     let opts = cli.command.opts();

@@ -94,6 +94,54 @@ fn a_malformed_variable_is_named_and_its_value_not_echoed() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("volsize"), "{err}");
     assert!(!err.contains(PASS));
+    // Off a terminal, one JSON error event that names the variable, then `exit`.
+    one_error(&o, 2, "usage", &["SWIFTDUP_VOLSIZE (--volsize)"]);
+    // The same value on the command line is the flag's fault, and said so.
+    let o = swiftdup(
+        &[
+            "full",
+            "--volsize",
+            "lots",
+            s.join("src").to_str().unwrap(),
+            &s.url("t"),
+        ],
+        &[("PASSPHRASE", PASS)],
+    );
+    let msg = one_error(&o, 2, "usage", &["--volsize"]);
+    assert!(!msg.contains("SWIFTDUP_VOLSIZE"), "{msg}");
+}
+
+#[test]
+fn a_mistyped_verb_is_refused_with_a_suggestion_not_backed_up() {
+    let s = Scratch::new("batch-typo");
+    let out = s.join("out");
+    let o = swiftdup(
+        &["resotre", &s.url("t"), out.to_str().unwrap()],
+        &[("PASSPHRASE", PASS)],
+    );
+    one_error(&o, 2, "usage", &["'resotre'", "did you mean 'restore'"]);
+    assert!(!out.exists() && !s.join("t").exists());
+    // A source directory that happens to be named like a verb is still a backup's SOURCE.
+    fs::create_dir_all(s.join("verfy")).unwrap();
+    let o = std::process::Command::new(swiftdup_bin())
+        .args(["verfy", &s.url("t")])
+        .current_dir(s.join("."))
+        .env("PASSPHRASE", PASS)
+        .env("SWIFTDUP_ARCHIVE_DIR", s.join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_bare_run_with_nothing_configured_says_what_is_missing() {
+    let o = swiftdup(&[], &[]);
+    one_error(&o, 2, "usage", &["no command given", "SWIFTDUP_COMMAND"]);
 }
 
 #[test]
