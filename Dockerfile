@@ -1,16 +1,26 @@
 # syntax=docker/dockerfile:1
 # swiftdup as a container: one static binary in an otherwise empty image.
 #
-#   docker build -t swiftdup .
+#   docker build -t swiftdup .       (podman build works the same)
+#
+# `make image` builds the same runtime stage offline, from a binary built here
+# (tests/image/Containerfile), and `make test` runs it with podman (tests/image/run.sh).
 #
 # The image holds nothing but /swiftdup: no shell, no libc, no /tmp, no /etc. Whoever runs it
 # provides a writable /tmp (volumes are spooled there before upload) and /cache (the archive
 # dir): an emptyDir each in Kubernetes (k8s/), `--tmpfs` with `docker run` (README,
 # "Kubernetes and Docker").
 
+# The build stage's base: Debian bookworm with Rust (rustup, cargo) preinstalled, at the
+# release swiftdup's tests run with. A tag can be moved; for a build that cannot change under
+# you, pin it by digest as well (`docker buildx imagetools inspect rust:1.95.0-bookworm`
+# prints it):  --build-arg RUST_IMAGE=rust:1.95.0-bookworm@sha256:<digest>
+ARG RUST_IMAGE=docker.io/library/rust:1.95.0-bookworm
+# The image's version label (`make image` passes Cargo.toml's).
+ARG VERSION=0.1.0
+
 # ---- stage 1: build a static musl binary ----------------------------------------------
-# Debian bookworm with the current stable Rust (rustup, cargo) preinstalled.
-FROM rust:1-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 
 # musl-gcc: `ring` (rustls' crypto) compiles C and assembly, and for a musl target the cc
 # crate looks for musl-gcc. Lists removed so the layer stays small.
@@ -40,6 +50,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # needed: the binary carries Mozilla's roots (webpki-root-certs); a private CA is added
 # with SWIFTDUP_CA_FILE. No /etc/passwd either: owners are recorded by number only.
 FROM scratch
+ARG VERSION
+LABEL org.opencontainers.image.title="swiftdup" \
+      org.opencontainers.image.description="Duplicity-compatible backups to OpenStack Swift with container keys, as a batch job" \
+      org.opencontainers.image.licenses="GPL-2.0-or-later" \
+      org.opencontainers.image.version="${VERSION}"
 
 # The only file in the image.
 COPY --from=build /out/swiftdup /swiftdup

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build musl wasm wasmtime test test-swift test-wasm-unit deps demo bench release \
+.PHONY: all build musl image wasm wasmtime test test-swift test-wasm-unit deps demo bench \
 	clean fmt lint fuzz fuzz-smoke
 MUSL_TARGET := x86_64-unknown-linux-musl
 MUSL_BIN := target/$(MUSL_TARGET)/release/swiftdup
@@ -25,6 +25,13 @@ musl:
 	@rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	$(CARGO) build --release --target $(MUSL_TARGET)
 	@ls -l $(MUSL_BIN)
+
+## The container image: FROM scratch, the musl binary alone, built offline with podman (or
+## docker where an engine runs) as $(IMAGE); the Dockerfile's runtime stage, tested by
+## tests/image/run.sh in `make test`.
+IMAGE ?= localhost/swiftdup:dev
+image: musl
+	bash tests/image/build.sh $(MUSL_BIN) $(IMAGE)
 
 ## The WebAssembly component (WASI 0.2) that wasmtime runs: README, "WebAssembly (WASI)".
 wasm:
@@ -73,7 +80,7 @@ test: deps
 
 ## The Swift tests: install Swift (once), start it on 127.0.0.1 in a scratch directory, run
 ## $(SWIFT_TESTS) with SWIFTDUP_SWIFT_ENV pointing at it, the musl binary from an empty
-## chroot, then the wasm tests (tests/it/wasm.rs on file://, tests/it/swift_wasm.rs over
+## chroot and in the image under podman, then the wasm tests (tests/it/wasm.rs on file://, tests/it/swift_wasm.rs over
 ## wasi:http), and stop Swift whatever happened (the EXIT trap also runs on failure and
 ## Ctrl-C). Swift's logs are kept when tests fail.
 test-swift:
@@ -89,6 +96,8 @@ test-swift:
 	  --test it -- $(foreach t,$(SWIFT_TESTS),'$(t)::') || status=1; \
 	{ $(MAKE) --no-print-directory musl && \
 	  bash tests/tools/chroot-test.sh "$$dir/env" $(MUSL_BIN); } || status=1; \
+	{ $(MAKE) --no-print-directory image && \
+	  bash tests/image/run.sh "$$dir/env" $(IMAGE); } || status=1; \
 	{ bash tests/tools/install-wasmtime.sh && \
 	  $(CARGO) test --features swift-tests,wasm-tests --no-fail-fast \
 	    --test it -- wasm::; } || status=1; \

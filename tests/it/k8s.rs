@@ -279,7 +279,7 @@ fn env_names(file: &str) -> Vec<(usize, String)> {
         .filter_map(|(i, l)| {
             let t = l.trim().trim_start_matches('#').trim();
             let name = t.strip_prefix("- name:")?.trim();
-            (name.starts_with("SWIFT") || name == "PASSPHRASE" || name == "TMPDIR")
+            (name.starts_with("SWIFT") || name.starts_with("PASSPHRASE") || name == "TMPDIR")
                 .then(|| (i + 1, name.to_string()))
         })
         .collect()
@@ -288,23 +288,22 @@ fn env_names(file: &str) -> Vec<(usize, String)> {
 #[test]
 fn every_environment_variable_is_one_swiftdup_reads() {
     let known = swiftdup_env_vars();
-    // Options announced but not yet in the CLI; an entry here is harmless once it lands.
-    let pending = ["SWIFTDUP_EVERY"];
-    let others = [
-        swift::ENV_STORAGE_URL,
+    let secrets = [
         swift::ENV_FULL_KEY,
         swift::ENV_READ_KEY,
         "PASSPHRASE",
-        "TMPDIR",
+        "SIGN_PASSPHRASE",
     ];
+    // The secrets, and the files that may hold them instead (NAME_FILE).
+    let mut others: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+    others.extend(secrets.iter().map(|s| format!("{s}_FILE")));
+    others.extend([swift::ENV_STORAGE_URL.to_string(), "TMPDIR".to_string()]);
     for file in ["cronjob.yaml", "restore-job.yaml", "sidecar.yaml"] {
         let names = env_names(file);
         assert!(names.len() >= 5, "{file}: env not found");
         for (line, name) in names {
             assert!(
-                known.contains(&name)
-                    || pending.contains(&name.as_str())
-                    || others.contains(&name.as_str()),
+                known.contains(&name) || others.contains(&name),
                 "{file}:{line}: swiftdup does not read {name}"
             );
         }
@@ -313,31 +312,84 @@ fn every_environment_variable_is_one_swiftdup_reads() {
 
 #[test]
 fn each_job_gets_only_the_key_it_needs() {
-    let names = |f: &str| -> Vec<String> { env_names(f).into_iter().map(|(_, n)| n).collect() };
+    // What a pod can read of the Secret: every `key:` a manifest names, in a secretKeyRef
+    // or in the items of its secret volume.
+    let held = |f: &str| -> Vec<String> {
+        read(f)
+            .lines()
+            .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("key:"))
+            .map(|k| k.trim().to_string())
+            .collect()
+    };
+    let holds = |f: &str, k: &str| held(f).iter().any(|h| h == k);
     for f in ["cronjob.yaml", "sidecar.yaml"] {
-        assert!(names(f).iter().any(|n| n == swift::ENV_FULL_KEY), "{f}");
-        assert!(!names(f).iter().any(|n| n == swift::ENV_READ_KEY), "{f}");
+        assert!(holds(f, swift::ENV_FULL_KEY), "{f}");
+        assert!(!holds(f, swift::ENV_READ_KEY), "{f}");
     }
-    let restore = names("restore-job.yaml");
-    assert!(restore.iter().any(|n| n == swift::ENV_READ_KEY));
+    assert!(holds("restore-job.yaml", swift::ENV_READ_KEY));
     assert!(
-        !restore.iter().any(|n| n == swift::ENV_FULL_KEY),
+        !holds("restore-job.yaml", swift::ENV_FULL_KEY),
         "the restore Job must not hold the full key"
     );
     // Every key a manifest takes from the Secret is in the Secret's example.
     let secret = read("secret.example.yaml");
     for f in ["cronjob.yaml", "restore-job.yaml", "sidecar.yaml"] {
-        for l in read(f).lines() {
-            if let Some(key) = l.trim().strip_prefix("key:") {
-                let key = key.trim();
-                assert!(
-                    secret
-                        .lines()
-                        .any(|s| s.trim().starts_with(&format!("{key}:"))),
-                    "{f}: secret key {key} is not in secret.example.yaml"
-                );
-            }
+        for key in held(f) {
+            assert!(
+                secret
+                    .lines()
+                    .any(|s| s.trim().starts_with(&format!("{key}:"))),
+                "{f}: secret key {key} is not in secret.example.yaml"
+            );
         }
+    }
+}
+
+#[test]
+fn secrets_come_as_files_from_the_mounted_secret() {
+    for f in ["cronjob.yaml", "restore-job.yaml", "sidecar.yaml"] {
+        let text = read(f);
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        // Neither key nor passphrase is put in the environment.
+        for (line, name) in env_names(f) {
+            assert!(
+                ![swift::ENV_FULL_KEY, swift::ENV_READ_KEY, "PASSPHRASE"].contains(&name.as_str()),
+                "{f}:{line}: {name} in the environment; mount it and set {name}_FILE"
+            );
+        }
+        let items: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("path:"))
+            .map(str::trim)
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| *l == "mountPath: /run/secrets/swiftdup"),
+            "{f}: the secret volume is not mounted at /run/secrets/swiftdup"
+        );
+        let mut files = 0;
+        for (i, l) in lines.iter().enumerate() {
+            let Some(var) = l.strip_prefix("- name:").map(str::trim) else {
+                continue;
+            };
+            let Some(secret) = var.strip_suffix("_FILE") else {
+                continue;
+            };
+            // NAME_FILE names the file of the Secret's key NAME, and the volume has it.
+            let value = lines[i + 1].strip_prefix("value:").map(str::trim);
+            assert_eq!(
+                value,
+                Some(format!("/run/secrets/swiftdup/{secret}").as_str()),
+                "{f}: {var}"
+            );
+            assert!(
+                items.contains(&secret),
+                "{f}: {secret} is not an item of the volume"
+            );
+            files += 1;
+        }
+        assert_eq!(files, 2, "{f}: a key and the passphrase, as files");
     }
 }
 
