@@ -8,8 +8,8 @@
 #
 # The image holds nothing but /swiftdup: no shell, no libc, no /tmp, no /etc. Whoever runs it
 # provides a writable /tmp (volumes are spooled there before upload) and /cache (the archive
-# dir): an emptyDir each in Kubernetes (k8s/), `--tmpfs` with `docker run` (README,
-# "Kubernetes and Docker").
+# dir): an emptyDir each in Kubernetes (k8s/), `--tmpfs` with `docker run`
+# (docs/kubernetes-and-docker.md).
 
 # The build stage's base: Debian bookworm with Rust (rustup, cargo) preinstalled, at the
 # release swiftdup's tests run with. A tag can be moved; for a build that cannot change under
@@ -63,7 +63,8 @@ COPY --from=build /out/swiftdup /swiftdup
 # Kubernetes' runAsNonRoot can check it without an /etc/passwd to look a name up in.
 USER 65532:65532
 
-# Where volumes are spooled before upload (about one volume, 200 MiB by default) and where
+# Where volumes are spooled before upload (up to SWIFTDUP_CONCURRENCY + 2 of them: 4 x 200 MiB
+# by default) and where
 # the cache of manifests and signatures lives. Neither directory exists in the image:
 # mount an emptyDir (Kubernetes) or a tmpfs (docker run) on each.
 ENV TMPDIR=/tmp SWIFTDUP_ARCHIVE_DIR=/cache

@@ -33,7 +33,7 @@ IMAGE ?= localhost/swiftdup:dev
 image: musl
 	bash tests/image/build.sh $(MUSL_BIN) $(IMAGE)
 
-## The WebAssembly component (WASI 0.2) that wasmtime runs: README, "WebAssembly (WASI)".
+## The WebAssembly component (WASI 0.2) that wasmtime runs: docs/wasi.md.
 wasm:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	$(CARGO) build --release --target $(WASM_TARGET)
@@ -118,7 +118,7 @@ demo: build
 ## Time swiftdup, stock duplicity 0.8.22 and restic on the same data sets, to file:// and a
 ## local Swift; writes target/bench/results.md. Knobs: BENCH_SCALE (e.g. 0.05 for
 ## a quick run), BENCH_SETS=a,b,c, BENCH_TARGETS=file,swift, BENCH_TOOLS, BENCH_WASI=0,
-## BENCH_DIR, BENCH_KEEP=1 (README, "Benchmark").
+## BENCH_DIR, BENCH_KEEP=1 (docs/benchmark.md).
 bench: build
 	bash tests/tools/bench.sh
 

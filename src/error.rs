@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 
-/// Process exit codes. README.md's table is generated from the same list (see `EXIT_CODES`).
+/// Process exit codes. docs/exit-codes.md's table lists the same codes (see `EXIT_CODES`).
 pub mod exit {
     pub const SUCCESS: i32 = 0;
     /// `verify` found differences between the archive and the source (duplicity uses 1 too).
@@ -70,7 +70,7 @@ pub mod exit {
     pub const SIGTERM: i32 = 143;
 }
 
-/// (exit code, stable error code, meaning), for README and for the tests that cross-check
+/// (exit code, stable error code, meaning), for docs/exit-codes.md and for the tests that cross-check
 /// `k8s/` against the binary.
 pub const EXIT_CODES: &[(i32, &str, &str)] = &[
     (exit::SUCCESS, "", "success"),

@@ -1,7 +1,7 @@
 //! Structured logging: one JSON object per line on stderr (or readable text on a terminal).
 //!
 //! Every event has `time` (RFC 3339 UTC), `level`, `event` (a stable name), `msg`, and flat
-//! fields. The schema is documented in README.md.
+//! fields. The schema is documented in docs/logs-and-metrics.md.
 //!
 //! Secrets: callers pass URLs through `redact` and never pass keys or passphrases. As a
 //! last line of defence this module also scrubs every event it writes (message and every
@@ -139,7 +139,7 @@ pub const REDACTED: &str = "[redacted]";
 
 /// Values shorter than this (in bytes) are not registered as secrets: a one-letter key
 /// would otherwise blank that letter in every event and make the log unreadable, and a
-/// value that short protects nothing anyway. README.md ("Logs") says so.
+/// value that short protects nothing anyway. docs/logs-and-metrics.md says so.
 pub const MIN_SECRET_LEN: usize = 4;
 
 /// The registered secret values, longest first so that a secret containing another is

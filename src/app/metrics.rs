@@ -1,6 +1,8 @@
-//! Prometheus Pushgateway: one push at the end of each run (a CronJob has no scrape target
-//! that lives long enough). The group is `job=swiftdup`, `instance=<hostname>`, and a PUT
-//! replaces the group, so a failed run does not leave the previous run's byte counts behind.
+//! Prometheus Pushgateway: a push at the end of each run (a CronJob has no scrape target
+//! that lives long enough). The run's group is `job=swiftdup`, `instance=<hostname>`, and a
+//! PUT replaces the group, so a failed run does not leave the previous run's byte counts
+//! behind; a successful run also puts its time in a group of its own per command, which a
+//! failed run leaves alone.
 
 use crate::backend::http::{self, Body, Method, Request};
 use serde_json::Value;
@@ -59,12 +61,20 @@ pub fn render(command: &str, exit_code: i32, finished_at: i64, fields: &[(&str, 
         };
         gauge(name, help, "", n);
     }
+    let mut files_help = false;
     for state in ["new", "changed", "unchanged", "deleted"] {
         if let Some(n) = fields
             .iter()
             .find(|(k, _)| *k == format!("files_{state}"))
             .and_then(|(_, v)| v.as_f64())
         {
+            if !files_help {
+                files_help = true;
+                out.push_str(
+                    "# HELP swiftdup_last_run_files Files of the last backup, by what it found.\n\
+                     # TYPE swiftdup_last_run_files gauge\n",
+                );
+            }
             out.push_str(&format!(
                 "swiftdup_last_run_files{{command=\"{command}\",state=\"{state}\"}} {n}\n"
             ));
@@ -73,19 +83,37 @@ pub fn render(command: &str, exit_code: i32, finished_at: i64, fields: &[(&str, 
     out
 }
 
+/// The group a successful run also pushes, and its one metric: when `command` last
+/// succeeded. A failed run replaces the run's own group (so no stale counts survive it) but
+/// never this one, which is what an alert on a missing backup needs.
+pub fn success_group(command: &str, finished_at: i64) -> (String, String) {
+    let body = format!(
+        "# HELP swiftdup_last_success_timestamp_seconds When the command last succeeded (Unix time).\n\
+         # TYPE swiftdup_last_success_timestamp_seconds gauge\n\
+         swiftdup_last_success_timestamp_seconds{{command=\"{command}\"}} {finished_at}\n"
+    );
+    (format!("command/{}", http::encode(command)), body)
+}
+
 /// Push to `base` (e.g. `http://pushgateway:9091`). Errors are returned as text for a
 /// warning: metrics must never fail a backup.
+/// `subgroup` adds grouping labels after the instance (`command/backup`), or is empty.
 pub fn push(
     base: &str,
     instance: &str,
+    subgroup: &str,
     body: &str,
     tempdir: &std::path::Path,
 ) -> Result<(), String> {
-    let url = format!(
+    let mut url = format!(
         "{}/metrics/job/swiftdup/instance/{}",
         base.trim_end_matches('/'),
         http::encode(instance)
     );
+    if !subgroup.is_empty() {
+        url.push('/');
+        url.push_str(subgroup);
+    }
     let mut f = crate::local::spool::tempfile_in(tempdir).map_err(|e| e.to_string())?;
     f.write_all(body.as_bytes()).map_err(|e| e.to_string())?;
     f.rewind().map_err(|e| e.to_string())?;
@@ -130,5 +158,17 @@ mod tests {
             text.contains("swiftdup_last_run_timestamp_seconds{command=\"backup\"} 1700000000\n")
         );
         assert!(!text.contains("full"));
+        // Every metric has its HELP and TYPE.
+        for name in text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split('{').next().unwrap())
+        {
+            assert!(text.contains(&format!("# TYPE {name} gauge\n")), "{name}");
+        }
+        let (group, body) = super::success_group("backup", 1700000000);
+        assert_eq!(group, "command/backup");
+        assert!(body
+            .ends_with("swiftdup_last_success_timestamp_seconds{command=\"backup\"} 1700000000\n"));
     }
 }

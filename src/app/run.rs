@@ -152,8 +152,14 @@ fn push_metrics(cmd: &Command, name: &str, code: i32, fields: &[(&str, serde_jso
         .clone()
         .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let body = crate::app::metrics::render(name, code, now(), fields);
-    match crate::app::metrics::push(url, &instance, &body, &tempdir) {
+    let finished = now();
+    let body = crate::app::metrics::render(name, code, finished, fields);
+    let mut pushed = crate::app::metrics::push(url, &instance, "", &body, &tempdir);
+    if pushed.is_ok() && code == exit::SUCCESS {
+        let (group, body) = crate::app::metrics::success_group(name, finished);
+        pushed = crate::app::metrics::push(url, &instance, &group, &body, &tempdir);
+    }
+    match pushed {
         Ok(()) => log::debug(
             "metrics",
             "pushed metrics",
@@ -187,6 +193,11 @@ fn run_logged(cmd: &Command) -> (i32, bool) {
         Ok((mut fields, code)) => {
             fields.push(("duration_seconds", json!(secs)));
             push_metrics(cmd, name, code, &fields);
+            let facts: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            termination_message(&format!(
+                "{name} finished, exit {code}: {}",
+                facts.join(" ")
+            ));
             log::info("summary", &format!("{name} finished"), fields);
             (code, false)
         }
@@ -198,6 +209,10 @@ fn run_logged(cmd: &Command) -> (i32, bool) {
                 ("output_closed", json!(true)),
             ];
             push_metrics(cmd, name, exit::OUTPUT_CLOSED, &fields);
+            termination_message(&format!(
+                "{name} stopped, exit {}: standard output was closed by its reader",
+                exit::OUTPUT_CLOSED
+            ));
             log::info(
                 "summary",
                 &format!("{name} stopped: standard output was closed by its reader"),
@@ -219,12 +234,45 @@ fn run_logged(cmd: &Command) -> (i32, bool) {
                 ("error_code", json!(e.code())),
             ];
             push_metrics(cmd, name, e.exit_code(), &fields);
+            termination_message(&format!(
+                "{name} failed, exit {} ({}): {e}",
+                e.exit_code(),
+                e.code()
+            ));
             // At the level of what it reports: a filter on `level: error` (or
             // --log-level error) must see how a failed run ended, not only why.
             log::event(Level::Error, "summary", &format!("{name} failed"), fields);
             (e.exit_code(), matches!(e, Error::Interrupted(_)))
         }
     }
+}
+
+/// What `kubectl describe pod` shows as the container's last state: how the latest run
+/// ended, written to the termination-message file Kubernetes gives every container
+/// (`/dev/termination-log`; `SWIFTDUP_TERMINATION_LOG` names another). Nothing is written
+/// where there is no such file. Scrubbed like the logs, and within Kubernetes' 4 KiB.
+fn termination_message(text: &str) {
+    let path = match std::env::var_os("SWIFTDUP_TERMINATION_LOG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            let p = PathBuf::from("/dev/termination-log");
+            if !p.exists() {
+                return;
+            }
+            p
+        }
+    };
+    let mut text = log::scrub(text);
+    if text.len() > 4000 {
+        let mut end = 4000;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text.push('\n');
+    // Best effort: the run's outcome is in its exit code and logs whatever happens here.
+    let _ = std::fs::write(path, text);
 }
 
 type Fields = Vec<(&'static str, serde_json::Value)>;

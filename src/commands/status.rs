@@ -3,7 +3,7 @@
 //! with a read key and without the passphrase).
 //!
 //! One result, two renderings: duplicity's text layout (§7.4) and a JSON document whose
-//! schema README.md documents ("collection-status --json").
+//! schema docs/operations.md documents ("collection-status --json").
 
 use super::Listing;
 use crate::archive::collection::BackupSet;

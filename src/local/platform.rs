@@ -5,7 +5,7 @@
 //! Everything else in swiftdup uses `std::fs` and does not know which target it runs on.
 //! WASI (preview 2) has no owners, no permission bits and no special files: there a backup
 //! records mode 0644/0755, uid/gid 0, skips special files, and a restore skips what it
-//! cannot set (README).
+//! cannot set (docs/wasi.md).
 
 use std::io;
 use std::path::Path;
@@ -319,7 +319,7 @@ mod imp {
     }
 
     /// WASI cannot set permission bits (std reports them as unsupported): entries keep
-    /// the modes the host gives new files, which the README documents.
+    /// the modes the host gives new files, which docs/wasi.md documents.
     pub fn set_mode_at(_dir: RawFd, _name: &CStr, _mode: u32) -> io::Result<()> {
         Ok(())
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The image as users run it (README, "Kubernetes and Docker"): podman with runc, a read-only
+# The image as users run it (docs/kubernetes-and-docker.md): podman with runc, a read-only
 # root, user 65532, tmpfs /tmp and /cache (an emptyDir each in Kubernetes: nothing survives
 # a run), the host's network, settings in the environment and secrets in files, against the
 # test Swift. Checked:

@@ -177,7 +177,7 @@ fn sidecar_mode_repeats_until_sigterm_and_exits_with_the_last_runs_code() {
         .unwrap();
     assert!(st.success());
     let status = child.wait().unwrap();
-    // The promise (README, "Kubernetes and Docker"): a run ends within 10 s of SIGTERM whatever it was
+    // The promise (docs/kubernetes-and-docker.md): a run ends within 10 s of SIGTERM whatever it was
     // doing; between runs it ends at once.
     assert!(
         signalled.elapsed() < Duration::from_secs(10),
@@ -378,46 +378,65 @@ fn the_next_run_removes_what_a_killed_run_left_in_the_tempdir() {
     );
 }
 
-/// A one-request HTTP listener standing in for a Pushgateway: returns (port, handle giving
-/// the raw request).
-fn fake_pushgateway() -> (u16, std::thread::JoinHandle<String>) {
+/// An HTTP listener standing in for a Pushgateway: returns its port and a function that,
+/// once the run has exited (so every push it made is queued), returns the raw requests.
+fn fake_pushgateway() -> (u16, impl FnOnce() -> Vec<String>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
     let h = std::thread::spawn(move || {
-        let (mut c, _) = l.accept().unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        // Read headers, then Content-Length bytes of body.
+        let mut requests = Vec::new();
         loop {
-            let n = c.read(&mut chunk).unwrap();
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf).to_string();
-            if let Some(i) = text.find("\r\n\r\n") {
-                let len: usize = text[..i]
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                if buf.len() >= i + 4 + len || n == 0 {
+            let mut c = match l.accept() {
+                Ok((c, _)) => c,
+                Err(_) if done.load(Ordering::SeqCst) => break,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read headers, then Content-Length bytes of body.
+            loop {
+                let n = c.read(&mut chunk).unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(i) = text.find("\r\n\r\n") {
+                    let len: usize = text[..i]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= i + 4 + len || n == 0 {
+                        break;
+                    }
+                }
+                if n == 0 {
                     break;
                 }
             }
-            if n == 0 {
-                break;
-            }
+            std::io::Write::write_all(
+                &mut c,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+            requests.push(String::from_utf8_lossy(&buf).into_owned());
         }
-        std::io::Write::write_all(
-            &mut c,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )
-        .unwrap();
-        String::from_utf8_lossy(&buf).into_owned()
+        requests
     });
-    (port, h)
+    (port, move || {
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        h.join().unwrap()
+    })
 }
 
 #[test]
@@ -425,8 +444,10 @@ fn metrics_are_pushed_to_the_pushgateway_once_per_run() {
     let s = Scratch::new("batch-metrics");
     fs::create_dir_all(s.join("src")).unwrap();
     fs::write(s.join("src/a"), b"abc").unwrap();
-    let (port, h) = fake_pushgateway();
+    let (port, pushed) = fake_pushgateway();
     let url = format!("http://127.0.0.1:{port}");
+    let term = s.join("termination-log");
+    let term_s = term.to_str().unwrap().to_string();
     swiftdup_ok(
         &[
             "full",
@@ -438,13 +459,38 @@ fn metrics_are_pushed_to_the_pushgateway_once_per_run() {
             "--hostname",
             "pod-1",
         ],
-        &[("SWIFTDUP_PUSHGATEWAY_URL", &url)],
+        &[
+            ("SWIFTDUP_PUSHGATEWAY_URL", &url),
+            ("SWIFTDUP_TERMINATION_LOG", &term_s),
+        ],
     );
-    let req = h.join().unwrap();
+    let reqs = pushed();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    let req = &reqs[0];
     assert!(
         req.starts_with("PUT /metrics/job/swiftdup/instance/pod-1 HTTP/1.1\r\n"),
         "{req}"
     );
+    assert!(
+        req.contains("# TYPE swiftdup_last_run_files gauge\n"),
+        "{req}"
+    );
+    // A success also goes to a group of its own, which failed runs leave alone: what an
+    // alert on a missing backup reads.
+    assert!(
+        reqs[1].starts_with("PUT /metrics/job/swiftdup/instance/pod-1/command/full HTTP/1.1\r\n"),
+        "{}",
+        reqs[1]
+    );
+    assert!(
+        reqs[1].contains("swiftdup_last_success_timestamp_seconds{command=\"full\"} "),
+        "{}",
+        reqs[1]
+    );
+    // What `kubectl describe pod` shows.
+    let msg = fs::read_to_string(&term).unwrap();
+    assert!(msg.starts_with("full finished, exit 0: "), "{msg}");
+    assert!(msg.contains("files_new=2"), "{msg}");
     assert!(
         req.contains("swiftdup_last_run_success{command=\"full\"} 1\n"),
         "{req}"
@@ -462,8 +508,8 @@ fn metrics_are_pushed_to_the_pushgateway_once_per_run() {
         "{req}"
     );
 
-    // A failing run pushes success 0 with its exit code.
-    let (port, h) = fake_pushgateway();
+    // A failing run pushes success 0 with its exit code, and only its run's group.
+    let (port, pushed) = fake_pushgateway();
     let url = format!("http://127.0.0.1:{port}");
     let o = swiftdup(
         &[
@@ -472,10 +518,20 @@ fn metrics_are_pushed_to_the_pushgateway_once_per_run() {
             &s.url("empty"),
             "--no-encryption",
         ],
-        &[("SWIFTDUP_PUSHGATEWAY_URL", &url)],
+        &[
+            ("SWIFTDUP_PUSHGATEWAY_URL", &url),
+            ("SWIFTDUP_TERMINATION_LOG", &term_s),
+        ],
     );
     assert_eq!(o.status.code(), Some(swiftdup::error::exit::NO_CHAIN));
-    let req = h.join().unwrap();
+    let reqs = pushed();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let req = &reqs[0];
+    let msg = fs::read_to_string(&term).unwrap();
+    assert!(
+        msg.starts_with("incremental failed, exit 17 (no_chain): "),
+        "{msg}"
+    );
     assert!(
         req.contains("swiftdup_last_run_success{command=\"incremental\"} 0\n"),
         "{req}"

@@ -217,7 +217,7 @@ fn cronjob_fails_at_once_on_config_and_key_errors() {
     );
     assert_decided("cronjob.yaml", &rules, "Count", RETRY);
     assert_decided("cronjob.yaml", &rules, "Count", &[(exit::LOCKED, "locked")]);
-    // The codes the CronJob is documented to fail on (README, k8s/cronjob.yaml), literally.
+    // The codes the CronJob is documented to fail on (docs/kubernetes-and-docker.md, k8s/cronjob.yaml), literally.
     for code in [2, 31, 52, 53, 66] {
         assert_eq!(decide(&rules, code), "FailJob", "cronjob.yaml: {code}");
     }
@@ -363,9 +363,7 @@ fn secrets_come_as_files_from_the_mounted_secret() {
             .map(str::trim)
             .collect();
         assert!(
-            lines
-                .iter()
-                .any(|l| *l == "mountPath: /run/secrets/swiftdup"),
+            lines.contains(&"mountPath: /run/secrets/swiftdup"),
             "{f}: the secret volume is not mounted at /run/secrets/swiftdup"
         );
         let mut files = 0;
@@ -423,4 +421,32 @@ fn pods_run_as_the_image_user() {
             assert!(text.lines().any(|l| l.trim() == must), "{f}: no `{must}`");
         }
     }
+}
+
+#[test]
+fn the_alerts_name_only_metrics_swiftdup_pushes() {
+    let rule = read("monitoring/prometheusrule.yaml");
+    assert!(rule.contains("apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\n"));
+    let fields = [
+        ("duration_seconds", serde_json::json!(1.5)),
+        ("bytes_uploaded", serde_json::json!(1)),
+        ("bytes_read", serde_json::json!(1)),
+        ("chain_length", serde_json::json!(1)),
+        ("volumes", serde_json::json!(1)),
+        ("warnings", serde_json::json!(0)),
+        ("files_new", serde_json::json!(1)),
+    ];
+    let mut pushed = swiftdup::app::metrics::render("backup", 0, 1, &fields);
+    pushed.push_str(&swiftdup::app::metrics::success_group("backup", 1).1);
+    let mut named = 0;
+    for word in rule.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("swiftdup_") {
+            named += 1;
+            assert!(
+                pushed.contains(&format!("# TYPE {word} gauge")),
+                "prometheusrule.yaml names {word}, which swiftdup does not push"
+            );
+        }
+    }
+    assert!(named >= 4, "no metrics found in the rule");
 }

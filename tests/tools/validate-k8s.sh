@@ -9,7 +9,7 @@
 # kustomization.yaml, which is checked by hand below.
 #
 # What a schema cannot see (exit codes in podFailurePolicy, env var names) is checked by
-# tests/k8s.rs against the binary's own tables.
+# tests/it/k8s.rs against the binary's own tables.
 #
 #   bash tests/tools/validate-k8s.sh [DIR]      # DIR defaults to k8s/
 set -euo pipefail
@@ -86,6 +86,42 @@ for e in errors:
     print(f"ERROR {os.path.basename(path)}: {e}")
 if not errors:
     print(f"INFO {os.path.basename(path)} passed (resources: {', '.join(resources)})")
+sys.exit(1 if errors else 0)
+EOF
+    then
+        failed=1
+    fi
+done
+
+# The PrometheusRule (a CRD: no schema in the tool): its shape, by hand. Which metrics it
+# names is tests/it/k8s.rs's job.
+for r in "$dir"/monitoring/*.yaml; do
+    if ! "$venv/bin/python" - "$r" <<'EOF'
+import os, sys, yaml
+path = sys.argv[1]
+with open(path) as f:
+    doc = yaml.safe_load(f)
+errors = []
+if doc.get("apiVersion") != "monitoring.coreos.com/v1" or doc.get("kind") != "PrometheusRule":
+    errors.append("apiVersion/kind must be monitoring.coreos.com/v1 PrometheusRule")
+if not (doc.get("metadata") or {}).get("name"):
+    errors.append("no metadata.name")
+groups = (doc.get("spec") or {}).get("groups") or []
+if not groups:
+    errors.append("no spec.groups")
+keys = {"alert", "expr", "for", "labels", "annotations"}
+for g in groups:
+    if set(g) - {"name", "interval", "rules"} or not g.get("name") or not g.get("rules"):
+        errors.append(f"group {g.get('name')!r}: needs name and rules, nothing else")
+    for rule in g.get("rules") or []:
+        if set(rule) - keys:
+            errors.append(f"rule {rule.get('alert')!r}: unknown keys {set(rule) - keys}")
+        if not rule.get("alert") or not str(rule.get("expr", "")).strip():
+            errors.append(f"rule {rule.get('alert')!r}: needs alert and expr")
+for e in errors:
+    print(f"ERROR {os.path.basename(path)}: {e}")
+if not errors:
+    print(f"INFO {os.path.basename(path)} passed ({sum(len(g['rules']) for g in groups)} rules)")
 sys.exit(1 if errors else 0)
 EOF
     then
