@@ -1334,3 +1334,60 @@ fn secrets_come_from_files_too() {
     );
     one_error(&o, 2, "usage", &["SWIFT_CONTAINER_READ_TOKEN_FILE"]);
 }
+
+#[test]
+fn each_verbs_help_shows_its_options_and_examples() {
+    let help = |verb: &str| {
+        let o = swiftdup(&[verb, "--help"], &[]);
+        assert_eq!(o.status.code(), Some(0));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let restore = help("restore");
+    for has in [
+        "--time",
+        "--file-to-restore",
+        "--force",
+        "Examples:",
+        "swiftdup restore ",
+    ] {
+        assert!(
+            restore.contains(has),
+            "restore --help lacks {has}:\n{restore}"
+        );
+    }
+    for lacks in [
+        "--volsize",
+        "--exclude",
+        "--keep-full",
+        "--compare-data",
+        "--lock-wait",
+    ] {
+        assert!(!restore.contains(lacks), "restore --help shows {lacks}");
+    }
+    let backup = help("backup");
+    for has in [
+        "--volsize",
+        "--exclude",
+        "--keep-full",
+        "--lock-wait",
+        "swiftdup backup ",
+    ] {
+        assert!(backup.contains(has), "backup --help lacks {has}");
+    }
+    for lacks in ["-t, --time", "--compare-data", "--file-to-restore"] {
+        assert!(!backup.contains(lacks), "backup --help shows {lacks}");
+    }
+    assert!(help("verify").contains("--compare-data"));
+    // Hidden from a verb's help is not refused: one environment serves every verb.
+    let s = Scratch::new("batch-help");
+    let o = swiftdup(
+        &["collection-status", &s.url("none"), "--volsize", "5"],
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(swiftdup::error::exit::TARGET_MISSING),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
