@@ -65,6 +65,10 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The version of the event schema (docs/log-events.schema.json), on every JSON event: a
+/// field's meaning never changes within a version; new fields may appear.
+pub const SCHEMA: &str = "swiftdup.log/1";
+
 /// Emit one event. `fields` are flattened into the object.
 pub fn event(level: Level, name: &str, msg: &str, fields: Vec<(&str, Value)>) {
     let Ok(state) = STATE.lock() else { return };
@@ -99,6 +103,7 @@ fn render(
             m.insert("level".into(), Value::String(level.as_str().into()));
             m.insert("event".into(), Value::String(name.into()));
             m.insert("msg".into(), Value::String(msg));
+            m.insert("schema".into(), Value::String(SCHEMA.into()));
             for (k, v) in fields {
                 m.insert(k.into(), v);
             }

@@ -199,3 +199,69 @@ fn user_docs_read_as_docs_not_as_a_development_log() {
         }
     }
 }
+
+/// Every event of real runs (backups, restore, verify, status, listing, a dry-run cleanup)
+/// agrees with docs/log-events.schema.json: the envelope on each, and for the events whose
+/// schema is closed, no field the schema does not declare.
+#[test]
+fn real_events_match_the_json_schema() {
+    use crate::support::*;
+    let schema: serde_json::Value =
+        serde_json::from_str(&doc("log-events.schema.json")).expect("the schema is JSON");
+    let defs = schema["$defs"].as_object().expect("$defs");
+    let envelope = &defs["envelope"];
+    let s = Scratch::new("docs-schema");
+    std::fs::create_dir_all(s.join("src/d")).unwrap();
+    std::fs::write(s.join("src/d/f.txt"), b"data").unwrap();
+    let (src, url, out) = (
+        s.join("src").display().to_string(),
+        s.url("t"),
+        s.join("out").display().to_string(),
+    );
+    let cache = s.join("cache").display().to_string();
+    let env = [("PASSPHRASE", "schema-test")];
+    let mut evs = Vec::new();
+    let mut run = |args: &[&str]| {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--archive-dir", &cache, "--progress-interval", "0"]);
+        evs.extend(events(&swiftdup_ok(&a, &env)));
+    };
+    run(&["full", &src, &url]);
+    std::fs::write(s.join("src/d/g.txt"), b"more").unwrap();
+    run(&["incremental", &src, &url]);
+    run(&["restore", &url, &out]);
+    run(&["verify", "--compare-data", &url, &src]);
+    run(&["collection-status", &url]);
+    run(&["list-current-files", &url]);
+    run(&["cleanup", &url]);
+    let mut seen = BTreeSet::new();
+    for e in &evs {
+        let obj = e.as_object().expect("an event is an object");
+        for k in envelope["required"].as_array().unwrap() {
+            assert!(obj.contains_key(k.as_str().unwrap()), "{e} lacks {k}");
+        }
+        assert_eq!(
+            e["schema"], envelope["properties"]["schema"]["const"],
+            "{e}"
+        );
+        let name = e["event"].as_str().unwrap();
+        seen.insert(name.to_string());
+        let def = defs
+            .get(name)
+            .unwrap_or_else(|| panic!("the schema has no event {name:?}: {e}"));
+        if def.get("unevaluatedProperties") == Some(&serde_json::Value::Bool(false)) {
+            for k in obj.keys() {
+                assert!(
+                    envelope["properties"].get(k).is_some() || def["properties"].get(k).is_some(),
+                    "event {name}: field {k} is not in the schema: {e}"
+                );
+            }
+        }
+    }
+    for must in ["start", "plan", "volume", "summary", "exit"] {
+        assert!(
+            seen.contains(must),
+            "the runs logged no {must} event: {seen:?}"
+        );
+    }
+}

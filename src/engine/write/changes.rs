@@ -138,17 +138,15 @@ pub(super) fn compare(
                 run.warn_unreadable(&index, &path, &error, matched.is_some());
                 carried = Some(index);
             }
-            Item::Entry(e) => match matched {
-                Some(o) if unchanged(&e, &o) => run.summary.files_unchanged += 1,
-                Some(o) => {
-                    run.summary.files_changed += 1;
-                    run.emit(&e, Some(&o))?;
+            Item::Entry(e) => {
+                run.summary
+                    .count(&e.stat, matched.as_ref().map(|o| unchanged(&e, o)));
+                match matched {
+                    Some(o) if unchanged(&e, &o) => {}
+                    Some(o) => run.emit(&e, Some(&o))?,
+                    None => run.emit(&e, None)?,
                 }
-                None => {
-                    run.summary.files_new += 1;
-                    run.emit(&e, None)?;
-                }
-            },
+            }
         }
         if order == std::cmp::Ordering::Equal {
             old = sig_reader.next()?;

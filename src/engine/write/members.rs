@@ -27,10 +27,17 @@ pub struct Summary {
     pub full: bool,
     pub set_time: i64,
     pub chain_length: usize,
+    /// Entries of every kind, as duplicity's statistics count "files".
     pub files_new: u64,
     pub files_changed: u64,
     pub files_unchanged: u64,
     pub files_deleted: u64,
+    /// The directories among them.
+    pub dirs_new: u64,
+    pub dirs_changed: u64,
+    pub dirs_unchanged: u64,
+    /// The size of every regular file in the source, read or not.
+    pub total_bytes_processed: u64,
     pub bytes_read: u64,
     pub bytes_uploaded: u64,
     pub volumes: u32,
@@ -42,6 +49,23 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Count one source entry: new (`None`), unchanged (`Some(true)`) or changed.
+    pub fn count(&mut self, stat: &crate::local::platform::Stat, unchanged: Option<bool>) {
+        let dir = stat.kind == crate::local::platform::Kind::Dir;
+        let (files, dirs) = match unchanged {
+            None => (&mut self.files_new, &mut self.dirs_new),
+            Some(true) => (&mut self.files_unchanged, &mut self.dirs_unchanged),
+            Some(false) => (&mut self.files_changed, &mut self.dirs_changed),
+        };
+        *files += 1;
+        if dir {
+            *dirs += 1;
+        }
+        if stat.kind == crate::local::platform::Kind::File {
+            self.total_bytes_processed += stat.size;
+        }
+    }
+
     pub fn to_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
         vec![
             (
@@ -57,6 +81,14 @@ impl Summary {
             ("files_changed", json!(self.files_changed)),
             ("files_unchanged", json!(self.files_unchanged)),
             ("files_deleted", json!(self.files_deleted)),
+            ("dirs_new", json!(self.dirs_new)),
+            ("dirs_changed", json!(self.dirs_changed)),
+            ("dirs_unchanged", json!(self.dirs_unchanged)),
+            (
+                "total_files_processed",
+                json!(self.files_new + self.files_changed + self.files_unchanged),
+            ),
+            ("total_bytes_processed", json!(self.total_bytes_processed)),
             ("bytes_read", json!(self.bytes_read)),
             ("bytes_uploaded", json!(self.bytes_uploaded)),
             ("volumes", json!(self.volumes)),
