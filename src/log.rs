@@ -43,12 +43,29 @@ impl Level {
 struct State {
     format: Format,
     min: Level,
+    /// The progress line last drawn on the terminal (see [`Progress`]), to be cleared
+    /// before another line is written and drawn again after it.
+    live: Option<String>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     format: Format::Json,
     min: Level::Info,
+    live: None,
 });
+
+/// Text for a person at a terminal: a live progress line and coloured levels (unless
+/// `NO_COLOR` is set, see no-color.org).
+fn terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+fn colour() -> bool {
+    terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Clears the live line (`\r`, erase line).
+const CLEAR: &str = "\r\x1b[2K";
 
 /// Choose the output format and the lowest level written.
 pub fn init(format: Format, min: Level) {
@@ -75,10 +92,191 @@ pub fn event(level: Level, name: &str, msg: &str, fields: Vec<(&str, Value)>) {
     if level < state.min {
         return;
     }
-    let line = render(state.format, level, name, msg, fields);
+    let mut line = render(state.format, level, name, msg, fields);
+    if state.format == Format::Text && colour() {
+        let c = match level {
+            Level::Debug => "2",
+            Level::Info => "",
+            Level::Warn => "33",
+            Level::Error => "31",
+        };
+        if !c.is_empty() {
+            line = format!("\x1b[{c}m{line}\x1b[0m");
+        }
+    }
     let stderr = std::io::stderr();
     let mut lock = stderr.lock();
-    let _ = writeln!(lock, "{line}");
+    match &state.live {
+        // Above the live line, which is drawn again below it.
+        Some(live) => {
+            let _ = write!(lock, "{CLEAR}{line}\n{live}");
+        }
+        None => {
+            let _ = writeln!(lock, "{line}");
+        }
+    }
+}
+
+/// The progress of a long run (backup, restore, verify): a `progress` event every
+/// `--progress-interval` seconds, or, when the log is text on a terminal, one line at the
+/// bottom redrawn four times a second with files, bytes, rate, and percent and time left
+/// when the total is known. Memory: none beyond the line.
+pub struct Progress {
+    verb: &'static str,
+    started: std::time::Instant,
+    last_event: std::time::Instant,
+    last_draw: std::time::Instant,
+    every: Option<std::time::Duration>,
+    live: bool,
+}
+
+/// Where a run stands: `done` of `total` bytes (the measure of percent and time left),
+/// and the fields of the `progress` event.
+pub struct Snapshot {
+    pub files: u64,
+    pub done: u64,
+    pub total: Option<u64>,
+    pub fields: Vec<(&'static str, Value)>,
+}
+
+/// Whether progress shows as a live line: text logs at info level on a terminal.
+pub fn live() -> bool {
+    match STATE.lock() {
+        Ok(s) => s.format == Format::Text && s.min <= Level::Info && terminal(),
+        Err(_) => false,
+    }
+}
+
+const DRAW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Progress {
+    pub fn new(verb: &'static str, interval_secs: u64) -> Progress {
+        let live = live();
+        let now = std::time::Instant::now();
+        Progress {
+            verb,
+            started: now,
+            last_event: now,
+            last_draw: now,
+            every: (interval_secs > 0 && !live)
+                .then(|| std::time::Duration::from_secs(interval_secs)),
+            live,
+        }
+    }
+
+    /// Whether [`Progress::update`] would show anything now: cheap, so that the caller
+    /// builds a [`Snapshot`] only then.
+    pub fn due(&self) -> bool {
+        (self.live && self.last_draw.elapsed() >= DRAW_EVERY)
+            || self.every.is_some_and(|e| self.last_event.elapsed() >= e)
+    }
+
+    pub fn update(&mut self, s: Snapshot) {
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = s.done as f64 / secs;
+        let share = s
+            .total
+            .filter(|t| *t > 0)
+            .map(|t| (s.done.min(t) as f64 / t as f64, t));
+        let eta = share.and_then(|(p, t)| {
+            (rate > 0.0 && p > 0.0).then(|| ((t.saturating_sub(s.done)) as f64 / rate) as u64)
+        });
+        if self.live {
+            self.last_draw = std::time::Instant::now();
+            let mut line = format!(
+                "{}  {} {}  {}",
+                self.verb,
+                thousands(s.files),
+                if s.files == 1 { "file" } else { "files" },
+                human_bytes(s.done)
+            );
+            if let Some((_, t)) = share {
+                line.push_str(&format!(" of {}", human_bytes(t)));
+            }
+            line.push_str(&format!("  {}/s", human_bytes(rate as u64)));
+            if let Some((p, _)) = share {
+                line.push_str(&format!("  {:.0}%", p * 100.0));
+            }
+            if let Some(e) = eta {
+                line.push_str(&format!("  ETA {}", clock(e)));
+            }
+            if colour() {
+                line = format!("\x1b[36m{line}\x1b[0m");
+            }
+            if let Ok(mut st) = STATE.lock() {
+                let _ = write!(std::io::stderr().lock(), "{CLEAR}{line}");
+                st.live = Some(line);
+            }
+        }
+        if self.every.is_some_and(|e| self.last_event.elapsed() >= e) {
+            self.last_event = std::time::Instant::now();
+            let mut fields = vec![("files", serde_json::json!(s.files))];
+            fields.extend(s.fields);
+            if let Some((p, t)) = share {
+                fields.push(("bytes_total", serde_json::json!(t)));
+                fields.push(("percent", serde_json::json!((p * 1000.0).round() / 10.0)));
+            }
+            if let Some(e) = eta {
+                fields.push(("eta_seconds", serde_json::json!(e)));
+            }
+            let msg = format!("{} files, {} done", thousands(s.files), human_bytes(s.done));
+            info("progress", &msg, fields);
+        }
+    }
+
+    /// Take the live line away (before the summary).
+    pub fn finish(&mut self) {
+        if let Ok(mut st) = STATE.lock() {
+            if st.live.take().is_some() {
+                let _ = write!(std::io::stderr().lock(), "{CLEAR}");
+            }
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// `1536` -> `1.5 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `1234567` -> `1,234,567`.
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Seconds as `m:ss` or `h:mm:ss`.
+fn clock(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
 }
 
 /// One event as a line of the log, scrubbed of secrets.
@@ -449,5 +647,22 @@ mod tests {
         assert_eq!(excerpt(b"k: EXCERPT-SEC", 200, true), "k: …");
         // Bytes that are not UTF-8 do not stop the message.
         assert_eq!(excerpt(b"bad \xff byte", 200, false), "bad \u{fffd} byte");
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(clock(65), "1:05");
+        assert_eq!(clock(3725), "1:02:05");
     }
 }

@@ -355,7 +355,17 @@ pub fn run(
         chain: plan.chain,
         localdir,
     };
-    write_set(&md, &coll, common, opts, walk, set, started)
+    // On a terminal, the progress line shows percent and time left: the tree's size is
+    // counted on a thread of its own meanwhile.
+    let total = match crate::log::live() && opts.concurrency > 1 {
+        true => Selection::new(&opts.source, &opts.selection, common.now)
+            .ok()
+            .and_then(|sel| Walk::new(opts.source.clone(), sel).ok())
+            .map(crate::engine::write::walk::PreScan::start),
+        false => None,
+    };
+    let pace = crate::engine::write::Pace { started, total };
+    write_set(&md, &coll, common, opts, walk, set, pace)
 }
 
 #[allow(dead_code)]

@@ -3,17 +3,16 @@
 //! merged by index, each path rebuilt from its last snapshot plus the deltas after it (§7)
 //! and written through the path resolver, so nothing is written outside TARGET.
 
+use super::Listing;
 use crate::archive::collection::{BackupSet, Collection};
 use crate::archive::{index_display, Index};
-use crate::backend;
+use crate::backend::Access;
 use crate::config::{Common, RestoreOpts};
-use crate::engine::metadata::Metadata;
 use crate::engine::read::apply::{prepare_tree, restore_entry, Writer};
 use crate::engine::read::merge::merge;
 use crate::engine::read::resolve::Resolver;
-use crate::engine::read::stream::set_streams;
+use crate::engine::read::stream::{set_streams, ReadProgress};
 use crate::error::{Error, Result};
-use crate::local::cache::Cache;
 use crate::log;
 use serde_json::json;
 
@@ -84,15 +83,9 @@ fn warn_unused_sets(coll: &Collection, sets: &[&BackupSet], t: i64) -> u64 {
 }
 
 pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
-    let backend = backend::open(&common.url, backend::Access::Read, &common.backend)?;
-    let names = backend.list(&common.prefixes.file)?;
-    let coll = Collection::from_names(&names, &common.prefixes);
-    let md = Metadata {
-        backend: backend.as_ref(),
-        cache: Cache::open(common)?,
-        common,
-    };
-    md.prune_spurious(&names)?;
+    let l = Listing::open(common, Access::Read)?;
+    let md = l.metadata(common)?;
+    let coll = &l.coll;
     let t = opts.time.unwrap_or(common.now);
     let chain = coll.chain_for(t, &log::redact(&common.url))?;
     let sets = chain.sets_until(t);
@@ -108,7 +101,7 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
     if prefix.is_empty() {
         prepare_tree(&opts.target, opts.force)?;
     }
-    let warnings = warn_unused_sets(&coll, &sets, t);
+    let warnings = warn_unused_sets(coll, &sets, t);
 
     log::info(
         "plan",
@@ -134,9 +127,17 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
         false => None,
     };
     let mut w = Writer::new(opts, common, &prefix, resolver);
+    let progress =
+        ReadProgress::attach(&mut streams, "restore", common.progress_interval, &l.sizes);
     let found = merge(&mut streams, &prefix, |streams, holders, index| {
-        restore_entry(streams, holders, index, &mut w)
+        restore_entry(streams, holders, index, &mut w)?;
+        let mut p = progress.borrow_mut();
+        p.files = w.files;
+        p.fields = vec![("bytes_written", json!(w.bytes_written))];
+        p.tick();
+        Ok(())
     })?;
+    progress.borrow_mut().finish();
     if prefix.is_empty() && w.files == 0 {
         // Every set has a root entry: a chain without one was cut or crafted.
         return Err(Error::integrity(

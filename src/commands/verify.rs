@@ -16,7 +16,7 @@ use crate::backend::Access;
 use crate::config::Common;
 use crate::engine::read::apply::rebuild_file;
 use crate::engine::read::merge::{live_entry, merge};
-use crate::engine::read::stream::{set_streams, SetStream};
+use crate::engine::read::stream::{set_streams, ReadProgress, SetStream};
 use crate::engine::write::members::tar_type;
 use crate::engine::write::select::{RuleSpec, Selection, Verdict};
 use crate::engine::write::walk::{Entry, Filter, Item, Walk};
@@ -380,9 +380,16 @@ pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) 
             ..Summary::default()
         },
     };
+    let progress = ReadProgress::attach(&mut streams, "verify", common.progress_interval, &l.sizes);
     let found = merge(&mut streams, &prefix, |streams, holders, index| {
-        v.entry(streams, holders, index)
+        v.entry(streams, holders, index)?;
+        let mut p = progress.borrow_mut();
+        p.files = v.summary.files;
+        p.fields = vec![("differences", json!(v.summary.differences))];
+        p.tick();
+        Ok(())
     })?;
+    progress.borrow_mut().finish();
     if !prefix.is_empty() && !found {
         return Err(Error::PathNotFound(index_display(&prefix)));
     }

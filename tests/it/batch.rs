@@ -1391,3 +1391,141 @@ fn each_verbs_help_shows_its_options_and_examples() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A tree whose backup, restore and verify each take a few seconds in a debug build: one
+/// 80 MiB file (so progress must move inside a file) and some small ones.
+fn slow_tree(s: &Scratch) -> String {
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let mut big = Vec::with_capacity(80 << 20);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    while big.len() < 80 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(src.join("big.bin"), &big).unwrap();
+    for i in 0..20 {
+        fs::write(src.join(format!("f{i}")), format!("{i}")).unwrap();
+    }
+    src.display().to_string()
+}
+
+#[test]
+fn backup_restore_and_verify_log_their_progress() {
+    let s = Scratch::new("batch-progress");
+    let src = slow_tree(&s);
+    let (url, out) = (s.url("t"), s.join("out").display().to_string());
+    let cache = s.join("cache").display().to_string();
+    let env = [("PASSPHRASE", PASS), ("SWIFTDUP_PROGRESS_INTERVAL", "1")];
+    let progress = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.extend(["--archive-dir", &cache]);
+        let evs = events(&swiftdup_ok(&a, &env));
+        // Progress comes before the summary, never after.
+        let summary = evs.iter().position(|e| e["event"] == "summary").unwrap();
+        assert!(evs[summary..].iter().all(|e| e["event"] != "progress"));
+        evs.into_iter()
+            .filter(|e| e["event"] == "progress")
+            .collect()
+    };
+    let backup = progress(&["full", &src, &url]);
+    assert!(
+        !backup.is_empty(),
+        "a backup of several seconds logged no progress"
+    );
+    // Inside the big file, bytes read move before the file is done.
+    assert!(
+        backup[0]["bytes_read"].as_u64().unwrap() > 0,
+        "{:?}",
+        backup[0]
+    );
+    for (verb, evs) in [
+        ("restore", progress(&["restore", &url, &out])),
+        (
+            "verify",
+            progress(&["verify", "--compare-data", &url, &src]),
+        ),
+    ] {
+        assert!(!evs.is_empty(), "{verb} logged no progress");
+        let mut last = 0.0;
+        for e in &evs {
+            let total = e["bytes_total"].as_u64().expect("the total is known");
+            assert!(e["bytes_downloaded"].as_u64().unwrap() <= total, "{e}");
+            let p = e["percent"].as_f64().unwrap();
+            assert!(
+                (last..=100.0).contains(&p),
+                "{verb}: percent {p} after {last}"
+            );
+            last = p;
+            assert!(e.get("eta_seconds").is_some(), "{e}");
+        }
+    }
+}
+
+/// On a terminal (`script` gives the run one), progress is one line redrawn in place, in
+/// colour unless NO_COLOR is set, and gone before the summary.
+#[test]
+fn a_terminal_gets_a_live_progress_line() {
+    let s = Scratch::new("batch-tty");
+    let src = slow_tree(&s);
+    let cache = s.join("cache").display().to_string();
+    let bin = swiftdup_bin().display().to_string();
+    let run = |args: &str, no_color: bool| -> String {
+        let log = s.join("typescript");
+        let mut c = Command::new("script");
+        c.args(["-qfec", &format!("{bin} {args} --archive-dir {cache}")])
+            .arg(&log)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("TERM", "xterm")
+            .env("PASSPHRASE", PASS)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        assert!(
+            c.status().unwrap().success(),
+            "{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        fs::read_to_string(&log).unwrap()
+    };
+    let url = s.url("t");
+    let backup = run(&format!("full {src} {url}"), false);
+    assert!(
+        backup.contains("\r\x1b[2K\x1b[36mbackup  "),
+        "no live line: {backup:?}"
+    );
+    assert!(
+        backup.contains(" of 80.0 MiB"),
+        "no total from the pre-scan: {backup:?}"
+    );
+    let out = s.join("out").display().to_string();
+    let restore = run(&format!("restore {url} {out}"), true);
+    assert!(
+        restore.contains("\r\x1b[2Krestore  "),
+        "no live line: {restore:?}"
+    );
+    assert!(
+        restore.contains('%') && restore.contains("ETA "),
+        "{restore:?}"
+    );
+    assert!(
+        !restore.contains("\x1b[36m"),
+        "colour despite NO_COLOR: {restore:?}"
+    );
+    // The line is cleared before the summary, which starts a line of its own.
+    let summary = restore.find("restore finished").expect("a summary");
+    let line_start = restore[..summary].rfind('\n').map_or(0, |i| i + 1);
+    let shown = restore[line_start..summary]
+        .rsplit("\x1b[2K")
+        .next()
+        .unwrap();
+    assert!(
+        shown.starts_with("20") && shown.ends_with(" info  "),
+        "the summary shares its line with the progress: {shown:?}"
+    );
+}

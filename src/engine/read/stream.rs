@@ -43,6 +43,11 @@ pub(crate) struct SetStream<'a> {
     in_member: bool,
     /// Volumes and bytes downloaded.
     pub(crate) stats: (u64, u64),
+    /// Sealed bytes read so far from this set's volumes (a restore's progress).
+    pub(crate) sealed_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The progress display, shared by the sets of one restore or verify, ticked as
+    /// entries are read (so that it moves inside a big file too).
+    progress: Option<std::rc::Rc<std::cell::RefCell<ReadProgress>>>,
     /// Whether the next volume is fetched on a thread of its own while this one is read.
     prefetch: bool,
     next: Option<Prefetch>,
@@ -172,8 +177,85 @@ fn fetch_checked(
 /// file writing of this one: plaintext comes through a bounded channel (4 blocks of
 /// 256 KiB), and read errors arrive in order as the same `io::Error`s, so a damaged
 /// volume is reported exactly as when read inline.
+/// The progress of a restore or verify: percent and time left by the sealed bytes read
+/// of those the sets' volumes hold (from the listing's sizes), ticked between entries and
+/// as entries are read. The caller keeps `files` and `fields` current after each entry.
+pub(crate) struct ReadProgress {
+    progress: crate::log::Progress,
+    meters: Vec<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    total: Option<u64>,
+    pub(crate) files: u64,
+    pub(crate) fields: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl ReadProgress {
+    /// Attach one to `streams` (before they are read: each still holds all its volumes).
+    pub(crate) fn attach(
+        streams: &mut [SetStream],
+        verb: &'static str,
+        interval_secs: u64,
+        sizes: &std::collections::HashMap<String, u64>,
+    ) -> std::rc::Rc<std::cell::RefCell<ReadProgress>> {
+        let total: u64 = streams
+            .iter()
+            .flat_map(|s| s.volumes.iter())
+            .filter_map(|(name, _)| sizes.get(name))
+            .sum();
+        let p = std::rc::Rc::new(std::cell::RefCell::new(ReadProgress {
+            progress: crate::log::Progress::new(verb, interval_secs),
+            meters: streams.iter().map(|s| s.sealed_read.clone()).collect(),
+            total: (total > 0).then_some(total),
+            files: 0,
+            fields: Vec::new(),
+        }));
+        for s in streams.iter_mut() {
+            s.progress = Some(p.clone());
+        }
+        p
+    }
+
+    pub(crate) fn tick(&mut self) {
+        if !self.progress.due() {
+            return;
+        }
+        let done: u64 = self
+            .meters
+            .iter()
+            .map(|m| m.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        let mut fields = self.fields.clone();
+        fields.push(("bytes_downloaded", serde_json::json!(done)));
+        self.progress.update(crate::log::Snapshot {
+            files: self.files,
+            done,
+            total: self.total,
+            fields,
+        });
+    }
+
+    /// Take the live line away (before the summary).
+    pub(crate) fn finish(&mut self) {
+        self.progress.finish();
+    }
+}
+
+/// A volume's file, counting the bytes read from it for the progress display.
+struct Metered {
+    file: File,
+    n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Read for Metered {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.file.read(buf)?;
+        self.n
+            .fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(k)
+    }
+}
+
 fn open_volume(
-    f: File,
+    f: impl Read + Send + 'static,
     suffix: crate::archive::names::Suffix,
     keys: &crate::seal::pgp::OpenKeys,
     name: &str,
@@ -318,6 +400,10 @@ impl<'a> SetStream<'a> {
         self.start_prefetch()?;
         self.stats.0 += 1;
         self.stats.1 += total;
+        let f = Metered {
+            file: f,
+            n: self.sealed_read.clone(),
+        };
         let r = open_volume(f, self.suffix, &self.common.crypto.open, &name)?;
         self.tar = Some(TarReader::new(r));
         self.object = name;
@@ -539,6 +625,11 @@ impl EntryReader<'_, '_> {
 
 impl Read for EntryReader<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(p) = &self.s.progress {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                p.tick();
+            }
+        }
         loop {
             if self.done {
                 return Ok(0);
@@ -690,6 +781,8 @@ pub(crate) fn set_streams<'a>(
             head: None,
             in_member: true,
             stats: (0, 0),
+            sealed_read: Default::default(),
+            progress: None,
             prefetch,
             next: None,
             last: None,

@@ -8,7 +8,6 @@ use super::commit::SigSink;
 use crate::archive::sigtar::{SigEntry, SigWriter};
 use crate::archive::tar::{self, Header};
 use crate::archive::{index_display, member_name, Index, MemberKind, MULTIVOL_CHUNK};
-use crate::config::Common;
 use crate::engine::write::volumes::{ManifestWriter, Position, VolumeWriter};
 use crate::engine::write::walk::Entry;
 use crate::error::{Error, Result};
@@ -17,6 +16,7 @@ use crate::local::users;
 use crate::rsync::{self, DeltaReader, SignatureBuilder};
 use crate::{interrupt, log};
 use serde_json::json;
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufWriter, Read};
 use std::time::Instant;
@@ -38,6 +38,8 @@ pub struct Summary {
     pub dirs_unchanged: u64,
     /// The size of every regular file in the source, read or not.
     pub total_bytes_processed: u64,
+    /// The size of the regular files found unchanged (for progress: not logged).
+    pub bytes_unchanged: u64,
     pub bytes_read: u64,
     pub bytes_uploaded: u64,
     pub volumes: u32,
@@ -63,6 +65,9 @@ impl Summary {
         }
         if stat.kind == crate::local::platform::Kind::File {
             self.total_bytes_processed += stat.size;
+            if unchanged == Some(true) {
+                self.bytes_unchanged += stat.size;
+            }
         }
     }
 
@@ -143,7 +148,8 @@ fn meta_header(e: &Entry) -> Header {
 struct TeeSig<'a> {
     file: File,
     sig: Option<&'a mut SignatureBuilder>,
-    bytes: u64,
+    /// Bytes read so far, also seen by the progress display while the file is read.
+    bytes: &'a Cell<u64>,
     error: Option<io::Error>,
 }
 
@@ -158,7 +164,7 @@ impl Read for TeeSig<'_> {
                     if let Some(sig) = self.sig.as_deref_mut() {
                         sig.update(&buf[..n]);
                     }
-                    self.bytes += n as u64;
+                    self.bytes.set(self.bytes.get() + n as u64);
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -218,14 +224,15 @@ fn old_signature(e: &Entry, o: &SigEntry) -> Option<rsync::Signature> {
 }
 
 pub struct SetWriter<'a> {
-    pub(super) common: &'a Common,
     pub(super) volumes: VolumeWriter<'a>,
     pub(super) sigs: SigWriter<BufWriter<SigSink>>,
     pub(super) manifest: ManifestWriter,
     pub(super) summary: Summary,
     pub(super) buf: Vec<u8>,
     pub(super) started: Instant,
-    pub(super) last_progress: Instant,
+    pub(super) progress: log::Progress,
+    /// The source's total size, when a pre-scan counts it (see `walk::PreScan`).
+    pub(super) total: Option<std::sync::Arc<crate::engine::write::walk::PreScan>>,
     /// The wall-clock second the run started in (not `--current-time`): a file whose mtime
     /// is not older is read again next run (see `sigtar::RACY_KEY`).
     pub(super) racy_from: i64,
@@ -233,27 +240,32 @@ pub struct SetWriter<'a> {
 
 impl SetWriter<'_> {
     pub(super) fn progress(&mut self) {
-        let every = self.common.progress_interval;
-        if every == 0 || self.last_progress.elapsed().as_secs() < every {
+        self.progress_in(0);
+    }
+
+    /// Progress with `in_file` bytes read of the file being stored.
+    fn progress_in(&mut self, in_file: u64) {
+        if !self.progress.due() {
             return;
         }
-        self.last_progress = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let s = &self.summary;
         let files = s.files_new + s.files_changed + s.files_unchanged;
-        log::info(
-            "progress",
-            &format!("{files} files, {} bytes read", s.bytes_read),
-            vec![
-                ("files", json!(files)),
-                ("bytes_read", json!(s.bytes_read)),
+        // Percent and time left by the bytes gone through (read, or found unchanged) of
+        // what the pre-scan counted.
+        self.progress.update(log::Snapshot {
+            files,
+            done: s.bytes_unchanged + s.bytes_read + in_file,
+            total: self.total.as_ref().and_then(|t| t.total()),
+            fields: vec![
+                ("bytes_read", json!(s.bytes_read + in_file)),
                 ("bytes_uploaded", json!(self.volumes.bytes_uploaded())),
                 (
                     "rate_bytes_per_second",
-                    json!((s.bytes_read as f64 / secs) as u64),
+                    json!(((s.bytes_read + in_file) as f64 / secs) as u64),
                 ),
             ],
-        );
+        });
     }
 
     pub(super) fn warn_unreadable(
@@ -306,10 +318,11 @@ impl SetWriter<'_> {
         crate::local::fault::opened(&e.path);
         let old_sig = old.and_then(|o| old_signature(e, o));
         let mut new_sig = SignatureBuilder::new(rsync::block_len_for(e.stat.size));
+        let seen = Cell::new(0);
         let mut tee = TeeSig {
             file,
             sig: None,
-            bytes: 0,
+            bytes: &seen,
             error: None,
         };
         let kind = if old_sig.is_some() {
@@ -329,12 +342,14 @@ impl SetWriter<'_> {
                     &mut tee
                 }
             };
-            self.write_chunks(kind, e, &meta, data)?;
+            self.write_chunks(kind, e, &meta, data, &seen)?;
         }
-        let TeeSig {
-            bytes, error, file, ..
-        } = tee;
-        let read = FileRead { file, bytes, error };
+        let TeeSig { error, file, .. } = tee;
+        let read = FileRead {
+            file,
+            bytes: seen.get(),
+            error,
+        };
         self.after_read(e, meta, read, new_sig, old.is_some())
     }
 
@@ -367,12 +382,14 @@ impl SetWriter<'_> {
         e: &Entry,
         meta: &Header,
         data: &mut dyn Read,
+        seen: &Cell<u64>,
     ) -> Result<()> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.resize(MULTIVOL_CHUNK, 0);
         let mut chunk = 0u64;
         let res = loop {
             interrupt::check()?;
+            self.progress_in(seen.get());
             let n = match read_full(data, &mut buf) {
                 Ok(n) => n,
                 Err(err) => {

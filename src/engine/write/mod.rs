@@ -40,6 +40,13 @@ pub struct SetPlan<'c> {
     pub localdir: Vec<u8>,
 }
 
+/// What the run's progress is measured against: when it started, and the source's size
+/// where a pre-scan counts it (on a terminal).
+pub struct Pace {
+    pub started: Instant,
+    pub total: Option<std::sync::Arc<walk::PreScan>>,
+}
+
 /// Write one set: compare the source with the chain, write members into volumes, then
 /// store the signature file and the manifest.
 pub fn write_set(
@@ -49,8 +56,9 @@ pub fn write_set(
     opts: &BackupOpts,
     walk: Walk<Selection>,
     set: SetPlan,
-    started: Instant,
+    pace: Pace,
 ) -> Result<Summary> {
+    let Pace { started, total } = pace;
     let sig_reader = match set.chain {
         Some(chain) => {
             let sc = coll
@@ -68,7 +76,6 @@ pub fn write_set(
 
     let sig_sink = SigSink::new(common, opts.compress_level)?;
     let mut run = SetWriter {
-        common,
         volumes: VolumeWriter::new(
             md.backend,
             VolumeSpec::new(
@@ -90,7 +97,8 @@ pub fn write_set(
         },
         buf: Vec::new(),
         started,
-        last_progress: Instant::now(),
+        progress: crate::log::Progress::new("backup", common.progress_interval),
+        total,
         racy_from: crate::archive::time::unix_now(),
     };
 

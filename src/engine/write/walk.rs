@@ -340,6 +340,48 @@ impl Ahead {
     }
 }
 
+/// The size of the regular files a walk will find, counted on a thread of its own while
+/// the backup runs (only for the live progress line on a terminal: a second walk of the
+/// tree costs `lstat`s that a CronJob's run need not pay). The total is known once done.
+#[derive(Default)]
+pub struct PreScan {
+    bytes: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl PreScan {
+    pub fn start<F: Filter + Send + 'static>(walk: Walk<F>) -> std::sync::Arc<PreScan> {
+        use std::sync::atomic::Ordering;
+        let scan = std::sync::Arc::new(PreScan::default());
+        let s = scan.clone();
+        // Without a thread there is no total: the line then shows no percent, nothing else.
+        let _ = std::thread::Builder::new()
+            .name("prescan".into())
+            .spawn(move || {
+                for item in walk {
+                    if let Item::Entry(e) = item {
+                        if e.stat.kind == crate::local::platform::Kind::File {
+                            s.bytes.fetch_add(e.stat.size, Ordering::Relaxed);
+                        }
+                    }
+                    if crate::interrupt::pending().is_some() {
+                        return;
+                    }
+                }
+                s.done.store(true, Ordering::Release);
+            });
+        scan
+    }
+
+    /// The total, once the scan has finished.
+    pub fn total(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        self.done
+            .load(Ordering::Acquire)
+            .then(|| self.bytes.load(Ordering::Relaxed))
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
