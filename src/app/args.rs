@@ -494,9 +494,9 @@ fn selection_rules(m: &ArgMatches) -> Vec<RuleSpec> {
 
 /// Add duplicity's implicit verbs: `swiftdup SOURCE URL` is a backup and `swiftdup URL DIR`
 /// a restore; with no verb and no arguments, `SWIFTDUP_COMMAND` (default `backup`).
-/// Refused: a first word that is no verb, no URL and no existing path but close to a verb
-/// (`swiftdup resotre URL` would otherwise back up a source called "resotre"), and a bare
-/// `swiftdup` with nothing in the environment that says what to do.
+/// Refused: a first word that is no verb, no URL and no directory (`swiftdup resotre URL`
+/// would otherwise back up a source called "resotre"; a verb it is close to is suggested),
+/// and a bare `swiftdup` with nothing in the environment that says what to do.
 pub(super) fn normalise(
     mut args: Vec<OsString>,
 ) -> std::result::Result<Vec<OsString>, clap::Error> {
@@ -578,17 +578,21 @@ pub(super) fn normalise(
             let word = args[i].to_string_lossy();
             if crate::backend::is_url(&word) {
                 "restore".to_string()
-            } else if let Some(verb) = mistyped_verb(&word, VERBS) {
+            } else if std::path::Path::new(&*word).is_dir() {
+                "backup".to_string()
+            } else {
+                let hint = match mistyped_verb(&word, VERBS) {
+                    Some(verb) => format!("did you mean '{verb}'? "),
+                    None => String::new(),
+                };
                 return Err(clap::Error::raw(
                     clap::error::ErrorKind::InvalidSubcommand,
                     format!(
-                        "unknown command '{word}': did you mean '{verb}'? (with no command, \
-                         a first word that is not a URL is the SOURCE of a backup, and there \
-                         is no '{word}' here)\n"
+                        "unknown command '{word}': {hint}(with no verb, the first argument \
+                         must be a directory to back up or a URL to restore from; \
+                         `swiftdup --help` lists the verbs)\n"
                     ),
                 ));
-            } else {
-                "backup".to_string()
             }
         }
         None if args.iter().skip(1).any(|a| {
@@ -618,7 +622,7 @@ pub(super) fn normalise(
 }
 
 /// The verb `word` is a typo of (at most two letters off, or two swapped), when no file
-/// or directory of that name exists; `None` for anything that may be a backup's SOURCE.
+/// or directory of that name exists.
 fn mistyped_verb<'v>(word: &str, verbs: &[&'v str]) -> Option<&'v str> {
     if word.len() < 4 || word.contains('/') || std::path::Path::new(word).exists() {
         return None;
@@ -872,13 +876,10 @@ mod tests {
     #[test]
     fn implicit_verbs() {
         assert_eq!(
-            n(&["sd", "/src", "file:///t"]),
-            ["sd", "backup", "/src", "file:///t"]
+            n(&["sd", "/", "file:///t"]),
+            ["sd", "backup", "/", "file:///t"]
         );
-        assert_eq!(
-            n(&["sd", "--volsize", "5", "/src", "file:///t"])[1],
-            "backup"
-        );
+        assert_eq!(n(&["sd", "--volsize", "5", "/", "file:///t"])[1], "backup");
         assert_eq!(n(&["sd", "file:///t", "/dst"])[1], "restore");
         assert_eq!(
             n(&[
@@ -887,7 +888,7 @@ mod tests {
                 "/src/a",
                 "--exclude",
                 "**",
-                "/src",
+                "/",
                 "file:///t"
             ])[1],
             "backup"
@@ -897,8 +898,13 @@ mod tests {
             n(&["sd", "--no-encryption", "file:///t", "/dst"])[1],
             "restore"
         );
-        assert_eq!(n(&["sd", "full", "/src", "file:///t"])[1], "full");
+        assert_eq!(n(&["sd", "full", "/", "file:///t"])[1], "full");
         assert_eq!(n(&["sd", "--help"]), ["sd", "--help"]);
+        // Neither a directory nor a URL: no implicit backup of a missing SOURCE.
+        let refused = |v: &[&str]| normalise(v.iter().map(OsString::from).collect()).is_err();
+        assert!(refused(&["sd", "/no/such/dir", "file:///t"]));
+        assert!(refused(&["sd", "resotre", "file:///t", "/dst"]));
+        assert!(!refused(&["sd", "full", "/no/such/dir", "file:///t"]));
     }
 
     fn rules(args: &[&str]) -> Vec<RuleSpec> {

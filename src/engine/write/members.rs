@@ -96,6 +96,13 @@ impl Summary {
             ("total_bytes_processed", json!(self.total_bytes_processed)),
             ("bytes_read", json!(self.bytes_read)),
             ("bytes_uploaded", json!(self.bytes_uploaded)),
+            // restic's names for the same things, for dashboards made for it: the bytes
+            // added to the target, and the set's identity (its time, as `--time` takes it).
+            ("data_added", json!(self.bytes_uploaded)),
+            (
+                "snapshot_id",
+                json!(crate::archive::time::rfc3339(self.set_time)),
+            ),
             ("volumes", json!(self.volumes)),
             ("warnings", json!(self.warnings)),
             ("changed_during_backup", json!(self.changed_during_backup)),
