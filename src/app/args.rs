@@ -709,24 +709,12 @@ const BACKUP_ONLY: &[&str] = &[
     "full_if_no_signatures",
     "compress_level",
 ];
-const SELECTION: &[&str] = &[
-    "include",
-    "exclude",
-    "include_filelist",
-    "exclude_filelist",
-    "include_regexp",
-    "exclude_regexp",
-    "exclude_if_present",
-    "exclude_other_filesystems",
-    "exclude_device_files",
-    "exclude_older_than",
-];
 const LOCKING: &[&str] = &["lock_wait", "lock_ttl", "break_lock"];
 const OWNERS: &[&str] = &["numeric_owner", "do_not_restore_ownership"];
 
 /// Which of those each verb uses, and the examples its `--help` ends with.
 fn verb_help(verb: &str) -> (Vec<&'static str>, &'static str) {
-    let backup = [BACKUP_ONLY, SELECTION, LOCKING].concat();
+    let backup = [BACKUP_ONLY, SELECTION_IDS, LOCKING].concat();
     let retention = [LOCKING, &["force", "json"][..]].concat();
     match verb {
         "full" | "incremental" | "backup" => (
@@ -744,7 +732,7 @@ fn verb_help(verb: &str) -> (Vec<&'static str>, &'static str) {
              swiftdup restore -r etc/app.conf swiftkeys://backups/myhost /tmp/app.conf",
         ),
         "verify" => (
-            [SELECTION, OWNERS, &["time", "file_to_restore", "compare_data", "json"][..]].concat(),
+            [SELECTION_IDS, OWNERS, &["time", "file_to_restore", "compare_data", "json"][..]].concat(),
             "Examples:\n  \
              swiftdup verify swiftkeys://backups/myhost /srv/data\n  \
              swiftdup verify --compare-data -t 1W swiftkeys://backups/myhost /srv/data",
@@ -787,7 +775,7 @@ fn verb_help(verb: &str) -> (Vec<&'static str>, &'static str) {
 /// variable is read by every verb): one environment can serve a CronJob's backup, its
 /// restore Job and its retention.
 pub fn command() -> clap::Command {
-    let everything: Vec<&str> = [BACKUP_ONLY, SELECTION, LOCKING, OWNERS].concat();
+    let everything: Vec<&str> = [BACKUP_ONLY, SELECTION_IDS, LOCKING, OWNERS].concat();
     let extra = ["time", "file_to_restore", "compare_data", "json", "force"];
     let mut cmd = Cli::command().after_help(
         "Examples:\n  \

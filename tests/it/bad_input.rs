@@ -286,12 +286,7 @@ fn restore_into_a_non_empty_target_needs_force() {
     assert_fails(&o, exit::USAGE, "usage", "not empty");
     assert_eq!(fs::read(s.join("out/keep.txt")).unwrap(), b"mine");
     let o = restore(&s, "out", &["--force"], &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(fs::read(s.join("out/a.txt")).unwrap(), b"alpha");
 }
 
@@ -313,12 +308,7 @@ fn wrong_passphrase_is_a_decryption_error() {
     let o = restore(&s, "out", &[], &[("PASSPHRASE", "not the passphrase")]);
     assert_fails(&o, exit::DECRYPTION, "decryption", "wrong passphrase");
     let o = restore(&s, "out", &[], &[("PASSPHRASE", PASS)]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     // and the passphrase never appears in any output
     assert!(!String::from_utf8_lossy(&o.stderr).contains(PASS));
 }
@@ -387,12 +377,7 @@ fn wrong_secret_key_is_a_decryption_error() {
         &["--decrypt-key-file", right.secret.to_str().unwrap()],
         &[("PASSPHRASE", "")],
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(fs::read(s.join("out/a.txt")).unwrap(), b"alpha");
     // No secret key material in the logs.
     let key = fs::read_to_string(&right.secret).unwrap();
@@ -534,12 +519,7 @@ fn incremental_from_another_host_or_source_is_refused() {
         "--current-time",
         "1700000100",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
 }
 
 #[test]
@@ -690,12 +670,7 @@ fn a_cache_out_of_step_with_the_target_is_found_despite_the_sealed_record() {
 
     fs::write(&cached[0], &kept).unwrap();
     let o = inc();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -920,12 +895,7 @@ fn what_was_in_the_target_before_is_never_followed() {
     fs::create_dir_all(s.join("out")).unwrap();
     std::os::unix::fs::symlink(outside.dir.join("sentinel.txt"), s.join("out/a.txt")).unwrap();
     let o = restore(&s, "out", &["--force"], &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(fs::read(s.join("out/a.txt")).unwrap(), b"alpha");
     assert!(!fs::symlink_metadata(s.join("out/a.txt"))
         .unwrap()
@@ -962,12 +932,7 @@ fn file_to_restore_never_leaves_its_target() {
         &["--file-to-restore", "evil/sentinel.txt"],
         &[],
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(fs::read(s.join("out-f")).unwrap(), b"pwned");
     outside.check(&s, "out-f", "-r file under a link");
     // The link itself, with members below it: a symlink has none, so they are refused
@@ -992,12 +957,7 @@ fn file_to_restore_into_an_existing_directory_goes_inside_it() {
     // A file into a directory with other content: DIR/<name>, the rest untouched.
     keep("dest");
     let o = restore(&s, "dest", &["--file-to-restore", "a.txt"], &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(fs::read(s.join("dest/a.txt")).unwrap(), b"alpha");
     assert_eq!(fs::read(s.join("dest/mine.txt")).unwrap(), b"mine");
     // Again: DIR/<name> exists now, so --force is needed, and with it only that file
@@ -1006,12 +966,7 @@ fn file_to_restore_into_an_existing_directory_goes_inside_it() {
     assert_fails(&o, exit::USAGE, "usage", "--force");
     fs::write(s.join("dest/a.txt"), b"changed").unwrap();
     let o = restore(&s, "dest", &["--file-to-restore", "a.txt", "--force"], &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(fs::read(s.join("dest/a.txt")).unwrap(), b"alpha");
     assert_eq!(fs::read(s.join("dest/mine.txt")).unwrap(), b"mine");
     // A directory of that name is never replaced by the file, even with --force.
@@ -1025,12 +980,7 @@ fn file_to_restore_into_an_existing_directory_goes_inside_it() {
     let o = restore(&s, "dest3", &["--file-to-restore", "d"], &[]);
     assert_fails(&o, exit::USAGE, "usage", "not empty");
     let o = restore(&s, "dest3", &["--file-to-restore", "d", "--force"], &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(fs::read(s.join("dest3/mine.txt")).unwrap(), b"mine");
     assert_eq!(
         fs::read(s.join("dest3/b.bin")).unwrap(),
@@ -1369,12 +1319,7 @@ fn a_file_that_changes_while_it_is_read_is_reported_and_read_again() {
     assert_eq!(summary["files_changed"], 1, "{summary}");
     assert_eq!(summary["changed_during_backup"], 0);
     let o = restore(&s, "out", &[], &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(
         fs::read(s.join("out/growing.log")).unwrap(),
         fs::read(src.join("growing.log")).unwrap()
@@ -1446,12 +1391,7 @@ fn a_wrong_passphrase_never_makes_a_chain_unrestorable() {
     assert_eq!(target_listing(&s), before, "nothing stored");
     // The right one goes on, and every time restores with it.
     let o = incremental("1700000200", PASS);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     for (t, want) in [("1700000000", &b"alpha"[..]), ("1700000200", b"alpha 2")] {
         let out = format!("out-{t}");
         let o = restore(&s, &out, &["--time", t], &[("PASSPHRASE", PASS)]);
@@ -1503,12 +1443,7 @@ fn same_second_edits_and_touched_symlinks_are_found() {
         "the root and old.txt: {summary}"
     );
     let o = restore(&s, "out", &[], &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(fs::read(s.join("out/f.txt")).unwrap(), b"after!");
     let link_mtime = {
         use std::os::unix::fs::MetadataExt;

@@ -130,12 +130,7 @@ fn a_mistyped_verb_is_refused_with_a_suggestion_not_backed_up() {
         .env("SWIFTDUP_ARCHIVE_DIR", s.join("cache"))
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
 }
 
 #[test]
@@ -1125,12 +1120,7 @@ fn unknown_log_levels_and_formats_are_refused_naming_the_option_and_the_choices(
     assert!(!s.join("target").exists(), "refused before the target");
     // The documented names, in any case, and `warning` for `warn`.
     let o = backup(&["--log-level", "WARNING", "--log-format", "Text"], &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert!(
         String::from_utf8_lossy(&o.stderr).trim().is_empty(),
         "warn level, nothing to warn about"
@@ -1249,12 +1239,7 @@ fn without_home_the_cache_in_tmpdir_must_be_this_users_alone() {
 
     // Absent: made for this user alone, and used.
     let o = backup();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let m = fs::symlink_metadata(&shared).unwrap();
     assert!(m.is_dir());
     assert_eq!(m.permissions().mode() & 0o777, 0o700);

@@ -7,7 +7,7 @@
 
 use crate::support::conformance::{get_bytes, put_bytes};
 use crate::support::faultproxy::{Fault, FaultProxy};
-use crate::support::{swiftdup, Scratch};
+use crate::support::{assert_ok, swiftdup, Scratch};
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::Path;
@@ -916,12 +916,7 @@ fn backup_and_restore_through_swift() {
         ],
         &cli_env(&env, &[("SWIFT_CONTAINER_READ_TOKEN", env.read_key())]),
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     crate::support::assert_same_tree(&src, &out, false);
     assert_no_key_in(&o.stderr, &env);
 }
@@ -1032,12 +1027,7 @@ fn an_incremental_fetches_nothing_yet_finds_a_replaced_manifest() {
 
 /// Exit 0, and neither key in anything the run printed.
 fn ok_without_keys(o: &std::process::Output, env: &Env) {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(o);
     assert_no_key_in(&o.stderr, env);
     assert_no_key_in(&o.stdout, env);
 }
@@ -1152,12 +1142,7 @@ fn locking_status_and_retention_through_swift() {
     );
     // status with only the read key shows it.
     let o = run(&["collection-status", &url, "--json"], &read_env);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["chains"].as_array().unwrap().len(), 3);
     assert_eq!(doc["locks"][0]["object"], other.as_str());
@@ -1180,12 +1165,7 @@ fn locking_status_and_retention_through_swift() {
         ],
         &full_env,
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let names = b.list("").unwrap();
     assert!(
         names
@@ -1304,12 +1284,7 @@ fn sigterm_during_a_stalled_request_ends_within_ten_seconds_and_frees_the_lock()
     // The lock is gone: the next run needs neither --break-lock nor --lock-wait.
     proxy.set(Fault::None);
     let o = run_cli(&args, &cli);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
 
     // Now the run's own thread hangs, holding the lock: an incremental's download of the
     // newest manifest stalls. The run is ended for it, its lock released all the same.
@@ -1369,12 +1344,7 @@ fn sigterm_during_a_stalled_request_ends_within_ten_seconds_and_frees_the_lock()
     );
     assert_eq!(evs.last().unwrap()["exit_code"], 143);
     let o = run_cli(&inc, &cli);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
 }
 
 /// The keys from the files a mounted Kubernetes Secret gives: a backup with the full key's

@@ -264,6 +264,16 @@ pub fn swiftdup(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().unwrap()
 }
 
+/// Insist that a run exited 0, showing its logs otherwise.
+pub fn assert_ok(o: &Output) {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Run swiftdup and insist on exit 0, showing its logs otherwise.
 pub fn swiftdup_ok(args: &[&str], env: &[(&str, &str)]) -> Output {
     let o = swiftdup(args, env);
