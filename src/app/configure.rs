@@ -140,7 +140,35 @@ pub(super) fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
         .clone()
         .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let archive_dir = match &o.archive_dir {
+    let archive_dir = archive_dir(o, &tempdir)?;
+    let crypto = crypto(o, for_backup)?;
+    Ok(Common {
+        url: url.to_string(),
+        prefixes: Prefixes {
+            file: o.file_prefix.clone(),
+            archive: o.file_prefix_archive.clone(),
+            manifest: o.file_prefix_manifest.clone(),
+            signature: o.file_prefix_signature.clone(),
+        },
+        archive_dir,
+        name: o.name.clone().unwrap_or_else(|| md5_hex(url)),
+        tempdir,
+        now,
+        crypto,
+        progress_interval: o.progress_interval,
+        backend: crate::backend::Options::from_flags(
+            o.num_retries,
+            o.backend_retry_delay,
+            o.http_timeout,
+            o.http_body_timeout,
+            o.ca_file.clone(),
+        )?,
+    })
+}
+
+/// `--archive-dir`, else duplicity's default under XDG_CACHE_HOME or HOME.
+fn archive_dir(o: &Opts, tempdir: &std::path::Path) -> Result<PathBuf> {
+    Ok(match &o.archive_dir {
         Some(d) => d.clone(),
         None => match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
             (Some(x), _) => PathBuf::from(x).join("duplicity"),
@@ -154,7 +182,12 @@ pub(super) fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
                 dir
             }
         },
-    };
+    })
+}
+
+/// How files are sealed and opened: gzip, public keys or the passphrase, signed or not,
+/// and the keys that open what the target holds.
+fn crypto(o: &Opts, for_backup: bool) -> Result<Crypto> {
     let passphrase = env_secret("PASSPHRASE")?;
     let mut secret_keys = Vec::new();
     for p in &o.decrypt_key_file {
@@ -234,28 +267,7 @@ pub(super) fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
         },
         None => crypto,
     };
-    Ok(Common {
-        url: url.to_string(),
-        prefixes: Prefixes {
-            file: o.file_prefix.clone(),
-            archive: o.file_prefix_archive.clone(),
-            manifest: o.file_prefix_manifest.clone(),
-            signature: o.file_prefix_signature.clone(),
-        },
-        archive_dir,
-        name: o.name.clone().unwrap_or_else(|| md5_hex(url)),
-        tempdir,
-        now,
-        crypto,
-        progress_interval: o.progress_interval,
-        backend: crate::backend::Options::from_flags(
-            o.num_retries,
-            o.backend_retry_delay,
-            o.http_timeout,
-            o.http_body_timeout,
-            o.ca_file.clone(),
-        )?,
-    })
+    Ok(crypto)
 }
 
 pub(super) fn parse_index(p: &str) -> crate::archive::Index {

@@ -3,6 +3,7 @@
 
 use super::args::*;
 use super::configure::*;
+use super::parse::parse;
 use crate::config::{BackupOpts, Common, RestoreOpts};
 use crate::error::{exit, Error, Result, EXIT_CODES};
 use crate::local::platform;
