@@ -317,6 +317,12 @@ pub struct Opts {
     /// Base delay in seconds of the exponential backoff between retries (jittered, at most 60 s).
     #[arg(long, env = "SWIFTDUP_BACKEND_RETRY_DELAY", default_value_t = 1.0)]
     pub backend_retry_delay: f64,
+    /// Upload at most KIB KiB/s, all connections of the run together (swiftkeys://).
+    #[arg(long, value_name = "KIB", env = "SWIFTDUP_LIMIT_UPLOAD", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_upload: Option<u64>,
+    /// Download at most KIB KiB/s, all connections of the run together (swiftkeys://).
+    #[arg(long, value_name = "KIB", env = "SWIFTDUP_LIMIT_DOWNLOAD", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_download: Option<u64>,
     /// PEM file of CA certificates trusted in addition to the built-in roots (default: SSL_CERT_FILE).
     #[arg(long, env = "SWIFTDUP_CA_FILE")]
     pub ca_file: Option<PathBuf>,

@@ -162,6 +162,7 @@ pub(super) fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
             o.http_timeout,
             o.http_body_timeout,
             o.ca_file.clone(),
+            (o.limit_upload, o.limit_download),
         )?,
     })
 }

@@ -47,13 +47,15 @@ impl Default for Options {
 
 impl Options {
     /// From the command line's numbers of seconds (`--num-retries`, `--backend-retry-delay`,
-    /// `--http-timeout`, `--http-body-timeout`, `--ca-file`).
+    /// `--http-timeout`, `--http-body-timeout`, `--ca-file`) and the bandwidth limits in
+    /// KiB/s (`--limit-upload`, `--limit-download`).
     pub fn from_flags(
         num_retries: u32,
         retry_delay: f64,
         http_timeout: f64,
         http_body_timeout: Option<f64>,
         ca_file: Option<PathBuf>,
+        limits: (Option<u64>, Option<u64>),
     ) -> Result<Options> {
         let secs = |v: f64, flag: &str, zero_ok: bool| {
             Duration::try_from_secs_f64(v)
@@ -68,6 +70,8 @@ impl Options {
             retry_delay: secs(retry_delay, "--backend-retry-delay", true)?,
             http: crate::backend::http::Options {
                 timeout: secs(http_timeout, "--http-timeout", false)?,
+                upload_limit: limits.0.map(crate::backend::http::limit::Limiter::new),
+                download_limit: limits.1.map(crate::backend::http::limit::Limiter::new),
                 body_timeout_override: http_body_timeout
                     .map(|v| secs(v, "--http-body-timeout", false))
                     .transpose()?,

@@ -1400,3 +1400,60 @@ fn keys_from_files_back_up_and_restore() {
     );
     crate::support::assert_same_tree(&src, &out, true);
 }
+
+/// `--limit-upload` and `--limit-download` hold the whole run to the rate, all upload
+/// threads together: 3 MB at 512 KiB/s cannot take less than ~5 s either way (a lower
+/// bound only: a slow machine only makes it longer), and the tree comes back identical.
+#[test]
+fn bandwidth_limits_hold_the_run_to_the_rate() {
+    let env = Env::load();
+    let s = Scratch::new("swift-limits");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..3 {
+        fs::write(
+            src.join(format!("f{i}")),
+            crate::support::random_bytes(40 + i, 1_000_000),
+        )
+        .unwrap();
+    }
+    let url = format!("swiftkeys://{}/{}", env.container(), run_prefix("limits"));
+    let (out, c1, c2) = (s.join("out"), s.join("c1"), s.join("c2"));
+    let keys = cli_env(&env, &[("SWIFT_CONTAINER_FULL_TOKEN", env.full_key())]);
+    let timed = |args: &[&str]| {
+        let t0 = Instant::now();
+        let o = run_cli(args, &keys);
+        ok_without_keys(&o, &env);
+        t0.elapsed()
+    };
+    // Three volumes of 1 MiB, uploaded two at a time.
+    let up = timed(&[
+        "full",
+        src.to_str().unwrap(),
+        &url,
+        "--no-encryption",
+        "--volsize",
+        "1",
+        "--concurrency",
+        "2",
+        "--limit-upload",
+        "512",
+        "--archive-dir",
+        c1.to_str().unwrap(),
+    ]);
+    assert!(up >= Duration::from_millis(4500), "upload took {up:?}");
+    let down = timed(&[
+        "restore",
+        &url,
+        out.to_str().unwrap(),
+        "--limit-download",
+        "512",
+        "--archive-dir",
+        c2.to_str().unwrap(),
+    ]);
+    assert!(
+        down >= Duration::from_millis(4500),
+        "download took {down:?}"
+    );
+    crate::support::assert_same_tree(&src, &out, true);
+}

@@ -161,3 +161,50 @@ fn wasm_retries_transport_faults_over_wasi_http() {
         assert_same_content(&src, &out.join(format!("r{i}")), false);
     }
 }
+
+/// The bandwidth limits hold under WASI too (one thread, wasi:http): 2 MB at 256 KiB/s
+/// up and down cannot take less than ~7 s each (lower bounds only), and the restore is
+/// identical.
+#[test]
+fn wasm_bandwidth_limits_hold_over_wasi_http() {
+    let env = swift_env();
+    let s = Scratch::new("swift-wasm-limits");
+    let (src, out) = (s.join("src"), s.join("out"));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    fs::write(src.join("a"), random_bytes(71, 1_000_000)).unwrap();
+    fs::write(src.join("b"), random_bytes(72, 1_000_000)).unwrap();
+    let url = format!(
+        "swiftkeys://{}/wasm-limits-{}",
+        env["SWIFTDUP_TEST_CONTAINER"],
+        std::process::id()
+    );
+    let storage = env["SWIFT_STORAGE_URL"].as_str();
+    let guest = Guest::new(&s.join("g"), PASS)
+        .dir(&src, "/src")
+        .dir(&out, "/out")
+        .env("SWIFT_STORAGE_URL", storage)
+        .env("SWIFT_CONTAINER_FULL_TOKEN", &env["SWIFTDUP_TEST_FULL_KEY"]);
+    let t0 = std::time::Instant::now();
+    guest.run_ok(&[
+        "full",
+        "/src",
+        &url,
+        "--no-encryption",
+        "--limit-upload",
+        "256",
+    ]);
+    let up = t0.elapsed();
+    assert!(
+        up >= std::time::Duration::from_secs(6),
+        "upload took {up:?}"
+    );
+    let t0 = std::time::Instant::now();
+    guest.run_ok(&["restore", &url, "/out/r", "--limit-download", "256"]);
+    let down = t0.elapsed();
+    assert!(
+        down >= std::time::Duration::from_secs(6),
+        "download took {down:?}"
+    );
+    assert_same_content(&src, &out.join("r"), true);
+}

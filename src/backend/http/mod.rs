@@ -12,6 +12,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod limit;
 #[cfg(not(target_os = "wasi"))]
 mod native;
 #[cfg(target_os = "wasi")]
@@ -145,6 +146,9 @@ pub struct Options {
     /// A PEM file of extra CA certificates, trusted in addition to the Mozilla roots.
     /// `None`: `SWIFTDUP_CA_FILE`, then `SSL_CERT_FILE`, when set.
     pub ca_file: Option<PathBuf>,
+    /// `--limit-upload` and `--limit-download`, shared by every connection of the run.
+    pub upload_limit: Option<std::sync::Arc<limit::Limiter>>,
+    pub download_limit: Option<std::sync::Arc<limit::Limiter>>,
 }
 
 impl Default for Options {
@@ -154,6 +158,8 @@ impl Default for Options {
             download_budget: Duration::from_secs(30 * 60),
             body_timeout_override: None,
             ca_file: None,
+            upload_limit: None,
+            download_limit: None,
         }
     }
 }
@@ -169,12 +175,24 @@ impl Options {
         if let Some(d) = self.body_timeout_override {
             return d;
         }
-        Duration::from_secs(120.max(len / MIN_UPLOAD_RATE))
+        let budget = Duration::from_secs(120.max(len / MIN_UPLOAD_RATE));
+        // Under a limit, twice the time the limit itself takes.
+        match &self.upload_limit {
+            Some(l) => budget.max(l.time_for(len) * 2),
+            None => budget,
+        }
     }
 
-    /// The whole-body budget for a download.
+    /// The whole-body budget for a download. Under a limit, room for the largest volume
+    /// (4 GiB) at half the limit: stalls are still caught by the per-read timeout.
     pub fn download_budget(&self) -> Duration {
-        self.body_timeout_override.unwrap_or(self.download_budget)
+        if let Some(d) = self.body_timeout_override {
+            return d;
+        }
+        match &self.download_limit {
+            Some(l) => self.download_budget.max(l.time_for(4 << 30) * 2),
+            None => self.download_budget,
+        }
     }
 
     /// The CA file to add: the explicit option, else `SWIFTDUP_CA_FILE`, else `SSL_CERT_FILE`.

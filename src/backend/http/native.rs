@@ -170,7 +170,11 @@ impl Http for NativeHttp {
                     .build();
                 match req.body {
                     Some(body) => {
-                        b.send(ureq::SendBody::from_owned_reader(body.file.take(body.len)))
+                        let src = super::limit::limited(
+                            body.file.take(body.len),
+                            &self.opts.upload_limit,
+                        );
+                        b.send(ureq::SendBody::from_owned_reader(src))
                     }
                     None => b.send(&[][..]),
                 }
@@ -188,7 +192,8 @@ impl Http for NativeHttp {
                 )
             })
             .collect();
-        let reader: Box<dyn Read + Send> = Box::new(BodyReader(body.into_reader()));
+        let reader =
+            super::limit::limited(BodyReader(body.into_reader()), &self.opts.download_limit);
         Ok(Response {
             status: parts.status.as_u16(),
             headers,

@@ -303,7 +303,8 @@ fn exchange(
         return response(&future, opts.timeout);
     };
     let deadline = Instant::now() + opts.upload_budget(len);
-    match send_body(&outgoing, file.take(len), len, opts.timeout, deadline) {
+    let src = super::limit::limited(file.take(len), &opts.upload_limit);
+    match send_body(&outgoing, src, len, opts.timeout, deadline) {
         Ok(()) => {
             OutgoingBody::finish(outgoing, None).map_err(map_code)?;
             response(&future, opts.timeout)
@@ -402,7 +403,7 @@ impl Http for WasiHttp {
         Ok(Response {
             status,
             headers,
-            body: Box::new(reader),
+            body: super::limit::limited(reader, &self.opts.download_limit),
         })
     }
 }
