@@ -323,13 +323,23 @@ pub(super) fn log_settings(o: &Opts) -> Result<(Format, Level)> {
 pub(super) fn register_secrets(args: &[OsString]) {
     use crate::backend::swift::{ENV_FULL_KEY, ENV_READ_KEY};
     for var in ["PASSPHRASE", "SIGN_PASSPHRASE", ENV_FULL_KEY, ENV_READ_KEY] {
+        let is_key = var == ENV_FULL_KEY || var == ENV_READ_KEY;
+        let add = |v: &str| {
+            log::add_secret(v);
+            // A key variable may hold several keys (rotation): each is a secret.
+            if is_key {
+                for k in crate::backend::swift::split_keys(v) {
+                    log::add_secret(&k);
+                }
+            }
+        };
         if let Ok(v) = std::env::var(var) {
-            log::add_secret(&v);
+            add(&v);
         }
         // The same secret from a file (a refused pair or an unreadable file is reported
         // later, when the value is read).
         if let Ok(Some(v)) = crate::config::secret_var(var) {
-            log::add_secret(&v);
+            add(&v);
         }
     }
     let env = std::env::vars_os().map(|(_, v)| v);

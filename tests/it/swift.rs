@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use swiftdup::backend::retry::Retrying;
-use swiftdup::backend::swift::{SwiftBackend, SwiftConfig};
+use swiftdup::backend::swift::{SwiftBackend, SwiftConfig, ENV_FULL_KEY as ENV_FULL};
 use swiftdup::backend::{Access, Backend, Options};
 use swiftdup::error::{exit, Error};
 
@@ -1455,5 +1455,73 @@ fn bandwidth_limits_hold_the_run_to_the_rate() {
         down >= Duration::from_millis(4500),
         "download took {down:?}"
     );
+    crate::support::assert_same_tree(&src, &out, true);
+}
+
+/// Rotation without a window: a key variable may hold several keys, newest first. The
+/// newest rejected and an older accepted: the run succeeds and says so once (`older_key`);
+/// the newest accepted: no word of the others; none accepted: `key_rejected` (52). In a
+/// key file they come one a line. No key reaches the log.
+#[test]
+fn several_keys_in_a_variable_rotate_without_a_window() {
+    let env = Env::load();
+    let s = Scratch::new("swift-key-rotation");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), crate::support::random_bytes(9, 50_000)).unwrap();
+    let url = format!("swiftkeys://{}/{}", env.container(), run_prefix("rotation"));
+    let (new, old) = ("the-new-key-not-yet-on-the-container", env.full_key());
+    let run = |var: &'static str, value: String, args: &[&str]| {
+        let cache = s.join(&format!("cache-{}", args[0])).display().to_string();
+        let mut a = args.to_vec();
+        a.extend(["--no-encryption", "--archive-dir", &cache]);
+        let o = run_cli(&a, &cli_env(&env, &[(var, value)]));
+        assert!(
+            !String::from_utf8_lossy(&o.stderr).contains(new),
+            "a key was logged"
+        );
+        assert_no_key_in(&o.stderr, &env);
+        o
+    };
+    let older_key = |o: &std::process::Output| -> Vec<serde_json::Value> {
+        crate::support::events(o)
+            .into_iter()
+            .filter(|e| e["code"] == "older_key")
+            .collect()
+    };
+    let src_s = src.display().to_string();
+    let o = run(ENV_FULL, format!("{new},{old}"), &["full", &src_s, &url]);
+    assert_ok(&o);
+    let warned = older_key(&o);
+    assert_eq!(warned.len(), 1, "one warning for the whole run: {warned:?}");
+    assert_eq!(warned[0]["key_number"], 2);
+    assert_eq!(warned[0]["variable"], ENV_FULL);
+
+    let o = run(
+        ENV_FULL,
+        format!("{old},{new}"),
+        &["incremental", &src_s, &url],
+    );
+    assert_ok(&o);
+    assert!(older_key(&o).is_empty());
+
+    let o = run(
+        ENV_FULL,
+        format!("{new},also-wrong"),
+        &["incremental", &src_s, &url],
+    );
+    assert_eq!(o.status.code(), Some(exit::KEY_REJECTED));
+
+    // The read key's file, one key a line (as a mounted Secret holds them), for a restore.
+    let file = s.join("read-keys");
+    fs::write(&file, format!("{new}\n{}\n", env.read_key())).unwrap();
+    let out = s.join("out");
+    let o = run(
+        "SWIFT_CONTAINER_READ_TOKEN_FILE",
+        file.display().to_string(),
+        &["restore", &url, &out.display().to_string()],
+    );
+    assert_ok(&o);
+    assert_eq!(older_key(&o).len(), 1);
     crate::support::assert_same_tree(&src, &out, true);
 }

@@ -23,6 +23,17 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// The keys of a key variable, newest first: separated by commas (or one a line, as a key
+/// file holds them during a rotation); empty parts are ignored.
+pub fn split_keys(value: &str) -> Vec<String> {
+    value
+        .split([',', '\n'])
+        .map(|k| k.strip_suffix('\r').unwrap_or(k))
+        .filter(|k| !k.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// Where the container is and which keys may be used (normally from the environment).
 #[derive(Clone, Default)]
 pub struct SwiftConfig {
@@ -139,6 +150,9 @@ pub(super) fn check_storage_url(url: &str) -> Result<()> {
 /// space at either end is dropped by HTTP, so the key would never match. Refused before
 /// any request, naming the variable and never the value.
 pub(super) fn check_key(var: &str, key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::Usage(format!("{var} holds no key")));
+    }
     if key.chars().any(char::is_control) {
         return Err(Error::Usage(format!(
             "{var} contains a line break or another control character, which cannot go into \

@@ -17,6 +17,7 @@
 mod config;
 mod listing;
 
+pub use config::split_keys;
 use config::*;
 pub use config::{SwiftConfig, ENV_FULL_KEY, ENV_READ_KEY, ENV_STORAGE_URL};
 
@@ -25,11 +26,12 @@ use crate::backend::http::{self, encode, encode_path, Http, HttpError, Method, R
 use crate::error::{Error, Result};
 use crate::{interrupt, log};
 use md5::{Digest, Md5};
+use serde_json::json;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The containerkeys middleware's answer to a wrong key; other 401s come from normal auth.
@@ -43,6 +45,40 @@ fn checked() -> std::sync::MutexGuard<'static, Vec<[u8; 32]>> {
     CHECKED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Which of a variable's keys this process uses for a container, shared by every backend
+/// it opens on it: a rejected key is given up once, for the whole run, never tried again.
+struct Rotation {
+    current: AtomicUsize,
+    /// An older key's acceptance has been reported.
+    warned: AtomicBool,
+}
+
+type Rotations = Vec<([u8; 32], std::sync::Arc<Rotation>)>;
+static ROTATIONS: std::sync::Mutex<Rotations> = std::sync::Mutex::new(Vec::new());
+
+fn rotation(id: [u8; 32]) -> std::sync::Arc<Rotation> {
+    let mut r = ROTATIONS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, rot)) = r.iter().find(|(i, _)| *i == id) {
+        return rot.clone();
+    }
+    let rot = std::sync::Arc::new(Rotation {
+        current: AtomicUsize::new(0),
+        warned: AtomicBool::new(false),
+    });
+    r.push((id, rot.clone()));
+    rot
+}
+
+/// SHA-256 of the parts, each ended by a NUL: an identity that does not keep the key.
+fn digest(parts: &[&str]) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().into()
+}
+
 /// The swiftkeys:// backend.
 pub struct SwiftBackend {
     http: Box<dyn Http>,
@@ -52,13 +88,18 @@ pub struct SwiftBackend {
     /// `PREFIX/`, or empty: prepended to every object name.
     prefix: String,
     key_header: &'static str,
-    key: Key,
+    /// The variable the keys came from, for messages.
+    key_var: &'static str,
+    /// Its keys, newest first (more than one during a rotation).
+    keys: Vec<Key>,
+    /// Which of them is used (shared by the process's backends on this container).
+    rotation: std::sync::Arc<Rotation>,
     /// Opened for a writing command (and so with the full key).
     writable: bool,
-    /// SHA-256 of (container URL, key header, key): this backend's entry in `CHECKED`.
-    id: [u8; 32],
-    /// The container has answered this key (here or in another backend of this process).
-    /// Until then a 401 may also mean that the container does not exist.
+    /// SHA-256 of (container URL, key header, key) for each key: entries in `CHECKED`.
+    ids: Vec<[u8; 32]>,
+    /// The container has answered the key in use (here or in another backend of this
+    /// process). Until then a 401 may also mean that the container does not exist.
     answered: AtomicBool,
 }
 
@@ -98,7 +139,13 @@ impl SwiftBackend {
         check_storage_url(storage_url)?;
         for (var, key) in [(ENV_FULL_KEY, &cfg.full_key), (ENV_READ_KEY, &cfg.read_key)] {
             if let Some(k) = key {
-                check_key(var, k)?;
+                let keys = split_keys(k);
+                if keys.is_empty() {
+                    check_key(var, "")?;
+                }
+                for k in &keys {
+                    check_key(var, k)?;
+                }
             }
         }
         let (key_header, key) = match (access, cfg.full_key, cfg.read_key) {
@@ -131,15 +178,16 @@ impl SwiftBackend {
         };
         let http = http::client(&opts.http).map_err(|e| Error::Usage(e.detail))?;
         let container_url = format!("{storage_url}/{}", encode(container));
-        let id: [u8; 32] = {
-            let mut h = sha2::Sha256::new();
-            for part in [container_url.as_str(), key_header, key.as_str()] {
-                h.update(part.as_bytes());
-                h.update([0u8]);
-            }
-            h.finalize().into()
-        };
-        let answered = checked().contains(&id);
+        let keys = split_keys(&key);
+        let ids: Vec<[u8; 32]> = keys
+            .iter()
+            .map(|k| digest(&[container_url.as_str(), key_header, k]))
+            .collect();
+        let mut all = vec![container_url.as_str(), key_header];
+        all.extend(keys.iter().map(String::as_str));
+        let rotation = rotation(digest(&all));
+        let current = rotation.current.load(Ordering::Relaxed);
+        let answered = checked().contains(&ids[current]);
         Ok(SwiftBackend {
             http,
             container_url,
@@ -150,9 +198,15 @@ impl SwiftBackend {
                 format!("{prefix}/")
             },
             key_header,
-            key: Key(key),
+            key_var: if key_header == FULL_KEY_HEADER {
+                ENV_FULL_KEY
+            } else {
+                ENV_READ_KEY
+            },
+            keys: keys.into_iter().map(Key).collect(),
+            rotation,
             writable: access == Access::Write,
-            id,
+            ids,
             answered: AtomicBool::new(answered),
         })
     }
@@ -162,11 +216,51 @@ impl SwiftBackend {
     /// since), never a missing container.
     fn mark_answered(&self) {
         if !self.answered.swap(true, Ordering::Relaxed) {
+            let used = self.rotation.current.load(Ordering::Relaxed);
             let mut c = checked();
-            if !c.contains(&self.id) {
-                c.push(self.id);
+            if !c.contains(&self.ids[used]) {
+                c.push(self.ids[used]);
+            }
+            drop(c);
+            if used > 0 && !self.rotation.warned.swap(true, Ordering::Relaxed) {
+                log::warn(
+                    "warning",
+                    &format!(
+                        "container {} rejected the newest key of {} and accepted key {} of \
+                         {}: give the container the newest key (or take it out of the \
+                         variable) to finish the rotation",
+                        self.container,
+                        self.key_var,
+                        used + 1,
+                        self.keys.len()
+                    ),
+                    vec![
+                        ("code", json!("older_key")),
+                        ("variable", json!(self.key_var)),
+                        ("key_number", json!(used + 1)),
+                    ],
+                );
             }
         }
+    }
+
+    /// After the key in use (`used`) was rejected: move the process on to the next key,
+    /// if there is one. Each key is given up once per process, never tried again.
+    fn next_key(&self, used: usize) -> bool {
+        if used + 1 >= self.keys.len() {
+            return false;
+        }
+        // Another backend of this process may have moved on already: then use its choice.
+        let _ = self.rotation.current.compare_exchange(
+            used,
+            used + 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        let now = self.rotation.current.load(Ordering::Relaxed);
+        self.answered
+            .store(checked().contains(&self.ids[now]), Ordering::Relaxed);
+        true
     }
 
     /// A 401: the key, or, before the container has ever answered it, possibly the
@@ -214,12 +308,21 @@ impl SwiftBackend {
         ))
     }
 
+    /// The key in use.
+    fn key(&self) -> &Key {
+        &self.keys[self
+            .rotation
+            .current
+            .load(Ordering::Relaxed)
+            .min(self.keys.len() - 1)]
+    }
+
     /// A request with the key header (and never an auth token).
     fn req(&self, method: Method, url: String) -> Request {
         Request {
             method,
             url,
-            headers: vec![(self.key_header.to_string(), self.key.0.clone())],
+            headers: vec![(self.key_header.to_string(), self.key().0.clone())],
             body: None,
         }
     }
@@ -262,20 +365,28 @@ impl SwiftBackend {
     fn request<T>(
         &self,
         object: &str,
-        make: impl FnOnce() -> Result<Request>,
-        handle: impl FnOnce(Response) -> Step<T>,
+        mut make: impl FnMut() -> Result<Request>,
+        mut handle: impl FnMut(Response) -> Step<T>,
     ) -> Result<T> {
-        interrupt::check()?;
-        let req = make()?;
-        let method = req.method;
-        let step = match self.http.call(req) {
-            Ok(resp) => {
-                if (200..300).contains(&resp.status) {
-                    self.mark_answered();
+        let (step, method) = loop {
+            interrupt::check()?;
+            let used = self.rotation.current.load(Ordering::Relaxed);
+            let req = make()?;
+            let method = req.method;
+            let step = match self.http.call(req) {
+                Ok(resp) => {
+                    if (200..300).contains(&resp.status) {
+                        self.mark_answered();
+                    }
+                    handle(resp)
                 }
-                handle(resp)
+                Err(e) => transport_error(object, e),
+            };
+            // A rejected key, with another in the variable: the same request with it.
+            if matches!(step, Step::Fail(Error::KeyRejected { .. })) && self.next_key(used) {
+                continue;
             }
-            Err(e) => transport_error(object, e),
+            break (step, method);
         };
         match step {
             Step::Done(t) => Ok(t),
@@ -610,6 +721,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_key_variable_holds_keys_newest_first() {
+        assert_eq!(split_keys("a"), ["a"]);
+        assert_eq!(split_keys("new,old"), ["new", "old"]);
+        assert_eq!(split_keys("new\nold\n"), ["new", "old"]);
+        assert_eq!(split_keys("new\r\nold"), ["new", "old"]);
+        assert!(split_keys(",").is_empty());
+    }
+
+    #[test]
     fn urls() {
         assert_eq!(parse_url("swiftkeys://c").unwrap(), ("c".into(), "".into()));
         assert_eq!(
@@ -739,7 +859,7 @@ mod tests {
             read_key: None,
         };
         let b = SwiftBackend::with_config("c", "", cfg, Access::Read, &o).unwrap();
-        assert!(format!("{:?}", b.key).contains("redacted"));
-        assert!(!format!("{:?}", b.key).contains("s3cret"));
+        assert!(format!("{:?}", b.key()).contains("redacted"));
+        assert!(!format!("{:?}", b.key()).contains("s3cret"));
     }
 }
