@@ -55,6 +55,9 @@ pub enum Command {
     /// unless --force).
     #[command(name = "remove-all-inc-of-but-n-full", alias = "ri")]
     RemoveAllIncOfButNFull(CountArgs),
+    /// Calendar retention: delete the chains no --keep-* rule keeps, each chain dated by its
+    /// newest set; never the newest chain (lists only, unless --force).
+    Forget(UrlArgs),
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +119,7 @@ impl Command {
             }
             Command::RemoveOlderThan(a) => &a.opts,
             Command::RemoveAllButNFull(a) | Command::RemoveAllIncOfButNFull(a) => &a.opts,
+            Command::Forget(a) => &a.opts,
         }
     }
 
@@ -133,6 +137,7 @@ impl Command {
             Command::RemoveOlderThan(_) => "remove-older-than",
             Command::RemoveAllButNFull(_) => "remove-all-but-n-full",
             Command::RemoveAllIncOfButNFull(_) => "remove-all-inc-of-but-n-full",
+            Command::Forget(_) => "forget",
         }
     }
 
@@ -146,6 +151,7 @@ impl Command {
             }
             Command::RemoveOlderThan(a) => &a.url,
             Command::RemoveAllButNFull(a) | Command::RemoveAllIncOfButNFull(a) => &a.url,
+            Command::Forget(a) => &a.url,
         }
     }
 }
@@ -246,6 +252,27 @@ pub struct Opts {
     /// After a successful backup, keep only the newest N chains (remove-all-but-n-full N --force).
     #[arg(long, env = "SWIFTDUP_KEEP_FULL", value_parser = clap::value_parser!(u64).range(1..))]
     pub keep_full: Option<u64>,
+    /// forget (and a backup, after it succeeded): keep the newest N chains.
+    #[arg(long, value_name = "N", env = "SWIFTDUP_KEEP_LAST", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_last: Option<u64>,
+    /// Keep the newest chain of each of the newest N hours that have one.
+    #[arg(long, value_name = "N", env = "SWIFTDUP_KEEP_HOURLY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_hourly: Option<u64>,
+    /// Keep the newest chain of each of the newest N days that have one.
+    #[arg(long, value_name = "N", env = "SWIFTDUP_KEEP_DAILY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_daily: Option<u64>,
+    /// Keep the newest chain of each of the newest N weeks (Monday to Sunday, UTC).
+    #[arg(long, value_name = "N", env = "SWIFTDUP_KEEP_WEEKLY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_weekly: Option<u64>,
+    /// Keep the newest chain of each of the newest N months.
+    #[arg(long, value_name = "N", env = "SWIFTDUP_KEEP_MONTHLY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_monthly: Option<u64>,
+    /// Keep the newest chain of each of the newest N years.
+    #[arg(long, value_name = "N", env = "SWIFTDUP_KEEP_YEARLY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_yearly: Option<u64>,
+    /// Keep every chain that ends within DURATION (7D, 2W, 6M) of the newest chain's end.
+    #[arg(long, value_name = "DURATION", env = "SWIFTDUP_KEEP_WITHIN")]
+    pub keep_within: Option<String>,
     /// Make a full backup instead of an incremental that would make the chain longer than N
     /// incrementals.
     #[arg(long, env = "SWIFTDUP_MAX_CHAIN_LENGTH", value_parser = clap::value_parser!(u64).range(1..))]

@@ -20,11 +20,20 @@ const BACKUP_ONLY: &[&str] = &[
     "compress_level",
 ];
 const LOCKING: &[&str] = &["lock_wait", "lock_ttl", "break_lock"];
+const KEEP: &[&str] = &[
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+    "keep_within",
+];
 const OWNERS: &[&str] = &["numeric_owner", "do_not_restore_ownership"];
 
 /// Which of those each verb uses, and the examples its `--help` ends with.
 fn verb_help(verb: &str) -> (Vec<&'static str>, &'static str) {
-    let backup = [BACKUP_ONLY, SELECTION_IDS, LOCKING].concat();
+    let backup = [BACKUP_ONLY, SELECTION_IDS, LOCKING, KEEP].concat();
     let retention = [LOCKING, &["force", "json"][..]].concat();
     match verb {
         "full" | "incremental" | "backup" => (
@@ -59,6 +68,12 @@ fn verb_help(verb: &str) -> (Vec<&'static str>, &'static str) {
              swiftdup list-current-files swiftkeys://backups/myhost\n  \
              swiftdup ls -t 2026-11-01 --json swiftkeys://backups/myhost",
         ),
+        "forget" => (
+            [KEEP, LOCKING, &["force", "json"][..]].concat(),
+            "Examples:\n  \
+             swiftdup forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 swiftkeys://backups/myhost\n  \
+             swiftdup forget --keep-within 30D --force swiftkeys://backups/myhost",
+        ),
         "cleanup" => (
             retention,
             "Examples:\n  \
@@ -85,7 +100,7 @@ fn verb_help(verb: &str) -> (Vec<&'static str>, &'static str) {
 /// variable is read by every verb): one environment can serve a CronJob's backup, its
 /// restore Job and its retention.
 pub fn command() -> clap::Command {
-    let everything: Vec<&str> = [BACKUP_ONLY, SELECTION_IDS, LOCKING, OWNERS].concat();
+    let everything: Vec<&str> = [BACKUP_ONLY, SELECTION_IDS, LOCKING, OWNERS, KEEP].concat();
     let extra = ["time", "file_to_restore", "compare_data", "json", "force"];
     let mut cmd = Cli::command().after_help(
         "Examples:\n  \

@@ -111,6 +111,7 @@ pub(super) fn normalise(
         "ra",
         "remove-all-inc-of-but-n-full",
         "ri",
+        "forget",
         "help",
         "-h",
         "--help",

@@ -340,7 +340,42 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
         Command::RemoveAllIncOfButNFull(a) => prune(&a.url, o, cmd, |_| {
             Ok(commands::prune::Policy::AllIncOfButNFull(a.count as usize))
         }),
+        Command::Forget(a) => prune(&a.url, o, cmd, |_| match keep_policy(o)? {
+            Some(k) => Ok(commands::prune::Policy::Keep(k)),
+            None => Err(Error::Usage(
+                "forget needs at least one rule: --keep-last, --keep-hourly, --keep-daily, \
+                 --keep-weekly, --keep-monthly, --keep-yearly or --keep-within"
+                    .into(),
+            )),
+        }),
     }
+}
+
+/// The `--keep-*` rules, if any was given.
+fn keep_policy(o: &Opts) -> Result<Option<commands::prune::Keep>> {
+    let n = |v: Option<u64>| v.map(|n| n as usize);
+    let within = match &o.keep_within {
+        Some(d) => Some(
+            crate::archive::time::parse_interval(d)
+                .filter(|s| *s > 0)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--keep-within {d:?} is not a duration like 7D, 2W or 6M"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let k = commands::prune::Keep {
+        last: n(o.keep_last),
+        hourly: n(o.keep_hourly),
+        daily: n(o.keep_daily),
+        weekly: n(o.keep_weekly),
+        monthly: n(o.keep_monthly),
+        yearly: n(o.keep_yearly),
+        within,
+    };
+    Ok((!k.is_empty()).then_some(k))
 }
 
 /// `--time`, if given, as a Unix time.
@@ -381,24 +416,36 @@ fn backup(cmd: &Command, a: &BackupArgs, o: &Opts) -> Result<(Fields, i32)> {
     // touched (stock checks them while it parses the command line).
     crate::engine::write::select::Selection::new(&opts.source, &opts.selection, common.now)?;
     crate::seal::deflate::set_workers(opts.concurrency);
+    // The retention rules are checked before anything is stored.
+    let keep = keep_policy(o)?.map(|k| ("--keep-*", commands::prune::Policy::Keep(k)));
     let lock = lock(&common, o, cmd.name())?;
     let s = commands::backup::run(&common, &opts, &lock)?;
     let mut code = code_for(s.warnings);
     let mut fields = s.to_fields();
-    if let Some(n) = o.keep_full {
-        // The backup is stored; a failed prune does not undo it, it is a warning.
-        let policy = commands::prune::Policy::AllButNFull(n as usize);
+    // Retention after a stored backup (a CronJob has no other moment for it): a failure
+    // does not undo the backup, it is a warning and exit 10.
+    let full = o.keep_full.map(|n| {
+        (
+            "--keep-full",
+            commands::prune::Policy::AllButNFull(n as usize),
+        )
+    });
+    let mut pruned = None;
+    for (flag, policy) in full.into_iter().chain(keep) {
         match commands::prune::run(&common, policy, true, false, &mut std::io::sink()) {
-            Ok(p) => fields.push(("pruned_sets", json!(p.sets))),
+            Ok(p) => *pruned.get_or_insert(0) += p.sets,
             Err(e) => {
                 log::warn(
                     "warning",
-                    &format!("the backup is stored, but --keep-full failed: {e}"),
+                    &format!("the backup is stored, but {flag} failed: {e}"),
                     vec![("code", json!(e.code()))],
                 );
                 code = exit::PARTIAL;
             }
         }
+    }
+    if let Some(p) = pruned {
+        fields.push(("pruned_sets", json!(p)));
     }
     Ok((fields, code))
 }

@@ -163,3 +163,80 @@ fn full_backup_policies_say_which_rule_chose() {
     let o = h.backup("full", T0 + 800, &[]);
     assert_eq!(plan_rule(&o), "requested");
 }
+
+/// Calendar retention on whole chains: two fulls a week for three weeks, `forget
+/// --keep-weekly 2` lists each chain with why it stays (a dry run first), then deletes the
+/// others; swiftdup and stock duplicity restore both kept chains; the same rules after a
+/// backup keep only what they say.
+#[test]
+fn forget_keeps_the_newest_chain_of_each_week_and_both_tools_restore_them() {
+    const DAY: i64 = 86400;
+    // Monday 2026-11-02, noon UTC.
+    let monday = 1_793_620_800;
+    let days = [0, 1, 7, 8, 14, 15];
+    let h = Hist {
+        s: Scratch::new("ops-forget"),
+    };
+    let src = h.s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(h.s.join("states")).unwrap();
+    for (i, d) in days.iter().enumerate() {
+        let t = monday + d * DAY;
+        fs::write(src.join("state.txt"), format!("day {d}\n")).unwrap();
+        fs::write(src.join("data.bin"), random_bytes(i as u64, 40_000)).unwrap();
+        touch_all(&src, t - 50);
+        snapshot(&src, &h.s.join(&format!("states/{d}")));
+        h.backup("full", t, &[]);
+    }
+    let url = h.url();
+    let time = |d: i64| rfc(monday + d * DAY);
+
+    // The plan, newest first: the newest chain of each of the two newest weeks stays.
+    let plan = delete_run(&h, &["forget", "--keep-weekly", "2", &url]);
+    let chains: Vec<&String> = plan.iter().filter(|l| l.contains(" chain ")).collect();
+    assert_eq!(chains.len(), 6, "{plan:?}");
+    assert!(
+        chains[0].starts_with("keep") && chains[0].contains("(newest, weekly)"),
+        "{plan:?}"
+    );
+    assert!(chains[0].contains(&time(15)), "{plan:?}");
+    assert!(chains[1].starts_with("remove") && chains[1].contains(&time(14)));
+    assert!(chains[2].starts_with("keep") && chains[2].contains("(weekly)"));
+    assert!(chains[2].contains(&time(8)));
+    for c in &chains[3..] {
+        assert!(c.starts_with("remove"), "{plan:?}");
+    }
+
+    let gone = delete_run(
+        &h,
+        &["forget", "--keep-weekly", "2", &url, "--force", "--json"],
+    );
+    for d in [0, 1, 7, 14] {
+        let names = timestr(monday + d * DAY);
+        assert!(
+            gone.iter().any(|n| n.contains(&names)),
+            "day {d} not deleted: {gone:?}"
+        );
+    }
+    for d in [8, 15] {
+        let names = h.names_with(monday + d * DAY);
+        assert!(!names.is_empty(), "day {d} was deleted");
+        h.both_restore_at(monday + d * DAY, &h.s.join(&format!("states/{d}")));
+    }
+
+    // After a backup: the same rules, applied once it is stored.
+    fs::write(src.join("state.txt"), "day 16\n").unwrap();
+    let o = h.backup("full", monday + 16 * DAY, &["--keep-last", "1"]);
+    let summary = events(&o)
+        .into_iter()
+        .find(|e| e["event"] == "summary")
+        .unwrap();
+    assert_eq!(summary["pruned_sets"], 2, "{summary}");
+    let o = h.sd_ok(&["status", &url, "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["chains"].as_array().unwrap().len(), 1);
+
+    // No rule at all is refused, not taken for "keep nothing".
+    let o = h.sd(&["forget", &url]);
+    assert_eq!(o.status.code(), Some(2));
+}

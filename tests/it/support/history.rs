@@ -72,9 +72,14 @@ impl Hist {
 
     /// Both tools restore time `t` and match the state kept for it.
     pub fn both_restore(&self, i: usize) {
-        let t = TIMES[i].to_string();
+        self.both_restore_at(TIMES[i], &self.s.join(&format!("states/{i}")));
+    }
+
+    /// Restore the state at `t` with swiftdup and with stock duplicity: both give `want`.
+    pub fn both_restore_at(&self, t: i64, want: &std::path::Path) {
+        let i = t;
+        let t = t.to_string();
         let url = self.url();
-        let want = self.s.join(&format!("states/{i}"));
         let out = self.s.join(&format!("r-sd-{i}-{}", self.names().len()));
         let cache = self.s.join(&format!("cache-r-{i}-{}", self.names().len()));
         swiftdup_ok(
@@ -89,14 +94,14 @@ impl Hist {
             ],
             ENV,
         );
-        assert_same_tree(&want, &out, false);
+        assert_same_tree(want, &out, false);
         let out = self.s.join(&format!("r-dup-{i}-{}", self.names().len()));
         duplicity_ok(
             &self.s,
             &["restore", "-t", &t, &url, out.to_str().unwrap()],
             ENV,
         );
-        assert_same_tree(&want, &out, false);
+        assert_same_tree(want, &out, false);
     }
 }
 
