@@ -58,6 +58,22 @@ pub enum Command {
     /// Calendar retention: delete the chains no --keep-* rule keeps, each chain dated by its
     /// newest set; never the newest chain (lists only, unless --force).
     Forget(UrlArgs),
+    /// Integrity with the read key and no source: every manifest against the listing, then
+    /// every volume (or --read-data-subset) downloaded, hashed and opened to the last byte.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Target to check.
+    #[arg(env = "SWIFTDUP_URL")]
+    pub url: String,
+    /// Read only part n of t of the volumes (n/t: over t runs, n = 1..t reads them all
+    /// once) or about x% of them, chosen at random (x%).
+    #[arg(long, value_name = "n/t|x%", env = "SWIFTDUP_READ_DATA_SUBSET")]
+    pub read_data_subset: Option<String>,
+    #[command(flatten)]
+    pub opts: Opts,
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +136,7 @@ impl Command {
             Command::RemoveOlderThan(a) => &a.opts,
             Command::RemoveAllButNFull(a) | Command::RemoveAllIncOfButNFull(a) => &a.opts,
             Command::Forget(a) => &a.opts,
+            Command::Check(a) => &a.opts,
         }
     }
 
@@ -138,6 +155,7 @@ impl Command {
             Command::RemoveAllButNFull(_) => "remove-all-but-n-full",
             Command::RemoveAllIncOfButNFull(_) => "remove-all-inc-of-but-n-full",
             Command::Forget(_) => "forget",
+            Command::Check(_) => "check",
         }
     }
 
@@ -152,6 +170,7 @@ impl Command {
             Command::RemoveOlderThan(a) => &a.url,
             Command::RemoveAllButNFull(a) | Command::RemoveAllIncOfButNFull(a) => &a.url,
             Command::Forget(a) => &a.url,
+            Command::Check(a) => &a.url,
         }
     }
 }

@@ -74,6 +74,13 @@ fn verb_help(verb: &str) -> (Vec<&'static str>, &'static str) {
              swiftdup forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 swiftkeys://backups/myhost\n  \
              swiftdup forget --keep-within 30D --force swiftkeys://backups/myhost",
         ),
+        "check" => (
+            vec!["json"],
+            "Examples:\n  \
+             swiftdup check swiftkeys://backups/myhost\n  \
+             swiftdup check --read-data-subset 3/7 swiftkeys://backups/myhost   # a seventh a day\n  \
+             swiftdup check --read-data-subset 10% --json swiftkeys://backups/myhost",
+        ),
         "cleanup" => (
             retention,
             "Examples:\n  \

@@ -112,6 +112,7 @@ pub(super) fn normalise(
         "remove-all-inc-of-but-n-full",
         "ri",
         "forget",
+        "check",
         "help",
         "-h",
         "--help",

@@ -340,6 +340,7 @@ fn run(cmd: &Command) -> Result<(Fields, i32)> {
         Command::RemoveAllIncOfButNFull(a) => prune(&a.url, o, cmd, |_| {
             Ok(commands::prune::Policy::AllIncOfButNFull(a.count as usize))
         }),
+        Command::Check(a) => check(a, o),
         Command::Forget(a) => prune(&a.url, o, cmd, |_| match keep_policy(o)? {
             Some(k) => Ok(commands::prune::Policy::Keep(k)),
             None => Err(Error::Usage(
@@ -448,6 +449,17 @@ fn backup(cmd: &Command, a: &BackupArgs, o: &Opts) -> Result<(Fields, i32)> {
         fields.push(("pruned_sets", json!(p)));
     }
     Ok((fields, code))
+}
+
+fn check(a: &CheckArgs, o: &Opts) -> Result<(Fields, i32)> {
+    let subset = match &a.read_data_subset {
+        Some(s) => commands::check::Subset::parse(s).map_err(Error::Usage)?,
+        None => commands::check::Subset::All,
+    };
+    let common = common(&a.url, o, false)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let s = commands::check::run(&common, subset, o.json, &mut out)?;
+    Ok((s.to_fields(), exit::SUCCESS))
 }
 
 fn restore(a: &RestoreArgs, o: &Opts) -> Result<(Fields, i32)> {

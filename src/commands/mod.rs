@@ -1,9 +1,11 @@
 //! The verbs: each takes a validated `Config` part and returns what it did; `app::run` logs it.
 //!
-//! backup and restore move data; verify replays a restore against the source; status and
-//! list read the metadata; prune (the remove-* verbs and cleanup) deletes sets.
+//! backup and restore move data; verify replays a restore against the source; check reads
+//! what the target holds without one; status and list read the metadata; prune (forget,
+//! the remove-* verbs and cleanup) deletes sets.
 
 pub mod backup;
+pub mod check;
 pub mod list;
 pub mod prune;
 pub mod restore;

@@ -234,6 +234,8 @@ fn real_events_match_the_json_schema() {
     run(&["collection-status", &url]);
     run(&["list-current-files", &url]);
     run(&["cleanup", &url]);
+    run(&["check", &url]);
+    run(&["forget", "--keep-last", "1", &url]);
     let mut seen = BTreeSet::new();
     for e in &evs {
         let obj = e.as_object().expect("an event is an object");

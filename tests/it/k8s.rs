@@ -298,7 +298,12 @@ fn every_environment_variable_is_one_swiftdup_reads() {
     let mut others: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
     others.extend(secrets.iter().map(|s| format!("{s}_FILE")));
     others.extend([swift::ENV_STORAGE_URL.to_string(), "TMPDIR".to_string()]);
-    for file in ["cronjob.yaml", "restore-job.yaml", "sidecar.yaml"] {
+    for file in [
+        "cronjob.yaml",
+        "restore-job.yaml",
+        "sidecar.yaml",
+        "check-cronjob.yaml",
+    ] {
         let names = env_names(file);
         assert!(names.len() >= 5, "{file}: env not found");
         for (line, name) in names {
@@ -326,14 +331,21 @@ fn each_job_gets_only_the_key_it_needs() {
         assert!(holds(f, swift::ENV_FULL_KEY), "{f}");
         assert!(!holds(f, swift::ENV_READ_KEY), "{f}");
     }
-    assert!(holds("restore-job.yaml", swift::ENV_READ_KEY));
-    assert!(
-        !holds("restore-job.yaml", swift::ENV_FULL_KEY),
-        "the restore Job must not hold the full key"
-    );
+    for f in ["restore-job.yaml", "check-cronjob.yaml"] {
+        assert!(holds(f, swift::ENV_READ_KEY), "{f}");
+        assert!(
+            !holds(f, swift::ENV_FULL_KEY),
+            "{f} must not hold the full key"
+        );
+    }
     // Every key a manifest takes from the Secret is in the Secret's example.
     let secret = read("secret.example.yaml");
-    for f in ["cronjob.yaml", "restore-job.yaml", "sidecar.yaml"] {
+    for f in [
+        "cronjob.yaml",
+        "restore-job.yaml",
+        "sidecar.yaml",
+        "check-cronjob.yaml",
+    ] {
         for key in held(f) {
             assert!(
                 secret
@@ -347,7 +359,12 @@ fn each_job_gets_only_the_key_it_needs() {
 
 #[test]
 fn secrets_come_as_files_from_the_mounted_secret() {
-    for f in ["cronjob.yaml", "restore-job.yaml", "sidecar.yaml"] {
+    for f in [
+        "cronjob.yaml",
+        "restore-job.yaml",
+        "sidecar.yaml",
+        "check-cronjob.yaml",
+    ] {
         let text = read(f);
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
         // Neither key nor passphrase is put in the environment.
@@ -399,7 +416,12 @@ fn pods_run_as_the_image_user() {
         .find_map(|l| l.strip_prefix("USER "))
         .expect("Dockerfile: USER");
     let uid = user.trim().split(':').next().unwrap_or("");
-    for f in ["cronjob.yaml", "restore-job.yaml", "sidecar.yaml"] {
+    for f in [
+        "cronjob.yaml",
+        "restore-job.yaml",
+        "sidecar.yaml",
+        "check-cronjob.yaml",
+    ] {
         let text = read(f);
         let uids: Vec<&str> = text
             .lines()
@@ -449,4 +471,23 @@ fn the_alerts_name_only_metrics_swiftdup_pushes() {
         }
     }
     assert!(named >= 4, "no metrics found in the rule");
+}
+
+#[test]
+fn check_cronjob_fails_at_once_on_what_it_found() {
+    let rules = pod_failure_rules("check-cronjob.yaml");
+    check_policy("check-cronjob.yaml", &rules);
+    assert_decided("check-cronjob.yaml", &rules, "FailJob", NEVER_RETRY);
+    assert_decided(
+        "check-cronjob.yaml",
+        &rules,
+        "FailJob",
+        &[(exit::INTEGRITY, "integrity"), (exit::UNSIGNED, "unsigned")],
+    );
+    assert_decided(
+        "check-cronjob.yaml",
+        &rules,
+        "Count",
+        &[(exit::BACKEND, "backend")],
+    );
 }

@@ -10,6 +10,7 @@ mod support;
 mod backend_conformance; // the Backend contract, on file:// (Swift's run in `swift`)
 mod bad_input; // hostile archives, damaged sets, bad keys and settings: clear errors
 mod batch; // the job as a CronJob or sidecar runs it: env config, events, signals, metrics
+mod check; // check: the target's integrity with the read key and no source
 mod docs; // docs/ lists every option, variable, event and exit code; reads as docs
 mod format_fixtures; // byte-level agreement with archives stock duplicity wrote
 mod fuzz_regressions; // the fuzz targets' seeds and reproducers, replayed

@@ -1525,3 +1525,39 @@ fn several_keys_in_a_variable_rotate_without_a_window() {
     assert_eq!(older_key(&o).len(), 1);
     crate::support::assert_same_tree(&src, &out, true);
 }
+
+/// `check` with the read key alone (what a check CronJob holds): a backup's volumes are
+/// all read and pass, and no key is logged.
+#[test]
+fn check_runs_with_the_read_key_alone() {
+    let env = Env::load();
+    let s = Scratch::new("swift-check");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), crate::support::random_bytes(5, 1_500_000)).unwrap();
+    let url = format!("swiftkeys://{}/{}", env.container(), run_prefix("check"));
+    let cache = |n: &str| s.join(n).display().to_string();
+    let full = cli_env(&env, &[("SWIFT_CONTAINER_FULL_TOKEN", env.full_key())]);
+    let (src_s, c1) = (src.display().to_string(), cache("c1"));
+    let args = [
+        "full",
+        &src_s,
+        &url,
+        "--no-encryption",
+        "--volsize",
+        "1",
+        "--archive-dir",
+        &c1,
+    ];
+    ok_without_keys(&run_cli(&args, &full), &env);
+    let read = cli_env(&env, &[("SWIFT_CONTAINER_READ_TOKEN", env.read_key())]);
+    let c2 = cache("c2");
+    let o = run_cli(&["check", &url, "--archive-dir", &c2], &read);
+    ok_without_keys(&o, &env);
+    let sum = crate::support::events(&o)
+        .into_iter()
+        .find(|e| e["event"] == "summary")
+        .unwrap();
+    assert_eq!(sum["volumes_read"], sum["volumes"]);
+    assert!(sum["volumes"].as_u64().unwrap() >= 2, "{sum}");
+}

@@ -685,6 +685,31 @@ impl Read for EntryReader<'_, '_> {
     }
 }
 
+/// `check`: a set's manifest, checked against the listing as a restore checks it; the
+/// volumes it lists as (number, object, SHA1).
+pub(crate) fn checked_volumes(
+    md: &Metadata,
+    set: &BackupSet,
+) -> Result<Vec<(u32, String, String)>> {
+    let m = set_files(md, set)?;
+    check_manifest(set, &m, md.common)?;
+    Ok(m.volumes
+        .iter()
+        .filter_map(|(num, v)| Some((*num, set.volumes.get(num)?.clone(), v.sha1()?.to_string())))
+        .collect())
+}
+
+/// `check`: download one volume, check its SHA1 against the manifest's, and open it to
+/// the last byte (the OpenPGP MDC, and the signature with `--sign-key-file`). Returns the
+/// bytes downloaded.
+pub(crate) fn check_volume(md: &Metadata, set: &BackupSet, name: &str, sha1: &str) -> Result<u64> {
+    let common = md.common;
+    let (f, total) = fetch_checked(md.backend, name, sha1, &common.tempdir)?;
+    let mut r = open_volume(f, set.suffix, &common.crypto.open, name)?;
+    io::copy(&mut r, &mut io::sink()).map_err(|e| map_read_error(name, e))?;
+    Ok(total)
+}
+
 fn set_files(md: &Metadata, set: &BackupSet) -> Result<Manifest> {
     let name = set
         .manifest
