@@ -215,6 +215,10 @@ pub struct Opts {
     /// Volume size in MiB.
     #[arg(long, env = "SWIFTDUP_VOLSIZE", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub volsize: u64,
+    /// Backups: say what would be stored (new, changed, deleted; full or incremental and
+    /// why) and store nothing, take no lock (the read key is enough).
+    #[arg(long, env = "SWIFTDUP_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: bool,
     /// Gzip instead of OpenPGP (files end in .gz).
     #[arg(long, env = "SWIFTDUP_NO_ENCRYPTION", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_encryption: bool,

@@ -7,6 +7,7 @@ use clap::CommandFactory;
 
 /// Options that only some verbs use; every other option applies to all of them.
 const BACKUP_ONLY: &[&str] = &[
+    "dry_run",
     "volsize",
     "no_encryption",
     "encrypt_key_file",
@@ -41,7 +42,8 @@ fn verb_help(verb: &str) -> (Vec<&'static str>, &'static str) {
             "Examples:\n  \
              swiftdup backup /srv/data swiftkeys://backups/myhost\n  \
              swiftdup backup --full-if-older-than 1M --keep-full 3 /srv/data swiftkeys://backups/myhost\n  \
-             swiftdup full --exclude '**/*.tmp' --volsize 500 /srv/data file:///mnt/backup/data",
+             swiftdup full --exclude '**/*.tmp' --volsize 500 /srv/data file:///mnt/backup/data\n  \
+             swiftdup backup --dry-run --json /srv/data swiftkeys://backups/myhost",
         ),
         "restore" => (
             [OWNERS, &["time", "file_to_restore", "force"][..]].concat(),

@@ -417,6 +417,16 @@ fn backup(cmd: &Command, a: &BackupArgs, o: &Opts) -> Result<(Fields, i32)> {
     // touched (stock checks them while it parses the command line).
     crate::engine::write::select::Selection::new(&opts.source, &opts.selection, common.now)?;
     crate::seal::deflate::set_workers(opts.concurrency);
+    if o.dry_run {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let fields = commands::backup::dry_run(&common, &opts, o.json, &mut out)?;
+        let warned = fields
+            .iter()
+            .find(|(k, _)| *k == "warnings")
+            .and_then(|(_, v)| v.as_u64())
+            .unwrap_or(0);
+        return Ok((fields, code_for(warned)));
+    }
     // The retention rules are checked before anything is stored.
     let keep = keep_policy(o)?.map(|k| ("--keep-*", commands::prune::Policy::Keep(k)));
     let lock = lock(&common, o, cmd.name())?;

@@ -371,6 +371,110 @@ pub fn run(
 #[allow(dead_code)]
 fn _assert_backend_object_safe(_: &dyn Backend) {}
 
+/// `backup --dry-run`: what a backup would store now, with the same plan (full or
+/// incremental, and the rule that decided) and the same comparison, counted and printed on
+/// `out` (text, or one JSON document with `json`). Nothing is written to the target and no
+/// lock is taken, so the read key is enough.
+pub fn dry_run(
+    common: &Common,
+    opts: &BackupOpts,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<Vec<(&'static str, serde_json::Value)>> {
+    if !matches!(platform::lstat(&opts.source), Ok(s) if s.kind == Kind::Dir) {
+        return Err(Error::SourceMissing(opts.source.display().to_string()));
+    }
+    let selection = Selection::new(&opts.source, &opts.selection, common.now)?;
+    let walk = Walk::new(opts.source.clone(), selection)
+        .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
+    // A file:// directory that is not there yet is an empty target (a backup would make
+    // it); a missing container is the error a backup would meet too.
+    let listed = backend::open(&common.url, backend::Access::Read, &common.backend)
+        .and_then(|b| Ok((b.list(&common.prefixes.file)?, b)));
+    let (names, backend) = match listed {
+        Ok((names, b)) => (names, Some(b)),
+        Err(Error::TargetMissing(_)) if common.url.starts_with("file://") => (Vec::new(), None),
+        Err(e) => return Err(e),
+    };
+    let coll = Collection::from_names(&names, &common.prefixes);
+    let md = match &backend {
+        Some(b) => Some(Metadata {
+            backend: b.as_ref(),
+            cache: Cache::open(common)?,
+            common,
+        }),
+        None => None,
+    };
+    let want = Want {
+        force_full: opts.force_full,
+        full_if_older_than: opts.full_if_older_than,
+        max_chain_length: opts.max_chain_length,
+        full_if_no_signatures: opts.full_if_no_signatures,
+        now: common.now,
+        can_read_own: common.crypto.can_read_own,
+    };
+    let cached = |n: &str| {
+        let kind = common.prefixes.parse(n).map(|p| p.kind);
+        kind.is_some_and(|k| {
+            md.as_ref()
+                .is_some_and(|md| md.cache.path(&local_name(n, &k)).exists())
+        })
+    };
+    let plan = decide(&coll, &want, &cached)?;
+    let kind = if plan.chain.is_some() {
+        "incremental"
+    } else {
+        "full"
+    };
+    let d = crate::engine::write::dry_run_set(md.as_ref(), &coll, opts, walk, plan.chain)?;
+    let s = &d.summary;
+    let fields = vec![
+        ("dry_run", json!(true)),
+        ("type", json!(kind)),
+        ("rule", json!(plan.rule)),
+        ("reason", json!(plan.reason)),
+        ("files_new", json!(s.files_new)),
+        ("files_changed", json!(s.files_changed)),
+        ("files_unchanged", json!(s.files_unchanged)),
+        ("files_deleted", json!(s.files_deleted)),
+        ("dirs_new", json!(s.dirs_new)),
+        ("dirs_changed", json!(s.dirs_changed)),
+        ("bytes_new", json!(d.bytes_new)),
+        ("bytes_changed", json!(d.bytes_changed)),
+        ("total_bytes_processed", json!(s.total_bytes_processed)),
+        ("warnings", json!(s.warnings)),
+    ];
+    let text = if json {
+        serde_json::Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
+        .to_string()
+    } else {
+        let size = crate::log::human_bytes;
+        format!(
+            "would make a{} {kind} backup: {}\n\
+             new:       {} entries, {}\n\
+             changed:   {} entries, {}\n\
+             deleted:   {} entries\n\
+             unchanged: {} entries",
+            if kind == "full" { "" } else { "n" },
+            plan.reason,
+            s.files_new,
+            size(d.bytes_new),
+            s.files_changed,
+            size(d.bytes_changed),
+            s.files_deleted,
+            s.files_unchanged
+        )
+    };
+    writeln!(out, "{text}").map_err(Error::stdout)?;
+    out.flush().map_err(Error::stdout)?;
+    Ok(fields)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1514,3 +1514,67 @@ fn a_terminal_gets_a_live_progress_line() {
         "the summary shares its line with the progress: {shown:?}"
     );
 }
+
+/// `backup --dry-run` says what a backup would store, and stores nothing: on a target
+/// that does not exist yet (a full), then after changes (an incremental), where its counts
+/// are those of the real incremental that follows. No lock, no object, no directory made.
+#[test]
+fn a_dry_run_counts_what_the_backup_then_stores() {
+    let s = Scratch::new("batch-dry-run");
+    let src = s.join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("a"), random_bytes(3, 70_000)).unwrap();
+    fs::write(src.join("d/b"), b"bee").unwrap();
+    fs::write(src.join("gone"), b"soon deleted").unwrap();
+    // Old mtimes: no file is read again just for being as new as the previous run.
+    touch_all(&src, 1_600_000_000);
+    let (src_s, url) = (src.display().to_string(), s.url("t"));
+    let cache = s.join("cache").display().to_string();
+    let env = [("PASSPHRASE", PASS)];
+    let run = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--archive-dir", &cache]);
+        swiftdup_ok(&a, &env)
+    };
+    let o = run(&["backup", "--dry-run", &src_s, &url]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("would make a full backup"), "{text}");
+    assert!(!s.join("t").exists(), "a dry run made the target");
+    assert!(events(&o)
+        .iter()
+        .all(|e| e["event"] != "lock" && e["event"] != "volume"));
+
+    run(&["backup", &src_s, &url]);
+    fs::write(src.join("d/b"), b"bees").unwrap();
+    fs::write(src.join("new"), random_bytes(4, 5_000)).unwrap();
+    fs::remove_file(src.join("gone")).unwrap();
+    for p in ["d/b", "new", "d", "."] {
+        set_mtime(&src.join(p), 1_600_000_100);
+    }
+    let objects = || fs::read_dir(s.join("t")).unwrap().count();
+    let before = objects();
+    let o = run(&["backup", "--dry-run", "--json", &src_s, &url]);
+    assert_eq!(objects(), before, "a dry run stored something");
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["type"], "incremental");
+    assert_eq!(plan["rule"], "incremental");
+    assert_eq!(plan["bytes_new"], 5_000);
+    assert_eq!(plan["bytes_changed"], 4);
+    let o = run(&["backup", &src_s, &url]);
+    let summary = events(&o)
+        .into_iter()
+        .find(|e| e["event"] == "summary")
+        .unwrap();
+    for k in [
+        "files_new",
+        "files_changed",
+        "files_deleted",
+        "files_unchanged",
+    ] {
+        assert_eq!(
+            plan[k], summary[k],
+            "{k}: dry run {plan} vs backup {summary}"
+        );
+    }
+    assert_eq!(summary["files_deleted"], 1);
+}

@@ -235,6 +235,7 @@ fn real_events_match_the_json_schema() {
     run(&["list-current-files", &url]);
     run(&["cleanup", &url]);
     run(&["check", &url]);
+    run(&["backup", "--dry-run", &src, &url]);
     run(&["forget", "--keep-last", "1", &url]);
     let mut seen = BTreeSet::new();
     for e in &evs {

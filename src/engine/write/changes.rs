@@ -18,6 +18,96 @@ use crate::local::users;
 use crate::{interrupt, log};
 use std::fs::File;
 
+/// Where the comparison's verdicts go: the set writer, which stores what changed, or a
+/// dry run, which only counts it.
+pub(super) trait Outcome {
+    /// Show progress, when it is due.
+    fn progress(&mut self);
+    /// A source entry: new (`same` is `None`), unchanged (`Some(true)`) or changed.
+    fn entry(&mut self, e: &Entry, old: Option<&SigEntry>, same: Option<bool>) -> Result<()>;
+    /// In the chain, gone from the source (or left out now).
+    fn deleted(&mut self, index: &Index, regular: bool) -> Result<()>;
+    /// A source entry that cannot be read: its previous state is `kept` when it had one.
+    fn warn_unreadable(
+        &mut self,
+        index: &Index,
+        path: &std::path::Path,
+        err: &std::io::Error,
+        kept: bool,
+    );
+}
+
+impl Outcome for SetWriter<'_> {
+    fn progress(&mut self) {
+        SetWriter::progress(self);
+    }
+    fn entry(&mut self, e: &Entry, old: Option<&SigEntry>, same: Option<bool>) -> Result<()> {
+        self.summary.count(&e.stat, same);
+        match same {
+            Some(true) => Ok(()),
+            _ => self.emit(e, old),
+        }
+    }
+    fn deleted(&mut self, index: &Index, regular: bool) -> Result<()> {
+        SetWriter::deleted(self, index, regular)
+    }
+    fn warn_unreadable(
+        &mut self,
+        index: &Index,
+        path: &std::path::Path,
+        err: &std::io::Error,
+        kept: bool,
+    ) {
+        SetWriter::warn_unreadable(self, index, path, err, kept);
+    }
+}
+
+/// A backup's `--dry-run`: what it would store, counted; nothing is written.
+#[derive(Debug, Default)]
+pub struct DryRun {
+    pub summary: super::members::Summary,
+    /// Sizes of the regular files that would be read and stored (new, changed).
+    pub bytes_new: u64,
+    pub bytes_changed: u64,
+}
+
+impl Outcome for DryRun {
+    fn progress(&mut self) {}
+    fn entry(&mut self, e: &Entry, _old: Option<&SigEntry>, same: Option<bool>) -> Result<()> {
+        self.summary.count(&e.stat, same);
+        if e.stat.kind == Kind::File {
+            match same {
+                None => self.bytes_new += e.stat.size,
+                Some(false) => self.bytes_changed += e.stat.size,
+                Some(true) => {}
+            }
+        }
+        Ok(())
+    }
+    fn deleted(&mut self, _index: &Index, _regular: bool) -> Result<()> {
+        self.summary.files_deleted += 1;
+        Ok(())
+    }
+    fn warn_unreadable(
+        &mut self,
+        index: &Index,
+        path: &std::path::Path,
+        err: &std::io::Error,
+        _kept: bool,
+    ) {
+        self.summary.warnings += 1;
+        log::warn(
+            "warning",
+            &format!("cannot read {}: {err}", path.display()),
+            vec![
+                ("code", serde_json::json!("unreadable")),
+                ("path", serde_json::json!(index_display(index))),
+                ("reason", serde_json::json!(err.to_string())),
+            ],
+        );
+    }
+}
+
 /// Whether a file's size or mtime moved between the walk's `lstat` and the end of its
 /// read, or the read did not see as many bytes as the walk (stock says nothing then).
 pub(super) fn changed_while_read(file: &File, e: &Entry, bytes: u64) -> bool {
@@ -78,7 +168,7 @@ pub(super) fn unchanged(e: &Entry, s: &SigEntry) -> bool {
 pub(super) fn compare(
     walk: Walk<Selection>,
     mut sig_reader: SigEntries,
-    run: &mut SetWriter,
+    run: &mut impl Outcome,
     threads: bool,
 ) -> Result<()> {
     let walk = crate::engine::write::walk::ahead(walk, threads)
@@ -139,13 +229,8 @@ pub(super) fn compare(
                 carried = Some(index);
             }
             Item::Entry(e) => {
-                run.summary
-                    .count(&e.stat, matched.as_ref().map(|o| unchanged(&e, o)));
-                match matched {
-                    Some(o) if unchanged(&e, &o) => {}
-                    Some(o) => run.emit(&e, Some(&o))?,
-                    None => run.emit(&e, None)?,
-                }
+                let same = matched.as_ref().map(|o| unchanged(&e, o));
+                run.entry(&e, matched.as_ref(), same)?;
             }
         }
         if order == std::cmp::Ordering::Equal {

@@ -40,6 +40,46 @@ pub struct SetPlan<'c> {
     pub localdir: Vec<u8>,
 }
 
+/// The merged signatures of the chain a set extends (none for a full). One thread in all
+/// with --concurrency 1, as the user asked.
+fn chain_signatures(
+    md: &Metadata,
+    coll: &Collection,
+    chain: Option<&Chain>,
+    threads: bool,
+) -> Result<SigEntries> {
+    let Some(chain) = chain else {
+        return Ok(SigEntries::empty());
+    };
+    let sc = coll
+        .sig_chain_for(chain)
+        .ok_or_else(|| Error::Internal("signature chain vanished".into()))?;
+    let mut streams = Vec::new();
+    for n in sc.names() {
+        streams.push((n.clone(), md.sigtar(&n)?));
+    }
+    SigEntries::new(streams, threads)
+}
+
+/// `backup --dry-run`: compare the source with the chain `chain` (none: a full) as a
+/// backup would, and count what it would store. Nothing is written to the target.
+pub fn dry_run_set(
+    md: Option<&Metadata>,
+    coll: &Collection,
+    opts: &BackupOpts,
+    walk: Walk<Selection>,
+    chain: Option<&Chain>,
+) -> Result<changes::DryRun> {
+    let sig_reader = match (md, chain) {
+        (Some(md), chain) => chain_signatures(md, coll, chain, opts.concurrency > 1)?,
+        (None, None) => SigEntries::empty(),
+        (None, Some(_)) => return Err(Error::Internal("a chain without a target".into())),
+    };
+    let mut run = changes::DryRun::default();
+    changes::compare(walk, sig_reader, &mut run, opts.concurrency > 1)?;
+    Ok(run)
+}
+
 /// What the run's progress is measured against: when it started, and the source's size
 /// where a pre-scan counts it (on a terminal).
 pub struct Pace {
@@ -59,20 +99,7 @@ pub fn write_set(
     pace: Pace,
 ) -> Result<Summary> {
     let Pace { started, total } = pace;
-    let sig_reader = match set.chain {
-        Some(chain) => {
-            let sc = coll
-                .sig_chain_for(chain)
-                .ok_or_else(|| Error::Internal("signature chain vanished".into()))?;
-            let mut streams = Vec::new();
-            for n in sc.names() {
-                streams.push((n.clone(), md.sigtar(&n)?));
-            }
-            // One thread in all with --concurrency 1, as the user asked.
-            SigEntries::new(streams, opts.concurrency > 1)?
-        }
-        None => SigEntries::empty(),
-    };
+    let sig_reader = chain_signatures(md, coll, set.chain, opts.concurrency > 1)?;
 
     let sig_sink = SigSink::new(common, opts.compress_level)?;
     let mut run = SetWriter {
