@@ -43,6 +43,19 @@ struct Want {
     can_read_own: bool,
 }
 
+impl Want {
+    fn of(common: &Common, opts: &BackupOpts) -> Want {
+        Want {
+            force_full: opts.force_full,
+            full_if_older_than: opts.full_if_older_than,
+            max_chain_length: opts.max_chain_length,
+            full_if_no_signatures: opts.full_if_no_signatures,
+            now: common.now,
+            can_read_own: common.crypto.can_read_own,
+        }
+    }
+}
+
 /// Full or incremental, and which rule said so. Pure: `cached` tells whether a remote
 /// signature file is in the local cache (what a public-key run without the secret key can
 /// read).
@@ -291,14 +304,7 @@ pub fn run(
     md.prune_spurious(&names)?;
     let localdir = canonical_localdir(&platform::os_bytes(&opts.source));
 
-    let want = Want {
-        force_full: opts.force_full,
-        full_if_older_than: opts.full_if_older_than,
-        max_chain_length: opts.max_chain_length,
-        full_if_no_signatures: opts.full_if_no_signatures,
-        now: common.now,
-        can_read_own: common.crypto.can_read_own,
-    };
+    let want = Want::of(common, opts);
     let cached = |n: &str| {
         let kind = common.prefixes.parse(n).map(|p| p.kind);
         kind.is_some_and(|k| md.cache.path(&local_name(n, &k)).exists())
@@ -405,14 +411,7 @@ pub fn dry_run(
         }),
         None => None,
     };
-    let want = Want {
-        force_full: opts.force_full,
-        full_if_older_than: opts.full_if_older_than,
-        max_chain_length: opts.max_chain_length,
-        full_if_no_signatures: opts.full_if_no_signatures,
-        now: common.now,
-        can_read_own: common.crypto.can_read_own,
-    };
+    let want = Want::of(common, opts);
     let cached = |n: &str| {
         let kind = common.prefixes.parse(n).map(|p| p.kind);
         kind.is_some_and(|k| {
