@@ -328,8 +328,8 @@ pub(super) fn register_secrets(args: &[OsString]) {
             log::add_secret(v);
             // A key variable may hold several keys (rotation): each is a secret.
             if is_key {
-                for k in crate::backend::swift::split_keys(v) {
-                    log::add_secret(&k);
+                for k in v.split([',', '\n', '\r']) {
+                    log::add_secret(k);
                 }
             }
         };

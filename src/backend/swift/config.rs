@@ -23,12 +23,12 @@ impl std::fmt::Debug for Key {
     }
 }
 
-/// The keys of a key variable, newest first: separated by commas (or one a line, as a key
-/// file holds them during a rotation); empty parts are ignored.
+/// The keys of a key variable, newest first, separated by commas; empty parts are ignored.
+/// (A key file holds them one a line: `SwiftConfig::from_env` joins its lines with commas.
+/// A line break left in a variable stays in its key, which `check_key` refuses.)
 pub fn split_keys(value: &str) -> Vec<String> {
     value
-        .split([',', '\n'])
-        .map(|k| k.strip_suffix('\r').unwrap_or(k))
+        .split(',')
         .filter(|k| !k.is_empty())
         .map(String::from)
         .collect()
@@ -58,7 +58,13 @@ impl SwiftConfig {
     /// (each key also from a file named by `..._FILE`); an empty value counts as unset.
     pub fn from_env() -> Result<SwiftConfig> {
         let key = |n: &str| -> Result<Option<String>> {
-            Ok(crate::config::secret_var(n)?.filter(|v| !v.is_empty()))
+            let v = crate::config::secret_var(n)?.filter(|v| !v.is_empty());
+            // From a file, the keys of a rotation come one a line.
+            let from_file = std::env::var_os(format!("{n}_FILE")).is_some_and(|f| !f.is_empty());
+            Ok(match (v, from_file) {
+                (Some(v), true) => Some(v.lines().collect::<Vec<_>>().join(",")),
+                (v, _) => v,
+            })
         };
         Ok(SwiftConfig {
             storage_url: std::env::var(ENV_STORAGE_URL).unwrap_or_default(),
