@@ -6,5 +6,6 @@
 
 pub(crate) mod apply;
 pub(crate) mod merge;
+pub(crate) mod progress;
 pub(crate) mod resolve;
 pub(crate) mod stream;
