@@ -75,9 +75,20 @@ pub struct Common {
     pub backend: crate::backend::Options,
 }
 
+/// `backup --stdin-name NAME -`: standard input stored as the file NAME.
+#[derive(Clone, Debug)]
+pub struct StdinSource {
+    pub name: String,
+    /// Fewer bytes than this fail the run and store nothing (`--stdin-min-bytes`).
+    pub min_bytes: u64,
+}
+
 /// Options of `full`, `incremental` and `backup`.
 pub struct BackupOpts {
+    /// The directory backed up (`-` with `stdin`).
     pub source: PathBuf,
+    /// Standard input instead of a directory.
+    pub stdin: Option<StdinSource>,
     /// `Some(true)` full, `Some(false)` incremental, `None` decide.
     pub force_full: Option<bool>,
     pub volsize: u64,

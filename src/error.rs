@@ -50,6 +50,9 @@ pub mod exit {
     pub const KEY_REJECTED: i32 = 52;
     /// The storage refused the operation (HTTP 403, or a read-only key used to write).
     pub const ACCESS_DENIED: i32 = 53;
+    /// Standard input, the source of `backup --stdin-name`, ended before
+    /// `--stdin-min-bytes` or could not be read: nothing was stored (sysexits EX_DATAERR).
+    pub const SHORT_INPUT: i32 = 65;
     /// SOURCE does not exist or is not a directory (sysexits EX_NOINPUT).
     pub const SOURCE_MISSING: i32 = 66;
     /// A bug: an invariant of swiftdup itself was broken.
@@ -157,6 +160,11 @@ pub const EXIT_CODES: &[(i32, &str, &str)] = &[
         "storage refused the operation",
     ),
     (
+        exit::SHORT_INPUT,
+        "short_input",
+        "standard input ended short or failed: nothing stored",
+    ),
+    (
         exit::SOURCE_MISSING,
         "source_missing",
         "SOURCE does not exist or is not a directory",
@@ -210,6 +218,9 @@ pub enum Error {
         why: String,
     },
     SourceMissing(String),
+    /// Standard input (`backup --stdin-name`) was cut short or failed; the set was not
+    /// stored.
+    ShortInput(String),
     /// An object the chain needs is not in the target.
     NotFound(String),
     Locked(String),
@@ -274,6 +285,7 @@ impl Error {
             Error::Unsigned { .. } => exit::UNSIGNED,
             Error::UnsafeMember { .. } => exit::UNSAFE_MEMBER,
             Error::SourceMissing(_) => exit::SOURCE_MISSING,
+            Error::ShortInput(_) => exit::SHORT_INPUT,
             Error::NotFound(_) => exit::INTEGRITY,
             Error::Locked(_) => exit::LOCKED,
             Error::Decryption { .. } => exit::DECRYPTION,
@@ -390,6 +402,7 @@ impl fmt::Display for Error {
             Error::SourceMissing(p) => {
                 write!(f, "source {p:?} does not exist or is not a directory")
             }
+            Error::ShortInput(m) => write!(f, "{m}"),
             Error::NotFound(o) => write!(f, "{o}: not found in the target"),
             Error::Locked(m) => write!(f, "{m}"),
             Error::Decryption { object, detail } => write!(f, "cannot decrypt {object}: {detail}"),

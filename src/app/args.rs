@@ -177,7 +177,7 @@ impl Command {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Directory to back up.
+    /// Directory to back up, or - for standard input (with --stdin-name).
     #[arg(env = "SWIFTDUP_SOURCE")]
     pub source: PathBuf,
     /// Target: file:///absolute/path or swiftkeys://container[/prefix].
@@ -219,6 +219,14 @@ pub struct Opts {
     /// why) and store nothing, take no lock (the read key is enough).
     #[arg(long, env = "SWIFTDUP_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
+    /// Backups with SOURCE -: store standard input (a database dump piped in) as this
+    /// one file, with rsync deltas against the previous dump.
+    #[arg(long, value_name = "NAME", env = "SWIFTDUP_STDIN_NAME")]
+    pub stdin_name: Option<String>,
+    /// With --stdin-name: fail the run and store nothing when standard input ends before
+    /// SIZE bytes (K, M, G, T: powers of 1024), as it does when the dump's command dies.
+    #[arg(long, value_name = "SIZE", env = "SWIFTDUP_STDIN_MIN_BYTES", value_parser = super::parse::byte_size)]
+    pub stdin_min_bytes: Option<u64>,
     /// Gzip instead of OpenPGP (files end in .gz).
     #[arg(long, env = "SWIFTDUP_NO_ENCRYPTION", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_encryption: bool,

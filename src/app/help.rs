@@ -8,6 +8,8 @@ use clap::CommandFactory;
 /// Options that only some verbs use; every other option applies to all of them.
 const BACKUP_ONLY: &[&str] = &[
     "dry_run",
+    "stdin_name",
+    "stdin_min_bytes",
     "volsize",
     "no_encryption",
     "encrypt_key_file",
@@ -43,7 +45,8 @@ fn verb_help(verb: &str) -> (Vec<&'static str>, &'static str) {
              swiftdup backup /srv/data swiftkeys://backups/myhost\n  \
              swiftdup backup --full-if-older-than 1M --keep-full 3 /srv/data swiftkeys://backups/myhost\n  \
              swiftdup full --exclude '**/*.tmp' --volsize 500 /srv/data file:///mnt/backup/data\n  \
-             swiftdup backup --dry-run --json /srv/data swiftkeys://backups/myhost",
+             swiftdup backup --dry-run --json /srv/data swiftkeys://backups/myhost\n  \
+             pg_dump mydb | swiftdup backup --stdin-name mydb.sql --stdin-min-bytes 1M - swiftkeys://backups/mydb",
         ),
         "restore" => (
             [OWNERS, &["time", "file_to_restore", "force"][..]].concat(),

@@ -79,8 +79,8 @@ fn selection_rules(m: &ArgMatches) -> Vec<RuleSpec> {
         .collect()
 }
 
-/// Add duplicity's implicit verbs: `swiftdup SOURCE URL` is a backup and `swiftdup URL DIR`
-/// a restore; with no verb and no arguments, `SWIFTDUP_COMMAND` (default `backup`).
+/// Add duplicity's implicit verbs: `swiftdup SOURCE URL` is a backup (SOURCE a directory,
+/// or `-` for standard input) and `swiftdup URL DIR` a restore; with no verb and no arguments, `SWIFTDUP_COMMAND` (default `backup`).
 /// Refused: a first word that is no verb, no URL and no directory (`swiftdup resotre URL`
 /// would otherwise back up a source called "resotre"; a verb it is close to is suggested),
 /// and a bare `swiftdup` with nothing in the environment that says what to do.
@@ -125,7 +125,8 @@ pub(super) fn normalise(
     let mut i = 1;
     while i < args.len() {
         let a = args[i].to_string_lossy();
-        if !a.starts_with('-') {
+        // A lone `-` is standard input as the source (`--stdin-name`), not an option.
+        if !a.starts_with('-') || a == "-" {
             first_positional = Some(i);
             break;
         }
@@ -140,7 +141,7 @@ pub(super) fn normalise(
             let word = args[i].to_string_lossy();
             if crate::backend::is_url(&word) {
                 "restore".to_string()
-            } else if std::path::Path::new(&*word).is_dir() {
+            } else if word == "-" || std::path::Path::new(&*word).is_dir() {
                 "backup".to_string()
             } else {
                 let hint = match mistyped_verb(&word, VERBS) {
@@ -301,6 +302,27 @@ pub(super) fn parse(args: Vec<OsString>) -> std::result::Result<Cli, clap::Error
     Ok(cli)
 }
 
+/// A size in bytes: a whole number, optionally with K, M, G or T (powers of 1024; `KiB`,
+/// `MB` and such are read the same way).
+pub(super) fn byte_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (a number of bytes, or with K, M, G, T)"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("{s:?}: unknown unit (use K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +333,33 @@ mod tests {
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(byte_size("0"), Ok(0));
+        assert_eq!(byte_size("1500"), Ok(1500));
+        assert_eq!(byte_size("64K"), Ok(64 << 10));
+        assert_eq!(byte_size("10MiB"), Ok(10 << 20));
+        assert_eq!(byte_size("2g"), Ok(2 << 30));
+        for bad in ["", "K", "1.5G", "-1", "12Q", "99999999999T"] {
+            assert!(byte_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_lone_dash_is_standard_input_to_back_up() {
+        assert_eq!(
+            n(&["swiftdup", "--stdin-name", "db.sql", "-", "file:///b"]),
+            [
+                "swiftdup",
+                "backup",
+                "--stdin-name",
+                "db.sql",
+                "-",
+                "file:///b"
+            ]
+        );
     }
 
     #[test]

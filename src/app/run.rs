@@ -68,6 +68,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     log::init(format, level);
     let every = match settings {
+        // Standard input can be read once: a sidecar would back up an empty one forever.
+        Ok(_) if opts.every.is_some() && opts.stdin_name.is_some() => Some(Err(Error::Usage(
+            "--every repeats the run, but standard input can be read only once: run the dump \
+             and swiftdup together from a CronJob instead"
+                .into(),
+        ))),
         Ok(_) => opts.every.as_deref().map(parse_every),
         Err(e) => Some(Err(e)),
     };
@@ -387,6 +393,54 @@ fn opt_time(o: &Opts, now: i64) -> Result<Option<i64>> {
         .transpose()
 }
 
+/// `--stdin-name` with SOURCE `-`: standard input as one file. Refused: either without the
+/// other, a name that is no single path component, selection options (there is no tree to
+/// select from) and a terminal as input (a dump
+/// is piped in; a backup of typed text is a mistake).
+fn stdin_source(a: &BackupArgs, o: &Opts) -> Result<Option<crate::config::StdinSource>> {
+    let dash = a.source.as_os_str() == "-";
+    let Some(name) = &o.stdin_name else {
+        if dash {
+            return Err(Error::Usage(
+                "SOURCE - (standard input) needs --stdin-name, the file name to store it as".into(),
+            ));
+        }
+        if o.stdin_min_bytes.is_some() {
+            return Err(Error::Usage(
+                "--stdin-min-bytes applies to standard input: give --stdin-name and - as SOURCE"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if !dash {
+        return Err(Error::Usage(format!(
+            "--stdin-name stores standard input: give - as SOURCE, not {:?}",
+            a.source.display().to_string()
+        )));
+    }
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(Error::Usage(format!(
+            "--stdin-name {name:?}: give a file name (no '/', not '.' or '..')"
+        )));
+    }
+    if !a.selection.is_empty() {
+        return Err(Error::Usage(
+            "--include and --exclude select files of a directory: they do not apply to standard input"
+                .into(),
+        ));
+    }
+    if !o.dry_run && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(Error::Usage(
+            "standard input is a terminal: pipe the dump in (pg_dump ... | swiftdup backup --stdin-name db.sql - URL)".into(),
+        ));
+    }
+    Ok(Some(crate::config::StdinSource {
+        name: name.clone(),
+        min_bytes: o.stdin_min_bytes.unwrap_or(0),
+    }))
+}
+
 /// `full`, `incremental`, `backup`: under the lock, then `--keep-full`'s prune.
 fn backup(cmd: &Command, a: &BackupArgs, o: &Opts) -> Result<(Fields, i32)> {
     let common = common(&a.url, o, true)?;
@@ -401,6 +455,7 @@ fn backup(cmd: &Command, a: &BackupArgs, o: &Opts) -> Result<(Fields, i32)> {
     };
     let opts = BackupOpts {
         source: a.source.clone(),
+        stdin: stdin_source(a, o)?,
         force_full,
         volsize: o.volsize * 1024 * 1024,
         hostname: o.hostname.clone().unwrap_or_else(platform::hostname),
@@ -415,7 +470,9 @@ fn backup(cmd: &Command, a: &BackupArgs, o: &Opts) -> Result<(Fields, i32)> {
     };
     // Refused selection options stop the run before the target and its lock are
     // touched (stock checks them while it parses the command line).
-    crate::engine::write::select::Selection::new(&opts.source, &opts.selection, common.now)?;
+    if opts.stdin.is_none() {
+        crate::engine::write::select::Selection::new(&opts.source, &opts.selection, common.now)?;
+    }
     crate::seal::deflate::set_workers(opts.concurrency);
     if o.dry_run {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -13,7 +13,7 @@ use crate::config::{BackupOpts, Common};
 use crate::engine::metadata::Metadata;
 pub use crate::engine::write::members::Summary;
 use crate::engine::write::select::Selection;
-use crate::engine::write::walk::Walk;
+use crate::engine::write::walk::{Source, Walk};
 use crate::engine::write::{write_set, SetPlan};
 use crate::error::{Error, Result};
 use crate::local::cache::{local_name, Cache};
@@ -268,6 +268,22 @@ fn check_last_manifest(
     Ok(())
 }
 
+/// What the backup reads: standard input, or the source directory's walk (the source
+/// must be a directory, and bad selection options stop the run before the target is
+/// touched, as in stock).
+fn source(common: &Common, opts: &BackupOpts) -> Result<Source> {
+    if let Some(stdin) = &opts.stdin {
+        return Ok(Source::stdin(stdin.name.as_bytes(), common.now));
+    }
+    if !matches!(platform::lstat(&opts.source), Ok(s) if s.kind == Kind::Dir) {
+        return Err(Error::SourceMissing(opts.source.display().to_string()));
+    }
+    let selection = Selection::new(&opts.source, &opts.selection, common.now)?;
+    let walk = Walk::new(opts.source.clone(), selection)
+        .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
+    Ok(Source::Tree(Box::new(walk)))
+}
+
 /// Run one backup.
 pub fn run(
     common: &Common,
@@ -275,13 +291,7 @@ pub fn run(
     lock: &crate::backend::lock::Held,
 ) -> Result<Summary> {
     let started = Instant::now();
-    if !matches!(platform::lstat(&opts.source), Ok(s) if s.kind == Kind::Dir) {
-        return Err(Error::SourceMissing(opts.source.display().to_string()));
-    }
-    // Bad selection options stop the run before the target is touched, as in stock.
-    let selection = Selection::new(&opts.source, &opts.selection, common.now)?;
-    let walk = Walk::new(opts.source.clone(), selection)
-        .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
+    let source = source(common, opts)?;
     crate::seal::pgp::prepare(&common.crypto.seal);
     let backend = backend::open(&common.url, backend::Access::Write, &common.backend)?;
     // The lock listed the target an instant ago, with nobody else writing since.
@@ -363,7 +373,7 @@ pub fn run(
     };
     // On a terminal, the progress line shows percent and time left: the tree's size is
     // counted on a thread of its own meanwhile.
-    let total = match crate::log::live() && opts.concurrency > 1 {
+    let total = match crate::log::live() && opts.concurrency > 1 && opts.stdin.is_none() {
         true => Selection::new(&opts.source, &opts.selection, common.now)
             .ok()
             .and_then(|sel| Walk::new(opts.source.clone(), sel).ok())
@@ -371,7 +381,50 @@ pub fn run(
         false => None,
     };
     let pace = crate::engine::write::Pace { started, total };
-    write_set(&md, &coll, common, opts, walk, set, pace)
+    match write_set(&md, &coll, common, opts, source, set, pace) {
+        Err(Error::ShortInput(m)) => {
+            // A refused dump leaves no set: a restore before the next run would otherwise
+            // warn of an incomplete newest set.
+            if let Err(e) = remove_set(backend.as_ref(), common, end) {
+                log::warn(
+                    "warning",
+                    &format!("the volumes already stored of the refused input stay until the next backup removes them: {e}"),
+                    vec![("code", json!(e.code()))],
+                );
+            }
+            Err(Error::ShortInput(m))
+        }
+        done => done,
+    }
+}
+
+/// Delete what this run stored of its set (time `end`), which has no manifest yet.
+fn remove_set(backend: &dyn Backend, common: &Common, end: i64) -> Result<()> {
+    let names = backend.list(&common.prefixes.file)?;
+    let coll = Collection::from_names(&names, &common.prefixes);
+    for set in coll.incomplete.iter().filter(|s| s.end == end) {
+        let objects = set.files_for_delete();
+        log::info(
+            "delete",
+            &format!("deleting the refused set's {} object(s)", objects.len()),
+            vec![
+                (
+                    "what",
+                    json!(format!(
+                        "incomplete {} set at {} (refused input)",
+                        set.type_name(),
+                        crate::archive::time::rfc3339(end)
+                    )),
+                ),
+                ("objects", json!(objects.len())),
+                ("dry_run", json!(false)),
+            ],
+        );
+        for o in &objects {
+            backend.delete(o)?;
+        }
+    }
+    Ok(())
 }
 
 #[allow(dead_code)]
@@ -387,12 +440,7 @@ pub fn dry_run(
     json: bool,
     out: &mut dyn std::io::Write,
 ) -> Result<Vec<(&'static str, serde_json::Value)>> {
-    if !matches!(platform::lstat(&opts.source), Ok(s) if s.kind == Kind::Dir) {
-        return Err(Error::SourceMissing(opts.source.display().to_string()));
-    }
-    let selection = Selection::new(&opts.source, &opts.selection, common.now)?;
-    let walk = Walk::new(opts.source.clone(), selection)
-        .map_err(|_| Error::SourceMissing(opts.source.display().to_string()))?;
+    let source = source(common, opts)?;
     // A file:// directory that is not there yet is an empty target (a backup would make
     // it); a missing container is the error a backup would meet too.
     let listed = backend::open(&common.url, backend::Access::Read, &common.backend)
@@ -425,7 +473,7 @@ pub fn dry_run(
     } else {
         "full"
     };
-    let d = crate::engine::write::dry_run_set(md.as_ref(), &coll, opts, walk, plan.chain)?;
+    let d = crate::engine::write::dry_run_set(md.as_ref(), &coll, opts, source, plan.chain)?;
     let s = &d.summary;
     let fields = vec![
         ("dry_run", json!(true)),
@@ -467,7 +515,11 @@ pub fn dry_run(
             size(d.bytes_changed),
             s.files_deleted,
             s.files_unchanged
-        )
+        ) + if opts.stdin.is_some() {
+            "\n(standard input is not read by a dry run: its size is not counted)"
+        } else {
+            ""
+        }
     };
     writeln!(out, "{text}").map_err(Error::stdout)?;
     out.flush().map_err(Error::stdout)?;

@@ -209,6 +209,12 @@ mod imp {
         Some(unsafe { libc::geteuid() } as u64)
     }
 
+    /// The group this process acts as.
+    pub fn egid() -> Option<u64> {
+        // SAFETY: getegid has no preconditions.
+        Some(unsafe { libc::getegid() } as u64)
+    }
+
     /// Create the directory `path` (not its parents) for its owner alone (mode 0700).
     pub fn create_private_dir(path: &Path) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
@@ -355,6 +361,10 @@ mod imp {
 
     /// No users under WASI: the host's preopened directories decide who sees what.
     pub fn euid() -> Option<u64> {
+        None
+    }
+
+    pub fn egid() -> Option<u64> {
         None
     }
 

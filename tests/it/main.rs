@@ -12,6 +12,7 @@ mod bad_input; // hostile archives, damaged sets, bad keys and settings: clear e
 mod batch; // the job as a CronJob or sidecar runs it: env config, events, signals, metrics
 mod check; // check: the target's integrity with the read key and no source
 mod docs; // docs/ lists every option, variable, event and exit code; reads as docs
+mod dump; // a database dump on standard input: deltas, both restore it, cut short fails
 mod format_fixtures; // byte-level agreement with archives stock duplicity wrote
 mod fuzz_regressions; // the fuzz targets' seeds and reproducers, replayed
 mod interop_duplicity; // stock duplicity restores swiftdup's chains and the reverse

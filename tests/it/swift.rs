@@ -1561,3 +1561,89 @@ fn check_runs_with_the_read_key_alone() {
     assert_eq!(sum["volumes_read"], sum["volumes"]);
     assert!(sum["volumes"].as_u64().unwrap() >= 2, "{sum}");
 }
+
+/// A nightly database dump piped in (`--stdin-name`): 1 GiB, then the next night's with
+/// 1% of it changed in ten places, which uploads about 1% (deltas against the previous
+/// dump's signature); restored byte for byte with the read key.
+#[test]
+fn a_gibibyte_dump_changed_by_one_percent_uploads_about_one_percent() {
+    const LEN: u64 = 1 << 30;
+    const MIB: u64 = 1 << 20;
+    let env = Env::load();
+    let s = Scratch::new("swift-dump");
+    let url = format!("swiftkeys://{}/{}", env.container(), run_prefix("dump"));
+    let cache = s.join("cache").display().to_string();
+    let full_env = cli_env(
+        &env,
+        &[
+            ("SWIFT_CONTAINER_FULL_TOKEN", env.full_key()),
+            ("PASSPHRASE", "nightly".into()),
+        ],
+    );
+    let full_env: Vec<(&str, &str)> = full_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let night = |t: &str, edits: Vec<(u64, u64)>| {
+        let args = [
+            "backup",
+            "--stdin-name",
+            "db.sql",
+            "-",
+            &url,
+            "--archive-dir",
+            &cache,
+            "--current-time",
+            t,
+        ];
+        let (o, md5) = crate::support::swiftdup_fed(&args, &full_env, move |w| {
+            crate::support::write_dump(w, LEN, 11, &edits)
+        });
+        ok_without_keys(&o, &env);
+        let sum = crate::support::events(&o)
+            .into_iter()
+            .find(|e| e["event"] == "summary")
+            .unwrap();
+        assert_eq!(sum["bytes_read"], LEN, "{sum}");
+        (sum["bytes_uploaded"].as_u64().unwrap(), md5)
+    };
+    let (_, first) = night("1700000000", Vec::new());
+    let edits: Vec<(u64, u64)> = (0..10)
+        .map(|k| (k * 100 * MIB + 7 * MIB, MIB + (24 << 10)))
+        .collect();
+    let changed: u64 = edits.iter().map(|e| e.1).sum();
+    let (uploaded, second) = night("1700086400", edits);
+    assert_ne!(first, second);
+    let (share, changed_share) = (uploaded as f64 / LEN as f64, changed as f64 / LEN as f64);
+    eprintln!(
+        "dump: {:.3}% changed, {:.3}% uploaded",
+        changed_share * 100.0,
+        share * 100.0
+    );
+    assert!(
+        share >= changed_share && share < changed_share * 1.5,
+        "{:.2}% of the dump changed, {:.2}% uploaded",
+        changed_share * 100.0,
+        share * 100.0
+    );
+
+    let out = s.join("out");
+    let o = run_cli(
+        &[
+            "restore",
+            &url,
+            out.to_str().unwrap(),
+            "--archive-dir",
+            s.join("cache2").to_str().unwrap(),
+        ],
+        &cli_env(
+            &env,
+            &[
+                ("SWIFT_CONTAINER_READ_TOKEN", env.read_key()),
+                ("PASSPHRASE", "nightly".into()),
+            ],
+        ),
+    );
+    ok_without_keys(&o, &env);
+    assert_eq!(
+        crate::support::conformance::md5_of(&out.join("db.sql")),
+        second
+    );
+}

@@ -256,3 +256,69 @@ fn wasm_restore_of_a_crafted_archive_writes_nothing_outside_its_target() {
         outside.check(&s, "out", case);
     }
 }
+
+/// A dump piped into the wasm build (`--stdin-name`): a full, then a delta of the next
+/// night's; one cut short fails with 65 and leaves the target as it was; native restores
+/// the newest byte for byte.
+#[test]
+fn wasm_stores_a_dump_from_standard_input_as_deltas() {
+    const LEN: u64 = 8 << 20;
+    let s = Scratch::new("wasm-dump");
+    let (scratch, out) = (s.join("scratch"), s.join("out"));
+    let guest = Guest::new(&scratch, PASS);
+    let night = |t: i64, len: u64, edits: &'static [(u64, u64)], code: i32| {
+        let t = t.to_string();
+        let args = [
+            "backup",
+            "--stdin-name",
+            "db.sql",
+            "--stdin-min-bytes",
+            "1M",
+            "-",
+            "file:///scratch/target",
+            "--current-time",
+            &t,
+        ];
+        let mut c = guest.command(&args);
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feed = std::thread::spawn(move || write_dump(&mut stdin, len, 5, edits));
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let sum = events(&o)
+            .into_iter()
+            .find(|e| e["event"] == "summary")
+            .unwrap();
+        (sum, feed.join().unwrap())
+    };
+    night(T0, LEN, &[], 0);
+    let (inc, md5) = night(T1, LEN, &[(1 << 20, 64 << 10)], 0);
+    assert_eq!(inc["type"], "incremental");
+    assert!(inc["bytes_uploaded"].as_u64().unwrap() < LEN / 20, "{inc}");
+    let before = fs::read_dir(scratch.join("target")).unwrap().count();
+    night(T2, 1000, &[], 65);
+    assert_eq!(
+        fs::read_dir(scratch.join("target")).unwrap().count(),
+        before
+    );
+    swiftdup_ok(
+        &[
+            "restore",
+            &format!("file://{}/target", scratch.display()),
+            out.to_str().unwrap(),
+        ],
+        &[("PASSPHRASE", PASS)],
+    );
+    assert_eq!(
+        crate::support::conformance::md5_of(&out.join("db.sql")),
+        md5
+    );
+}

@@ -6,8 +6,7 @@
 
 use super::members::tar_type;
 use super::members::SetWriter;
-use super::select::Selection;
-use super::walk::{Item, Walk};
+use super::walk::{Item, Source};
 use crate::archive::sigtar::SigEntries;
 use crate::archive::sigtar::SigEntry;
 use crate::archive::{index_display, Index, MemberKind};
@@ -166,12 +165,13 @@ pub(super) fn unchanged(e: &Entry, s: &SigEntry) -> bool {
 /// counted, those the chain has and the source lost are recorded as deleted. Entries below
 /// an unreadable directory keep their previous state.
 pub(super) fn compare(
-    walk: Walk<Selection>,
+    source: Source,
     mut sig_reader: SigEntries,
     run: &mut impl Outcome,
     threads: bool,
 ) -> Result<()> {
-    let walk = crate::engine::write::walk::ahead(walk, threads)
+    let walk = source
+        .items(threads)
         .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
     let mut walk = walk.peekable();
     let mut old = sig_reader.next()?;
@@ -229,7 +229,8 @@ pub(super) fn compare(
                 carried = Some(index);
             }
             Item::Entry(e) => {
-                let same = matched.as_ref().map(|o| unchanged(&e, o));
+                // Standard input is read every time: only its delta can tell it is the same.
+                let same = matched.as_ref().map(|o| !e.stdin && unchanged(&e, o));
                 run.entry(&e, matched.as_ref(), same)?;
             }
         }

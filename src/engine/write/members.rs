@@ -149,11 +149,31 @@ fn meta_header(e: &Entry) -> Header {
     }
 }
 
+/// Where a file's data comes from: the file itself, or standard input (a dump piped in).
+enum Data {
+    File(File),
+    Stdin(io::Stdin),
+}
+
+impl Read for Data {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Data::File(f) => f.read(buf),
+            Data::Stdin(s) => s.read(buf),
+        }
+    }
+}
+
+/// The size standard input's first signature is cut for, before any dump's size is known
+/// (later ones take the previous dump's): 1 GiB gives 32 KiB blocks, so a dump ten times
+/// that still has a signature of a few MiB, and a small one deltas at a fine grain anyway.
+const STDIN_SIZE_GUESS: u64 = 1 << 30;
+
 /// Reads a source file, computing its new signature on the way (unless a delta does it,
 /// see `DeltaReader::with_signature`), and turns a read error into an early EOF (recorded
 /// in `error`) so the stored member stays well-formed.
 struct TeeSig<'a> {
-    file: File,
+    file: Data,
     sig: Option<&'a mut SignatureBuilder>,
     /// Bytes read so far, also seen by the progress display while the file is read.
     bytes: &'a Cell<u64>,
@@ -187,7 +207,7 @@ impl Read for TeeSig<'_> {
 /// What reading a file came to: the file (to check it did not change under the read),
 /// the bytes read, and the read error that ended it early, if any.
 struct FileRead {
-    file: File,
+    file: Data,
     bytes: u64,
     error: Option<io::Error>,
 }
@@ -243,6 +263,8 @@ pub struct SetWriter<'a> {
     /// The wall-clock second the run started in (not `--current-time`): a file whose mtime
     /// is not older is read again next run (see `sigtar::RACY_KEY`).
     pub(super) racy_from: i64,
+    /// `--stdin-min-bytes`: standard input shorter than this fails the run.
+    pub(super) stdin_min_bytes: u64,
 }
 
 impl SetWriter<'_> {
@@ -307,7 +329,11 @@ impl SetWriter<'_> {
         if e.stat.kind != Kind::File {
             return self.emit_meta(e, meta);
         }
-        let file = match File::open(&e.path) {
+        let opened = match e.stdin {
+            true => Ok(Data::Stdin(io::stdin())),
+            false => File::open(&e.path).map(Data::File),
+        };
+        let file = match opened {
             Ok(f) => f,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 // Vanished since the walk: treat as absent. If it was backed up before,
@@ -324,7 +350,13 @@ impl SetWriter<'_> {
         };
         crate::local::fault::opened(&e.path);
         let old_sig = old.and_then(|o| old_signature(e, o));
-        let mut new_sig = SignatureBuilder::new(rsync::block_len_for(e.stat.size));
+        let size = match e.stdin {
+            true => old
+                .and_then(|o| o.recorded_size())
+                .unwrap_or(STDIN_SIZE_GUESS),
+            false => e.stat.size,
+        };
+        let mut new_sig = SignatureBuilder::new(rsync::block_len_for(size));
         let seen = Cell::new(0);
         let mut tee = TeeSig {
             file,
@@ -453,6 +485,12 @@ impl SetWriter<'_> {
         existed: bool,
     ) -> Result<()> {
         let FileRead { file, bytes, error } = read;
+        if e.stdin {
+            return self.after_stdin(e, meta, bytes, error, new_sig, existed);
+        }
+        let Data::File(file) = file else {
+            return Err(Error::Internal("a file read as standard input".into()));
+        };
         let mut sig_meta = meta;
         let mut racy = e.stat.mtime >= self.racy_from;
         if error.is_none() && changed_while_read(&file, e, bytes) {
@@ -487,6 +525,39 @@ impl SetWriter<'_> {
         self.summary.bytes_read += bytes;
         self.sigs
             .signature(&e.index, &sig_meta, &new_sig.finish(), bytes, racy)?;
+        self.manifest
+            .file(if existed { "changed" } else { "new" }, &e.index)?;
+        Ok(())
+    }
+
+    /// Standard input ends the run unless it was read whole and long enough: a dump cut
+    /// short (its producer died) or unreadable is no backup, so nothing is committed and
+    /// the next run removes the volumes already uploaded.
+    fn after_stdin(
+        &mut self,
+        e: &Entry,
+        meta: Header,
+        bytes: u64,
+        error: Option<io::Error>,
+        new_sig: SignatureBuilder,
+        existed: bool,
+    ) -> Result<()> {
+        if let Some(err) = error {
+            return Err(Error::ShortInput(format!(
+                "standard input failed after {bytes} bytes: {err}; nothing was stored"
+            )));
+        }
+        if bytes < self.stdin_min_bytes {
+            return Err(Error::ShortInput(format!(
+                "standard input ended after {bytes} bytes, fewer than --stdin-min-bytes {}; \
+                 nothing was stored (did the command that writes it fail?)",
+                self.stdin_min_bytes
+            )));
+        }
+        self.summary.bytes_read += bytes;
+        self.summary.total_bytes_processed += bytes;
+        self.sigs
+            .signature(&e.index, &meta, &new_sig.finish(), bytes, false)?;
         self.manifest
             .file(if existed { "changed" } else { "new" }, &e.index)?;
         Ok(())

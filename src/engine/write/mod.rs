@@ -19,11 +19,10 @@ use crate::engine::metadata::Metadata;
 use crate::error::{Error, Result};
 use commit::SigSink;
 use members::{SetWriter, Summary};
-use select::Selection;
 use std::io::BufWriter;
 use std::time::Instant;
 use volumes::{ManifestWriter, VolumeSpec, VolumeWriter};
-use walk::Walk;
+use walk::Source;
 
 /// What `commands::backup` decided about the set to write.
 pub struct SetPlan<'c> {
@@ -67,7 +66,7 @@ pub fn dry_run_set(
     md: Option<&Metadata>,
     coll: &Collection,
     opts: &BackupOpts,
-    walk: Walk<Selection>,
+    source: Source,
     chain: Option<&Chain>,
 ) -> Result<changes::DryRun> {
     let sig_reader = match (md, chain) {
@@ -76,7 +75,7 @@ pub fn dry_run_set(
         (None, Some(_)) => return Err(Error::Internal("a chain without a target".into())),
     };
     let mut run = changes::DryRun::default();
-    changes::compare(walk, sig_reader, &mut run, opts.concurrency > 1)?;
+    changes::compare(source, sig_reader, &mut run, opts.concurrency > 1)?;
     Ok(run)
 }
 
@@ -94,7 +93,7 @@ pub fn write_set(
     coll: &Collection,
     common: &Common,
     opts: &BackupOpts,
-    walk: Walk<Selection>,
+    source: Source,
     set: SetPlan,
     pace: Pace,
 ) -> Result<Summary> {
@@ -127,8 +126,15 @@ pub fn write_set(
         progress: crate::log::Progress::new("backup", common.progress_interval),
         total,
         racy_from: crate::archive::time::unix_now(),
+        stdin_min_bytes: opts.stdin.as_ref().map_or(0, |s| s.min_bytes),
     };
 
-    changes::compare(walk, sig_reader, &mut run, opts.concurrency > 1)?;
+    if let Err(e) = changes::compare(source, sig_reader, &mut run, opts.concurrency > 1) {
+        // A signal must end the run in seconds: uploads under way are not waited for.
+        if !matches!(e, Error::Interrupted(_)) {
+            run.volumes.abandon();
+        }
+        return Err(e);
+    }
     commit::finish(run, md, common, opts, &set)
 }

@@ -473,7 +473,8 @@ enum WriterMode<'a> {
         backend: &'a dyn Backend,
     },
     Threaded {
-        tx: Option<SyncSender<Block>>,
+        /// Blocks, then `None` at the end of the set.
+        tx: Option<SyncSender<Option<Block>>>,
         sealer: Option<JoinHandle<SealerResult>>,
     },
 }
@@ -561,17 +562,24 @@ impl Pool {
     }
 }
 
-fn sealer_thread(spec: VolumeSpec, rx: Receiver<Block>, uploaded: Arc<AtomicU64>) -> SealerResult {
+fn sealer_thread(
+    spec: VolumeSpec,
+    rx: Receiver<Option<Block>>,
+    uploaded: Arc<AtomicU64>,
+) -> SealerResult {
     let mut pool = Pool::start(&spec, uploaded)?;
     let mut builder = Builder::new(spec);
     let run = (|| -> Result<Vec<VolumeInfo>> {
         let mut store = |v: Sealed| pool.submit(v);
-        // The channel closing is the end of the set (a dropped sender mid-set is handled
-        // by the caller, which then never reads the result).
-        while let Ok(b) = rx.recv() {
-            builder.add(&b.header, &b.data, b.pos, &mut store)?;
+        // `None` ends the set. A sender dropped before it abandoned the set (the run
+        // failed): its last, partial volume is not stored.
+        loop {
+            match rx.recv() {
+                Ok(Some(b)) => builder.add(&b.header, &b.data, b.pos, &mut store)?,
+                Ok(None) => return builder.finish(&mut store),
+                Err(_) => return Err(Error::Internal("the set was abandoned".into())),
+            }
         }
-        builder.finish(&mut store)
     })();
     let infos = match run {
         Ok(i) => i,
@@ -592,7 +600,7 @@ impl<'a> VolumeWriter<'a> {
     pub fn new(backend: &'a dyn Backend, spec: VolumeSpec) -> Self {
         let uploaded = Arc::new(AtomicU64::new(0));
         if spec.concurrency > 1 {
-            let (tx, rx) = sync_channel::<Block>(BLOCK_QUEUE);
+            let (tx, rx) = sync_channel::<Option<Block>>(BLOCK_QUEUE);
             let (spec2, up) = (spec.clone(), uploaded.clone());
             if let Ok(h) = std::thread::Builder::new()
                 .name("seal".into())
@@ -641,7 +649,7 @@ impl<'a> VolumeWriter<'a> {
                     data: data.to_vec(),
                     pos,
                 };
-                if tx.as_ref().is_some_and(|t| t.send(block).is_ok()) {
+                if tx.as_ref().is_some_and(|t| t.send(Some(block)).is_ok()) {
                     return Ok(());
                 }
                 // The sealer stopped: its error is the one to report.
@@ -650,6 +658,18 @@ impl<'a> VolumeWriter<'a> {
                     Some(Ok(Err(e))) => Err(e),
                     _ => Err(Error::Internal("the sealing thread stopped".into())),
                 }
+            }
+        }
+    }
+
+    /// Give the set up after a failure: the partial last volume is not stored, and this
+    /// returns once the uploads under way have ended, so that the caller can remove what
+    /// they stored.
+    pub fn abandon(self) {
+        if let WriterMode::Threaded { tx, sealer } = self.mode {
+            drop(tx);
+            if let Some(h) = sealer {
+                let _ = h.join();
             }
         }
     }
@@ -664,7 +684,8 @@ impl<'a> VolumeWriter<'a> {
                 Ok(())
             })?,
             WriterMode::Threaded { tx, sealer } => {
-                drop(tx);
+                // The end of the set; a sealer that stopped has its error in the join.
+                let _ = tx.map(|tx| tx.send(None));
                 let h =
                     sealer.ok_or_else(|| Error::Internal("the sealing thread stopped".into()))?;
                 h.join()

@@ -22,6 +22,8 @@ pub struct Entry {
     pub stat: Stat,
     /// The symlink target, for symlinks.
     pub linkname: Vec<u8>,
+    /// A regular file whose data is standard input, not `path` (see `Source::stdin`).
+    pub stdin: bool,
 }
 
 /// What the walk yields.
@@ -104,6 +106,7 @@ impl<F: Filter> Walk<F> {
             path: root,
             stat,
             linkname: Vec::new(),
+            stdin: false,
         };
         Ok(Walk {
             stack: Vec::new(),
@@ -222,6 +225,7 @@ impl<F: Filter> Iterator for Walk<F> {
                 path,
                 stat,
                 linkname,
+                stdin: false,
             };
             match self.filter.select(&entry) {
                 Verdict::Exclude => continue,
@@ -256,6 +260,52 @@ impl<F: Filter> Iterator for Walk<F> {
             if let Some(p) = self.out.pop_front() {
                 return Some(p);
             }
+        }
+    }
+}
+
+/// What a backup reads: a directory tree, or standard input stored as one file.
+pub enum Source {
+    Tree(Box<Walk<Selection>>),
+    /// The root directory and one file whose data is standard input (a database dump
+    /// piped in).
+    Stdin(Vec<Item>),
+}
+
+impl Source {
+    /// Standard input as the file `name` in an otherwise empty root. Both entries are dated
+    /// `now` and owned by this process, private to it (0700, 0600): a dump has no mtime or
+    /// mode of its own, and one dated `now` is always compared, by rsync delta, with the
+    /// previous dump rather than taken as unchanged.
+    pub fn stdin(name: &[u8], now: i64) -> Source {
+        let entry = |index: Index, kind: Kind, mode: u32| Entry {
+            index,
+            path: PathBuf::from("-"),
+            stat: Stat {
+                kind,
+                mode,
+                uid: platform::euid().unwrap_or(0),
+                gid: platform::egid().unwrap_or(0),
+                mtime: now,
+                size: 0,
+                dev: 0,
+                rdev_major: 0,
+                rdev_minor: 0,
+            },
+            linkname: Vec::new(),
+            stdin: kind == Kind::File,
+        };
+        Source::Stdin(vec![
+            Item::Entry(entry(Vec::new(), Kind::Dir, 0o700)),
+            Item::Entry(entry(vec![name.to_vec()], Kind::File, 0o600)),
+        ])
+    }
+
+    /// The items in order, the walk run `ahead` when `threaded`.
+    pub fn items(self, threaded: bool) -> io::Result<Box<dyn Iterator<Item = Item>>> {
+        match self {
+            Source::Tree(walk) => ahead(*walk, threaded),
+            Source::Stdin(items) => Ok(Box::new(items.into_iter())),
         }
     }
 }

@@ -536,3 +536,62 @@ pub fn swift_env() -> std::collections::HashMap<String, String> {
         })
         .collect()
 }
+
+/// A database dump as a test makes one: `len` pseudo-random bytes (xorshift from `seed`)
+/// with the byte ranges `edits` (offset, length) inverted, as a later night's dump that
+/// changed there. Streamed in 1 MiB pieces to `w`, never whole in memory; returns its MD5.
+/// A write error (the reader exited) ends it early.
+pub fn write_dump(w: &mut dyn std::io::Write, len: u64, seed: u64, edits: &[(u64, u64)]) -> String {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        for b in chunk.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        }
+        let n = (len - at).min(chunk.len() as u64) as usize;
+        for &(off, elen) in edits {
+            let (from, to) = (off.max(at), (off + elen).min(at + n as u64));
+            if from < to {
+                for b in &mut chunk[(from - at) as usize..(to - at) as usize] {
+                    *b = !*b;
+                }
+            }
+        }
+        h.update(&chunk[..n]);
+        if w.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        at += n as u64;
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// Run swiftdup with `feed` writing its standard input on a thread of its own (closed when
+/// `feed` returns); returns the output and what `feed` returned.
+pub fn swiftdup_fed<T: Send + 'static>(
+    args: &[&str],
+    env: &[(&str, &str)],
+    feed: impl FnOnce(&mut dyn std::io::Write) -> T + Send + 'static,
+) -> (Output, T) {
+    let mut c = Command::new(swiftdup_bin());
+    c.args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || feed(&mut stdin));
+    let out = child.wait_with_output().unwrap();
+    (out, writer.join().unwrap())
+}
