@@ -73,6 +73,9 @@ pub struct Common {
     pub progress_interval: u64,
     /// Retries and HTTP timeouts of remote backends (`--num-retries`, ...).
     pub backend: crate::backend::Options,
+    /// The chain record a writing run stores drops the evidence of earlier ones (sets that
+    /// vanished, records rolled back): an operator has looked (`--acknowledge-changes`).
+    pub acknowledge_changes: bool,
 }
 
 /// `backup --stdin-name NAME -`: standard input stored as the file NAME.

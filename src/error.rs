@@ -33,6 +33,9 @@ pub mod exit {
     /// `--sign-key-file` is set and a file is unsigned, signed by another key, or its
     /// signature does not verify (duplicity: 22, "unsigned volume").
     pub const UNSIGNED: i32 = 22;
+    /// The target differs from its newest chain record: a set deleted or replaced, a record
+    /// replaced, or the newest records deleted with their sets (see `engine::record`).
+    pub const TAMPERED: i32 = 24;
     /// An archive member would be written outside the restore target (`..`, absolute,
     /// through a symlink or a non-directory, a root entry that is no directory).
     pub const UNSAFE_MEMBER: i32 = 25;
@@ -118,6 +121,11 @@ pub const EXIT_CODES: &[(i32, &str, &str)] = &[
         exit::UNSIGNED,
         "unsigned",
         "file not signed by the --sign-key-file key",
+    ),
+    (
+        exit::TAMPERED,
+        "tampered",
+        "target differs from its newest chain record",
     ),
     (
         exit::UNSAFE_MEMBER,
@@ -218,6 +226,13 @@ pub enum Error {
         why: String,
     },
     SourceMissing(String),
+    /// The target differs from its newest chain record; `problem` is the error code
+    /// (`set_vanished`, `set_replaced`, `record_replaced`, `records_rolled_back`).
+    Tampered {
+        object: String,
+        problem: &'static str,
+        detail: String,
+    },
     /// Standard input (`backup --stdin-name`) was cut short or failed; the set was not
     /// stored.
     ShortInput(String),
@@ -286,6 +301,7 @@ impl Error {
             Error::UnsafeMember { .. } => exit::UNSAFE_MEMBER,
             Error::SourceMissing(_) => exit::SOURCE_MISSING,
             Error::ShortInput(_) => exit::SHORT_INPUT,
+            Error::Tampered { .. } => exit::TAMPERED,
             Error::NotFound(_) => exit::INTEGRITY,
             Error::Locked(_) => exit::LOCKED,
             Error::Decryption { .. } => exit::DECRYPTION,
@@ -310,6 +326,9 @@ impl Error {
         if let Error::Transient { err, .. } = self {
             return err.code();
         }
+        if let Error::Tampered { problem, .. } = self {
+            return problem;
+        }
         EXIT_CODES
             .iter()
             .find(|(c, _, _)| *c == n)
@@ -328,6 +347,7 @@ impl Error {
             | Error::AccessDenied { object, .. } => Some(object),
             Error::Io { path, .. } => Some(path),
             Error::NotFound(o) => Some(o),
+            Error::Tampered { object, .. } => Some(object),
             Error::UnsafeMember { object, .. } => Some(object),
             Error::Transient { err, .. } => err.object(),
             _ => None,
@@ -403,6 +423,7 @@ impl fmt::Display for Error {
                 write!(f, "source {p:?} does not exist or is not a directory")
             }
             Error::ShortInput(m) => write!(f, "{m}"),
+            Error::Tampered { object, detail, .. } => write!(f, "{object}: {detail}"),
             Error::NotFound(o) => write!(f, "{o}: not found in the target"),
             Error::Locked(m) => write!(f, "{m}"),
             Error::Decryption { object, detail } => write!(f, "cannot decrypt {object}: {detail}"),

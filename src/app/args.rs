@@ -227,6 +227,10 @@ pub struct Opts {
     /// SIZE bytes (K, M, G, T: powers of 1024), as it does when the dump's command dies.
     #[arg(long, value_name = "SIZE", env = "SWIFTDUP_STDIN_MIN_BYTES", value_parser = super::parse::byte_size)]
     pub stdin_min_bytes: Option<u64>,
+    /// Writing verbs: the chain record this run stores forgets the sets that vanished and
+    /// the records rolled back that earlier ones kept as evidence (after an operator looked).
+    #[arg(long, env = "SWIFTDUP_ACKNOWLEDGE_CHANGES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub acknowledge_changes: bool,
     /// Gzip instead of OpenPGP (files end in .gz).
     #[arg(long, env = "SWIFTDUP_NO_ENCRYPTION", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_encryption: bool,

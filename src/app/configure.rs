@@ -164,6 +164,7 @@ pub(super) fn common(url: &str, o: &Opts, for_backup: bool) -> Result<Common> {
             o.ca_file.clone(),
             (o.limit_upload, o.limit_download),
         )?,
+        acknowledge_changes: o.acknowledge_changes,
     })
 }
 

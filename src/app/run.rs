@@ -501,7 +501,12 @@ fn backup(cmd: &Command, a: &BackupArgs, o: &Opts) -> Result<(Fields, i32)> {
     let mut pruned = None;
     for (flag, policy) in full.into_iter().chain(keep) {
         match commands::prune::run(&common, policy, true, false, &mut std::io::sink()) {
-            Ok(p) => *pruned.get_or_insert(0) += p.sets,
+            Ok(p) => {
+                *pruned.get_or_insert(0) += p.sets;
+                if p.warnings > 0 {
+                    code = exit::PARTIAL;
+                }
+            }
             Err(e) => {
                 log::warn(
                     "warning",
@@ -601,5 +606,5 @@ fn prune(
     let _lock = lock(&common, o, cmd.name())?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let s = commands::prune::run(&common, policy, o.force, o.json, &mut out)?;
-    Ok((s.to_fields(), exit::SUCCESS))
+    Ok((s.to_fields(), code_for(s.warnings)))
 }

@@ -394,7 +394,13 @@ pub fn run(
             }
             Err(Error::ShortInput(m))
         }
-        done => done,
+        Ok(mut summary) => {
+            let known: Vec<(String, String)> = summary.manifest.clone().into_iter().collect();
+            summary.warnings +=
+                crate::engine::record::store_after(backend.as_ref(), common, &[], &known)?;
+            Ok(summary)
+        }
+        Err(e) => Err(e),
     }
 }
 

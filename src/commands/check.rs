@@ -11,6 +11,7 @@ use crate::archive::time::rfc3339;
 use crate::backend::Access;
 use crate::config::Common;
 use crate::engine::read::stream::{check_volume, checked_volumes};
+use crate::engine::record;
 use crate::error::{Error, Result};
 use crate::log;
 use serde_json::json;
@@ -67,6 +68,8 @@ pub struct Summary {
     pub volumes_read: u64,
     pub bytes_downloaded: u64,
     pub problems: u64,
+    /// The time of the newest chain record, when there is one.
+    pub record_time: Option<i64>,
 }
 
 impl Summary {
@@ -77,6 +80,7 @@ impl Summary {
             ("volumes_read", json!(self.volumes_read)),
             ("bytes_downloaded", json!(self.bytes_downloaded)),
             ("problems", json!(self.problems)),
+            ("record_time", json!(self.record_time.map(rfc3339))),
         ]
     }
 }
@@ -90,6 +94,7 @@ fn is_problem(e: &Error) -> bool {
             | Error::NotFound(_)
             | Error::Decryption { .. }
             | Error::Unsigned { .. }
+            | Error::Tampered { .. }
     )
 }
 
@@ -97,7 +102,8 @@ fn is_problem(e: &Error) -> bool {
 /// first (a wrong passphrase, a file not signed), then damage and missing objects.
 fn gravity(e: &Error) -> u8 {
     match e {
-        Error::Decryption { .. } => 3,
+        Error::Decryption { .. } => 4,
+        Error::Tampered { .. } => 3,
         Error::Unsigned { .. } => 2,
         _ => 1,
     }
@@ -112,12 +118,17 @@ pub fn run(common: &Common, subset: Subset, json: bool, out: &mut dyn Write) -> 
         ..Summary::default()
     };
     let mut worst: Option<Error> = None;
-    let mut report = |set: &BackupSet, e: Error, out: &mut dyn Write| -> Result<()> {
+    // A problem of a set, or (`None`) of the target as its chain record knows it.
+    let mut report = |set: Option<&BackupSet>, e: Error, out: &mut dyn Write| -> Result<()> {
         let object = e.object().unwrap_or("").to_string();
-        let time = rfc3339(set.end);
+        let time = set.map(|s| rfc3339(s.end));
+        let what = match set {
+            Some(s) => format!("the {} set of {}", s.type_name(), rfc3339(s.end)),
+            None => "the chain record".to_string(),
+        };
         log::warn(
             "warning",
-            &format!("check: the {} set of {time}: {e}", set.type_name()),
+            &format!("check: {what}: {e}"),
             vec![
                 ("code", json!(e.code())),
                 ("object", json!(object)),
@@ -127,7 +138,7 @@ pub fn run(common: &Common, subset: Subset, json: bool, out: &mut dyn Write) -> 
         let line = match json {
             true => json!({"set_time": time, "object": object, "problem": e.code(), "detail": e.to_string()})
                 .to_string(),
-            false => format!("{}: {time}: {e}", e.code()),
+            false => format!("{}: {}: {e}", e.code(), time.as_deref().unwrap_or("-")),
         };
         writeln!(out, "{line}").map_err(Error::stdout)?;
         if worst.as_ref().is_none_or(|w| gravity(&e) > gravity(w)) {
@@ -135,6 +146,29 @@ pub fn run(common: &Common, subset: Subset, json: bool, out: &mut dyn Write) -> 
         }
         Ok(())
     };
+    // The target against its newest chain record: sets deleted or replaced, records
+    // rolled back.
+    match record::compare(l.backend.as_ref(), common, &l.names, &md.cache.dir) {
+        Ok((rec, found)) => {
+            summary.record_time = rec.as_ref().map(|r| r.time);
+            if rec.is_none() {
+                log::info(
+                    "record",
+                    "no chain record in the target yet (the next swiftdup backup stores one): sets deleted or replaced before then cannot be told",
+                    vec![],
+                );
+            }
+            for f in found {
+                summary.problems += 1;
+                report(None, f.into_error(), out)?;
+            }
+        }
+        Err(e) if is_problem(&e) => {
+            summary.problems += 1;
+            report(None, e, out)?;
+        }
+        Err(e) => return Err(e),
+    }
     // Manifests first: a set whose manifest cannot be trusted has no volumes to read.
     let mut volumes = Vec::new();
     for set in &sets {
@@ -143,7 +177,7 @@ pub fn run(common: &Common, subset: Subset, json: bool, out: &mut dyn Write) -> 
             Ok(v) => volumes.extend(v.into_iter().map(|(_, name, sha1)| (*set, name, sha1))),
             Err(e) if is_problem(&e) => {
                 summary.problems += 1;
-                report(set, e, out)?;
+                report(Some(set), e, out)?;
             }
             Err(e) => return Err(e),
         }
@@ -179,7 +213,7 @@ pub fn run(common: &Common, subset: Subset, json: bool, out: &mut dyn Write) -> 
             }
             Err(e) if is_problem(&e) => {
                 summary.problems += 1;
-                report(set, e, out)?;
+                report(Some(set), e, out)?;
             }
             Err(e) => return Err(e),
         }

@@ -116,6 +116,8 @@ pub struct Summary {
     pub sets: usize,
     pub objects: usize,
     pub bytes: u64,
+    /// Warnings of the chain record stored after deleting (sets vanished otherwise).
+    pub warnings: u64,
 }
 
 impl Summary {
@@ -135,6 +137,7 @@ impl Summary {
                 json!(if self.dry_run { 0 } else { self.bytes }),
             ),
             ("sets_to_delete", json!(self.sets)),
+            ("warnings", json!(self.warnings)),
         ]
     }
 }
@@ -378,6 +381,22 @@ pub fn run(
         // The cache follows the target: drop the local copies of what is gone.
         let remaining = l.backend.list(&common.prefixes.file)?;
         l.metadata(common)?.prune_spurious(&remaining)?;
+        // The chain record says these sets went on purpose.
+        let removed: Vec<String> = doomed
+            .iter()
+            .flat_map(|d| d.objects.iter())
+            .filter(|o| {
+                common.prefixes.parse(o).is_some_and(|p| {
+                    matches!(
+                        p.kind,
+                        FileKind::FullManifest { .. } | FileKind::IncManifest { .. }
+                    )
+                })
+            })
+            .cloned()
+            .collect();
+        summary.warnings =
+            crate::engine::record::store_after(l.backend.as_ref(), common, &removed, &[])?;
     }
     if !force && !doomed.is_empty() {
         log::info(

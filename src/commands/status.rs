@@ -96,7 +96,17 @@ pub fn run(common: &Common) -> Result<Status> {
     write_leftovers(&mut text, c, &unused);
     let locks = lock_entries(&mut text, common, &l.names);
     let locked = locks.len();
-    let foreign = c.foreign.saturating_sub(locked);
+    let records = crate::engine::record::records_in(&common.prefixes.file, &l.names);
+    if let Some(r) = records.last() {
+        let _ = writeln!(
+            text,
+            "Chain records: {}, the newest of {} ({}): `check` compares the target with it",
+            records.len(),
+            asctime(r.time),
+            r.name
+        );
+    }
+    let foreign = c.foreign.saturating_sub(locked + records.len());
     let doc = json!({
         "schema": "swiftdup.collection-status/1",
         "target": log::redact(&common.url),
@@ -105,6 +115,10 @@ pub fn run(common: &Common) -> Result<Status> {
         "orphaned_sets": orphaned,
         "unused_signatures": unused,
         "locks": locks,
+        "chain_records": {
+            "count": records.len(),
+            "newest": records.last().map(|r| json!({"object": r.name, "time": rfc3339(r.time)})),
+        },
         "foreign_objects": foreign,
     });
     Ok(Status {

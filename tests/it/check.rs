@@ -58,12 +58,13 @@ fn check_reads_every_volume_and_names_each_problem() {
     let o = run(&["check", "--read-data-subset", "4/3", &url], &env);
     assert_eq!(o.status.code(), Some(exit::USAGE));
 
-    // A wrong passphrase: exit 31, every volume it could not open named (the manifests
-    // come from the cache here).
+    // A wrong passphrase: exit 31, the chain record and every volume it could not open
+    // named (the manifests come from the cache here).
     let o = run(&["check", &url], &[("PASSPHRASE", "not it")]);
     assert_eq!(o.status.code(), Some(exit::DECRYPTION));
     let lines = stdout_lines(&o);
-    assert_eq!(lines.len() as u64, volumes, "{lines:?}");
+    assert_eq!(lines.len() as u64, volumes + 1, "{lines:?}");
+    assert!(lines[0].contains("swiftdup-record."), "{lines:?}");
     assert!(
         lines.iter().all(|l| l.starts_with("decryption: ")),
         "{lines:?}"

@@ -18,6 +18,7 @@ mod fuzz_regressions; // the fuzz targets' seeds and reproducers, replayed
 mod interop_duplicity; // stock duplicity restores swiftdup's chains and the reverse
 mod k8s; // the Kubernetes manifests agree with the binary
 mod lock; // the target lock between jobs
+mod records; // chain records: check finds sets deleted, replaced, rolled back
 mod resume; // a run killed at every step leaves nothing that misleads the next
 mod retention; // remove-* verbs, cleanup, --keep-full, full-backup rules; stock restores the rest
 mod selection; // include/exclude rules as stock applies them

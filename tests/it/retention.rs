@@ -115,7 +115,14 @@ fn cleanup_removes_leftovers_only() {
     want.sort();
     assert_eq!(gone, want);
     assert!(h.names().contains(&"notes.txt".to_string()));
-    assert_eq!(h.names().len(), before.len() - 4);
+    // What else changed: the chain record the deleting run stored.
+    let records = |v: Vec<String>| {
+        v.iter()
+            .filter(|n| n.starts_with("swiftdup-record."))
+            .count()
+    };
+    assert_eq!(records(h.names()), records(before.clone()) + 1);
+    assert_eq!(h.names().len(), before.len() - 4 + 1);
     for i in [0, 1, 3, 4] {
         h.both_restore(i);
     }

@@ -921,10 +921,11 @@ fn backup_and_restore_through_swift() {
     assert_no_key_in(&o.stderr, &env);
 }
 
-/// The §4.4 check on Swift: an encrypted incremental fetches one object, the newest
-/// manifest, which it decrypts to its MDC to prove that its passphrase opens the chain
-/// (seven requests in all: the lock, one listing page, that manifest, volume, signatures,
-/// manifest, the lock's release; the lock's PUT is also what tells a wrong key from a
+/// The §4.4 check on Swift: an encrypted incremental fetches one object of the chain, the
+/// newest manifest, which it decrypts to its MDC to prove that its passphrase opens the
+/// chain (ten requests in all: the lock, one listing page, that manifest, volume,
+/// signatures, manifest, then the chain record's listing, the previous record and the new
+/// one, and the lock's release; the lock's PUT is also what tells a wrong key from a
 /// missing container). A remote manifest replaced by another of the same name is found:
 /// exit 5, one error event, nothing written.
 #[test]
@@ -1019,10 +1020,12 @@ fn an_incremental_fetches_nothing_yet_finds_a_replaced_manifest() {
         .map(|(_, p)| p)
         .collect();
     assert!(
-        fetched.len() == 1 && fetched[0].ends_with(&manifest),
-        "only the newest manifest may be fetched: {seen:?}"
+        fetched.len() == 2
+            && fetched[0].ends_with(&manifest)
+            && fetched[1].contains("swiftdup-record."),
+        "only the newest manifest (and the chain record) may be fetched: {seen:?}"
     );
-    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert_eq!(seen.len(), 10, "{seen:?}");
 }
 
 /// Exit 0, and neither key in anything the run printed.
@@ -1646,4 +1649,73 @@ fn a_gibibyte_dump_changed_by_one_percent_uploads_about_one_percent() {
         crate::support::conformance::md5_of(&out.join("db.sql")),
         second
     );
+}
+
+/// Tamper evidence over Swift: a set deleted with the full key (which can delete anything)
+/// is found by a `check` that has only the read key.
+#[test]
+fn a_read_key_check_finds_a_set_deleted_with_the_full_key() {
+    let env = Env::load();
+    let s = Scratch::new("swift-records");
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let prefix = run_prefix("records");
+    let url = format!("swiftkeys://{}/{prefix}", env.container());
+    let cache = s.join("cache").display().to_string();
+    let pass = ("PASSPHRASE", "records".to_string());
+    let writer = cli_env(
+        &env,
+        &[("SWIFT_CONTAINER_FULL_TOKEN", env.full_key()), pass.clone()],
+    );
+    for t in ["1700000000", "1700000100", "1700000200"] {
+        fs::write(src.join("f"), t).unwrap();
+        let o = run_cli(
+            &[
+                "backup",
+                src.to_str().unwrap(),
+                &url,
+                "--archive-dir",
+                &cache,
+                "--current-time",
+                t,
+            ],
+            &writer,
+        );
+        ok_without_keys(&o, &env);
+    }
+    let reader = cli_env(
+        &env,
+        &[("SWIFT_CONTAINER_READ_TOKEN", env.read_key()), pass],
+    );
+    let check_cache = s.join("check-cache").display().to_string();
+    let check = || run_cli(&["check", &url, "--archive-dir", &check_cache], &reader);
+    ok_without_keys(&check(), &env);
+
+    let b = full(&env, &env.storage_url(), &prefix, &fast());
+    let doomed: Vec<String> = b
+        .list("")
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.contains("20231114T221500Z.to.20231114T221640Z"))
+        .collect();
+    assert_eq!(doomed.len(), 3, "{doomed:?}");
+    for n in &doomed {
+        b.delete(n).unwrap();
+    }
+    let o = check();
+    assert_eq!(
+        o.status.code(),
+        Some(exit::TAMPERED),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let manifest = doomed.iter().find(|n| n.contains(".manifest")).unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("set_vanished: ") && l.contains(manifest.as_str())),
+        "{out}"
+    );
+    assert_no_key_in(&o.stderr, &env);
+    assert_no_key_in(&o.stdout, &env);
 }

@@ -111,6 +111,9 @@ pub(super) fn finish(
     interrupt::check()?;
     md.backend.put(&man_name, &sealed.0)?;
     summary.bytes_uploaded += n;
+    // For the chain record, which would otherwise download it again to hash it.
+    let stored = std::fs::read(&sealed.0).map_err(|e| Error::io(sealed.0.display(), e))?;
+    summary.manifest = Some((man_name.clone(), crate::engine::record::sha256_hex(&stored)));
     man_plain
         .seek(io::SeekFrom::Start(0))
         .map_err(|e| Error::io("manifest spool", e))?;

@@ -48,6 +48,8 @@ pub struct Summary {
     /// Files whose size or mtime changed while they were read (stored as read, read
     /// again next run). A warning each, but not a failure: a live tree always has some.
     pub changed_during_backup: u64,
+    /// The stored manifest's name and SHA-256 (for the chain record; not logged).
+    pub manifest: Option<(String, String)>,
 }
 
 impl Summary {
