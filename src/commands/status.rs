@@ -97,6 +97,7 @@ pub fn run(common: &Common) -> Result<Status> {
     let locks = lock_entries(&mut text, common, &l.names);
     let locked = locks.len();
     let records = crate::engine::record::records_in(&common.prefixes.file, &l.names);
+    let mut vanished: Vec<String> = Vec::new();
     if let Some(r) = records.last() {
         let _ = writeln!(
             text,
@@ -105,6 +106,7 @@ pub fn run(common: &Common) -> Result<Status> {
             asctime(r.time),
             r.name
         );
+        vanished = vanished_since(&l, common, r, &mut text);
     }
     let foreign = c.foreign.saturating_sub(locked + records.len());
     let doc = json!({
@@ -118,6 +120,7 @@ pub fn run(common: &Common) -> Result<Status> {
         "chain_records": {
             "count": records.len(),
             "newest": records.last().map(|r| json!({"object": r.name, "time": rfc3339(r.time)})),
+            "vanished_sets": vanished,
         },
         "foreign_objects": foreign,
     });
@@ -195,6 +198,47 @@ fn write_leftovers(text: &mut String, c: &Collection, unused: &[String]) {
 }
 
 /// The target's locks, live or expired, in the text and as JSON.
+/// The manifests the newest chain record lists (or keeps as evidence) that the listing
+/// lacks: sets deleted, not by a swiftdup run. Only where the record can be opened (a
+/// passphrase or secret key is given); replaced manifests are `check`'s to find, which
+/// downloads them.
+fn vanished_since(
+    l: &Listing,
+    common: &Common,
+    newest: &crate::engine::record::RecordName,
+    text: &mut String,
+) -> Vec<String> {
+    let keys = &common.crypto.open;
+    if newest.suffix == crate::archive::names::Suffix::Gpg
+        && keys.passphrase.is_none()
+        && keys.secret_keys.is_empty()
+    {
+        return Vec::new();
+    }
+    let record = match crate::engine::record::open(l.backend.as_ref(), common, newest) {
+        Ok((r, _)) => r,
+        Err(e) => {
+            let _ = writeln!(text, "The newest chain record cannot be opened: {e}");
+            return Vec::new();
+        }
+    };
+    let listed: std::collections::HashSet<&str> = l.names.iter().map(String::as_str).collect();
+    let gone: Vec<String> = record
+        .manifests
+        .keys()
+        .filter(|n| !listed.contains(n.as_str()))
+        .chain(record.vanished.keys())
+        .cloned()
+        .collect();
+    for n in &gone {
+        let _ = writeln!(
+            text,
+            "Set vanished (not deleted by swiftdup): {n}: `check` reports it"
+        );
+    }
+    gone
+}
+
 fn lock_entries(text: &mut String, common: &Common, names: &[String]) -> Vec<Value> {
     let now = crate::archive::time::unix_now();
     let held = lock::locks_in(&common.prefixes.file, names);

@@ -177,6 +177,15 @@ fn a_deleted_set_stays_evidence_across_backups() {
         fs::remove_file(h.s.join("target").join(n)).unwrap();
     }
     let (src, url) = (h.src(), h.url());
+    // collection-status, given the passphrase, names it from the record.
+    let o = h.sd_ok(&["collection-status", "--json", &url]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        doc["chain_records"]["vanished_sets"],
+        serde_json::json!([m3]),
+        "{doc}"
+    );
+    assert_eq!(doc["chain_records"]["count"], TIMES.len());
     let o = h.sd(&[
         "backup",
         &src,
