@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build musl image wasm wasmtime test test-swift test-wasm-unit deps demo bench \
+.PHONY: all build musl image wasm wasmtime test test-swift test-wasm-unit deps demo bench bench-instr \
 	clean fmt lint fuzz fuzz-smoke
 MUSL_TARGET := x86_64-unknown-linux-musl
 MUSL_BIN := target/$(MUSL_TARGET)/release/swiftdup
@@ -121,6 +121,12 @@ demo: build
 ## BENCH_DIR, BENCH_KEEP=1 (docs/benchmark.md).
 bench: build
 	bash tests/tools/bench.sh
+
+## Instructions per MiB (valgrind's callgrind) of a backup, an incremental and a restore on
+## small fixed data sets: repeatable where wall time on a shared machine is not; writes
+## target/bench/instr.md (docs/benchmark.md).
+bench-instr: build
+	bash tests/tools/bench-instr.sh
 
 fmt:
 	$(CARGO) fmt --all
