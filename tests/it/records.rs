@@ -17,6 +17,25 @@ fn check(h: &Hist, cache: &str) -> std::process::Output {
     )
 }
 
+/// A check that finds nothing wrong.
+fn check_clean(h: &Hist, cache: &str) -> std::process::Output {
+    let o = check(h, cache);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Delete every object of the set that ends at `t`, as a stolen full key could.
+fn delete_set(h: &Hist, t: i64) {
+    for n in h.names_with(t) {
+        fs::remove_file(h.s.join("target").join(n)).unwrap();
+    }
+}
+
 fn records(h: &Hist) -> Vec<String> {
     h.names()
         .into_iter()
@@ -84,13 +103,7 @@ fn put_back(h: &Hist, saved: &std::path::Path) {
 fn a_check_finds_a_deleted_a_replaced_and_a_rolled_back_set() {
     let h = history("records-tamper");
     assert_eq!(records(&h).len(), TIMES.len(), "a record per backup");
-    let o = check(&h, "ck");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = check_clean(&h, "ck");
     let sum = events(&o)
         .into_iter()
         .find(|e| e["event"] == "summary")
@@ -109,30 +122,20 @@ fn a_check_finds_a_deleted_a_replaced_and_a_rolled_back_set() {
     put_back(&h, &saved);
 
     // A set deleted: its manifest, volumes and signatures.
-    for n in h.names_with(TIMES[3]) {
-        fs::remove_file(h.s.join("target").join(n)).unwrap();
-    }
+    delete_set(&h, TIMES[3]);
     let found = problems(&check(&h, "ck"));
     assert_eq!(found, [("set_vanished".to_string(), m3.clone())]);
     put_back(&h, &saved);
 
     // The newest set deleted together with the newest record: consistent in itself, but
     // a check that saw the newer record tells.
-    for n in h.names_with(TIMES[4]) {
-        fs::remove_file(h.s.join("target").join(n)).unwrap();
-    }
+    delete_set(&h, TIMES[4]);
     let newest = records(&h).pop().unwrap();
     fs::remove_file(h.s.join("target").join(&newest)).unwrap();
     let found = problems(&check(&h, "ck"));
     assert_eq!(found, [("records_rolled_back".to_string(), newest.clone())]);
     // A check without that memory cannot tell (docs/operations.md says so) ...
-    let o = check(&h, "fresh-1");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    check_clean(&h, "fresh-1");
     // ... but the next backup, whose cache wrote that record, does, and its record keeps
     // the evidence for every later check.
     let (src, url) = (h.src(), h.url());
@@ -159,13 +162,7 @@ fn a_check_finds_a_deleted_a_replaced_and_a_rolled_back_set() {
         &t6,
         "--acknowledge-changes",
     ]);
-    let o = check(&h, "fresh-3");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    check_clean(&h, "fresh-3");
 }
 
 #[test]
@@ -173,9 +170,7 @@ fn a_deleted_set_stays_evidence_across_backups() {
     let h = history("records-vanished");
     let m3 = manifest(&h, TIMES[3]);
     // The middle chain's incremental deleted by hand: the next backup warns (exit 10) ...
-    for n in h.names_with(TIMES[3]) {
-        fs::remove_file(h.s.join("target").join(n)).unwrap();
-    }
+    delete_set(&h, TIMES[3]);
     let (src, url) = (h.src(), h.url());
     // collection-status, given the passphrase, names it from the record.
     let o = h.sd_ok(&["collection-status", "--json", &url]);
@@ -220,13 +215,7 @@ fn retention_and_cleanup_are_no_alarm_and_the_newest_record_stays() {
         TIMES.len() + 1,
         "retention stores a record"
     );
-    let o = check(&h, "ck");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    check_clean(&h, "ck");
     let newest = records(&h).pop().unwrap();
     h.sd_ok(&["cleanup", &url, "--force"]);
     assert_eq!(records(&h).pop().unwrap(), newest);
@@ -237,13 +226,7 @@ fn retention_and_cleanup_are_no_alarm_and_the_newest_record_stays() {
         h.sd_ok(&["backup", &src, &url, "--current-time", &t]);
     }
     assert_eq!(records(&h).len(), 8);
-    let o = check(&h, "ck");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    check_clean(&h, "ck");
 }
 
 #[test]
