@@ -115,7 +115,7 @@ test-wasm-unit:
 demo: build
 	bash tests/tools/demo.sh
 
-## Time swiftdup, stock duplicity 0.8.22 and restic on the same data sets, to file:// and a
+## Time swiftdup, stock duplicity 0.8.22, restic and rustic on the same data sets, to file:// and a
 ## local Swift; writes target/bench/results.md. Knobs: BENCH_SCALE (e.g. 0.05 for
 ## a quick run), BENCH_SETS=a,b,c, BENCH_TARGETS=file,swift, BENCH_TOOLS, BENCH_WASI=0,
 ## BENCH_DIR, BENCH_KEEP=1 (docs/benchmark.md).

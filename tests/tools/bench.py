@@ -288,17 +288,19 @@ METHOD = """\
   processes included). **Peak RSS** is %M, the kernel's ru_maxrss for the waited process,
   which Linux takes as the maximum over the process and its waited-for descendants: the
   largest single process, not the sum of processes alive together (duplicity's python runs
-  beside a gpg of a few MiB). restic runs with Go's default GOMAXPROCS (all cores);
+  beside a gpg of a few MiB). restic runs with Go's default GOMAXPROCS (all cores), rustic
+  with its defaults;
   swiftdup with its default `--concurrency 2` (compression on min(2, cores) threads, sealing,
   uploads and restore decryption on threads of their own); duplicity's python uses one
   core, its gpg runs beside it.
 - **Written** is the growth of the tool's target: the sum of its files' sizes for file://,
   the sum of its objects' sizes under its prefix (container listing with the full key) for
-  Swift. restic's `init` (config and key, ~1 KiB) is done before and not counted.
+  Swift. restic's and rustic's `init` (config and key, ~1 KiB) is done before and not counted.
 - Swift: a real single-replica Swift 2.30 on 127.0.0.1 (tests/swift/start.sh), one per data
   set. swiftdup uses `swiftkeys://` with the container's full key; duplicity 0.8.22 its
-  `swift://` backend and restic 0.14 its `swift:` backend, both with tempauth v1 (they cannot
-  use container keys). The Swift servers' CPU is not in the tools' CPU time, but their work
+  `swift://` backend and restic 0.14 its `swift:` backend, both with tempauth v1, and rustic
+  0.11.4 OpenDAL's swift service with a tempauth token (none of them can use container
+  keys). The Swift servers' CPU is not in the tools' CPU time, but their work
   is in the wall time.
 - Each tool keeps its own cache between runs (duplicity's archive dir, swiftdup's
   `--archive-dir`, restic's cache), as on a host that backs up every day; restores run with
@@ -311,7 +313,9 @@ METHOD = """\
 
 WORKS = [("full", "full backup"), ("noop", "no-change incremental"),
          ("inc1", "1%-change incremental"), ("restore", "full restore (latest)")]
-TOOLS = ["swiftdup", "duplicity", "restic"]
+TOOLS = ["swiftdup", "duplicity", "restic", "rustic"]
+# The peers swiftdup must be ahead of on every row (restic's repository format, two programs).
+FAST_PEERS = ["restic", "rustic"]
 SET_TITLES = {"a": "(a) ~1 GiB mixed", "b": "(b) 100,000 small files", "c": "(c) one 4 GiB file"}
 
 
@@ -377,6 +381,7 @@ def report(tsv, meta_file, out):
             peers = [t for t in tools if t != "swiftdup"]
             for t in peers:
                 hdr += [f"{t}/swiftdup wall", f"{t}/swiftdup bytes"]
+            hdr += ["best peer/swiftdup wall"]
             L.append("| " + " | ".join(hdr) + " |")
             L.append("|" + "---|" * len(hdr))
             for w, wname in WORKS:
@@ -397,6 +402,9 @@ def report(tsv, meta_file, out):
                     ok = sd and r and sd["status"] == "ok" and r["status"] == "ok"
                     cells.append(fmt_ratio(ratio(r["wall"], sd["wall"])) if ok else "–")
                     cells.append(fmt_ratio(ratio(r["bytes"], sd["bytes"])) if ok and w != "restore" else "–")
+                best = best_peer(rows, st, tgt, w, peers)
+                ok = sd and sd["status"] == "ok" and best
+                cells.append(f"{fmt_ratio(ratio(best[1]['wall'], sd['wall']))} ({best[0]})" if ok else "–")
                 L.append("| " + " | ".join(cells) + " |")
     if "wasi" in meta:
         w = meta["wasi"]
@@ -411,6 +419,14 @@ def report(tsv, meta_file, out):
     sys.stdout.write(text)
 
 
+def best_peer(rows, st, tgt, w, peers):
+    """(name, row) of the fastest peer that ran this row successfully, or None."""
+    ok = [(t, rows[(st, tgt, w, t)]) for t in peers
+          if (st, tgt, w, t) in rows and rows[(st, tgt, w, t)]["status"] == "ok"
+          and rows[(st, tgt, w, t)]["wall"] is not None]
+    return min(ok, key=lambda x: x[1]["wall"]) if ok else None
+
+
 def targets_section(rows, meta, sets, targets):
     L = []
 
@@ -419,6 +435,8 @@ def targets_section(rows, meta, sets, targets):
         return r if r and r["status"] == "ok" else None
 
     def faster(st, w, peer, need, label):
+        if peer not in meta["tools"].split(","):
+            return
         for tgt in targets:
             sd, p = get(st, tgt, w, "swiftdup"), get(st, tgt, w, peer)
             if (st, tgt, w, "swiftdup") not in rows and (st, tgt, w, peer) not in rows:
@@ -435,9 +453,26 @@ def targets_section(rows, meta, sets, targets):
                          f"needed ({peer} {p['wall']:.2f} s, swiftdup {sd['wall']:.2f} s): swiftdup would have to "
                          f"take under {p['wall'] / need:.2f} s, {need / x:.2f}× less{cpu}")
 
+    tools = meta["tools"].split(",")
+    for st in sets:
+        for tgt in targets:
+            for w, wname in WORKS:
+                sd = get(st, tgt, w, "swiftdup")
+                best = best_peer(rows, st, tgt, w, [t for t in FAST_PEERS if t in tools])
+                if (st, tgt, w, "swiftdup") not in rows or not best:
+                    continue
+                label = f"{wname} of ({st}) to {tgt}, ahead of the best of restic and rustic"
+                if not sd:
+                    L.append(f"- {label}: **not measured** (swiftdup's run failed)")
+                    continue
+                x = best[1]["wall"] / sd["wall"] if sd["wall"] > 0 else float("inf")
+                if x > 1:
+                    L.append(f"- {label}: **met** — {best[0]} {best[1]['wall']:.2f} s / swiftdup {sd['wall']:.2f} s = {x:.2f}×")
+                else:
+                    L.append(f"- {label}: **missed** — {best[0]} {best[1]['wall']:.2f} s, swiftdup {sd['wall']:.2f} s: "
+                             f"swiftdup would have to take under {best[1]['wall']:.2f} s, {1 / x:.2f}× less")
     if "a" in sets:
-        faster("a", "full", "duplicity", 10, "Full backup of (a), encrypted, ≥10× faster than duplicity")
-        faster("a", "full", "restic", 1, "Full backup of (a), faster than restic")
+        faster("a", "full", "duplicity", 5, "Full backup of (a), encrypted, ≥5× faster than duplicity")
     if "b" in sets:
         faster("b", "noop", "duplicity", 20, "No-change incremental of (b), ≥20× faster than duplicity")
     if "a" in sets:
@@ -453,7 +488,7 @@ def targets_section(rows, meta, sets, targets):
             else:
                 L.append(f"- {label}, {tgt}: **missed** — swiftdup {human(sd['bytes'])} = {x:.2f}× duplicity's "
                          f"{human(p['bytes'])}; {human(sd['bytes'] - 1.2 * p['bytes'])} over the limit")
-        faster("a", "restore", "duplicity", 10, "Full restore of (a), ≥10× faster than duplicity")
+        faster("a", "restore", "duplicity", 5, "Full restore of (a), ≥5× faster than duplicity")
     # Memory.
     sd_rss = [(k, r["rss"]) for k, r in rows.items() if k[3] == "swiftdup" and r["rss"] is not None]
     if sd_rss:
@@ -484,13 +519,13 @@ def targets_section(rows, meta, sets, targets):
         x = meta["wasi_ratio"]
         ex = meta.get("wasi_ratio_excl")
         ex = f" (without wasmtime's start-up compilation: {ex:.2f}×)" if ex is not None else ""
-        if x <= 3:
-            L.append(f"- WASI build within 3× of native on (a): **met** — {x:.2f}×{ex}")
+        if x <= 2:
+            L.append(f"- WASI build within 2× of native single-threaded on (a): **met** — {x:.2f}×{ex}")
         else:
-            L.append(f"- WASI build within 3× of native on (a): **missed** — {x:.2f}×, "
-                     f"{x / 3:.2f}× too slow{ex}")
+            L.append(f"- WASI build within 2× of native single-threaded on (a): **missed** — {x:.2f}×, "
+                     f"{x / 2:.2f}× too slow{ex}")
     else:
-        L.append("- WASI build within 3× of native on (a): **not measured** ("
+        L.append("- WASI build within 2× of native single-threaded on (a): **not measured** ("
                  + meta.get("wasi_skip", "set a not run") + ")")
     if sets != ["a", "b", "c"] or meta["scale"] != "1":
         L.append(f"\nNote: scale {meta['scale']}, sets {','.join(sets)}: the performance targets are "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: time swiftdup, stock duplicity 0.8.22 and restic (Debian's) on the
+# `make bench`: time swiftdup, stock duplicity 0.8.22, restic (Debian's) and rustic on the
 # same work, on the same machine, in one run, to file:// and to a real local Swift.
 #
 # Data sets (deterministic, tests/tools/bench.py): (a) ~1 GiB mixed (8 text-like log files,
@@ -14,7 +14,7 @@
 #   BENCH_SCALE=1          scale every data set (0.02: a quick check in a minute or two)
 #   BENCH_SETS=a,b,c       data sets to run
 #   BENCH_TARGETS=file,swift
-#   BENCH_TOOLS=swiftdup,duplicity,restic
+#   BENCH_TOOLS=swiftdup,duplicity,restic,rustic
 #   BENCH_WASI=auto        auto: time the wasm build on (a) to file:// when wasmtime is there; 0: skip
 #   BENCH_DIR=$TARGET/bench/work   scratch (data, backups, restores, Swift); removed at the end
 #   BENCH_KEEP=0           1: keep BENCH_DIR
@@ -31,7 +31,7 @@ BIN="${BENCH_BIN:-$TGT_DIR/release/swiftdup}"
 SCALE="${BENCH_SCALE:-1}"
 SETS="${BENCH_SETS:-a,b,c}"
 TARGETS="${BENCH_TARGETS:-file,swift}"
-TOOLS="${BENCH_TOOLS:-swiftdup,duplicity,restic}"
+TOOLS="${BENCH_TOOLS:-swiftdup,duplicity,restic,rustic}"
 WASI="${BENCH_WASI:-auto}"
 OUT="${BENCH_OUT:-$TGT_DIR/bench}"
 WORK="${BENCH_DIR:-$OUT/work}"
@@ -55,7 +55,7 @@ check_list() {  # NAME VALUE ALLOWED...
 }
 check_list BENCH_SETS "$SETS" a b c
 check_list BENCH_TARGETS "$TARGETS" file swift
-check_list BENCH_TOOLS "$TOOLS" swiftdup duplicity restic
+check_list BENCH_TOOLS "$TOOLS" swiftdup duplicity restic rustic
 has() { [[ ",$1," == *",$2,"* ]]; }
 [ -x "$BIN" ] || die "no swiftdup binary at $BIN (run 'make bench', or 'cargo build --release' first)"
 
@@ -75,6 +75,15 @@ if has "$TOOLS" restic; then
   command -v restic >/dev/null || { say "installing restic"; apt_install restic || true; }
   command -v restic >/dev/null \
     || { say "restic missing and not installable: restic left out"; TOOLS=${TOOLS//restic/}; }
+fi
+RUSTIC=""
+if has "$TOOLS" rustic; then
+  # Built once with cargo into ~/.cargo/bin (tests/tools/install-rustic.sh), as wasmtime is.
+  bash tests/tools/install-rustic.sh >&2 || true
+  for r in "$(command -v rustic || true)" "${CARGO_HOME:-$HOME/.cargo}/bin/rustic"; do
+    if [ -n "$r" ] && [ -x "$r" ]; then RUSTIC=$r; break; fi
+  done
+  [ -n "$RUSTIC" ] || { say "rustic missing and not buildable: rustic left out"; TOOLS=${TOOLS//rustic/}; }
 fi
 TOOLS=$(echo "$TOOLS" | tr -s ',' | sed 's/^,//; s/,$//')
 if has "$TARGETS" swift; then
@@ -242,6 +251,28 @@ run_tool() {
           measure "$st" "$tgt" "$work" "$tool" "${base[@]}" restic restore latest --target "$restore" ;;
       esac
       ;;
+    rustic)
+      base+=("RUSTIC_PASSWORD=$PASS" "RUSTIC_CACHE_DIR=$H/cache")
+      if [ "$tgt" = swift ]; then
+        # rustic reaches Swift through OpenDAL's swift service, which takes a storage URL
+        # and a token (no v1 auth of its own): a tempauth token, in the profile rustic reads
+        # from $HOME/.config/rustic/rustic.toml.
+        mkdir -p "$H/.config/rustic"
+        printf '[repository]\nrepository = "opendal:swift"\n[repository.options]\nendpoint = "%s"\ncontainer = "%s"\nroot = "/bench-%s-rustic"\ntoken = "%s"\n' \
+          "$SWIFT_STORAGE_URL" "$CONTAINER" "$st" "$(swift_token)" > "$H/.config/rustic/rustic.toml"
+      else
+        base+=("RUSTIC_REPOSITORY=$S/file/rustic")
+      fi
+      case "$work" in
+        init)  # not measured, as restic's
+          "${base[@]}" "$RUSTIC" init > "$OUT/logs/$st-$tgt-init-rustic.log" 2>&1 \
+            || { say "rustic init failed:"; tail -n 5 "$OUT/logs/$st-$tgt-init-rustic.log" >&2; } ;;
+        full|noop|inc1)
+          measure "$st" "$tgt" "$work" "$tool" env -i -C "$src" "${base[@]:2}" "$RUSTIC" backup . --host bench ;;
+        restore)
+          measure "$st" "$tgt" "$work" "$tool" "${base[@]}" "$RUSTIC" restore latest "$restore" ;;
+      esac
+      ;;
   esac
 }
 
@@ -306,6 +337,13 @@ start_swift() {
   # shellcheck disable=SC1091
   source "$SWIFT_DIR/env"
 }
+# A tempauth token for the test Swift's account (for rustic's OpenDAL swift service).
+swift_token() {
+  $PY -c 'import os, urllib.request as u
+r = u.urlopen(u.Request(os.environ["SWIFT_AUTHURL"], headers={
+    "X-Auth-User": os.environ["SWIFT_USERNAME"], "X-Auth-Key": os.environ["SWIFT_PASSWORD"]}))
+print(r.headers["X-Auth-Token"])'
+}
 stop_swift() {
   [ -n "$SWIFT_DIR" ] || return 0
   bash tests/swift/stop.sh "$SWIFT_DIR" || true
@@ -339,7 +377,10 @@ for st in ${SETS//,/ }; do
   nbytes=$(find "$S/src" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}')
   say "($st): $nfiles files, $nbytes bytes in $(( $(date +%s) - t0 )) s"
   if has "$TARGETS" swift; then start_swift "$st"; fi
-  for tgt in "${T[@]}"; do has "$TOOLS" restic && run_tool "$st" "$tgt" init restic; done
+  for tgt in "${T[@]}"; do
+    has "$TOOLS" restic && run_tool "$st" "$tgt" init restic
+    has "$TOOLS" rustic && run_tool "$st" "$tgt" init rustic
+  done
 
   for work in full noop inc1 restore; do
     if [ "$work" = inc1 ]; then
@@ -358,7 +399,7 @@ done
 
 # --- the report -----------------------------------------------------------------------------
 setinfo_json=$(for k in "${!SETINFO[@]}"; do printf '%s\t%s\n' "$k" "${SETINFO[$k]}"; done)
-versions="swiftdup $("$BIN" --version 2>/dev/null | awk '{print $NF}'), $(duplicity --version 2>/dev/null || echo 'duplicity: -'), $(restic version 2>/dev/null | awk '{print "restic", $2}' || echo 'restic: -'), $(gpg --version 2>/dev/null | head -n 1)"
+versions="swiftdup $("$BIN" --version 2>/dev/null | awk '{print $NF}'), $(duplicity --version 2>/dev/null || echo 'duplicity: -'), $(restic version 2>/dev/null | awk '{print "restic", $2}' || echo 'restic: -'), $([ -n "$RUSTIC" ] && "$RUSTIC" --version 2>/dev/null || echo 'rustic: -'), $(gpg --version 2>/dev/null | head -n 1)"
 SETINFO_TSV="$setinfo_json" WASI_LINE="$WASI_LINE" WASI_RATIO="$WASI_RATIO" WASI_RATIO_EXCL="$WASI_RATIO_EXCL" WASI_SKIP="$WASI_SKIP" \
 VERSIONS="$versions" LOAD_START="$LOAD_START" SCALE="$SCALE" SETS="$SETS" TARGETS="$TARGETS" TOOLS="$TOOLS" \
 $PY - "$META" <<'EOF'
@@ -367,7 +408,7 @@ e = os.environ
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
 cmd = "make bench"
-knobs = [f"BENCH_{k}={e[k]}" for k, d in (("SCALE", "1"), ("SETS", "a,b,c"), ("TARGETS", "file,swift"), ("TOOLS", "swiftdup,duplicity,restic")) if e[k] != d]
+knobs = [f"BENCH_{k}={e[k]}" for k, d in (("SCALE", "1"), ("SETS", "a,b,c"), ("TARGETS", "file,swift"), ("TOOLS", "swiftdup,duplicity,restic,rustic")) if e[k] != d]
 if knobs:
     cmd = " ".join(knobs) + " " + cmd
 m = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), command=cmd,
