@@ -12,7 +12,7 @@ use crate::engine::read::apply::{prepare_tree, restore_entry, Writer};
 use crate::engine::read::merge::merge;
 use crate::engine::read::progress::ReadProgress;
 use crate::engine::read::resolve::Resolver;
-use crate::engine::read::stream::set_streams;
+use crate::engine::read::stream::{fetch_ahead, set_streams};
 use crate::error::{Error, Result};
 use crate::log;
 use serde_json::json;
@@ -92,7 +92,7 @@ pub fn run(common: &Common, opts: &RestoreOpts) -> Result<Summary> {
     let sets = chain.sets_until(t);
     let prefix: Index = opts.file_to_restore.clone().unwrap_or_default();
 
-    let mut streams = set_streams(&md, &sets, &prefix, opts.concurrency > 1)?;
+    let mut streams = set_streams(&md, &sets, &prefix, fetch_ahead(opts.concurrency))?;
     if !prefix.is_empty() && streams.iter().all(|s| s.volumes.is_empty()) {
         return Err(Error::PathNotFound(index_display(&prefix)));
     }

@@ -17,7 +17,7 @@ use crate::config::Common;
 use crate::engine::read::apply::rebuild_file;
 use crate::engine::read::merge::{live_entry, merge};
 use crate::engine::read::progress::ReadProgress;
-use crate::engine::read::stream::{set_streams, SetStream};
+use crate::engine::read::stream::{fetch_ahead, set_streams, SetStream};
 use crate::engine::write::members::tar_type;
 use crate::engine::write::select::{RuleSpec, Selection, Verdict};
 use crate::engine::write::walk::{Entry, Filter, Item, Walk};
@@ -348,7 +348,7 @@ pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) 
     let chain = l.coll.chain_for(t, &log::redact(&common.url))?;
     let sets = chain.sets_until(t);
     let set_time = sets.last().map(|s| s.end).unwrap_or(t);
-    let mut streams = set_streams(&md, &sets, &prefix, opts.concurrency > 1)?;
+    let mut streams = set_streams(&md, &sets, &prefix, fetch_ahead(opts.concurrency))?;
     if !prefix.is_empty() && streams.iter().all(|s| s.volumes.is_empty()) {
         return Err(Error::PathNotFound(index_display(&prefix)));
     }

@@ -1,5 +1,6 @@
 //! The read side's source: each set of the chain read as one stream of tar members, its
-//! volumes fetched (one ahead on a thread of its own), checked against the manifest's SHA-1,
+//! volumes fetched (up to `--concurrency` ahead, each on a thread and connection of its own),
+//! checked against the manifest's SHA-1,
 //! opened (decrypted and inflated ahead on another thread) and read in order. What is
 //! checked on the way: the manifest itself before it is trusted, member order, whole
 //! multivol entries, and the Filelist against the members.
@@ -49,9 +50,11 @@ pub(crate) struct SetStream<'a> {
     /// The progress display, shared by the sets of one restore or verify, ticked as
     /// entries are read (so that it moves inside a big file too).
     pub(super) progress: Option<std::rc::Rc<std::cell::RefCell<ReadProgress>>>,
-    /// Whether the next volume is fetched on a thread of its own while this one is read.
-    prefetch: bool,
-    next: Option<Prefetch>,
+    /// How many of the next volumes are fetched, each on a thread of its own, while this
+    /// one is read (0: none).
+    ahead: usize,
+    /// Those fetches, in the order of `volumes`.
+    next: VecDeque<Prefetch>,
     /// The index and chunk of the member before `head`: members must come in order.
     last: Option<(Index, Option<u64>)>,
     /// The set's Filelist, checked as the members pass (when the whole set is read).
@@ -329,7 +332,7 @@ impl<'a> SetStream<'a> {
             return Ok(false);
         };
         interrupt::check()?;
-        let (f, total) = match self.next.take() {
+        let (f, total) = match self.next.pop_front() {
             Some(p) if p.name == name => p
                 .fetched
                 .join()
@@ -349,28 +352,31 @@ impl<'a> SetStream<'a> {
         Ok(true)
     }
 
-    /// Start fetching the volume after the one being opened, where there are threads.
+    /// Keep the next `ahead` volumes after the one being opened fetching, where there are
+    /// threads. Each waits on disk in `--tempdir` once fetched, so memory stays flat.
     fn start_prefetch(&mut self) -> Result<()> {
-        let Some((name, sha1)) = self.volumes.front().cloned() else {
-            return Ok(());
-        };
-        if !self.prefetch || cfg!(target_os = "wasi") {
+        if cfg!(target_os = "wasi") {
             return Ok(());
         }
-        let (url, opts, tempdir) = (
-            self.common.url.clone(),
-            self.common.backend.clone(),
-            self.common.tempdir.clone(),
-        );
-        let thread_name = name.clone();
-        let fetched = std::thread::Builder::new()
-            .name("fetch".into())
-            .spawn(move || {
-                let backend = backend::open(&url, backend::Access::Read, &opts)?;
-                fetch_checked(backend.as_ref(), &thread_name, &sha1, &tempdir)
-            })
-            .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
-        self.next = Some(Prefetch { name, fetched });
+        while self.next.len() < self.ahead {
+            let Some((name, sha1)) = self.volumes.get(self.next.len()).cloned() else {
+                return Ok(());
+            };
+            let (url, opts, tempdir) = (
+                self.common.url.clone(),
+                self.common.backend.clone(),
+                self.common.tempdir.clone(),
+            );
+            let thread_name = name.clone();
+            let fetched = std::thread::Builder::new()
+                .name("fetch".into())
+                .spawn(move || {
+                    let backend = backend::open(&url, backend::Access::Read, &opts)?;
+                    fetch_checked(backend.as_ref(), &thread_name, &sha1, &tempdir)
+                })
+                .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
+            self.next.push_back(Prefetch { name, fetched });
+        }
         Ok(())
     }
 
@@ -707,12 +713,23 @@ fn check_manifest(set: &BackupSet, m: &Manifest, common: &Common) -> Result<()> 
     Ok(())
 }
 
+/// How many volumes a set's stream fetches ahead of the one being read: one per
+/// `--concurrency` (a connection each); none with `--concurrency 1`, which keeps every
+/// stage in one thread.
+pub(crate) fn fetch_ahead(concurrency: usize) -> usize {
+    if concurrency > 1 {
+        concurrency
+    } else {
+        0
+    }
+}
+
 /// One stream per set up to the restore time, each with the volumes that may hold `prefix`.
 pub(crate) fn set_streams<'a>(
     md: &Metadata<'a>,
     sets: &[&BackupSet],
     prefix: &Index,
-    prefetch: bool,
+    ahead: usize,
 ) -> Result<Vec<SetStream<'a>>> {
     let (backend, common) = (md.backend, md.common);
     let mut streams = Vec::new();
@@ -747,8 +764,8 @@ pub(crate) fn set_streams<'a>(
             stats: (0, 0),
             sealed_read: Default::default(),
             progress: None,
-            prefetch,
-            next: None,
+            ahead,
+            next: VecDeque::new(),
             last: None,
             filelist,
         });
