@@ -57,6 +57,18 @@ pub fn render(command: &str, exit_code: i32, finished_at: i64, fields: &[(&str, 
                 "last_run_files_restored",
                 "Entries restored by the last run.",
             ),
+            "problems" => (
+                "last_check_problems",
+                "Problems the last check found (0: none).",
+            ),
+            "volumes_read" => (
+                "last_check_volumes_read",
+                "Volumes the last check downloaded and opened.",
+            ),
+            "record_timestamp_seconds" => (
+                "last_check_record_timestamp_seconds",
+                "Time of the newest chain record the last check compared the target with.",
+            ),
             _ => continue,
         };
         gauge(name, help, "", n);

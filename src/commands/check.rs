@@ -81,6 +81,9 @@ impl Summary {
             ("bytes_downloaded", json!(self.bytes_downloaded)),
             ("problems", json!(self.problems)),
             ("record_time", json!(self.record_time.map(rfc3339))),
+            // The same as a number, for the metric Prometheus remembers: a newest record
+            // older than one seen before is a rollback (see k8s/monitoring).
+            ("record_timestamp_seconds", json!(self.record_time)),
         ]
     }
 }

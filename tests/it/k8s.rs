@@ -459,6 +459,12 @@ fn the_alerts_name_only_metrics_swiftdup_pushes() {
         ("files_new", serde_json::json!(1)),
     ];
     let mut pushed = swiftdup::app::metrics::render("backup", 0, 1, &fields);
+    let check = [
+        ("problems", serde_json::json!(0)),
+        ("volumes_read", serde_json::json!(3)),
+        ("record_timestamp_seconds", serde_json::json!(1_700_000_000)),
+    ];
+    pushed.push_str(&swiftdup::app::metrics::render("check", 0, 1, &check));
     pushed.push_str(&swiftdup::app::metrics::success_group("backup", 1).1);
     let mut named = 0;
     for word in rule.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {

@@ -17,6 +17,39 @@ fn check(h: &Hist, cache: &str) -> std::process::Output {
     )
 }
 
+/// A clean check with metrics pushed: the newest chain record's time it pushed.
+fn pushed_record_time(h: &Hist, cache: &str) -> i64 {
+    let (port, pushed) = crate::support::pushgateway::fake_pushgateway();
+    let (url, cache) = (h.url(), h.s.join(cache));
+    let gw = format!("http://127.0.0.1:{port}");
+    let o = swiftdup(
+        &[
+            "check",
+            &url,
+            "--archive-dir",
+            cache.to_str().unwrap(),
+            "--pushgateway-url",
+            &gw,
+        ],
+        ENV,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let metric = "swiftdup_last_check_record_timestamp_seconds{command=\"check\"} ";
+    pushed()
+        .iter()
+        .flat_map(|r| r.lines().map(String::from).collect::<Vec<_>>())
+        .find_map(|l| {
+            l.strip_prefix(metric)
+                .map(|v| v.parse::<f64>().unwrap() as i64)
+        })
+        .expect("the check pushed the record's time")
+}
+
 /// A check that finds nothing wrong.
 fn check_clean(h: &Hist, cache: &str) -> std::process::Output {
     let o = check(h, cache);
@@ -127,6 +160,7 @@ fn a_check_finds_a_deleted_a_replaced_and_a_rolled_back_set() {
     assert_eq!(found, [("set_vanished".to_string(), m3.clone())]);
     put_back(&h, &saved);
 
+    let before = pushed_record_time(&h, "metrics-1");
     // The newest set deleted together with the newest record: consistent in itself, but
     // a check that saw the newer record tells.
     delete_set(&h, TIMES[4]);
@@ -134,8 +168,10 @@ fn a_check_finds_a_deleted_a_replaced_and_a_rolled_back_set() {
     fs::remove_file(h.s.join("target").join(&newest)).unwrap();
     let found = problems(&check(&h, "ck"));
     assert_eq!(found, [("records_rolled_back".to_string(), newest.clone())]);
-    // A check without that memory cannot tell (docs/operations.md says so) ...
-    check_clean(&h, "fresh-1");
+    // A check without that memory cannot tell (docs/operations.md says so), but the
+    // record time it pushes drops, which Prometheus remembers and alerts on ...
+    let after = pushed_record_time(&h, "fresh-1");
+    assert!(after < before, "{after} is not before {before}");
     // ... but the next backup, whose cache wrote that record, does, and its record keeps
     // the evidence for every later check.
     let (src, url) = (h.src(), h.url());

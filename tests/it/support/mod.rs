@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod faultproxy;
 pub mod forge;
 pub mod history;
+pub mod pushgateway;
 pub mod wasm;
 
 use std::collections::BTreeMap;
