@@ -21,10 +21,10 @@ use crate::archive::time::{rfc3339, unix_now};
 use crate::backend::Backend;
 use crate::config::Common;
 use crate::error::{Error, Result};
+use crate::local::cache::sha256_hex;
 use crate::log;
 use crate::seal::pgp::SealMode;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::Path;
@@ -158,43 +158,38 @@ impl Record {
     }
 }
 
-/// The SHA-256 of bytes, in hex.
-pub fn sha256_hex(b: &[u8]) -> String {
-    crate::archive::hex(&Sha256::digest(b))
-}
-
-/// The SHA-256 (hex) of a stored object, streamed.
-fn sha256_of(backend: &dyn Backend, common: &Common, name: &str) -> Result<String> {
+/// A stored object, downloaded whole (records and manifests are small), with the SHA-256
+/// of its bytes.
+fn fetch(backend: &dyn Backend, common: &Common, name: &str) -> Result<(Vec<u8>, String)> {
     let f = crate::engine::metadata::download_temp(backend, name, &common.tempdir)?;
-    let mut r = std::io::BufReader::with_capacity(1 << 16, f);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = r.read(&mut buf).map_err(|e| Error::io(name, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(crate::archive::hex(&h.finalize()))
+    let mut bytes = Vec::new();
+    std::io::BufReader::new(f)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(name, e))?;
+    let sha = sha256_hex(&mut &bytes[..]).map_err(|e| Error::io(name, e))?;
+    Ok((bytes, sha))
 }
 
-/// A record downloaded and opened (decrypted, its signature checked when a sign key is
-/// given), with the SHA-256 of the stored object.
-pub fn open(backend: &dyn Backend, common: &Common, r: &RecordName) -> Result<(Record, String)> {
-    let f = crate::engine::metadata::download_temp(backend, &r.name, &common.tempdir)?;
-    let mut sealed = Vec::new();
-    std::io::BufReader::new(f)
-        .read_to_end(&mut sealed)
-        .map_err(|e| Error::io(&r.name, e))?;
-    let sha = sha256_hex(&sealed);
+/// The SHA-256 (hex) of a stored object.
+fn sha256_of(backend: &dyn Backend, common: &Common, name: &str) -> Result<String> {
+    fetch(backend, common, name).map(|(_, sha)| sha)
+}
+
+/// A record's sealed bytes opened (decrypted, its signature checked when a sign key is
+/// given) and parsed.
+fn open_bytes(common: &Common, r: &RecordName, sealed: &[u8]) -> Result<Record> {
     let mut plain = Vec::new();
-    crate::seal::open_sealed(&sealed[..], r.suffix, &common.crypto.open, &r.name)?
+    crate::seal::open_sealed(sealed, r.suffix, &common.crypto.open, &r.name)?
         .read_to_end(&mut plain)
         .map_err(|e| crate::seal::map_read_error(&r.name, e))?;
-    let record = Record::from_json(&plain)
-        .map_err(|e| Error::integrity(&r.name, format!("not a chain record: {e}")))?;
-    Ok((record, sha))
+    Record::from_json(&plain)
+        .map_err(|e| Error::integrity(&r.name, format!("not a chain record: {e}")))
+}
+
+/// A record downloaded and opened, with the SHA-256 of the stored object.
+pub fn open(backend: &dyn Backend, common: &Common, r: &RecordName) -> Result<(Record, String)> {
+    let (sealed, sha) = fetch(backend, common, &r.name)?;
+    Ok((open_bytes(common, r, &sealed)?, sha))
 }
 
 /// The complete sets' manifests in a listing.
@@ -355,11 +350,11 @@ pub fn compare(
     Ok((Some(record), found))
 }
 
-/// Store a new record of the target as it is now.
-/// `removed` are the manifests this run deleted (retention), which are not "vanished".
-/// Sets that vanished otherwise since the previous record are carried into the new one and
-/// reported as a warning. Returns the new record's name.
-/// Returns the warnings it gave: sets vanished, records rolled back.
+/// Store a new record of the target as it is now. `removed` are the manifests this run
+/// deleted (retention), which are not "vanished"; `known` the SHA-256 of manifests this
+/// run stored. Sets that vanished otherwise since the previous record are carried into the
+/// new one and reported as a warning. Returns the warnings it gave: sets vanished, records
+/// rolled back, a previous record that cannot be read.
 fn store(
     backend: &dyn Backend,
     common: &Common,
@@ -374,30 +369,27 @@ fn store(
     let mut previous = None;
     let mut prev_record = Record::default();
     if let Some(r) = newest {
-        // One download: opened where this run holds the key, else only hashed (a
-        // public-key backup without the secret key hashes every manifest instead).
-        let opened = match common.crypto.can_read_own {
-            true => open(backend, common, r),
-            false => sha256_of(backend, common, &r.name).map(|sha| (Record::default(), sha)),
-        };
-        let sha = match opened {
-            Ok((rec, sha)) => {
-                prev_record = rec;
-                sha
+        // One download: hashed, and opened where this run holds the key (a public-key
+        // backup without the secret key hashes every manifest instead).
+        let (sealed, sha) = fetch(backend, common, &r.name)?;
+        if common.crypto.can_read_own {
+            match open_bytes(common, r, &sealed) {
+                Ok(rec) => prev_record = rec,
+                Err(
+                    e @ (Error::Decryption { .. }
+                    | Error::Integrity { .. }
+                    | Error::Unsigned { .. }),
+                ) => {
+                    alarms += 1;
+                    log::warn(
+                        "warning",
+                        &format!("the chain record {} cannot be read ({e}); a new one is made from the target as it is", r.name),
+                        vec![("code", json!("record_unreadable")), ("object", json!(r.name))],
+                    );
+                }
+                Err(e) => return Err(e),
             }
-            Err(
-                e @ (Error::Decryption { .. } | Error::Integrity { .. } | Error::Unsigned { .. }),
-            ) => {
-                alarms += 1;
-                log::warn(
-                    "warning",
-                    &format!("the chain record {} cannot be read ({e}); a new one is made from the target as it is", r.name),
-                    vec![("code", json!("record_unreadable")), ("object", json!(r.name))],
-                );
-                sha256_of(backend, common, &r.name)?
-            }
-            Err(e) => return Err(e),
-        };
+        }
         previous = Some((r.name.clone(), sha));
     }
     let now = unix_now().max(newest.map_or(0, |r| r.time + 1));
@@ -476,7 +468,9 @@ fn store(
     let (sealed, _, _) =
         crate::engine::write::volumes::seal_file(&mut &body[..], mode, common, "chain record")?;
     backend.put(&name, &sealed.0)?;
-    let sha = sha256_hex(&std::fs::read(&sealed.0).map_err(|e| Error::io(sealed.0.display(), e))?);
+    let sha = std::fs::File::open(&sealed.0)
+        .and_then(|mut f| sha256_hex(&mut f))
+        .map_err(|e| Error::io(sealed.0.display(), e))?;
     remember(cache_dir, &name, &sha, now);
     log::info(
         "record",

@@ -5,7 +5,6 @@
 //! a file that moved while it was read.
 
 use super::members::tar_type;
-use super::members::SetWriter;
 use super::walk::{Item, Source};
 use crate::archive::sigtar::SigEntries;
 use crate::archive::sigtar::SigEntry;
@@ -36,29 +35,23 @@ pub(super) trait Outcome {
     );
 }
 
-impl Outcome for SetWriter<'_> {
-    fn progress(&mut self) {
-        SetWriter::progress(self);
-    }
-    fn entry(&mut self, e: &Entry, old: Option<&SigEntry>, same: Option<bool>) -> Result<()> {
-        self.summary.count(&e.stat, same);
-        match same {
-            Some(true) => Ok(()),
-            _ => self.emit(e, old),
-        }
-    }
-    fn deleted(&mut self, index: &Index, regular: bool) -> Result<()> {
-        SetWriter::deleted(self, index, regular)
-    }
-    fn warn_unreadable(
-        &mut self,
-        index: &Index,
-        path: &std::path::Path,
-        err: &std::io::Error,
-        kept: bool,
-    ) {
-        SetWriter::warn_unreadable(self, index, path, err, kept);
-    }
+/// The `unreadable` warning of a source entry; `then` says what became of it.
+pub(super) fn warn_unreadable(
+    index: &Index,
+    path: &std::path::Path,
+    err: &std::io::Error,
+    then: Option<&str>,
+) {
+    let then = then.map(|t| format!("; {t}")).unwrap_or_default();
+    log::warn(
+        "warning",
+        &format!("cannot read {}: {err}{then}", path.display()),
+        vec![
+            ("code", serde_json::json!("unreadable")),
+            ("path", serde_json::json!(index_display(index))),
+            ("reason", serde_json::json!(err.to_string())),
+        ],
+    );
 }
 
 /// A backup's `--dry-run`: what it would store, counted; nothing is written.
@@ -95,15 +88,7 @@ impl Outcome for DryRun {
         _kept: bool,
     ) {
         self.summary.warnings += 1;
-        log::warn(
-            "warning",
-            &format!("cannot read {}: {err}", path.display()),
-            vec![
-                ("code", serde_json::json!("unreadable")),
-                ("path", serde_json::json!(index_display(index))),
-                ("reason", serde_json::json!(err.to_string())),
-            ],
-        );
+        warn_unreadable(index, path, err, None);
     }
 }
 

@@ -111,9 +111,6 @@ pub(super) fn finish(
     interrupt::check()?;
     md.backend.put(&man_name, &sealed.0)?;
     summary.bytes_uploaded += n;
-    // For the chain record, which would otherwise download it again to hash it.
-    let stored = std::fs::read(&sealed.0).map_err(|e| Error::io(sealed.0.display(), e))?;
-    summary.manifest = Some((man_name.clone(), crate::engine::record::sha256_hex(&stored)));
     man_plain
         .seek(io::SeekFrom::Start(0))
         .map_err(|e| Error::io("manifest spool", e))?;
@@ -122,11 +119,13 @@ pub(super) fn finish(
         io::copy(&mut man_plain, w).map_err(|e| Error::io("manifest cache", e))?;
         Ok(())
     })?;
-    // What the next backup's check compares the remote manifest with (a failure to
-    // hash only means that check decrypts).
+    // What the next backup's check compares the remote manifest with, and the chain
+    // record lists (a failure to hash only means that check decrypts, and the record
+    // downloads the manifest to hash it).
     if let Ok(s) =
         File::open(&sealed.0).and_then(|mut f| crate::local::cache::SealedDigest::of(&mut f))
     {
+        summary.manifest = Some((man_name.clone(), s.sha256.clone()));
         md.cache.record_sealed(&man_local, &s);
     }
     Ok(summary)

@@ -3,7 +3,7 @@
 //! volumes; its new signature goes to the set's signature file and its line to the
 //! manifest's Filelist as it is read (one pass over each file).
 
-use super::changes::changed_while_read;
+use super::changes::{changed_while_read, warn_unreadable, Outcome};
 use super::commit::SigSink;
 use crate::archive::sigtar::{SigEntry, SigWriter};
 use crate::archive::tar::{self, Header};
@@ -269,11 +269,55 @@ pub struct SetWriter<'a> {
     pub(super) stdin_min_bytes: u64,
 }
 
-impl SetWriter<'_> {
-    pub(super) fn progress(&mut self) {
+/// The set writer is where the comparison's verdicts are stored.
+impl Outcome for SetWriter<'_> {
+    fn progress(&mut self) {
         self.progress_in(0);
     }
 
+    fn entry(&mut self, e: &Entry, old: Option<&SigEntry>, same: Option<bool>) -> Result<()> {
+        self.summary.count(&e.stat, same);
+        match same {
+            Some(true) => Ok(()),
+            _ => self.emit(e, old),
+        }
+    }
+
+    fn deleted(&mut self, index: &Index, regular: bool) -> Result<()> {
+        let h = Header::deleted(member_name(MemberKind::Deleted, index, false, None, false));
+        self.volumes.add(
+            &h,
+            &[],
+            Position {
+                index: index.clone(),
+                block: None,
+            },
+        )?;
+        self.sigs.deleted(index)?;
+        if regular {
+            self.manifest.file("deleted", index)?;
+        }
+        self.summary.files_deleted += 1;
+        Ok(())
+    }
+
+    fn warn_unreadable(
+        &mut self,
+        index: &Index,
+        path: &std::path::Path,
+        err: &io::Error,
+        kept: bool,
+    ) {
+        self.summary.warnings += 1;
+        let then = match kept {
+            true => "kept its previous backed-up state",
+            false => "not backed up",
+        };
+        warn_unreadable(index, path, err, Some(then));
+    }
+}
+
+impl SetWriter<'_> {
     /// Progress with `in_file` bytes read of the file being stored.
     fn progress_in(&mut self, in_file: u64) {
         if !self.progress.due() {
@@ -299,34 +343,10 @@ impl SetWriter<'_> {
         });
     }
 
-    pub(super) fn warn_unreadable(
-        &mut self,
-        index: &Index,
-        path: &std::path::Path,
-        err: &io::Error,
-        kept: bool,
-    ) {
-        self.summary.warnings += 1;
-        let what = if kept {
-            "kept its previous backed-up state"
-        } else {
-            "not backed up"
-        };
-        log::warn(
-            "warning",
-            &format!("cannot read {}: {err}; {what}", path.display()),
-            vec![
-                ("code", json!("unreadable")),
-                ("path", json!(index_display(index))),
-                ("reason", json!(err.to_string())),
-            ],
-        );
-    }
-
     /// Write a new or changed entry. `old` is the signature-chain entry when there is one.
     /// Store a new or changed entry: a metadata-only member, or a file's data as a snapshot
     /// or a delta against `old`'s signature, cut into multivol chunks.
-    pub(super) fn emit(&mut self, e: &Entry, old: Option<&SigEntry>) -> Result<()> {
+    fn emit(&mut self, e: &Entry, old: Option<&SigEntry>) -> Result<()> {
         let meta = meta_header(e);
         if e.stat.kind != Kind::File {
             return self.emit_meta(e, meta);
@@ -562,24 +582,6 @@ impl SetWriter<'_> {
             .signature(&e.index, &meta, &new_sig.finish(), bytes, false)?;
         self.manifest
             .file(if existed { "changed" } else { "new" }, &e.index)?;
-        Ok(())
-    }
-
-    pub(super) fn deleted(&mut self, index: &Index, regular: bool) -> Result<()> {
-        let h = Header::deleted(member_name(MemberKind::Deleted, index, false, None, false));
-        self.volumes.add(
-            &h,
-            &[],
-            Position {
-                index: index.clone(),
-                block: None,
-            },
-        )?;
-        self.sigs.deleted(index)?;
-        if regular {
-            self.manifest.file("deleted", index)?;
-        }
-        self.summary.files_deleted += 1;
         Ok(())
     }
 }
