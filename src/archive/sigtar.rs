@@ -322,6 +322,12 @@ impl<W: Write> SigWriter<W> {
         SigWriter { out, written: 0 }
     }
 
+    /// A writer continuing a signature file of which `written` bytes of members are
+    /// already in `out`.
+    pub fn continued(out: W, written: u64) -> Self {
+        SigWriter { out, written }
+    }
+
     fn put(&mut self, h: &Header, data: &[u8]) -> Result<()> {
         let enc = tar::encode_header(h);
         let pad = tar::padding(data.len() as u64);

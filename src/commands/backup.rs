@@ -14,7 +14,7 @@ use crate::engine::metadata::Metadata;
 pub use crate::engine::write::members::Summary;
 use crate::engine::write::select::Selection;
 use crate::engine::write::walk::{Source, Walk};
-use crate::engine::write::{write_set, SetPlan};
+use crate::engine::write::{progress, write_set, SetPlan};
 use crate::error::{Error, Result};
 use crate::local::cache::{local_name, Cache};
 use crate::local::platform::{self, Kind};
@@ -301,7 +301,27 @@ pub fn run(
     };
     let mut names: Vec<String> = listed.iter().map(|l| l.name.clone()).collect();
     let mut coll = Collection::from_names(&names, &common.prefixes);
-    if crate::engine::write::commit::remove_leftovers(backend.as_ref(), &coll, &names, common)? {
+    let localdir = canonical_localdir(&platform::os_bytes(&opts.source));
+    // A full cut short (a Job's deadline) is continued rather than started over.
+    let resume = match opts.stdin {
+        Some(_) => None,
+        None => progress::probe(
+            backend.as_ref(),
+            common,
+            &coll,
+            &listed,
+            (&opts.hostname, &localdir),
+            opts.allow_source_mismatch,
+        )?,
+    };
+    let keep = resume.as_ref().map_or(&[][..], |c| &c.keep[..]);
+    if crate::engine::write::commit::remove_leftovers(
+        backend.as_ref(),
+        &coll,
+        &names,
+        common,
+        keep,
+    )? {
         listed = backend.list_detailed(&common.prefixes.file)?;
         names = listed.iter().map(|l| l.name.clone()).collect();
         coll = Collection::from_names(&names, &common.prefixes);
@@ -312,22 +332,36 @@ pub fn run(
         common,
     };
     md.prune_spurious(&names)?;
-    let localdir = canonical_localdir(&platform::os_bytes(&opts.source));
 
     let want = Want::of(common, opts);
     let cached = |n: &str| {
         let kind = common.prefixes.parse(n).map(|p| p.kind);
         kind.is_some_and(|k| md.cache.path(&local_name(n, &k)).exists())
     };
-    let plan = decide(&coll, &want, &cached)?;
+    let plan = match &resume {
+        // As stock does: whatever this run would have been, the interrupted full first.
+        Some(c) => Plan {
+            chain: None,
+            rule: "resume",
+            reason: format!(
+                "continuing the full of {} that was interrupted after {} volume(s)",
+                crate::archive::time::rfc3339(c.time),
+                c.volumes
+            ),
+        },
+        None => decide(&coll, &want, &cached)?,
+    };
     let (full, start, chain_length) = match plan.chain {
         Some(chain) => {
             check_last_manifest(chain, &md, common, opts, &localdir, &listed)?;
             (false, chain.end(), chain.incs.len() + 2)
         }
-        None => (true, common.now, 1),
+        None => (true, resume.as_ref().map_or(common.now, |c| c.time), 1),
     };
     let mut end = common.now;
+    if let Some(c) = &resume {
+        end = c.time;
+    }
     let taken = |t: i64| {
         coll.chains
             .iter()
@@ -335,7 +369,7 @@ pub fn run(
             .chain(coll.incomplete.iter())
             .any(|s| s.end == t)
     };
-    if (!full && end == start) || (full && taken(end)) {
+    if resume.is_none() && ((!full && end == start) || (full && taken(end))) {
         // Two runs in the same second would give the set an empty time range; like stock,
         // wait it out (set names have one-second resolution).
         std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -370,6 +404,7 @@ pub fn run(
         chain_length,
         chain: plan.chain,
         localdir,
+        resume: resume.as_ref(),
     };
     // On a terminal, the progress line shows percent and time left: the tree's size is
     // counted on a thread of its own meanwhile.
@@ -395,6 +430,10 @@ pub fn run(
             Err(Error::ShortInput(m))
         }
         Ok(mut summary) => {
+            if summary.full && opts.stdin.is_none() {
+                let volumes = summary.volumes + summary.volumes_resumed;
+                progress::remove(backend.as_ref(), common, end, volumes)?;
+            }
             let known: Vec<(String, String)> = summary.manifest.clone().into_iter().collect();
             summary.warnings +=
                 crate::engine::record::store_after(backend.as_ref(), common, &[], &known)?;

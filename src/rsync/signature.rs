@@ -78,6 +78,31 @@ impl SignatureBuilder {
         }
     }
 
+    /// A signature continued where an interrupted run left it: `out` is what the builder
+    /// had produced (header and the sums of whole blocks), `tail` the bytes of the block
+    /// it was in the middle of (fewer than `block_len`).
+    /// `None` when `out` is not a signature of this block length, or `tail` a whole block.
+    pub fn resume(block_len: u32, out: Vec<u8>, tail: &[u8]) -> Option<Self> {
+        let mut b = SignatureBuilder::new(block_len);
+        let header = b.out.len();
+        let entry = 4 + STRONG_LEN as usize;
+        if out.len() < header
+            || out[..header] != b.out[..]
+            || (out.len() - header) % entry != 0
+            || tail.len() >= b.block_len as usize
+        {
+            return None;
+        }
+        b.out = out;
+        b.update(tail);
+        Some(b)
+    }
+
+    /// What the builder has produced so far: the header and the sums of whole blocks.
+    pub fn produced(&self) -> &[u8] {
+        &self.out
+    }
+
     /// Feeds the next bytes of the file.
     pub fn update(&mut self, mut data: &[u8]) {
         let bl = self.block_len as usize;

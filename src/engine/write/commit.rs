@@ -47,8 +47,10 @@ pub(super) fn finish(
         FileKind::NewSignatures { start, end }
     };
     let sig_name = common.prefixes.name(&sig_kind, common.crypto.suffix);
+    volumes.close_journal();
     let (sig_sealed, sig_bytes, sig_cached) = sigs
         .finish()?
+        .into_inner()
         .into_inner()
         .map_err(|e| Error::io("signature file", e.into_error()))?
         .finish()?;
@@ -201,24 +203,42 @@ pub fn remove_leftovers(
     coll: &crate::archive::collection::Collection,
     names: &[String],
     common: &Common,
+    keep: &[String],
 ) -> Result<bool> {
+    let kept =
+        |v: Vec<String>| -> Vec<String> { v.into_iter().filter(|n| !keep.contains(n)).collect() };
     let mut doomed: Vec<(String, Vec<String>)> = coll
         .incomplete
         .iter()
         .map(|s| {
+            let what = match keep.is_empty() {
+                true => "an interrupted run",
+                false => "beyond what an interrupted run can continue from",
+            };
             (
                 format!(
-                    "incomplete {} set at {} (an interrupted run)",
+                    "incomplete {} set at {} ({what})",
                     s.type_name(),
                     rfc3339(s.end)
                 ),
-                s.files_for_delete(),
+                kept(s.files_for_delete()),
             )
         })
+        .filter(|(_, objects)| !objects.is_empty())
         .collect();
     let unused = coll.unused_signatures(names, &common.prefixes);
     if !unused.is_empty() {
         doomed.push(("signature files of interrupted runs".into(), unused));
+    }
+    // Progress objects of sets that were completed, or that are not continued.
+    let stale = kept(
+        super::progress::progress_in(&common.prefixes.file, names)
+            .into_iter()
+            .map(|p| p.name)
+            .collect(),
+    );
+    if !stale.is_empty() {
+        doomed.push(("progress objects no run continues from".into(), stale));
     }
     for (what, objects) in &doomed {
         log::info(

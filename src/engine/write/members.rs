@@ -5,6 +5,7 @@
 
 use super::changes::{changed_while_read, warn_unreadable, Outcome};
 use super::commit::SigSink;
+use super::progress::{ChunkSig, JournalTap, PartialFile, Resumed, Tap};
 use crate::archive::sigtar::{SigEntry, SigWriter};
 use crate::archive::tar::{self, Header};
 use crate::archive::{index_display, member_name, Index, MemberKind, MULTIVOL_CHUNK};
@@ -50,6 +51,8 @@ pub struct Summary {
     pub changed_during_backup: u64,
     /// The stored manifest's name and SHA-256 (for the chain record; not logged).
     pub manifest: Option<(String, String)>,
+    /// Volumes an interrupted run had stored, which this one continued from.
+    pub volumes_resumed: u32,
 }
 
 impl Summary {
@@ -106,6 +109,7 @@ impl Summary {
                 json!(crate::archive::time::rfc3339(self.set_time)),
             ),
             ("volumes", json!(self.volumes)),
+            ("volumes_resumed", json!(self.volumes_resumed)),
             ("warnings", json!(self.warnings)),
             ("changed_during_backup", json!(self.changed_during_backup)),
         ]
@@ -180,6 +184,8 @@ struct TeeSig<'a> {
     /// Bytes read so far, also seen by the progress display while the file is read.
     bytes: &'a Cell<u64>,
     error: Option<io::Error>,
+    /// Where the signature's new sums go for progress objects, and how much of it went.
+    journal: Option<(JournalTap, usize)>,
 }
 
 impl Read for TeeSig<'_> {
@@ -192,6 +198,11 @@ impl Read for TeeSig<'_> {
                 Ok(n) => {
                     if let Some(sig) = self.sig.as_deref_mut() {
                         sig.update(&buf[..n]);
+                        if let Some((j, sent)) = &mut self.journal {
+                            let out = sig.produced();
+                            j.borrow_mut().sums(&out[*sent..]);
+                            *sent = out.len();
+                        }
                     }
                     self.bytes.set(self.bytes.get() + n as u64);
                     return Ok(n);
@@ -212,6 +223,10 @@ struct FileRead {
     file: Data,
     bytes: u64,
     error: Option<io::Error>,
+    /// Bytes of it an interrupted run had stored (not read by this one).
+    resumed: u64,
+    /// It changed since the interrupted run read its first part.
+    torn: bool,
 }
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -254,7 +269,7 @@ fn old_signature(e: &Entry, o: &SigEntry) -> Option<rsync::Signature> {
 
 pub struct SetWriter<'a> {
     pub(super) volumes: VolumeWriter<'a>,
-    pub(super) sigs: SigWriter<BufWriter<SigSink>>,
+    pub(super) sigs: SigWriter<Tap<BufWriter<SigSink>>>,
     pub(super) manifest: ManifestWriter,
     pub(super) summary: Summary,
     pub(super) buf: Vec<u8>,
@@ -267,6 +282,13 @@ pub struct SetWriter<'a> {
     pub(super) racy_from: i64,
     /// `--stdin-min-bytes`: standard input shorter than this fails the run.
     pub(super) stdin_min_bytes: u64,
+    /// What the reader hands the sealer for progress objects (a full from a directory).
+    pub(super) journal: Option<JournalTap>,
+    /// Where the interrupted full this run continues stopped, until the walk passes it.
+    pub(super) resume: Option<Resumed>,
+    /// A directory (or other entry) found where the interrupted run stopped inside a
+    /// file: it and what is under it wait for the next run.
+    pub(super) skip_under: Option<Index>,
 }
 
 /// The set writer is where the comparison's verdicts are stored.
@@ -276,7 +298,35 @@ impl Outcome for SetWriter<'_> {
     }
 
     fn entry(&mut self, e: &Entry, old: Option<&SigEntry>, same: Option<bool>) -> Result<()> {
+        if let Some(under) = &self.skip_under {
+            if e.index.starts_with(under) {
+                return Ok(());
+            }
+            self.skip_under = None;
+        }
         self.summary.count(&e.stat, same);
+        if let Some(r) = &self.resume {
+            match e.index.cmp(&r.end) {
+                // Stored by the interrupted run.
+                std::cmp::Ordering::Less => return Ok(()),
+                std::cmp::Ordering::Equal => {
+                    let r = self.resume.take();
+                    match r.and_then(|r| r.partial) {
+                        None => return Ok(()),
+                        Some(p) if e.stat.kind == Kind::File => return self.emit_rest(e, p),
+                        Some(p) => {
+                            // Not a file any more: the set keeps the file's stored part,
+                            // and what is there now waits for the next run (one entry
+                            // per path in a set).
+                            self.end_partial(&e.index, p, Some(&e.path))?;
+                            self.skip_under = Some(e.index.clone());
+                            return Ok(());
+                        }
+                    }
+                }
+                std::cmp::Ordering::Greater => self.pass_resume_point()?,
+            }
+        }
         match same {
             Some(true) => Ok(()),
             _ => self.emit(e, old),
@@ -378,13 +428,16 @@ impl SetWriter<'_> {
                 .unwrap_or(STDIN_SIZE_GUESS),
             false => e.stat.size,
         };
-        let mut new_sig = SignatureBuilder::new(rsync::block_len_for(size));
+        let block_len = rsync::block_len_for(size);
+        let mut new_sig = SignatureBuilder::new(block_len);
         let seen = Cell::new(0);
+        self.journal_file(Some(ChunkSig { block_len, size }));
         let mut tee = TeeSig {
             file,
             sig: None,
             bytes: &seen,
             error: None,
+            journal: self.journal.clone().map(|j| (j, 0)),
         };
         let kind = if old_sig.is_some() {
             MemberKind::Diff
@@ -403,15 +456,140 @@ impl SetWriter<'_> {
                     &mut tee
                 }
             };
-            self.write_chunks(kind, e, &meta, data, &seen)?;
+            self.write_chunks(kind, e, &meta, data, &seen, 0)?;
         }
         let TeeSig { error, file, .. } = tee;
         let read = FileRead {
             file,
             bytes: seen.get(),
             error,
+            resumed: 0,
+            torn: false,
         };
         self.after_read(e, meta, read, new_sig, old.is_some())
+    }
+
+    /// Tell the sealer which file the chunks sent next belong to (`None`: no file's).
+    fn journal_file(&self, c: Option<ChunkSig>) {
+        if let Some(j) = &self.journal {
+            j.borrow_mut().chunk = c;
+        }
+    }
+
+    /// The walk went past where the interrupted run stopped without meeting the file it
+    /// stopped inside (deleted, or no longer selected): that file ends with what was
+    /// stored.
+    pub(super) fn pass_resume_point(&mut self) -> Result<()> {
+        if let Some(r) = self.resume.take() {
+            if let Some(p) = r.partial {
+                self.end_partial(&r.end, p, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Continue the file the interrupted run stopped inside, from its next chunk, with its
+    /// signature as it stood.
+    fn emit_rest(&mut self, e: &Entry, p: PartialFile) -> Result<()> {
+        let meta = meta_header(e);
+        let offset = p.chunks * MULTIVOL_CHUNK as u64;
+        let opened = File::open(&e.path).and_then(|mut f| {
+            std::io::Seek::seek(&mut f, io::SeekFrom::Start(offset))?;
+            Ok(f)
+        });
+        let file = match opened {
+            Ok(f) => f,
+            Err(err) => {
+                self.warn_unreadable(&e.index, &e.path, &err, false);
+                return self.end_partial(&e.index, p, Some(&e.path));
+            }
+        };
+        let Some(mut new_sig) = SignatureBuilder::resume(p.block_len, p.sums, &p.tail) else {
+            return Err(Error::Integrity {
+                object: index_display(&e.index),
+                detail: "the interrupted full's signature state is damaged".into(),
+            });
+        };
+        let torn = e.stat.size != p.size || e.stat.mtime != p.header.mtime;
+        let seen = Cell::new(offset);
+        self.journal_file(Some(ChunkSig {
+            block_len: p.block_len,
+            size: p.size,
+        }));
+        let sent = new_sig.produced().len();
+        let mut tee = TeeSig {
+            file: Data::File(file),
+            sig: Some(&mut new_sig),
+            bytes: &seen,
+            error: None,
+            journal: self.journal.clone().map(|j| (j, sent)),
+        };
+        self.write_chunks(MemberKind::Snapshot, e, &meta, &mut tee, &seen, p.chunks)?;
+        let TeeSig { error, file, .. } = tee;
+        let read = FileRead {
+            file,
+            bytes: seen.get(),
+            error,
+            resumed: offset,
+            torn,
+        };
+        self.after_read(e, meta, read, new_sig, false)
+    }
+
+    /// End the file the interrupted run stopped inside with what it stored: an empty last
+    /// chunk, and its signature as it stood. Restored, it is the part read then; the next
+    /// run reads it again.
+    fn end_partial(
+        &mut self,
+        index: &Index,
+        p: PartialFile,
+        path: Option<&std::path::Path>,
+    ) -> Result<()> {
+        let bytes = p.chunks * MULTIVOL_CHUNK as u64;
+        let shown = path.map_or_else(|| index_display(index), |p| p.display().to_string());
+        self.summary.changed_during_backup += 1;
+        log::warn(
+            "warning",
+            &format!(
+                "{shown} could not be read on from where the interrupted backup stopped;                  the set keeps its first {bytes} bytes, read then, and the next run reads it again"
+            ),
+            vec![
+                ("code", json!("changed_during_backup")),
+                ("path", json!(index_display(index))),
+            ],
+        );
+        let Some(sig) = SignatureBuilder::resume(p.block_len, p.sums, &p.tail) else {
+            return Err(Error::Integrity {
+                object: index_display(index),
+                detail: "the interrupted full's signature state is damaged".into(),
+            });
+        };
+        self.journal_file(None);
+        let mut h = p.header.clone();
+        h.name = member_name(
+            MemberKind::Snapshot,
+            index,
+            false,
+            Some(p.chunks + 1),
+            false,
+        );
+        h.size = 0;
+        self.volumes.add(
+            &h,
+            &[],
+            Position {
+                index: index.clone(),
+                block: None,
+            },
+        )?;
+        let mut meta = p.header;
+        meta.name = Vec::new();
+        meta.size = 0;
+        self.summary.files_new += 1;
+        self.sigs
+            .signature(index, &meta, &sig.finish(), bytes, true)?;
+        self.manifest.file("new", index)?;
+        Ok(())
     }
 
     /// A directory, symlink or special file: its header is all there is.
@@ -444,10 +622,12 @@ impl SetWriter<'_> {
         meta: &Header,
         data: &mut dyn Read,
         seen: &Cell<u64>,
+        first: u64,
     ) -> Result<()> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.resize(MULTIVOL_CHUNK, 0);
-        let mut chunk = 0u64;
+        // Chunks an interrupted run stored (a file continued from the middle).
+        let mut chunk = first;
         let res = loop {
             interrupt::check()?;
             self.progress_in(seen.get());
@@ -506,7 +686,14 @@ impl SetWriter<'_> {
         new_sig: SignatureBuilder,
         existed: bool,
     ) -> Result<()> {
-        let FileRead { file, bytes, error } = read;
+        self.journal_file(None);
+        let FileRead {
+            file,
+            bytes,
+            error,
+            resumed,
+            torn,
+        } = read;
         if e.stdin {
             return self.after_stdin(e, meta, bytes, error, new_sig, existed);
         }
@@ -515,7 +702,7 @@ impl SetWriter<'_> {
         };
         let mut sig_meta = meta;
         let mut racy = e.stat.mtime >= self.racy_from;
-        if error.is_none() && changed_while_read(&file, e, bytes) {
+        if error.is_none() && (torn || changed_while_read(&file, e, bytes)) {
             // What was stored may be torn (part old, part new): say so, and make the
             // next run read the file again, as after a read error.
             self.summary.changed_during_backup += 1;
@@ -544,7 +731,7 @@ impl SetWriter<'_> {
             // An impossible mtime makes the next run see the file as changed.
             sig_meta.mtime = 0;
         }
-        self.summary.bytes_read += bytes;
+        self.summary.bytes_read += bytes - resumed;
         self.sigs
             .signature(&e.index, &sig_meta, &new_sig.finish(), bytes, racy)?;
         self.manifest

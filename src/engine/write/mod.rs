@@ -8,6 +8,7 @@
 pub mod changes;
 pub mod commit;
 pub mod members;
+pub mod progress;
 pub mod select;
 pub mod volumes;
 pub mod walk;
@@ -37,6 +38,8 @@ pub struct SetPlan<'c> {
     pub chain: Option<&'c Chain>,
     /// The source directory as the manifest records it.
     pub localdir: Vec<u8>,
+    /// The interrupted full this set continues (its time is `end`).
+    pub resume: Option<&'c progress::Candidate>,
 }
 
 /// The merged signatures of the chain a set extends (none for a full). One thread in all
@@ -79,6 +82,30 @@ pub fn dry_run_set(
     Ok(run)
 }
 
+/// Counts what passes through, to a writer.
+struct CountingWrite<W: std::io::Write> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: std::io::Write> CountingWrite<W> {
+    fn new(inner: W) -> Self {
+        CountingWrite { inner, count: 0 }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for CountingWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// What the run's progress is measured against: when it started, and the source's size
 /// where a pre-scan counts it (on a terminal).
 pub struct Pace {
@@ -100,25 +127,42 @@ pub fn write_set(
     let Pace { started, total } = pace;
     let sig_reader = chain_signatures(md, coll, set.chain, opts.concurrency > 1)?;
 
-    let sig_sink = SigSink::new(common, opts.compress_level)?;
+    let mut sig_sink =
+        BufWriter::with_capacity(1 << 16, SigSink::new(common, opts.compress_level)?);
+    let mut manifest = ManifestWriter::new(common, opts.hostname.as_bytes(), &set.localdir)?;
+    let mut spec = VolumeSpec::new(
+        common,
+        set.full,
+        set.start,
+        set.end,
+        opts.volsize,
+        opts.concurrency,
+    );
+    // Progress objects let a full from a directory be continued if it is cut short.
+    let journal = (set.full && matches!(source, Source::Tree(_)))
+        .then(|| std::rc::Rc::new(std::cell::RefCell::new(progress::Journal::default())));
+    if journal.is_some() {
+        spec.progress = Some(progress::ProgressSpec {
+            hostname: opts.hostname.clone(),
+            localdir: set.localdir.clone(),
+        });
+    }
+    let mut counted = CountingWrite::new(&mut sig_sink);
+    let resumed = match set.resume {
+        Some(c) => progress::recover(md.backend, common, c, &mut counted, &mut manifest)?,
+        None => None,
+    };
+    let sig_written = counted.count;
+    spec.first_volume = resumed.as_ref().map_or(0, |r| r.volumes);
     let mut run = SetWriter {
-        volumes: VolumeWriter::new(
-            md.backend,
-            VolumeSpec::new(
-                common,
-                set.full,
-                set.start,
-                set.end,
-                opts.volsize,
-                opts.concurrency,
-            ),
-        ),
-        sigs: SigWriter::new(BufWriter::with_capacity(1 << 16, sig_sink)),
-        manifest: ManifestWriter::new(common, opts.hostname.as_bytes(), &set.localdir)?,
+        volumes: VolumeWriter::new(md.backend, spec, journal.clone()),
+        sigs: SigWriter::continued(progress::Tap::new(sig_sink, journal.clone()), sig_written),
+        manifest,
         summary: Summary {
             full: set.full,
             set_time: set.end,
             chain_length: set.chain_length,
+            volumes_resumed: resumed.as_ref().map_or(0, |r| r.volumes),
             ..Summary::default()
         },
         buf: Vec::new(),
@@ -127,9 +171,14 @@ pub fn write_set(
         total,
         racy_from: crate::archive::time::unix_now(),
         stdin_min_bytes: opts.stdin.as_ref().map_or(0, |s| s.min_bytes),
+        journal,
+        resume: resumed,
+        skip_under: None,
     };
 
-    if let Err(e) = changes::compare(source, sig_reader, &mut run, opts.concurrency > 1) {
+    let compared = changes::compare(source, sig_reader, &mut run, opts.concurrency > 1)
+        .and_then(|()| run.pass_resume_point());
+    if let Err(e) = compared {
         // A signal must end the run in seconds: uploads under way are not waited for.
         if !matches!(e, Error::Interrupted(_)) {
             run.volumes.abandon();

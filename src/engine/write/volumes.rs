@@ -11,6 +11,7 @@ use crate::archive::tar::{self, Header};
 use crate::archive::Index;
 use crate::backend::Backend;
 use crate::config::Common;
+use crate::engine::write::progress::{self, JournalTap, Ledger, Pending, ProgressSpec};
 use crate::error::{Error, Result};
 use crate::local::spool::{tempfile_in, TempPath};
 use crate::log;
@@ -92,7 +93,11 @@ pub struct SealingSpool {
 
 impl SealingSpool {
     pub fn new(mode: &SealMode, common: &Common, what: &str) -> Result<SealingSpool> {
-        let path = TempPath::new(&common.tempdir, what)?;
+        Self::in_dir(mode, &common.tempdir, what)
+    }
+
+    pub fn in_dir(mode: &SealMode, tempdir: &std::path::Path, what: &str) -> Result<SealingSpool> {
+        let path = TempPath::new(tempdir, what)?;
         let f = File::create(&path.0).map_err(|e| Error::io(path.0.display(), e))?;
         let sealer = Sealer::new(HashCount::new(BufWriter::with_capacity(1 << 16, f)), mode)
             .map_err(|e| Error::Internal(format!("cannot seal {what}: {e}")))?;
@@ -227,6 +232,10 @@ pub struct VolumeSpec {
     pub backend: crate::backend::Options,
     /// Uploads at once; 1 means one thread does everything, as under WASI.
     pub concurrency: usize,
+    /// A progress object follows each volume (a full from a directory; see `progress`).
+    pub progress: Option<ProgressSpec>,
+    /// Volumes already stored by the interrupted run this one continues.
+    pub first_volume: u32,
 }
 
 impl VolumeSpec {
@@ -250,6 +259,8 @@ impl VolumeSpec {
             url: common.url.clone(),
             backend: common.backend.clone(),
             concurrency: concurrency.max(1),
+            progress: None,
+            first_volume: 0,
         }
     }
 
@@ -277,6 +288,8 @@ struct Sealed {
     bytes: u64,
     sha1: String,
     started: Instant,
+    /// The volume's progress object (name, sealed), stored after it.
+    progress: Option<(String, TempPath)>,
 }
 
 /// Room kept free below `--volsize` before a volume is closed: stock's gpg rule (§2.7:
@@ -291,6 +304,8 @@ struct Builder {
     num: u32,
     /// One record per volume (~200 bytes), in order, for the manifest.
     infos: Vec<VolumeInfo>,
+    /// What the next progress object holds, when there are progress objects.
+    ledger: Option<Ledger>,
 }
 
 type Store<'s> = dyn FnMut(Sealed) -> Result<()> + 's;
@@ -298,9 +313,10 @@ type Store<'s> = dyn FnMut(Sealed) -> Result<()> + 's;
 impl Builder {
     fn new(spec: VolumeSpec) -> Self {
         Builder {
+            num: spec.first_volume,
+            ledger: spec.progress.as_ref().map(|_| Ledger::default()),
             spec,
             cur: None,
-            num: 0,
             infos: Vec::new(),
         }
     }
@@ -324,7 +340,17 @@ impl Builder {
         Ok(())
     }
 
-    fn add(&mut self, header: &[u8], data: &[u8], pos: Position, store: &mut Store) -> Result<()> {
+    fn add(
+        &mut self,
+        header: &[u8],
+        data: &[u8],
+        pos: Position,
+        mut pending: Pending,
+        store: &mut Store,
+    ) -> Result<()> {
+        if let Some(l) = &mut self.ledger {
+            l.before(&mut pending);
+        }
         if let Some(cur) = &mut self.cur {
             let volsize = self.spec.volsize;
             if cur.first.is_some()
@@ -357,6 +383,9 @@ impl Builder {
             .write_all(&[0u8; tar::BLOCK][..pad])
             .map_err(|e| Error::io(cur.path.0.display(), e))?;
         cur.plain += (header.len() + data.len() + pad) as u64;
+        if let Some(l) = &mut self.ledger {
+            l.after(header, data, &pos.index, pos.block, pending);
+        }
         if cur.first.is_none() {
             cur.first = Some(pos.clone());
         }
@@ -395,14 +424,33 @@ impl Builder {
         let last = cur.last.unwrap_or(root);
         let mut hashes = BTreeMap::new();
         hashes.insert("SHA1".to_string(), sha1.clone());
-        self.infos.push(VolumeInfo {
+        let info = VolumeInfo {
             num,
             start: first.index,
             start_block: first.block,
             end: last.index,
             end_block: last.block,
             hashes,
-        });
+        };
+        let progress = match (&mut self.ledger, &self.spec.progress) {
+            (Some(ledger), Some(ps)) => {
+                let plain = ledger.take(ps, self.spec.end, &info, bytes);
+                let mut spool =
+                    SealingSpool::in_dir(&self.spec.mode, &self.spec.tempdir, "progress")?;
+                spool
+                    .write_all(&plain)
+                    .map_err(|e| Error::io("progress object", e))?;
+                let name = progress::object_name(
+                    &self.spec.prefixes.file,
+                    self.spec.end,
+                    num,
+                    self.spec.suffix,
+                );
+                Some((name, spool.finish()?.0))
+            }
+            _ => None,
+        };
+        self.infos.push(info);
         store(Sealed {
             num,
             name,
@@ -410,11 +458,16 @@ impl Builder {
             bytes,
             sha1,
             started: cur.started,
+            progress,
         })
     }
 
-    /// Seal the last volume (a set always has volume 1, even when empty).
-    fn finish(mut self, store: &mut Store) -> Result<Vec<VolumeInfo>> {
+    /// Seal the last volume (a set always has volume 1, even when empty); `pending` is
+    /// what the reader wrote after the last block (the last entries' signatures).
+    fn finish(mut self, mut pending: Pending, store: &mut Store) -> Result<Vec<VolumeInfo>> {
+        if let Some(l) = &mut self.ledger {
+            l.before(&mut pending);
+        }
         if self.cur.is_none() && self.num == 0 {
             self.open()?;
         }
@@ -427,6 +480,13 @@ impl Builder {
 fn upload(backend: &dyn Backend, v: Sealed) -> Result<u64> {
     crate::interrupt::check()?;
     backend.put(&v.name, &v.path.0)?;
+    // After its volume, never before: a progress object vouches for a stored volume.
+    let mut extra = 0;
+    if let Some((name, path)) = &v.progress {
+        crate::interrupt::check()?;
+        backend.put(name, &path.0)?;
+        extra = std::fs::metadata(&path.0).map_or(0, |m| m.len());
+    }
     let secs = v.started.elapsed().as_secs_f64();
     log::info(
         "volume",
@@ -439,7 +499,7 @@ fn upload(backend: &dyn Backend, v: Sealed) -> Result<u64> {
             ("seconds", ((secs * 1000.0).round() / 1000.0).into()),
         ],
     );
-    Ok(v.bytes)
+    Ok(v.bytes + extra)
 }
 
 /// One tar block on its way to the sealing thread.
@@ -447,6 +507,13 @@ struct Block {
     header: Vec<u8>,
     data: Vec<u8>,
     pos: Position,
+    pending: Pending,
+}
+
+/// What the sealing thread receives: blocks, then the end of the set.
+enum Msg {
+    Block(Block),
+    End(Pending),
 }
 
 /// Blocks queued between the source reader and the sealer: 64 KiB each at most, so the
@@ -465,6 +532,8 @@ type SealerResult = Result<(Vec<VolumeInfo>, u32)>;
 pub struct VolumeWriter<'a> {
     mode: WriterMode<'a>,
     uploaded: Arc<AtomicU64>,
+    /// What the reader produced besides tar blocks, for progress objects.
+    journal: Option<JournalTap>,
 }
 
 enum WriterMode<'a> {
@@ -473,8 +542,8 @@ enum WriterMode<'a> {
         backend: &'a dyn Backend,
     },
     Threaded {
-        /// Blocks, then `None` at the end of the set.
-        tx: Option<SyncSender<Option<Block>>>,
+        /// Blocks, then the end of the set.
+        tx: Option<SyncSender<Msg>>,
         sealer: Option<JoinHandle<SealerResult>>,
     },
 }
@@ -562,21 +631,19 @@ impl Pool {
     }
 }
 
-fn sealer_thread(
-    spec: VolumeSpec,
-    rx: Receiver<Option<Block>>,
-    uploaded: Arc<AtomicU64>,
-) -> SealerResult {
+fn sealer_thread(spec: VolumeSpec, rx: Receiver<Msg>, uploaded: Arc<AtomicU64>) -> SealerResult {
     let mut pool = Pool::start(&spec, uploaded)?;
     let mut builder = Builder::new(spec);
     let run = (|| -> Result<Vec<VolumeInfo>> {
         let mut store = |v: Sealed| pool.submit(v);
-        // `None` ends the set. A sender dropped before it abandoned the set (the run
+        // `End` ends the set. A sender dropped before it abandoned the set (the run
         // failed): its last, partial volume is not stored.
         loop {
             match rx.recv() {
-                Ok(Some(b)) => builder.add(&b.header, &b.data, b.pos, &mut store)?,
-                Ok(None) => return builder.finish(&mut store),
+                Ok(Msg::Block(b)) => {
+                    builder.add(&b.header, &b.data, b.pos, b.pending, &mut store)?
+                }
+                Ok(Msg::End(p)) => return builder.finish(p, &mut store),
                 Err(_) => return Err(Error::Internal("the set was abandoned".into())),
             }
         }
@@ -597,10 +664,11 @@ fn sealer_thread(
 impl<'a> VolumeWriter<'a> {
     /// `backend` is used when everything runs in this thread (`concurrency` 1, or no
     /// threads on this platform).
-    pub fn new(backend: &'a dyn Backend, spec: VolumeSpec) -> Self {
+    /// `journal`: what the reader writes for progress objects (with `spec.progress`).
+    pub fn new(backend: &'a dyn Backend, spec: VolumeSpec, journal: Option<JournalTap>) -> Self {
         let uploaded = Arc::new(AtomicU64::new(0));
         if spec.concurrency > 1 {
-            let (tx, rx) = sync_channel::<Option<Block>>(BLOCK_QUEUE);
+            let (tx, rx) = sync_channel::<Msg>(BLOCK_QUEUE);
             let (spec2, up) = (spec.clone(), uploaded.clone());
             if let Ok(h) = std::thread::Builder::new()
                 .name("seal".into())
@@ -612,6 +680,7 @@ impl<'a> VolumeWriter<'a> {
                         sealer: Some(h),
                     },
                     uploaded,
+                    journal,
                 };
             }
             // No threads here (WASI): the same stages, one after the other.
@@ -622,6 +691,22 @@ impl<'a> VolumeWriter<'a> {
                 backend,
             },
             uploaded,
+            journal,
+        }
+    }
+
+    /// What the reader wrote since the last block.
+    fn pending(&self) -> Pending {
+        self.journal
+            .as_ref()
+            .map(|j| j.borrow_mut().take())
+            .unwrap_or_default()
+    }
+
+    /// The signature file is about to be ended: its end blocks are no entry's.
+    pub fn close_journal(&self) {
+        if let Some(j) = &self.journal {
+            j.borrow_mut().closed = true;
         }
     }
 
@@ -634,11 +719,12 @@ impl<'a> VolumeWriter<'a> {
     /// between blocks.
     pub fn add(&mut self, header: &Header, data: &[u8], pos: Position) -> Result<()> {
         let enc = tar::encode_header(header);
+        let pending = self.pending();
         match &mut self.mode {
             WriterMode::Inline { builder, backend } => {
                 let uploaded = &self.uploaded;
                 let backend: &dyn Backend = *backend;
-                builder.add(&enc, data, pos, &mut |v| {
+                builder.add(&enc, data, pos, pending, &mut |v| {
                     uploaded.fetch_add(upload(backend, v)?, Ordering::Relaxed);
                     Ok(())
                 })
@@ -648,8 +734,12 @@ impl<'a> VolumeWriter<'a> {
                     header: enc,
                     data: data.to_vec(),
                     pos,
+                    pending,
                 };
-                if tx.as_ref().is_some_and(|t| t.send(Some(block)).is_ok()) {
+                if tx
+                    .as_ref()
+                    .is_some_and(|t| t.send(Msg::Block(block)).is_ok())
+                {
                     return Ok(());
                 }
                 // The sealer stopped: its error is the one to report.
@@ -678,14 +768,15 @@ impl<'a> VolumeWriter<'a> {
     /// manifest in order.
     pub fn finish(self, manifest: &mut ManifestWriter) -> Result<VolumeStats> {
         let uploaded = self.uploaded.clone();
+        let pending = self.pending();
         let infos = match self.mode {
-            WriterMode::Inline { builder, backend } => builder.finish(&mut |v| {
+            WriterMode::Inline { builder, backend } => builder.finish(pending, &mut |v| {
                 uploaded.fetch_add(upload(backend, v)?, Ordering::Relaxed);
                 Ok(())
             })?,
             WriterMode::Threaded { tx, sealer } => {
                 // The end of the set; a sealer that stopped has its error in the join.
-                let _ = tx.map(|tx| tx.send(None));
+                let _ = tx.map(|tx| tx.send(Msg::End(pending)));
                 let h =
                     sealer.ok_or_else(|| Error::Internal("the sealing thread stopped".into()))?;
                 h.join()
@@ -732,6 +823,8 @@ mod tests {
             url: String::new(),
             backend: crate::backend::Options::default(),
             concurrency: 1,
+            progress: None,
+            first_volume: 0,
         }
     }
 
@@ -783,9 +876,10 @@ mod tests {
         let mut b = Builder::new(spec);
         for (i, data) in blocks.iter().enumerate() {
             let (header, pos) = member(i, data);
-            b.add(&header, data, pos, &mut store).unwrap();
+            b.add(&header, data, pos, Pending::default(), &mut store)
+                .unwrap();
         }
-        let infos = b.finish(&mut store).unwrap();
+        let infos = b.finish(Pending::default(), &mut store).unwrap();
         (stored, infos)
     }
 

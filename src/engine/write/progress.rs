@@ -1,0 +1,744 @@
+//! Resuming an interrupted full: a multi-hour full killed by a Job's deadline continues next
+//! run from its last stored volume instead of starting over, with no local cache.
+//!
+//! A volume alone does not say enough to continue: the manifest needs each volume's record,
+//! and the signature file needs the signatures of every file already stored, including the
+//! one a volume ends in the middle of. So after each volume of a full, the upload thread
+//! stores a small sealed progress object beside it,
+//! `<file-prefix>swiftdup-progress.<set time>.vol<N>[.gpg|.gz]`, sealed as the volumes
+//! are, holding what that volume adds: its manifest record (SHA-1 and size), the
+//! signature-file members of the entries that ended in it, and for a file it ends inside,
+//! the rsync signature sums of that file's data in it plus the bytes of the unfinished
+//! signature block (so the signature continues exactly, without reading the stored data
+//! back). All of them together are about the size of the signature file.
+//!
+//! The next backup (`probe`, then `recover`) keeps volumes 1..N whose progress objects are
+//! there and open, rebuilds the signature file and the manifest's volume records from them,
+//! skips the entries already stored, continues the file it stopped in from the next 64 KiB
+//! chunk, and commits the set under its original time. The objects are deleted once the
+//! manifest is stored. Stock duplicity ignores them (the names are not its own).
+//!
+//! Only fulls from a directory: an incremental is quick to redo, and standard input cannot
+//! be read again from the middle.
+
+use crate::archive::collection::{BackupSet, Collection};
+use crate::archive::manifest::{self, VolumeInfo};
+use crate::archive::names::Suffix;
+use crate::archive::tar::{Header, TarReader};
+use crate::archive::{hex, index_display, parse_member_name, Index, MemberKind, MULTIVOL_CHUNK};
+use crate::backend::{Backend, Listed};
+use crate::config::Common;
+use crate::engine::write::volumes::ManifestWriter;
+use crate::error::{Error, Result};
+use crate::log;
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+
+const STEM: &str = "swiftdup-progress.";
+const SCHEMA: &str = "swiftdup.progress/1";
+
+/// The progress object of volume `vol` of the full at `time`.
+pub fn object_name(prefix: &str, time: i64, vol: u32, suffix: Suffix) -> String {
+    format!("{prefix}{STEM}{time}.vol{vol}{}", suffix.as_str())
+}
+
+/// A progress object, from its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgressName {
+    pub name: String,
+    pub time: i64,
+    pub vol: u32,
+    pub suffix: Suffix,
+}
+
+/// Parse `<prefix>swiftdup-progress.<time>.vol<N>[.gpg|.gz]`.
+pub fn parse(prefix: &str, name: &str) -> Option<ProgressName> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix(STEM)?;
+    let (rest, suffix) = match (rest.strip_suffix(".gpg"), rest.strip_suffix(".gz")) {
+        (Some(r), _) => (r, Suffix::Gpg),
+        (_, Some(r)) => (r, Suffix::Gzip),
+        _ => (rest, Suffix::None),
+    };
+    let (time, vol) = rest.split_once(".vol")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(time) || !digits(vol) {
+        return None;
+    }
+    Some(ProgressName {
+        name: name.to_string(),
+        time: time.parse().ok()?,
+        vol: vol.parse().ok()?,
+        suffix,
+    })
+}
+
+/// Every progress object in a listing.
+pub fn progress_in(prefix: &str, names: &[String]) -> Vec<ProgressName> {
+    names.iter().filter_map(|n| parse(prefix, n)).collect()
+}
+
+// --- Writing: what the source reader tells the sealer, and what the sealer stores. ---
+
+/// The file whose data the chunks being sent belong to, as its signature was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkSig {
+    pub block_len: u32,
+    /// The file's size when it was opened (to tell, on resuming, that it changed since).
+    pub size: u64,
+}
+
+/// What the source reader produced since its last tar block: signature-file bytes, and the
+/// rsync signature sums of the chunk it is sending. Shared in the reader's thread between
+/// the signature file's writer (`Tap`), the file reader and the volume writer, which moves
+/// it into each block (`take`), so that it reaches the sealer in order with the data.
+#[derive(Default)]
+pub struct Journal {
+    sigtar: Vec<u8>,
+    sums: Vec<u8>,
+    pub chunk: Option<ChunkSig>,
+    /// Set before the signature file's end blocks are written: they are not an entry's.
+    pub closed: bool,
+}
+
+pub type JournalTap = Rc<RefCell<Journal>>;
+
+impl Journal {
+    pub fn take(&mut self) -> Pending {
+        Pending {
+            sigtar: std::mem::take(&mut self.sigtar),
+            sums: std::mem::take(&mut self.sums),
+            chunk: self.chunk,
+        }
+    }
+
+    /// Signature sums the file reader just produced.
+    pub fn sums(&mut self, s: &[u8]) {
+        self.sums.extend_from_slice(s);
+    }
+}
+
+/// The journal's part that travels with one tar block.
+#[derive(Default, Debug)]
+pub struct Pending {
+    sigtar: Vec<u8>,
+    sums: Vec<u8>,
+    chunk: Option<ChunkSig>,
+}
+
+/// Between the signature-file writer and its sink: copies what is written to the journal.
+pub struct Tap<W: Write> {
+    inner: W,
+    journal: Option<JournalTap>,
+}
+
+impl<W: Write> Tap<W> {
+    pub fn new(inner: W, journal: Option<JournalTap>) -> Self {
+        Tap { inner, journal }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: Write> Write for Tap<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(j) = &self.journal {
+            let mut j = j.borrow_mut();
+            if !j.closed {
+                j.sigtar.extend_from_slice(&buf[..n]);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What the progress objects record of the set's source.
+#[derive(Clone, Debug)]
+pub struct ProgressSpec {
+    pub hostname: String,
+    pub localdir: Vec<u8>,
+}
+
+/// The file a volume ends inside, as the sealer follows it.
+struct Partial {
+    index: Index,
+    chunk: ChunkSig,
+    /// Its signature sums since the last progress object.
+    sums: Vec<u8>,
+    /// The bytes of its unfinished signature block.
+    tail: Vec<u8>,
+    /// Its last chunk's tar header (what a chunk to end it with is made from).
+    header: Vec<u8>,
+}
+
+/// The sealer's account of the volume being built: what its progress object will hold.
+#[derive(Default)]
+pub struct Ledger {
+    sigtar: Vec<u8>,
+    partial: Option<Partial>,
+}
+
+impl Ledger {
+    /// Before a block is placed: the signature-file members written before it are of
+    /// entries whose data is already in the volume (they go with it even if this block
+    /// starts the next one).
+    pub fn before(&mut self, p: &mut Pending) {
+        self.sigtar.append(&mut p.sigtar);
+    }
+
+    /// After a block is written into a volume: follow the file it is a chunk of.
+    pub fn after(
+        &mut self,
+        header: &[u8],
+        data: &[u8],
+        index: &Index,
+        block: Option<u64>,
+        p: Pending,
+    ) {
+        let (Some(chunk), Some(k)) = (p.chunk, block) else {
+            // A whole member, or a file's last chunk: nothing is left unfinished.
+            self.partial = None;
+            return;
+        };
+        if self.partial.as_ref().is_none_or(|q| q.index != *index) {
+            self.partial = Some(Partial {
+                index: index.clone(),
+                chunk,
+                sums: Vec::new(),
+                tail: Vec::new(),
+                header: Vec::new(),
+            });
+        }
+        if let Some(q) = &mut self.partial {
+            q.sums.extend_from_slice(&p.sums);
+            q.tail.extend_from_slice(data);
+            // Chunks before the last one are whole, so the file is read up to k chunks.
+            let fill = (k * MULTIVOL_CHUNK as u64 % u64::from(chunk.block_len.max(1))) as usize;
+            let drop = q.tail.len().saturating_sub(fill);
+            q.tail.drain(..drop);
+            q.header = header.to_vec();
+        }
+    }
+
+    /// The plaintext of the progress object of the volume just closed; starts the next.
+    pub fn take(
+        &mut self,
+        spec: &ProgressSpec,
+        time: i64,
+        info: &VolumeInfo,
+        bytes: u64,
+    ) -> Vec<u8> {
+        let mut record = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = info.write_to(&mut record);
+        let sigtar = std::mem::take(&mut self.sigtar);
+        let partial = self.partial.as_mut().map(|q| {
+            let sums = std::mem::take(&mut q.sums);
+            (q.chunk, sums, q.tail.clone(), q.header.clone())
+        });
+        let head = json!({
+            "schema": SCHEMA,
+            "set": time,
+            "volume": info.num,
+            "bytes": bytes,
+            "hostname": spec.hostname,
+            "localdir": hex(&spec.localdir),
+            "record": record.len(),
+            "sigtar": sigtar.len(),
+            "partial": partial.as_ref().map(|(c, s, t, h)| json!({
+                "block_len": c.block_len,
+                "size": c.size,
+                "sums": s.len(),
+                "tail": t.len(),
+                "header": h.len(),
+            })),
+        });
+        let mut out = head.to_string().into_bytes();
+        out.push(b'\n');
+        out.extend_from_slice(&record);
+        out.extend_from_slice(&sigtar);
+        if let Some((_, s, t, h)) = partial {
+            out.extend_from_slice(&s);
+            out.extend_from_slice(&t);
+            out.extend_from_slice(&h);
+        }
+        out
+    }
+}
+
+// --- Reading: a progress object opened. ---
+
+/// What one progress object says.
+#[derive(Debug, PartialEq)]
+pub struct Progress {
+    pub set: i64,
+    pub volume: u32,
+    pub bytes: u64,
+    pub hostname: String,
+    pub localdir: Vec<u8>,
+    pub info: VolumeInfo,
+    pub sigtar: Vec<u8>,
+    pub partial: Option<PartialState>,
+}
+
+/// The file a volume ended inside: how its signature stood.
+#[derive(Debug, PartialEq, Clone)]
+pub struct PartialState {
+    pub block_len: u32,
+    pub size: u64,
+    pub sums: Vec<u8>,
+    pub tail: Vec<u8>,
+    pub header: Vec<u8>,
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+impl Progress {
+    pub fn decode(b: &[u8]) -> std::result::Result<Progress, String> {
+        let nl = b.iter().position(|&c| c == b'\n').ok_or("no header line")?;
+        let v: Value = serde_json::from_slice(&b[..nl]).map_err(|e| format!("not JSON: {e}"))?;
+        if v["schema"] != SCHEMA {
+            return Err(format!("not a {SCHEMA} object"));
+        }
+        let num = |v: &Value, what: &str| v.as_u64().ok_or_else(|| format!("no {what}"));
+        let mut rest = &b[nl + 1..];
+        let mut cut = |n: u64| -> std::result::Result<Vec<u8>, String> {
+            let n = usize::try_from(n).map_err(|_| "a length out of range")?;
+            if n > rest.len() {
+                return Err("shorter than its header says".into());
+            }
+            let (a, r) = rest.split_at(n);
+            rest = r;
+            Ok(a.to_vec())
+        };
+        let record = cut(num(&v["record"], "record")?)?;
+        let sigtar = cut(num(&v["sigtar"], "sigtar")?)?;
+        let partial = match &v["partial"] {
+            Value::Null => None,
+            p => Some(PartialState {
+                block_len: u32::try_from(num(&p["block_len"], "block_len")?)
+                    .map_err(|_| "block_len out of range")?,
+                size: num(&p["size"], "size")?,
+                sums: cut(num(&p["sums"], "sums")?)?,
+                tail: cut(num(&p["tail"], "tail")?)?,
+                header: cut(num(&p["header"], "header")?)?,
+            }),
+        };
+        if !rest.is_empty() {
+            return Err("longer than its header says".into());
+        }
+        let m = manifest::parse(&record[..]).map_err(|e| format!("bad volume record: {e}"))?;
+        let info = m.volumes.into_values().next().ok_or("no volume record")?;
+        Ok(Progress {
+            set: v["set"].as_i64().ok_or("no set")?,
+            volume: u32::try_from(num(&v["volume"], "volume")?).map_err(|_| "bad volume")?,
+            bytes: num(&v["bytes"], "bytes")?,
+            hostname: v["hostname"].as_str().ok_or("no hostname")?.to_string(),
+            localdir: v["localdir"]
+                .as_str()
+                .and_then(unhex)
+                .ok_or("no localdir")?,
+            info,
+            sigtar,
+            partial,
+        })
+    }
+}
+
+// --- Resuming. ---
+
+/// An interrupted full this run can continue: its volumes 1..=`volumes` have progress
+/// objects (not yet opened beyond the first).
+#[derive(Debug)]
+pub struct Candidate {
+    pub time: i64,
+    pub volumes: u32,
+    /// Objects the leftover cleanup must keep: those volumes and their progress objects.
+    pub keep: Vec<String>,
+    /// The listed size of each of those volumes (0 where the listing has none).
+    sizes: Vec<u64>,
+    progress: Vec<ProgressName>,
+}
+
+/// Download and open one progress object.
+fn open(backend: &dyn Backend, common: &Common, p: &ProgressName) -> Result<Progress> {
+    let f = crate::engine::metadata::download_temp(backend, &p.name, &common.tempdir)?;
+    let mut plain = Vec::new();
+    crate::seal::open_sealed(
+        io::BufReader::new(f),
+        p.suffix,
+        &common.crypto.open,
+        &p.name,
+    )?
+    .read_to_end(&mut plain)
+    .map_err(|e| crate::seal::map_read_error(&p.name, e))?;
+    Progress::decode(&plain)
+        .map_err(|e| Error::integrity(&p.name, format!("not a progress object: {e}")))
+}
+
+/// The newest incomplete set, if it is a full newer than every complete set and its
+/// first volume has a progress object that this run can open and that was written from
+/// this host and source (unless `allow_mismatch`). A progress object this run's keys do
+/// not open stops the run: continuing the set with other keys would seal it with two.
+pub fn probe(
+    backend: &dyn Backend,
+    common: &Common,
+    coll: &Collection,
+    listed: &[Listed],
+    source: (&str, &[u8]),
+    allow_mismatch: bool,
+) -> Result<Option<Candidate>> {
+    let newest_complete = coll
+        .chains
+        .iter()
+        .flat_map(|c| c.sets())
+        .map(|s| s.end)
+        .max();
+    let Some(set) = coll.incomplete.iter().max_by_key(|s| s.end) else {
+        return Ok(None);
+    };
+    if !set.full || newest_complete.is_some_and(|t| t >= set.end) {
+        return Ok(None);
+    }
+    let names: Vec<String> = listed.iter().map(|l| l.name.clone()).collect();
+    let mut progress: BTreeMap<u32, ProgressName> = progress_in(&common.prefixes.file, &names)
+        .into_iter()
+        .filter(|p| p.time == set.end)
+        .map(|p| (p.vol, p))
+        .collect();
+    let size_of = |n: &str| listed.iter().find(|l| l.name == n).map_or(0, |l| l.size);
+    let mut cand = Candidate {
+        time: set.end,
+        volumes: 0,
+        keep: Vec::new(),
+        sizes: Vec::new(),
+        progress: Vec::new(),
+    };
+    for vol in 1.. {
+        let (Some(v), Some(p)) = (set.volumes.get(&vol), progress.remove(&vol)) else {
+            break;
+        };
+        cand.volumes = vol;
+        cand.keep.push(v.clone());
+        cand.keep.push(p.name.clone());
+        cand.sizes.push(size_of(v));
+        cand.progress.push(p);
+    }
+    let Some(first) = cand.progress.first() else {
+        return Ok(None);
+    };
+    if !common.crypto.can_read_own {
+        not_resumed(
+            set,
+            "its progress objects are encrypted and this run has no secret key",
+        );
+        return Ok(None);
+    }
+    let p = match open(backend, common, first) {
+        Ok(p) => p,
+        Err(Error::Decryption { object, detail }) => {
+            return Err(Error::Decryption {
+                object,
+                detail: format!(
+                    "{detail}: the interrupted full of {} cannot be continued with the keys \
+                     of this run, so nothing was stored. Use the passphrase or key it was \
+                     started with, or delete it with `cleanup --force` to start over",
+                    crate::archive::time::rfc3339(set.end)
+                ),
+            })
+        }
+        Err(e @ (Error::Integrity { .. } | Error::Unsigned { .. })) => {
+            not_resumed(set, &e.to_string());
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let (hostname, localdir) = source;
+    if !allow_mismatch && (p.hostname != hostname || p.localdir != localdir) {
+        not_resumed(
+            set,
+            &format!(
+                "it was written from {} on {}, this run backs up {} on {hostname}",
+                String::from_utf8_lossy(&p.localdir),
+                p.hostname,
+                String::from_utf8_lossy(localdir)
+            ),
+        );
+        return Ok(None);
+    }
+    Ok(Some(cand))
+}
+
+fn not_resumed(set: &BackupSet, why: &str) {
+    log::info(
+        "resume",
+        &format!(
+            "the interrupted full of {} is not continued: {why}; it is removed and a new full starts",
+            crate::archive::time::rfc3339(set.end)
+        ),
+        vec![("resumed", json!(false)), ("reason", json!(why))],
+    );
+}
+
+/// Where the set being continued stopped.
+pub struct Resumed {
+    /// Volumes kept.
+    pub volumes: u32,
+    /// The last entry in them: entries up to it (before it, if `partial`) are stored.
+    pub end: Index,
+    pub partial: Option<PartialFile>,
+}
+
+/// The file the last kept volume ends inside.
+pub struct PartialFile {
+    /// Chunks of it stored (the next is chunk `chunks + 1`, at `chunks` * 64 KiB).
+    pub chunks: u64,
+    pub block_len: u32,
+    pub size: u64,
+    /// Its signature so far: header and whole-block sums, and the unfinished block.
+    pub sums: Vec<u8>,
+    pub tail: Vec<u8>,
+    /// Its last stored chunk's header.
+    pub header: Header,
+}
+
+/// Open the candidate's progress objects in order: the signature-file members they hold
+/// go to `sigtar`, their volume records and the Filelist lines to `manifest`. An object
+/// that is missing, does not open or does not match its volume ends the kept part there:
+/// that volume and every later one are deleted, to be written again.
+pub fn recover(
+    backend: &dyn Backend,
+    common: &Common,
+    cand: &Candidate,
+    sigtar: &mut dyn Write,
+    manifest: &mut ManifestWriter,
+) -> Result<Option<Resumed>> {
+    let mut kept: Option<Resumed> = None;
+    let mut sums: Vec<u8> = Vec::new();
+    for (i, p) in cand.progress.iter().enumerate() {
+        crate::interrupt::check()?;
+        let vol = i as u32 + 1;
+        let opened = open(backend, common, p).and_then(|g| {
+            let listed = cand.sizes[i];
+            if g.set != cand.time || g.volume != vol || g.info.num != vol {
+                Err(Error::integrity(&p.name, "for another volume".to_string()))
+            } else if listed != 0 && listed != g.bytes {
+                Err(Error::integrity(
+                    &p.name,
+                    format!("its volume is {listed} bytes, {} were stored", g.bytes),
+                ))
+            } else {
+                Ok(g)
+            }
+        });
+        let g = match opened {
+            Ok(g) => g,
+            Err(e @ (Error::Integrity { .. } | Error::Unsigned { .. } | Error::NotFound(_))) => {
+                log::warn(
+                    "warning",
+                    &format!("{e}; the interrupted full continues from volume {vol}"),
+                    vec![
+                        ("code", json!("progress_unreadable")),
+                        ("object", json!(p.name)),
+                    ],
+                );
+                drop_from(backend, common, cand, vol)?;
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        sigtar
+            .write_all(&g.sigtar)
+            .map_err(|e| Error::io("signature file", e))?;
+        filelist(&g.sigtar, manifest).map_err(|e| Error::integrity(&p.name, e))?;
+        manifest.volume(&g.info);
+        let partial = match (g.info.end_block, g.partial) {
+            (Some(k), Some(s)) => {
+                let same = kept
+                    .as_ref()
+                    .is_some_and(|r| r.partial.is_some() && r.end == g.info.end);
+                if !same {
+                    sums.clear();
+                }
+                sums.extend_from_slice(&s.sums);
+                let header = TarReader::new(&s.header[..])
+                    .next_header()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| Error::integrity(&p.name, "a bad chunk header".to_string()))?;
+                Some(PartialFile {
+                    chunks: k,
+                    block_len: s.block_len,
+                    size: s.size,
+                    sums: sums.clone(),
+                    tail: s.tail,
+                    header,
+                })
+            }
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(Error::integrity(
+                    &p.name,
+                    "a volume ending inside a file without its signature state".to_string(),
+                ))
+            }
+        };
+        kept = Some(Resumed {
+            volumes: vol,
+            end: g.info.end.clone(),
+            partial,
+        });
+    }
+    if let Some(r) = &kept {
+        log::info(
+            "resume",
+            &format!(
+                "continuing the interrupted full of {} after volume {} (at {})",
+                crate::archive::time::rfc3339(cand.time),
+                r.volumes,
+                index_display(&r.end)
+            ),
+            vec![
+                ("resumed", json!(true)),
+                ("set_time", json!(crate::archive::time::rfc3339(cand.time))),
+                ("volumes_kept", json!(r.volumes)),
+            ],
+        );
+    }
+    Ok(kept)
+}
+
+/// The Filelist lines of the regular files whose signatures `sigtar` holds (in a full,
+/// every stored regular file is new).
+fn filelist(sigtar: &[u8], manifest: &mut ManifestWriter) -> std::result::Result<(), String> {
+    let mut r = TarReader::new(sigtar);
+    while let Some(h) = r.next_header().map_err(|e| e.to_string())? {
+        let m = parse_member_name(&h.name)?;
+        if m.kind == MemberKind::Signature {
+            manifest.file("new", &m.index).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Delete volume `from` and every later one of the candidate, with their progress objects.
+fn drop_from(backend: &dyn Backend, common: &Common, cand: &Candidate, from: u32) -> Result<()> {
+    for k in (from..=cand.volumes).rev() {
+        let i = (k - 1) as usize;
+        backend.delete(&cand.keep[2 * i + 1])?;
+        backend.delete(&cand.keep[2 * i])?;
+    }
+    let _ = common;
+    Ok(())
+}
+
+/// After the set's manifest is stored: its progress objects are of no more use.
+pub fn remove(backend: &dyn Backend, common: &Common, time: i64, volumes: u32) -> Result<()> {
+    for vol in 1..=volumes {
+        crate::interrupt::check()?;
+        backend.delete(&object_name(
+            &common.prefixes.file,
+            time,
+            vol,
+            common.crypto.suffix,
+        ))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idx(s: &str) -> Index {
+        s.split('/').map(|c| c.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for suffix in [Suffix::None, Suffix::Gzip, Suffix::Gpg] {
+            let n = object_name("pre-", 1_700_000_000, 12, suffix);
+            let p = parse("pre-", &n).unwrap();
+            assert_eq!((p.time, p.vol, p.suffix), (1_700_000_000, 12, suffix));
+        }
+        assert!(parse("", "swiftdup-progress.17.vol").is_none());
+        assert!(parse("", "swiftdup-progress..vol1").is_none());
+        assert!(parse("", "swiftdup-record.17.json").is_none());
+        assert!(parse("x", "swiftdup-progress.17.vol1").is_none());
+    }
+
+    #[test]
+    fn a_progress_object_says_what_its_volume_added() {
+        let spec = ProgressSpec {
+            hostname: "h".into(),
+            localdir: b"/src\xff".to_vec(),
+        };
+        let mut l = Ledger::default();
+        let c = ChunkSig {
+            block_len: 1536,
+            size: 300_000,
+        };
+        let mut p = Pending {
+            sigtar: b"SIGS".to_vec(),
+            sums: vec![],
+            chunk: None,
+        };
+        l.before(&mut p);
+        l.after(b"H0", b"x", &idx("a"), None, p);
+        let data = vec![7u8; MULTIVOL_CHUNK];
+        for k in 1..=2u64 {
+            let mut p = Pending {
+                sigtar: vec![],
+                sums: vec![k as u8; 3],
+                chunk: Some(c),
+            };
+            l.before(&mut p);
+            l.after(b"H1", &data, &idx("b/c"), Some(k), p);
+        }
+        let mut hashes = BTreeMap::new();
+        hashes.insert("SHA1".to_string(), "ab".repeat(20));
+        let info = VolumeInfo {
+            num: 3,
+            start: idx("a"),
+            start_block: None,
+            end: idx("b/c"),
+            end_block: Some(2),
+            hashes,
+        };
+        let got = Progress::decode(&l.take(&spec, 42, &info, 999)).unwrap();
+        assert_eq!((got.set, got.volume, got.bytes), (42, 3, 999));
+        assert_eq!(got.localdir, spec.localdir);
+        assert_eq!(got.info, info);
+        assert_eq!(got.sigtar, b"SIGS");
+        let s = got.partial.unwrap();
+        assert_eq!(s.sums, vec![1, 1, 1, 2, 2, 2]);
+        // 2 * 65536 = 85 * 1536 + 512: the unfinished block holds 512 bytes.
+        assert_eq!(s.tail.len(), 512);
+        assert_eq!(s.header, b"H1");
+        // The next volume's object starts afresh, the file still unfinished.
+        let again = Progress::decode(&l.take(&spec, 42, &info, 999)).unwrap();
+        assert!(again.sigtar.is_empty());
+        assert!(again.partial.unwrap().sums.is_empty());
+        assert!(Progress::decode(b"{\"schema\":\"x\"}\n").is_err());
+        let mut cut = l.take(&spec, 42, &info, 999);
+        cut.pop();
+        assert!(Progress::decode(&cut).is_err());
+    }
+}
