@@ -262,6 +262,20 @@ fn plan(l: &Listing, common: &Common, policy: Policy) -> Vec<Doomed> {
                 objects: unused,
             });
         }
+        // What a backup would continue an interrupted full from goes with the full (and
+        // those of sets completed since, which a backup deletes too).
+        let progress: Vec<String> =
+            crate::engine::write::progress::progress_in(&common.prefixes.file, &l.names)
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+        if !progress.is_empty() {
+            out.push(Doomed {
+                what: "progress objects of interrupted fulls".into(),
+                time: 0,
+                objects: progress,
+            });
+        }
         let now = crate::archive::time::unix_now();
         let expired: Vec<String> = lock::locks_in(&common.prefixes.file, &l.names)
             .into_iter()

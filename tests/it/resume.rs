@@ -1,11 +1,13 @@
 //! A backup killed at any point (SIGKILL: a pod killed, a node lost) leaves nothing that a
-//! later run of swiftdup or of stock duplicity misreads. The next run removes the half-written
-//! set and starts over, succeeds, and restores at every time are identical with both tools.
+//! later run of swiftdup or of stock duplicity misreads. The next run continues an
+//! interrupted full from its last volume with a progress object (and stores nothing of it
+//! again), removes any other half-written set and starts it over, succeeds, and restores at
+//! every time are identical with both tools.
 //!
 //! The kill points come from the debug build's crash hook (`SWIFTDUP_FAULT`, src/local/fault.rs):
-//! during an upload (the object half written), right after an upload (between volumes,
-//! between the last volume and the signatures, between the signatures and the manifest,
-//! after the manifest), and between source entries.
+//! during an upload (the object half written), right after an upload (between a volume and
+//! its progress object, between volumes, between the last volume and the signatures,
+//! between the signatures and the manifest, after the manifest), and between source entries.
 
 use crate::support::*;
 use std::fs;
@@ -44,6 +46,16 @@ fn states(base: &Scratch) {
 }
 
 fn backup(s: &Scratch, t: i64, fault: Option<&str>) -> std::process::Output {
+    backup_with(s, t, fault, &[], ENV)
+}
+
+fn backup_with(
+    s: &Scratch,
+    t: i64,
+    fault: Option<&str>,
+    extra: &[&str],
+    base_env: &[(&str, &str)],
+) -> std::process::Output {
     let (src, url, cache) = (
         s.join("src").display().to_string(),
         s.url("target"),
@@ -55,7 +67,7 @@ fn backup(s: &Scratch, t: i64, fault: Option<&str>) -> std::process::Output {
     fs::create_dir_all(&tmp).unwrap();
     let tmp = tmp.display().to_string();
     let t = t.to_string();
-    let args = [
+    let mut args = vec![
         "backup",
         src.as_str(),
         url.as_str(),
@@ -72,7 +84,8 @@ fn backup(s: &Scratch, t: i64, fault: Option<&str>) -> std::process::Output {
         "--tempdir",
         &tmp,
     ];
-    let mut env: Vec<(&str, &str)> = ENV.to_vec();
+    args.extend_from_slice(extra);
+    let mut env: Vec<(&str, &str)> = base_env.to_vec();
     if let Some(f) = fault {
         env.push(("SWIFTDUP_FAULT", f));
         // The killed run's lock expires in 2 s instead of 5 minutes (see the lock tests).
@@ -104,6 +117,18 @@ fn restore_both(s: &Scratch, t: i64, want: &std::path::Path, tag: &str) {
     assert_same_tree(want, &out, false);
 }
 
+/// What the run after the kill does with the interrupted set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Then {
+    /// Removes it and starts over (or finds the set complete).
+    StartsOver,
+    /// Continues it, keeping exactly this many volumes.
+    Keeps(u64),
+    /// Continues it or starts over: where uploads run on several threads, which objects
+    /// were stored when the kill came is not fixed.
+    Either,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
     /// Killed during the first (full) backup of an empty target.
@@ -112,7 +137,52 @@ enum Phase {
     Incremental,
 }
 
-fn case(base: &Scratch, n: usize, phase: Phase, fault: &str, stock_continues: bool) {
+/// One kill point: where, what the next run must do, whether stock duplicity extends the
+/// chain afterwards, and whether the killed run had one thread (a fixed upload order).
+struct Case {
+    phase: Phase,
+    fault: &'static str,
+    then: Then,
+    stock: bool,
+    one_thread: bool,
+}
+
+/// The resume events and volume numbers of a run after a kill, checked against `then`.
+fn check_then(n: usize, o: &std::process::Output, then: Then) {
+    let ev = events(o);
+    let resumed: Vec<&serde_json::Value> = ev
+        .iter()
+        .filter(|e| e["event"] == "resume" && e["resumed"] == true)
+        .collect();
+    let summary = ev.iter().find(|e| e["event"] == "summary").unwrap();
+    let kept = match (then, resumed.first()) {
+        (Then::StartsOver, None) => 0,
+        (Then::Keeps(k), Some(r)) => {
+            assert_eq!(r["volumes_kept"], k, "case {n}: {r}");
+            k
+        }
+        (Then::Either, r) => r.map_or(0, |r| r["volumes_kept"].as_u64().unwrap()),
+        (want, got) => panic!("case {n}: expected {want:?}, the next run logged {got:?}"),
+    };
+    assert_eq!(summary["volumes_resumed"], kept, "case {n}: {summary}");
+    // Nothing kept is stored again.
+    for v in ev.iter().filter(|e| e["event"] == "volume") {
+        assert!(
+            v["number"].as_u64().unwrap() > kept,
+            "case {n}: volume stored again after keeping {kept}: {v}"
+        );
+    }
+}
+
+fn case(base: &Scratch, n: usize, c: &Case) {
+    let Case {
+        phase,
+        fault,
+        then,
+        stock: stock_continues,
+        one_thread,
+    } = *c;
+    let threads: &[&str] = if one_thread { &["--concurrency", "1"] } else { &[] };
     let s = Scratch::new(&format!("resume-{n}"));
     let state = if phase == Phase::Full { 0 } else { 1 };
     snapshot(&base.join(&format!("states/{state}")), &s.join("src"));
@@ -121,7 +191,7 @@ fn case(base: &Scratch, n: usize, phase: Phase, fault: &str, stock_continues: bo
     }
     let t = if phase == Phase::Full { T0 } else { T1 };
 
-    let o = backup(&s, t, Some(fault));
+    let o = backup_with(&s, t, Some(fault), threads, ENV);
     assert_eq!(
         o.status.signal(),
         Some(9),
@@ -139,6 +209,19 @@ fn case(base: &Scratch, n: usize, phase: Phase, fault: &str, stock_continues: bo
         "case {n} ({phase:?}, {fault}): the run after the kill failed:\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    check_then(n, &o, then);
+    let progress_left: Vec<String> = fs::read_dir(s.join("target"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        // (Not the file backend's own half-written `.NAME.swiftdup-part`, which no listing
+        // shows.)
+        .filter(|n| n.starts_with("swiftdup-progress"))
+        .collect();
+    assert!(
+        progress_left.is_empty(),
+        "case {n}: progress objects left: {progress_left:?}"
+    );
+
     let cache = s.join("cache-status").display().to_string();
     let st = swiftdup_ok(
         &[
@@ -207,43 +290,65 @@ fn killed_backups_leave_nothing_that_misleads_the_next_run() {
     );
     fs::rename(base.join("target"), base.join("target-full")).unwrap();
 
-    // 20 kill points. A full here uploads 4 volumes, the signatures, the manifest (6 puts);
-    // the incremental 3 volumes, the signatures, the manifest (5 puts). The signatures are
-    // stored beside the last volume, so puts 4 and 5 of a full (3 and 4 of the incremental)
-    // come in either order; the manifest is always last.
-    let cases: &[(Phase, &str, bool)] = &[
-        (Phase::Full, "entry:3", false),
-        (Phase::Full, "put:1", false),
-        (Phase::Full, "stored:1", false),
-        (Phase::Full, "put:3", false),
-        (Phase::Full, "stored:4", false),
-        (Phase::Full, "put:5", false),
-        (Phase::Full, "stored:5", true),
-        (Phase::Full, "put:6", false),
-        (Phase::Full, "stored:6", false),
-        (Phase::Incremental, "entry:1", false),
-        (Phase::Incremental, "entry:20", false),
-        (Phase::Incremental, "put:1", false),
-        (Phase::Incremental, "stored:1", false),
-        (Phase::Incremental, "put:2", false),
-        (Phase::Incremental, "stored:2", true),
-        (Phase::Incremental, "stored:3", false),
-        (Phase::Incremental, "put:4", false),
-        (Phase::Incremental, "stored:4", true),
-        (Phase::Incremental, "put:5", false),
-        (Phase::Incremental, "stored:5", false),
+    // Every run first stores its lock (put 1). With one thread, a full here then stores
+    // volume 1, its progress object, volume 2, ... volume 4 and its progress object, the
+    // signatures, the manifest (puts 2 to 11), in that order, and reads the whole source
+    // entry 2 (big.bin) before entry 3. With several threads, volumes, progress objects and
+    // the signatures overlap. An incremental stores 3 volumes, the signatures, the manifest
+    // (no progress objects); the signatures are stored beside the last volume, so they and
+    // the last volume come in either order; the manifest is always last.
+    use Phase::{Full, Incremental};
+    use Then::{Either, Keeps, StartsOver};
+    let c = |phase, fault, then, stock, one_thread| Case {
+        phase,
+        fault,
+        then,
+        stock,
+        one_thread,
+    };
+    let cases: &[Case] = &[
+        c(Full, "entry:3", Keeps(2), false, true),
+        c(Full, "put:2", StartsOver, false, true),
+        // A volume without its progress object is not kept.
+        c(Full, "stored:2", StartsOver, false, true),
+        c(Full, "put:3", StartsOver, false, true),
+        c(Full, "stored:3", Keeps(1), false, true),
+        c(Full, "stored:5", Keeps(2), true, true),
+        c(Full, "put:6", Keeps(2), false, true),
+        c(Full, "stored:8", Keeps(3), false, true),
+        c(Full, "stored:9", Keeps(4), true, true),
+        c(Full, "stored:10", Keeps(4), false, true),
+        c(Full, "put:11", Keeps(4), false, true),
+        // The manifest is stored: the set is complete, the next run an incremental that
+        // removes the progress objects.
+        c(Full, "stored:11", StartsOver, false, true),
+        c(Full, "stored:4", Either, false, false),
+        c(Full, "put:6", Either, false, false),
+        c(Full, "stored:7", Either, true, false),
+        c(Full, "stored:10", Either, false, false),
+        c(Incremental, "entry:1", StartsOver, false, false),
+        c(Incremental, "entry:20", StartsOver, false, false),
+        c(Incremental, "put:1", StartsOver, false, false),
+        c(Incremental, "stored:1", StartsOver, false, false),
+        c(Incremental, "put:2", StartsOver, false, false),
+        c(Incremental, "stored:2", StartsOver, true, false),
+        c(Incremental, "stored:3", StartsOver, false, false),
+        c(Incremental, "put:4", StartsOver, false, false),
+        c(Incremental, "stored:4", StartsOver, true, false),
+        c(Incremental, "put:5", StartsOver, false, false),
+        c(Incremental, "stored:5", StartsOver, false, false),
     ];
-    assert_eq!(cases.len(), 20);
+    assert_eq!(cases.len(), 27);
     // Two at a time: most of a case is waiting for gpg and stock duplicity.
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..2 {
             scope.spawn(|| loop {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(&(phase, fault, stock)) = cases.get(n) else {
+                let Some(c) = cases.get(n) else {
                     break;
                 };
-                case(&base, n, phase, fault, stock);
+                case(&base, n, c);
             });
         }
     });
