@@ -9,6 +9,7 @@
 //! its progress object, between volumes, between the last volume and the signatures,
 //! between the signatures and the manifest, after the manifest), and between source entries.
 
+use crate::support::history::{failed, rfc};
 use crate::support::*;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
@@ -174,6 +175,45 @@ fn check_then(n: usize, o: &std::process::Output, then: Then) {
     }
 }
 
+/// A file the archive directory `dir` holds under `name` (in its per-target folder).
+fn cached(dir: &std::path::Path, name: &str) -> Vec<u8> {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            if p.join(name).exists() {
+                return fs::read(p.join(name)).unwrap();
+            }
+        }
+    }
+    panic!("{name} is not in {}", dir.display())
+}
+
+/// A continued full's signature file is byte for byte an uninterrupted full's of the same
+/// source, and its manifest lists the same files.
+fn same_as_uninterrupted(base: &Scratch, s: &Scratch, n: usize) {
+    let stamp = crate::support::history::timestr(T0);
+    let sigtar = |dir: &std::path::Path| {
+        let gz = cached(dir, &format!("duplicity-full-signatures.{stamp}.sigtar.gz"));
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain).unwrap();
+        plain
+    };
+    assert!(
+        sigtar(&base.join("cache")) == sigtar(&s.join("cache")),
+        "case {n}: the continued full's signature file differs from an uninterrupted one's"
+    );
+    let filelist = |dir: &std::path::Path| {
+        let m = cached(dir, &format!("duplicity-full.{stamp}.manifest"));
+        let at = m.windows(8).position(|w| w == b"Filelist").unwrap();
+        m[at..].to_vec()
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&filelist(&base.join("cache"))),
+        String::from_utf8_lossy(&filelist(&s.join("cache"))),
+        "case {n}"
+    );
+}
+
 fn case(base: &Scratch, n: usize, c: &Case) {
     let Case {
         phase,
@@ -182,7 +222,11 @@ fn case(base: &Scratch, n: usize, c: &Case) {
         stock: stock_continues,
         one_thread,
     } = *c;
-    let threads: &[&str] = if one_thread { &["--concurrency", "1"] } else { &[] };
+    let threads: &[&str] = if one_thread {
+        &["--concurrency", "1"]
+    } else {
+        &[]
+    };
     let s = Scratch::new(&format!("resume-{n}"));
     let state = if phase == Phase::Full { 0 } else { 1 };
     snapshot(&base.join(&format!("states/{state}")), &s.join("src"));
@@ -210,6 +254,9 @@ fn case(base: &Scratch, n: usize, c: &Case) {
         String::from_utf8_lossy(&o.stderr)
     );
     check_then(n, &o, then);
+    if let (Phase::Full, Then::Keeps(_)) = (phase, then) {
+        same_as_uninterrupted(base, &s, n);
+    }
     let progress_left: Vec<String> = fs::read_dir(s.join("target"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -352,4 +399,227 @@ fn killed_backups_leave_nothing_that_misleads_the_next_run() {
             });
         }
     });
+}
+
+/// A source whose first file, big.bin, spans volumes 1 to 3 at `--volsize 1`.
+fn interrupted_source(s: &Scratch) -> Vec<u8> {
+    let src = s.join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    let big = random_bytes(11, 2_600_000);
+    fs::write(src.join("big.bin"), &big).unwrap();
+    fs::write(src.join("d/mid.bin"), random_bytes(12, 1_100_000)).unwrap();
+    fs::write(src.join("d/zz"), b"before").unwrap();
+    touch_all(&src, T0 - 100);
+    big
+}
+
+/// A full at T0 killed at `fault` (one thread: a fixed order), its lock expired.
+fn killed(s: &Scratch, fault: &str) {
+    let o = backup_with(s, T0, Some(fault), &["--concurrency", "1"], ENV);
+    assert_eq!(o.status.signal(), Some(9), "not killed at {fault}");
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+}
+
+fn target_names(s: &Scratch) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(s.join("target"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && !n.starts_with("swiftdup-lock"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn warned(o: &std::process::Output, code: &str, path: &str) -> bool {
+    events(o)
+        .iter()
+        .any(|e| e["event"] == "warning" && e["code"] == code && e["path"] == path)
+}
+
+/// Restore the set at `t` with both tools; returns the two trees' directories.
+fn restore_at(s: &Scratch, t: i64, tag: &str) -> [std::path::PathBuf; 2] {
+    let (url, ts) = (s.url("target"), t.to_string());
+    let (mine, stock) = (s.join(&format!("sd-{tag}")), s.join(&format!("dup-{tag}")));
+    let cache = s.join(&format!("cache-{tag}"));
+    swiftdup_ok(
+        &[
+            "restore",
+            &url,
+            mine.to_str().unwrap(),
+            "-t",
+            &ts,
+            "--archive-dir",
+            cache.to_str().unwrap(),
+        ],
+        ENV,
+    );
+    duplicity_ok(
+        s,
+        &["restore", "-t", &ts, &url, stock.to_str().unwrap()],
+        ENV,
+    );
+    [mine, stock]
+}
+
+/// After a continued full, an incremental: both tools restore the source exactly.
+fn next_backup_restores_the_source(s: &Scratch) {
+    let o = backup(s, T0 + 20, None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for dir in restore_at(s, T0 + 20, "after") {
+        assert_same_tree(&s.join("src"), &dir, false);
+    }
+}
+
+#[test]
+fn a_continued_full_holds_the_source_as_read_and_the_next_backup_what_changed() {
+    let s = Scratch::new("resume-changed");
+    let big0 = interrupted_source(&s);
+    // Volume 1 and its progress object are stored; volume 1 ends inside big.bin.
+    killed(&s, "stored:3");
+    // Before the next run: big.bin changes past where the run stopped, other files change.
+    let src = s.join("src");
+    let mut big1 = big0.clone();
+    big1[2_000_000..2_010_000].copy_from_slice(&random_bytes(13, 10_000));
+    fs::write(src.join("big.bin"), &big1).unwrap();
+    fs::write(src.join("d/zz"), b"after").unwrap();
+    fs::write(src.join("d/new"), b"new").unwrap();
+    touch_all(&src, T0 + 5);
+    // The next run has no archive directory left (a pod's emptyDir): it continues anyway.
+    fs::remove_dir_all(s.join("cache")).unwrap();
+    let o = backup(&s, T0 + 10, None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    check_then(0, &o, Then::Keeps(1));
+    assert!(
+        warned(&o, "changed_during_backup", "big.bin"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The set keeps its time and holds each file as it was read: big.bin's first part
+    // then (the same bytes as now), its rest and the files after it now.
+    let st = swiftdup_ok(&["collection-status", &s.url("target"), "--json"], ENV);
+    let doc: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(doc["chains"][0]["sets"][0]["time"], rfc(T0), "{doc:#}");
+    for dir in restore_at(&s, T0, "resumed") {
+        assert!(
+            fs::read(dir.join("big.bin")).unwrap() == big1,
+            "{}",
+            dir.display()
+        );
+        assert_eq!(fs::read(dir.join("d/zz")).unwrap(), b"after");
+        assert_eq!(fs::read(dir.join("d/new")).unwrap(), b"new");
+    }
+    next_backup_restores_the_source(&s);
+}
+
+#[test]
+fn a_file_gone_or_replaced_where_a_full_stopped_keeps_its_stored_part() {
+    for how in ["deleted", "directory"] {
+        let s = Scratch::new(&format!("resume-gone-{how}"));
+        let big0 = interrupted_source(&s);
+        killed(&s, "stored:3");
+        let big = s.join("src/big.bin");
+        fs::remove_file(&big).unwrap();
+        if how == "directory" {
+            fs::create_dir(&big).unwrap();
+            fs::write(big.join("inner"), b"inner").unwrap();
+        }
+        let o = backup(&s, T0 + 10, None);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{how}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        check_then(0, &o, Then::Keeps(1));
+        assert!(warned(&o, "changed_during_backup", "big.bin"), "{how}");
+        // The set ends the file with what was stored: whole chunks of what it was.
+        for dir in restore_at(&s, T0, "resumed") {
+            let got = fs::read(dir.join("big.bin")).unwrap();
+            assert!(
+                !got.is_empty() && got.len() % 65536 == 0 && got[..] == big0[..got.len()],
+                "{how}: {} bytes in {}",
+                got.len(),
+                dir.display()
+            );
+            assert_same_tree(&s.join("src/d"), &dir.join("d"), false);
+        }
+        next_backup_restores_the_source(&s);
+    }
+}
+
+#[test]
+fn other_keys_stop_a_continuation_and_a_damaged_progress_object_is_stored_again() {
+    let s = Scratch::new("resume-keys");
+    interrupted_source(&s);
+    // Volumes 1 to 3 and their progress objects are stored.
+    killed(&s, "stored:7");
+    let before = target_names(&s);
+    let o = backup_with(&s, T0 + 10, None, &[], &[("PASSPHRASE", "not the one")]);
+    failed(&o, 31, "decryption");
+    assert_eq!(
+        target_names(&s),
+        before,
+        "a run with other keys changed the target"
+    );
+    // Volume 2's progress object damaged: volumes 2 and 3 are stored again.
+    let p2 = before
+        .iter()
+        .find(|n| n.ends_with(".vol2.gpg") && n.starts_with("swiftdup-progress"))
+        .unwrap();
+    fs::write(s.join("target").join(p2), b"not a progress object").unwrap();
+    let o = backup(&s, T0 + 10, None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    check_then(0, &o, Then::Keeps(1));
+    assert!(events(&o)
+        .iter()
+        .any(|e| e["code"] == "progress_unreadable" && e["object"] == p2.as_str()));
+    for dir in restore_at(&s, T0, "resumed") {
+        assert_same_tree(&s.join("src"), &dir, false);
+    }
+}
+
+#[test]
+fn cleanup_removes_an_interrupted_full_with_its_progress_objects() {
+    let s = Scratch::new("resume-cleanup");
+    interrupted_source(&s);
+    killed(&s, "stored:5");
+    assert!(target_names(&s)
+        .iter()
+        .any(|n| n.starts_with("swiftdup-progress")));
+    swiftdup_ok(
+        &[
+            "cleanup",
+            "--force",
+            &s.url("target"),
+            "--archive-dir",
+            s.join("cache").to_str().unwrap(),
+        ],
+        ENV,
+    );
+    let left: Vec<String> = target_names(&s)
+        .into_iter()
+        .filter(|n| !n.starts_with("swiftdup-record"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // The next backup is a new full at its own time.
+    let o = backup(&s, T0 + 10, None);
+    check_then(0, &o, Then::StartsOver);
+    for dir in restore_at(&s, T0 + 10, "new") {
+        assert_same_tree(&s.join("src"), &dir, false);
+    }
 }
