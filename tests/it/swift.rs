@@ -1461,6 +1461,109 @@ fn bandwidth_limits_hold_the_run_to_the_rate() {
     crate::support::assert_same_tree(&src, &out, true);
 }
 
+/// A full stopped by SIGTERM (a Job's deadline) is continued by the next run, which has
+/// no archive directory left: it keeps the volumes already stored (their progress objects
+/// were stored beside them), stores the rest, and the set restores with the read key
+/// byte-identical, with no progress object left and no key in any output.
+#[test]
+fn a_full_stopped_by_sigterm_is_continued_by_the_next_run() {
+    use std::io::BufRead;
+    let env = Env::load();
+    let s = Scratch::new("swift-resume");
+    let src = s.join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("big"), crate::support::random_bytes(70, 3_500_000)).unwrap();
+    fs::write(src.join("d/small"), b"small").unwrap();
+    let prefix = run_prefix("resume");
+    let url = format!("swiftkeys://{}/{prefix}", env.container());
+    let mut keys = cli_env(&env, &[("SWIFT_CONTAINER_FULL_TOKEN", env.full_key())]);
+    keys.push(("PASSPHRASE", "resume passphrase".to_string()));
+    let args = |cache: &str| {
+        vec![
+            "full".to_string(),
+            src.display().to_string(),
+            url.clone(),
+            "--volsize".into(),
+            "1".into(),
+            "--archive-dir".into(),
+            s.join(cache).display().to_string(),
+        ]
+    };
+    // Slowed down so that the signal comes after two volumes and before the last.
+    let mut first = args("c1");
+    first.extend(["--limit-upload".into(), "400".into()]);
+    let mut child = std::process::Command::new(crate::support::swiftdup_bin())
+        .args(&first)
+        .env_clear()
+        .envs(keys.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        err.push_str(&line);
+        err.push('\n');
+        if line.contains("\"event\":\"volume\"") && line.contains("\"number\":2") {
+            break;
+        }
+    }
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    for line in lines {
+        err.push_str(&line.unwrap());
+        err.push('\n');
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(143), "{err}");
+    assert_no_key_in(err.as_bytes(), &env);
+
+    let o = run_cli(
+        &args("c2").iter().map(String::as_str).collect::<Vec<_>>(),
+        &keys,
+    );
+    ok_without_keys(&o, &env);
+    let evs = crate::support::events(&o);
+    let resumed = evs
+        .iter()
+        .find(|e| e["event"] == "resume")
+        .unwrap_or_else(|| panic!("no resume event:\n{}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    let kept = resumed["volumes_kept"].as_u64().unwrap();
+    assert!(kept >= 2, "{resumed}");
+    for v in evs.iter().filter(|e| e["event"] == "volume") {
+        assert!(v["number"].as_u64().unwrap() > kept, "stored again: {v}");
+    }
+
+    let names = full(&env, &env.storage_url(), &prefix, &fast())
+        .list("")
+        .unwrap();
+    assert!(names.iter().any(|n| n.contains("manifest")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains("swiftdup-progress")),
+        "progress objects left: {names:?}"
+    );
+    let out = s.join("out");
+    let mut reader = cli_env(&env, &[("SWIFT_CONTAINER_READ_TOKEN", env.read_key())]);
+    reader.push(("PASSPHRASE", "resume passphrase".to_string()));
+    let o = run_cli(
+        &[
+            "restore",
+            &url,
+            out.to_str().unwrap(),
+            "--archive-dir",
+            s.join("c3").to_str().unwrap(),
+        ],
+        &reader,
+    );
+    ok_without_keys(&o, &env);
+    crate::support::assert_same_tree(&src, &out, true);
+}
+
 /// Rotation without a window: a key variable may hold several keys, newest first. The
 /// newest rejected and an older accepted: the run succeeds and says so once (`older_key`);
 /// the newest accepted: no word of the others; none accepted: `key_rejected` (52). In a

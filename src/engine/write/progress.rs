@@ -530,7 +530,9 @@ pub fn recover(
     sigtar: &mut dyn Write,
     manifest: &mut ManifestWriter,
 ) -> Result<Option<Resumed>> {
-    let mut kept: Option<Resumed> = None;
+    // (volumes kept, the last one's end, and how the file it ends inside stood: its chunks
+    // stored and its state in the last object; the sums gather across objects).
+    let mut kept: Option<(u32, Index, Option<(u64, PartialState)>)> = None;
     let mut sums: Vec<u8> = Vec::new();
     for (i, p) in cand.progress.iter().enumerate() {
         crate::interrupt::check()?;
@@ -543,6 +545,11 @@ pub fn recover(
                 Err(Error::integrity(
                     &p.name,
                     format!("its volume is {listed} bytes, {} were stored", g.bytes),
+                ))
+            } else if g.info.end_block.is_some() != g.partial.is_some() {
+                Err(Error::integrity(
+                    &p.name,
+                    "the state of the file its volume ends inside is missing".to_string(),
                 ))
             } else {
                 Ok(g)
@@ -559,7 +566,7 @@ pub fn recover(
                         ("object", json!(p.name)),
                     ],
                 );
-                drop_from(backend, common, cand, vol)?;
+                drop_from(backend, cand, vol)?;
                 break;
             }
             Err(e) => return Err(e),
@@ -569,43 +576,50 @@ pub fn recover(
             .map_err(|e| Error::io("signature file", e))?;
         filelist(&g.sigtar, manifest).map_err(|e| Error::integrity(&p.name, e))?;
         manifest.volume(&g.info);
+        let continues = matches!(&kept, Some((_, end, Some(_))) if *end == g.info.end);
+        if !continues {
+            sums.clear();
+        }
         let partial = match (g.info.end_block, g.partial) {
-            (Some(k), Some(s)) => {
-                let same = kept
-                    .as_ref()
-                    .is_some_and(|r| r.partial.is_some() && r.end == g.info.end);
-                if !same {
-                    sums.clear();
-                }
-                sums.extend_from_slice(&s.sums);
-                let header = TarReader::new(&s.header[..])
-                    .next_header()
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| Error::integrity(&p.name, "a bad chunk header".to_string()))?;
-                Some(PartialFile {
-                    chunks: k,
-                    block_len: s.block_len,
-                    size: s.size,
-                    sums: sums.clone(),
-                    tail: s.tail,
-                    header,
-                })
+            (Some(k), Some(mut state)) => {
+                sums.append(&mut state.sums);
+                Some((k, state))
             }
-            (None, _) => None,
-            (Some(_), None) => {
-                return Err(Error::integrity(
-                    &p.name,
-                    "a volume ending inside a file without its signature state".to_string(),
-                ))
-            }
+            _ => None,
         };
-        kept = Some(Resumed {
-            volumes: vol,
-            end: g.info.end.clone(),
-            partial,
-        });
+        kept = Some((vol, g.info.end, partial));
     }
+    let Some((volumes, end, partial)) = kept else {
+        return Ok(None);
+    };
+    let partial = match partial {
+        None => None,
+        Some((chunks, state)) => {
+            let header = TarReader::new(&state.header[..])
+                .next_header()
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    Error::integrity(
+                        &cand.progress[volumes as usize - 1].name,
+                        "a bad chunk header".to_string(),
+                    )
+                })?;
+            Some(PartialFile {
+                chunks,
+                block_len: state.block_len,
+                size: state.size,
+                sums,
+                tail: state.tail,
+                header,
+            })
+        }
+    };
+    let kept = Some(Resumed {
+        volumes,
+        end,
+        partial,
+    });
     if let Some(r) = &kept {
         log::info(
             "resume",
@@ -639,13 +653,12 @@ fn filelist(sigtar: &[u8], manifest: &mut ManifestWriter) -> std::result::Result
 }
 
 /// Delete volume `from` and every later one of the candidate, with their progress objects.
-fn drop_from(backend: &dyn Backend, common: &Common, cand: &Candidate, from: u32) -> Result<()> {
+fn drop_from(backend: &dyn Backend, cand: &Candidate, from: u32) -> Result<()> {
     for k in (from..=cand.volumes).rev() {
         let i = (k - 1) as usize;
         backend.delete(&cand.keep[2 * i + 1])?;
         backend.delete(&cand.keep[2 * i])?;
     }
-    let _ = common;
     Ok(())
 }
 
