@@ -91,9 +91,20 @@ pub fn run(common: &Common) -> Result<Status> {
         let _ = writeln!(text, "No backup chains with active signatures found");
     }
     let unused = c.unused_signatures(&l.names, &common.prefixes);
-    let incomplete: Vec<Value> = c.incomplete.iter().map(|s| set_json(&l, s)).collect();
+    let continuable = |s: &BackupSet| {
+        crate::engine::write::progress::continuable(&common.prefixes.file, &l.names, s)
+    };
+    let incomplete: Vec<Value> = c
+        .incomplete
+        .iter()
+        .map(|s| {
+            let mut v = set_json(&l, s);
+            v["continuable_volumes"] = json!(continuable(s));
+            v
+        })
+        .collect();
     let orphaned: Vec<Value> = c.orphaned.iter().map(|s| set_json(&l, s)).collect();
-    write_leftovers(&mut text, c, &unused);
+    write_leftovers(&mut text, c, &unused, &continuable);
     let locks = lock_entries(&mut text, common, &l.names);
     let locked = locks.len();
     let records = crate::engine::record::records_in(&common.prefixes.file, &l.names);
@@ -108,7 +119,10 @@ pub fn run(common: &Common) -> Result<Status> {
         );
         vanished = vanished_since(&l, common, r, &mut text);
     }
-    let foreign = c.foreign.saturating_sub(locked + records.len());
+    let progress = crate::engine::write::progress::progress_in(&common.prefixes.file, &l.names);
+    let foreign = c
+        .foreign
+        .saturating_sub(locked + records.len() + progress.len());
     let doc = json!({
         "schema": "swiftdup.collection-status/1",
         "target": log::redact(&common.url),
@@ -173,15 +187,24 @@ fn write_chain(text: &mut String, ch: &Chain, primary: bool, sigs: bool, vols: u
 }
 
 /// What `cleanup` would remove: incomplete and orphaned sets, unused signature files.
-fn write_leftovers(text: &mut String, c: &Collection, unused: &[String]) {
+fn write_leftovers(
+    text: &mut String,
+    c: &Collection,
+    unused: &[String],
+    continuable: &dyn Fn(&BackupSet) -> u32,
+) {
     if c.incomplete.is_empty() && c.orphaned.is_empty() && unused.is_empty() {
         let _ = writeln!(text, "No orphaned or incomplete backup sets found.");
     } else {
         for (what, sets) in [("incomplete", &c.incomplete), ("orphaned", &c.orphaned)] {
             for s in sets {
+                let next = match continuable(s) {
+                    0 => String::new(),
+                    n => format!(" the next backup continues it after volume {n};"),
+                };
                 let _ = writeln!(
                     text,
-                    "Found {what} {} set at {} ({} volume(s)): `cleanup` removes it",
+                    "Found {what} {} set at {} ({} volume(s)):{next} `cleanup` removes it",
                     s.type_name(),
                     asctime(s.end),
                     s.volumes.len()

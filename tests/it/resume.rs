@@ -563,6 +563,13 @@ fn other_keys_stop_a_continuation_and_a_damaged_progress_object_is_stored_again(
     interrupted_source(&s);
     // Volumes 1 to 3 and their progress objects are stored.
     killed(&s, "stored:7");
+    let st = swiftdup_ok(&["collection-status", &s.url("target"), "--json"], ENV);
+    let doc: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(
+        doc["incomplete_sets"][0]["continuable_volumes"], 3,
+        "{doc:#}"
+    );
+    assert_eq!(doc["foreign_objects"], 0, "{doc:#}");
     let before = target_names(&s);
     let o = backup_with(&s, T0 + 10, None, &[], &[("PASSPHRASE", "not the one")]);
     failed(&o, 31, "decryption");

@@ -80,6 +80,22 @@ pub fn progress_in(prefix: &str, names: &[String]) -> Vec<ProgressName> {
     names.iter().filter_map(|n| parse(prefix, n)).collect()
 }
 
+/// How many of an incomplete full's volumes, from the first on, have their progress object
+/// in the listing: what the next backup would keep (if they open).
+pub fn continuable(prefix: &str, names: &[String], set: &BackupSet) -> u32 {
+    if !set.full || set.manifest.is_some() {
+        return 0;
+    }
+    let vols: std::collections::BTreeSet<u32> = progress_in(prefix, names)
+        .into_iter()
+        .filter(|p| p.time == set.end)
+        .map(|p| p.vol)
+        .collect();
+    (1..)
+        .take_while(|v| set.volumes.contains_key(v) && vols.contains(v))
+        .count() as u32
+}
+
 // --- Writing: what the source reader tells the sealer, and what the sealer stores. ---
 
 /// The file whose data the chunks being sent belong to, as its signature was started.
