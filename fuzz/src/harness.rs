@@ -33,6 +33,7 @@ pub const TARGETS: &[&str] = &[
     "pgp",
     "names",
     "time",
+    "progress",
 ];
 
 /// Run the target `name` on `data` (for the replay test).
@@ -46,6 +47,7 @@ pub fn run(name: &str, data: &[u8]) {
         "pgp" => pgp(data),
         "names" => names(data),
         "time" => time(data),
+        "progress" => progress(data),
         _ => panic!("no fuzz target {name:?}"),
     }
 }
@@ -574,5 +576,32 @@ pub fn time(data: &[u8]) {
         if let Some(d) = time::parse_interval(s) {
             assert!(d >= 0, "interval {s:?} is {d} s");
         }
+    }
+}
+
+/// A progress object's plaintext (what a backup continuing an interrupted full reads after
+/// opening it): decoding never panics; the signature-file members it carries are read as
+/// the backup reads them; a signature state that `part_fits` accepts, `resume` takes, and
+/// the signature it finishes parses.
+pub fn progress(data: &[u8]) {
+    use swiftdup::engine::write::progress::Progress;
+    let Ok(p) = Progress::decode(data) else {
+        return;
+    };
+    let mut r = TarReader::new(&p.sigtar[..]);
+    while let Ok(Some(h)) = r.next_header() {
+        let _ = parse_member_name(&h.name);
+    }
+    if let Some(s) = &p.partial {
+        if SignatureBuilder::part_fits(s.block_len, &s.sums, true, &s.tail) {
+            let b = SignatureBuilder::resume(s.block_len, s.sums.clone(), &s.tail)
+                .expect("part_fits accepted what resume refuses");
+            let sig = b.finish();
+            assert!(
+                Signature::parse(&sig).is_ok(),
+                "a resumed signature does not parse"
+            );
+        }
+        let _ = TarReader::new(&s.header[..]).next_header();
     }
 }

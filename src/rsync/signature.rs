@@ -88,7 +88,7 @@ impl SignatureBuilder {
         let entry = 4 + STRONG_LEN as usize;
         if out.len() < header
             || out[..header] != b.out[..]
-            || (out.len() - header) % entry != 0
+            || !(out.len() - header).is_multiple_of(entry)
             || tail.len() >= b.block_len as usize
         {
             return None;
@@ -96,6 +96,25 @@ impl SignatureBuilder {
         b.out = out;
         b.update(tail);
         Some(b)
+    }
+
+    /// Whether `sums` (from the file's first byte when `starts`, so with the header) and
+    /// `tail` are part of a signature of this block length that [`resume`] takes.
+    ///
+    /// [`resume`]: SignatureBuilder::resume
+    pub fn part_fits(block_len: u32, sums: &[u8], starts: bool, tail: &[u8]) -> bool {
+        if block_len == 0 || block_len > MAX_BLOCK_LEN || tail.len() >= block_len as usize {
+            return false;
+        }
+        let header = SignatureBuilder::new(block_len).out;
+        let body = match starts {
+            true => match sums.strip_prefix(&header[..]) {
+                Some(b) => b,
+                None => return false,
+            },
+            false => sums,
+        };
+        body.len().is_multiple_of(4 + STRONG_LEN as usize)
     }
 
     /// What the builder has produced so far: the header and the sums of whole blocks.

@@ -119,6 +119,11 @@ fn time() {
     replay("time");
 }
 
+#[test]
+fn progress() {
+    replay("progress");
+}
+
 /// Every target has a test above and a source file.
 #[test]
 fn every_target_is_replayed() {
@@ -820,5 +825,82 @@ mod seeds {
         pgp_key_seeds(&c);
         names_seeds(&c);
         time_seeds(&c);
+        progress_seeds(&c);
+    }
+
+    /// Progress objects as a full writes them: one whose volume ends between entries, one
+    /// whose volume ends inside a file (with its signature state).
+    fn progress_seeds(c: &Corpus) {
+        use swiftdup::engine::write::progress::{ChunkSig, Journal, Ledger, ProgressSpec, Tap};
+        let spec = ProgressSpec {
+            hostname: "host".into(),
+            localdir: b"/data".to_vec(),
+        };
+        let journal = std::rc::Rc::new(std::cell::RefCell::new(Journal::default()));
+        let mut sigs = SigWriter::new(Tap::new(Vec::new(), Some(journal.clone())));
+        let meta = Header {
+            typ: tar::REGTYPE,
+            mode: 0o644,
+            mtime: 1_700_000_000,
+            ..Header::default()
+        };
+        let a: Index = vec![b"a".to_vec()];
+        let mut sb = SignatureBuilder::new(512);
+        sb.update(b"contents of a");
+        sigs.signature(&a, &meta, &sb.finish(), 13, false)
+            .expect("sigtar");
+        let mut dir = meta.clone();
+        dir.typ = tar::DIRTYPE;
+        sigs.snapshot(&vec![b"d".to_vec()], &dir).expect("sigtar");
+        let mut ledger = Ledger::default();
+        let mut info = VolumeInfo {
+            num: 1,
+            start: a.clone(),
+            start_block: None,
+            end: vec![b"d".to_vec()],
+            end_block: None,
+            hashes: [("SHA1".to_string(), "ab".repeat(20))]
+                .into_iter()
+                .collect(),
+        };
+        let mut pending = journal.borrow_mut().take();
+        ledger.before(&mut pending);
+        c.put(
+            "progress",
+            "between-entries",
+            &ledger.take(&spec, 1_700_000_000, &info, 1234),
+        );
+        // Volume 2 ends inside big, 2 chunks in, with 1536-byte signature blocks.
+        let big: Index = vec![b"d".to_vec(), b"big".to_vec()];
+        let data = vec![7u8; 65536];
+        let mut sb = SignatureBuilder::new(1536);
+        let mut sent = 0;
+        for k in 1..=2u64 {
+            sb.update(&data);
+            let mut j = journal.borrow_mut();
+            j.chunk = Some(ChunkSig {
+                block_len: 1536,
+                size: 300_000,
+            });
+            j.sums(&sb.produced()[sent..]);
+            sent = sb.produced().len();
+            let mut p = j.take();
+            drop(j);
+            ledger.before(&mut p);
+            let mut h = meta.clone();
+            h.name = format!("multivol_snapshot/d/big/{k}").into_bytes();
+            h.size = data.len() as u64;
+            ledger.after(&tar::encode_header(&h), &data, &big, Some(k), p);
+        }
+        info.num = 2;
+        info.start = big.clone();
+        info.start_block = Some(1);
+        info.end = big;
+        info.end_block = Some(2);
+        c.put(
+            "progress",
+            "inside-a-file",
+            &ledger.take(&spec, 1_700_000_000, &info, 140_000),
+        );
     }
 }

@@ -179,10 +179,8 @@ fn check_then(n: usize, o: &std::process::Output, then: Then) {
 fn cached(dir: &std::path::Path, name: &str) -> Vec<u8> {
     for e in fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() {
-            if p.join(name).exists() {
-                return fs::read(p.join(name)).unwrap();
-            }
+        if p.is_dir() && p.join(name).exists() {
+            return fs::read(p.join(name)).unwrap();
         }
     }
     panic!("{name} is not in {}", dir.display())

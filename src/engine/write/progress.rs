@@ -317,7 +317,7 @@ pub struct PartialState {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -513,6 +513,10 @@ fn not_resumed(set: &BackupSet, why: &str) {
     );
 }
 
+/// While recovering: volumes kept, the last one's end, and the file it ends inside (its
+/// chunks stored and its state in the last object).
+type Kept = (u32, Index, Option<(u64, PartialState)>);
+
 /// Where the set being continued stopped.
 pub struct Resumed {
     /// Volumes kept.
@@ -546,9 +550,8 @@ pub fn recover(
     sigtar: &mut dyn Write,
     manifest: &mut ManifestWriter,
 ) -> Result<Option<Resumed>> {
-    // (volumes kept, the last one's end, and how the file it ends inside stood: its chunks
-    // stored and its state in the last object; the sums gather across objects).
-    let mut kept: Option<(u32, Index, Option<(u64, PartialState)>)> = None;
+    // The sums of the file the last volume ends inside gather across objects.
+    let mut kept: Option<Kept> = None;
     let mut sums: Vec<u8> = Vec::new();
     for (i, p) in cand.progress.iter().enumerate() {
         crate::interrupt::check()?;
@@ -568,10 +571,12 @@ pub fn recover(
                     "the state of the file its volume ends inside is missing".to_string(),
                 ))
             } else {
-                Ok(g)
+                check_parts(&g, kept.as_ref())
+                    .map(|files| (g, files))
+                    .map_err(|e| Error::integrity(&p.name, e))
             }
         });
-        let g = match opened {
+        let (g, files) = match opened {
             Ok(g) => g,
             Err(e @ (Error::Integrity { .. } | Error::Unsigned { .. } | Error::NotFound(_))) => {
                 log::warn(
@@ -590,7 +595,9 @@ pub fn recover(
         sigtar
             .write_all(&g.sigtar)
             .map_err(|e| Error::io("signature file", e))?;
-        filelist(&g.sigtar, manifest).map_err(|e| Error::integrity(&p.name, e))?;
+        for index in &files {
+            manifest.file("new", index)?;
+        }
         manifest.volume(&g.info);
         let continues = matches!(&kept, Some((_, end, Some(_))) if *end == g.info.end);
         if !continues {
@@ -611,16 +618,12 @@ pub fn recover(
     let partial = match partial {
         None => None,
         Some((chunks, state)) => {
+            // Checked by check_parts.
             let header = TarReader::new(&state.header[..])
                 .next_header()
                 .ok()
                 .flatten()
-                .ok_or_else(|| {
-                    Error::integrity(
-                        &cand.progress[volumes as usize - 1].name,
-                        "a bad chunk header".to_string(),
-                    )
-                })?;
+                .ok_or_else(|| Error::Internal("a chunk header changed".into()))?;
             Some(PartialFile {
                 chunks,
                 block_len: state.block_len,
@@ -655,17 +658,40 @@ pub fn recover(
     Ok(kept)
 }
 
-/// The Filelist lines of the regular files whose signatures `sigtar` holds (in a full,
-/// every stored regular file is new).
-fn filelist(sigtar: &[u8], manifest: &mut ManifestWriter) -> std::result::Result<(), String> {
-    let mut r = TarReader::new(sigtar);
+/// Check what an object adds before any of it is used: its signature-file members are
+/// whole and well named, and the state of the file its volume ends inside continues the
+/// one before (`kept`). Returns the regular files among the members (in a full, every
+/// stored regular file is new in the Filelist).
+fn check_parts(g: &Progress, kept: Option<&Kept>) -> std::result::Result<Vec<Index>, String> {
+    let mut files = Vec::new();
+    let mut r = TarReader::new(&g.sigtar[..]);
     while let Some(h) = r.next_header().map_err(|e| e.to_string())? {
         let m = parse_member_name(&h.name)?;
         if m.kind == MemberKind::Signature {
-            manifest.file("new", &m.index).map_err(|e| e.to_string())?;
+            files.push(m.index);
         }
     }
-    Ok(())
+    if let Some(s) = &g.partial {
+        let before = match kept {
+            Some((_, end, Some((_, prev)))) if *end == g.info.end => Some(prev),
+            _ => None,
+        };
+        if before.is_some_and(|prev| prev.block_len != s.block_len)
+            || !crate::rsync::SignatureBuilder::part_fits(
+                s.block_len,
+                &s.sums,
+                before.is_none(),
+                &s.tail,
+            )
+        {
+            return Err("a bad signature state of the file its volume ends inside".into());
+        }
+        match TarReader::new(&s.header[..]).next_header() {
+            Ok(Some(_)) => {}
+            _ => return Err("a bad chunk header".into()),
+        }
+    }
+    Ok(files)
 }
 
 /// Delete volume `from` and every later one of the candidate, with their progress objects.

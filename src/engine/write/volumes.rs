@@ -289,7 +289,7 @@ struct Sealed {
     sha1: String,
     started: Instant,
     /// The volume's progress object (name, sealed), stored after it.
-    progress: Option<(String, TempPath)>,
+    progress: Option<Box<(String, TempPath)>>,
 }
 
 /// Room kept free below `--volsize` before a volume is closed: stock's gpg rule (§2.7:
@@ -446,7 +446,7 @@ impl Builder {
                     num,
                     self.spec.suffix,
                 );
-                Some((name, spool.finish()?.0))
+                Some(Box::new((name, spool.finish()?.0)))
             }
             _ => None,
         };
@@ -482,7 +482,7 @@ fn upload(backend: &dyn Backend, v: Sealed) -> Result<u64> {
     backend.put(&v.name, &v.path.0)?;
     // After its volume, never before: a progress object vouches for a stored volume.
     let mut extra = 0;
-    if let Some((name, path)) = &v.progress {
+    if let Some((name, path)) = v.progress.as_deref() {
         crate::interrupt::check()?;
         backend.put(name, &path.0)?;
         extra = std::fs::metadata(&path.0).map_or(0, |m| m.len());
@@ -512,8 +512,8 @@ struct Block {
 
 /// What the sealing thread receives: blocks, then the end of the set.
 enum Msg {
-    Block(Block),
-    End(Pending),
+    Block(Box<Block>),
+    End(Box<Pending>),
 }
 
 /// Blocks queued between the source reader and the sealer: 64 KiB each at most, so the
@@ -643,7 +643,7 @@ fn sealer_thread(spec: VolumeSpec, rx: Receiver<Msg>, uploaded: Arc<AtomicU64>) 
                 Ok(Msg::Block(b)) => {
                     builder.add(&b.header, &b.data, b.pos, b.pending, &mut store)?
                 }
-                Ok(Msg::End(p)) => return builder.finish(p, &mut store),
+                Ok(Msg::End(p)) => return builder.finish(*p, &mut store),
                 Err(_) => return Err(Error::Internal("the set was abandoned".into())),
             }
         }
@@ -738,7 +738,7 @@ impl<'a> VolumeWriter<'a> {
                 };
                 if tx
                     .as_ref()
-                    .is_some_and(|t| t.send(Msg::Block(block)).is_ok())
+                    .is_some_and(|t| t.send(Msg::Block(Box::new(block))).is_ok())
                 {
                     return Ok(());
                 }
@@ -776,7 +776,7 @@ impl<'a> VolumeWriter<'a> {
             })?,
             WriterMode::Threaded { tx, sealer } => {
                 // The end of the set; a sealer that stopped has its error in the join.
-                let _ = tx.map(|tx| tx.send(Msg::End(pending)));
+                let _ = tx.map(|tx| tx.send(Msg::End(Box::new(pending))));
                 let h =
                     sealer.ok_or_else(|| Error::Internal("the sealing thread stopped".into()))?;
                 h.join()
