@@ -585,10 +585,11 @@ pub fn time(data: &[u8]) {
 /// the signature it finishes parses.
 pub fn progress(data: &[u8]) {
     use swiftdup::engine::write::progress::Progress;
-    let Ok(p) = Progress::decode(data) else {
+    let Ok((p, sigtar)) = Progress::decode(data) else {
         return;
     };
-    let mut r = TarReader::new(&p.sigtar[..]);
+    assert_eq!(p.sigtar_len, sigtar.len() as u64);
+    let mut r = TarReader::new(&sigtar[..]);
     while let Ok(Some(h)) = r.next_header() {
         let _ = parse_member_name(&h.name);
     }

@@ -852,7 +852,7 @@ mod seeds {
         let mut dir = meta.clone();
         dir.typ = tar::DIRTYPE;
         sigs.snapshot(&vec![b"d".to_vec()], &dir).expect("sigtar");
-        let mut ledger = Ledger::default();
+        let mut ledger = Ledger::spooled(&std::env::temp_dir()).expect("a spool");
         let mut info = VolumeInfo {
             num: 1,
             start: a.clone(),
@@ -868,7 +868,9 @@ mod seeds {
         c.put(
             "progress",
             "between-entries",
-            &ledger.take(&spec, 1_700_000_000, &info, 1234),
+            &ledger
+                .take(&spec, 1_700_000_000, &info, 1234)
+                .expect("a progress object"),
         );
         // Volume 2 ends inside big, 2 chunks in, with 1536-byte signature blocks.
         let big: Index = vec![b"d".to_vec(), b"big".to_vec()];
@@ -900,7 +902,9 @@ mod seeds {
         c.put(
             "progress",
             "inside-a-file",
-            &ledger.take(&spec, 1_700_000_000, &info, 140_000),
+            &ledger
+                .take(&spec, 1_700_000_000, &info, 140_000)
+                .expect("a progress object"),
         );
     }
 }

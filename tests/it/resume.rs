@@ -628,3 +628,33 @@ fn cleanup_removes_an_interrupted_full_with_its_progress_objects() {
         assert_same_tree(&s.join("src"), &dir, false);
     }
 }
+
+#[test]
+fn a_full_interrupted_under_other_settings_is_started_over() {
+    let s = Scratch::new("resume-settings");
+    interrupted_source(&s);
+    killed(&s, "stored:5");
+    // Continued unencrypted, one set would hold both kinds of volume.
+    let o = backup_with(&s, T0 + 10, None, &["--no-encryption"], ENV);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ev = events(&o);
+    let r = ev.iter().find(|e| e["event"] == "resume").unwrap();
+    assert_eq!(r["resumed"], false, "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("encryption"), "{r}");
+    check_then(0, &o, Then::StartsOver);
+    let names = target_names(&s);
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with(".gpg") || n.starts_with("swiftdup-record")),
+        "{names:?}"
+    );
+    let out = s.join("out");
+    swiftdup_ok(&["restore", &s.url("target"), out.to_str().unwrap()], &[]);
+    assert_same_tree(&s.join("src"), &out, false);
+}

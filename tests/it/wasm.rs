@@ -322,3 +322,67 @@ fn wasm_stores_a_dump_from_standard_input_as_deltas() {
         md5
     );
 }
+
+/// A full under wasmtime killed mid-set (SIGKILL, as a pod's end) is continued by the next
+/// guest run: the volumes stored are kept, and the set restores natively, byte-identical.
+#[test]
+fn wasm_continues_a_full_killed_mid_set() {
+    use std::io::BufRead;
+    let s = Scratch::new("wasm-resume");
+    let (scratch, out) = (s.join("scratch"), s.join("out"));
+    let src = scratch.join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    // About twenty volumes of 1 MiB: time enough to kill the run after the first.
+    fs::write(src.join("big"), random_bytes(80, 12_000_000)).unwrap();
+    for i in 0..8 {
+        fs::write(src.join(format!("d/f{i}")), random_bytes(81 + i, 1_000_000)).unwrap();
+    }
+    let guest = Guest::new(&scratch, PASS).env("SWIFTDUP_LOCK_TTL", "2");
+    let args = [
+        "full",
+        "/scratch/src",
+        "file:///scratch/target",
+        "--volsize",
+        "1",
+    ];
+    let mut c = guest.command(&args);
+    c.stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("\"event\":\"volume\"") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    assert!(
+        child.wait().unwrap().code().is_none(),
+        "the run was not killed:\n{log}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+
+    let o = guest.run_ok(&args);
+    let ev = events(&o);
+    let resumed = ev
+        .iter()
+        .find(|e| e["event"] == "resume")
+        .unwrap_or_else(|| panic!("no resume event:\n{}", String::from_utf8_lossy(&o.stderr)));
+    let kept = resumed["volumes_kept"].as_u64().unwrap();
+    assert!(kept >= 1 && resumed["resumed"] == true, "{resumed}");
+    for v in ev.iter().filter(|e| e["event"] == "volume") {
+        assert!(v["number"].as_u64().unwrap() > kept, "stored again: {v}");
+    }
+    swiftdup_ok(
+        &[
+            "restore",
+            &format!("file://{}/target", scratch.display()),
+            out.to_str().unwrap(),
+        ],
+        &[("PASSPHRASE", PASS)],
+    );
+    assert_same_tree(&src, &out, false);
+}

@@ -34,7 +34,7 @@ use crate::log;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::rc::Rc;
 
 const STEM: &str = "swiftdup-progress.";
@@ -197,18 +197,40 @@ struct Partial {
 }
 
 /// The sealer's account of the volume being built: what its progress object will hold.
-#[derive(Default)]
+/// The signature-file members go to a temporary file (a volume of small files holds
+/// hundreds of thousands of entries); the signature state of one file stays in memory.
 pub struct Ledger {
-    sigtar: Vec<u8>,
+    sigtar: io::BufWriter<std::fs::File>,
+    sigtar_len: u64,
     partial: Option<Partial>,
+    /// The first error writing the spool, reported when the object is made.
+    failed: Option<io::Error>,
 }
 
 impl Ledger {
+    /// A ledger whose signature-file members are spooled in `tempdir`.
+    pub fn spooled(tempdir: &std::path::Path) -> Result<Ledger> {
+        let f = crate::local::spool::tempfile_in(tempdir)?;
+        Ok(Ledger {
+            sigtar: io::BufWriter::with_capacity(1 << 16, f),
+            sigtar_len: 0,
+            partial: None,
+            failed: None,
+        })
+    }
+
     /// Before a block is placed: the signature-file members written before it are of
     /// entries whose data is already in the volume (they go with it even if this block
     /// starts the next one).
     pub fn before(&mut self, p: &mut Pending) {
-        self.sigtar.append(&mut p.sigtar);
+        if p.sigtar.is_empty() {
+            return;
+        }
+        if let Err(e) = self.sigtar.write_all(&p.sigtar) {
+            self.failed.get_or_insert(e);
+        }
+        self.sigtar_len += p.sigtar.len() as u64;
+        p.sigtar.clear();
     }
 
     /// After a block is written into a volume: follow the file it is a chunk of.
@@ -245,21 +267,24 @@ impl Ledger {
         }
     }
 
-    /// The plaintext of the progress object of the volume just closed; starts the next.
-    pub fn take(
+    /// Write the plaintext of the progress object of the volume just closed to `out`;
+    /// starts the next.
+    pub fn write_to(
         &mut self,
+        out: &mut dyn Write,
         spec: &ProgressSpec,
         time: i64,
         info: &VolumeInfo,
         bytes: u64,
-    ) -> Vec<u8> {
+    ) -> io::Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let mut record = Vec::new();
-        // Writing into a Vec cannot fail.
-        let _ = info.write_to(&mut record);
-        let sigtar = std::mem::take(&mut self.sigtar);
+        info.write_to(&mut record)?;
         let partial = self.partial.as_mut().map(|q| {
             let sums = std::mem::take(&mut q.sums);
-            (q.chunk, sums, q.tail.clone(), q.header.clone())
+            (q.chunk, sums, &q.tail, &q.header)
         });
         let head = json!({
             "schema": SCHEMA,
@@ -269,7 +294,7 @@ impl Ledger {
             "hostname": spec.hostname,
             "localdir": hex(&spec.localdir),
             "record": record.len(),
-            "sigtar": sigtar.len(),
+            "sigtar": self.sigtar_len,
             "partial": partial.as_ref().map(|(c, s, t, h)| json!({
                 "block_len": c.block_len,
                 "size": c.size,
@@ -278,22 +303,48 @@ impl Ledger {
                 "header": h.len(),
             })),
         });
-        let mut out = head.to_string().into_bytes();
-        out.push(b'\n');
-        out.extend_from_slice(&record);
-        out.extend_from_slice(&sigtar);
-        if let Some((_, s, t, h)) = partial {
-            out.extend_from_slice(&s);
-            out.extend_from_slice(&t);
-            out.extend_from_slice(&h);
+        out.write_all(head.to_string().as_bytes())?;
+        out.write_all(b"\n")?;
+        out.write_all(&record)?;
+        self.sigtar.flush()?;
+        let spool = self.sigtar.get_mut();
+        spool.seek(io::SeekFrom::Start(0))?;
+        let copied = io::copy(&mut (&mut *spool).take(self.sigtar_len), out)?;
+        if copied != self.sigtar_len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "progress spool cut short",
+            ));
         }
-        out
+        spool.set_len(0)?;
+        spool.seek(io::SeekFrom::Start(0))?;
+        self.sigtar_len = 0;
+        if let Some((_, s, t, h)) = partial {
+            out.write_all(&s)?;
+            out.write_all(t)?;
+            out.write_all(h)?;
+        }
+        Ok(())
+    }
+
+    /// The same, as bytes (for tests and seeds).
+    pub fn take(
+        &mut self,
+        spec: &ProgressSpec,
+        time: i64,
+        info: &VolumeInfo,
+        bytes: u64,
+    ) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_to(&mut out, spec, time, info, bytes)?;
+        Ok(out)
     }
 }
 
 // --- Reading: a progress object opened. ---
 
-/// What one progress object says.
+/// What one progress object says (its signature-file members are copied out as it is
+/// read: see [`Progress::read`]).
 #[derive(Debug, PartialEq)]
 pub struct Progress {
     pub set: i64,
@@ -302,7 +353,8 @@ pub struct Progress {
     pub hostname: String,
     pub localdir: Vec<u8>,
     pub info: VolumeInfo,
-    pub sigtar: Vec<u8>,
+    /// The length of its signature-file members.
+    pub sigtar_len: u64,
     pub partial: Option<PartialState>,
 }
 
@@ -326,38 +378,59 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The most a part held in memory may claim (the header line, the volume record, the
+/// signature state): far above what a writer makes, far below what would hurt.
+const PART_MAX: u64 = 256 << 20;
+
+/// The next `n` bytes of `r`, all of them.
+fn read_part(r: &mut impl Read, n: u64) -> std::result::Result<Vec<u8>, String> {
+    if n > PART_MAX {
+        return Err("a part longer than any writer makes".into());
+    }
+    let mut b = Vec::new();
+    r.take(n).read_to_end(&mut b).map_err(|e| e.to_string())?;
+    match b.len() as u64 == n {
+        true => Ok(b),
+        false => Err("shorter than its header says".into()),
+    }
+}
+
 impl Progress {
-    pub fn decode(b: &[u8]) -> std::result::Result<Progress, String> {
-        let nl = b.iter().position(|&c| c == b'\n').ok_or("no header line")?;
-        let v: Value = serde_json::from_slice(&b[..nl]).map_err(|e| format!("not JSON: {e}"))?;
+    /// Read an object's plaintext from `r`, its signature-file members to `sigtar`.
+    /// Errors say what is wrong (an I/O error of `r` included: a damaged sealed stream).
+    pub fn read(r: &mut dyn Read, sigtar: &mut dyn Write) -> std::result::Result<Progress, String> {
+        let mut r = io::BufReader::new(r);
+        let mut line = Vec::new();
+        io::BufRead::read_until(&mut (&mut r).take(1 << 16), b'\n', &mut line)
+            .map_err(|e| e.to_string())?;
+        if line.pop() != Some(b'\n') {
+            return Err("no header line".into());
+        }
+        let v: Value = serde_json::from_slice(&line).map_err(|e| format!("not JSON: {e}"))?;
         if v["schema"] != SCHEMA {
             return Err(format!("not a {SCHEMA} object"));
         }
         let num = |v: &Value, what: &str| v.as_u64().ok_or_else(|| format!("no {what}"));
-        let mut rest = &b[nl + 1..];
-        let mut cut = |n: u64| -> std::result::Result<Vec<u8>, String> {
-            let n = usize::try_from(n).map_err(|_| "a length out of range")?;
-            if n > rest.len() {
-                return Err("shorter than its header says".into());
-            }
-            let (a, r) = rest.split_at(n);
-            rest = r;
-            Ok(a.to_vec())
-        };
-        let record = cut(num(&v["record"], "record")?)?;
-        let sigtar = cut(num(&v["sigtar"], "sigtar")?)?;
+        let record = read_part(&mut r, num(&v["record"], "record")?)?;
+        let sigtar_len = num(&v["sigtar"], "sigtar")?;
+        let copied = io::copy(&mut (&mut r).take(sigtar_len), sigtar).map_err(|e| e.to_string())?;
+        if copied != sigtar_len {
+            return Err("shorter than its header says".into());
+        }
         let partial = match &v["partial"] {
             Value::Null => None,
             p => Some(PartialState {
                 block_len: u32::try_from(num(&p["block_len"], "block_len")?)
                     .map_err(|_| "block_len out of range")?,
                 size: num(&p["size"], "size")?,
-                sums: cut(num(&p["sums"], "sums")?)?,
-                tail: cut(num(&p["tail"], "tail")?)?,
-                header: cut(num(&p["header"], "header")?)?,
+                sums: read_part(&mut r, num(&p["sums"], "sums")?)?,
+                tail: read_part(&mut r, num(&p["tail"], "tail")?)?,
+                header: read_part(&mut r, num(&p["header"], "header")?)?,
             }),
         };
-        if !rest.is_empty() {
+        // To the end: that is also where a sealed stream's integrity is checked.
+        let mut rest = [0u8; 1];
+        if r.read(&mut rest).map_err(|e| e.to_string())? != 0 {
             return Err("longer than its header says".into());
         }
         let m = manifest::parse(&record[..]).map_err(|e| format!("bad volume record: {e}"))?;
@@ -372,9 +445,16 @@ impl Progress {
                 .and_then(unhex)
                 .ok_or("no localdir")?,
             info,
-            sigtar,
+            sigtar_len,
             partial,
         })
+    }
+
+    /// An object in memory, with its signature-file members.
+    pub fn decode(b: &[u8]) -> std::result::Result<(Progress, Vec<u8>), String> {
+        let mut sigtar = Vec::new();
+        let p = Progress::read(&mut &b[..], &mut sigtar)?;
+        Ok((p, sigtar))
     }
 }
 
@@ -394,18 +474,21 @@ pub struct Candidate {
 }
 
 /// Download and open one progress object.
-fn open(backend: &dyn Backend, common: &Common, p: &ProgressName) -> Result<Progress> {
+/// Download and open one progress object; its signature-file members go to `sigtar`.
+fn open(
+    backend: &dyn Backend,
+    common: &Common,
+    p: &ProgressName,
+    sigtar: &mut dyn Write,
+) -> Result<Progress> {
     let f = crate::engine::metadata::download_temp(backend, &p.name, &common.tempdir)?;
-    let mut plain = Vec::new();
-    crate::seal::open_sealed(
+    let mut plain = crate::seal::open_sealed(
         io::BufReader::new(f),
         p.suffix,
         &common.crypto.open,
         &p.name,
-    )?
-    .read_to_end(&mut plain)
-    .map_err(|e| crate::seal::map_read_error(&p.name, e))?;
-    Progress::decode(&plain)
+    )?;
+    Progress::read(&mut plain, sigtar)
         .map_err(|e| Error::integrity(&p.name, format!("not a progress object: {e}")))
 }
 
@@ -460,6 +543,13 @@ pub fn probe(
     let Some(first) = cand.progress.first() else {
         return Ok(None);
     };
+    if set.suffix != common.crypto.suffix {
+        not_resumed(
+            set,
+            "it was written with other encryption or compression settings",
+        );
+        return Ok(None);
+    }
     if !common.crypto.can_read_own {
         not_resumed(
             set,
@@ -467,7 +557,7 @@ pub fn probe(
         );
         return Ok(None);
     }
-    let p = match open(backend, common, first) {
+    let p = match open(backend, common, first, &mut io::sink()) {
         Ok(p) => p,
         Err(Error::Decryption { object, detail }) => {
             return Err(Error::Decryption {
@@ -556,7 +646,9 @@ pub fn recover(
     for (i, p) in cand.progress.iter().enumerate() {
         crate::interrupt::check()?;
         let vol = i as u32 + 1;
-        let opened = open(backend, common, p).and_then(|g| {
+        // Its signature-file members wait in a spool until all of it is checked.
+        let mut spool = io::BufWriter::new(crate::local::spool::tempfile_in(&common.tempdir)?);
+        let opened = open(backend, common, p, &mut spool).and_then(|g| {
             let listed = cand.sizes[i];
             if g.set != cand.time || g.volume != vol || g.info.num != vol {
                 Err(Error::integrity(&p.name, "for another volume".to_string()))
@@ -571,12 +663,13 @@ pub fn recover(
                     "the state of the file its volume ends inside is missing".to_string(),
                 ))
             } else {
-                check_parts(&g, kept.as_ref())
-                    .map(|files| (g, files))
+                let f = rewound(&mut spool).map_err(|e| Error::io("progress spool", e))?;
+                check_parts(&g, f, kept.as_ref(), &mut |_| Ok(()))
+                    .map(|()| g)
                     .map_err(|e| Error::integrity(&p.name, e))
             }
         });
-        let (g, files) = match opened {
+        let g = match opened {
             Ok(g) => g,
             Err(e @ (Error::Integrity { .. } | Error::Unsigned { .. } | Error::NotFound(_))) => {
                 log::warn(
@@ -592,12 +685,13 @@ pub fn recover(
             }
             Err(e) => return Err(e),
         };
-        sigtar
-            .write_all(&g.sigtar)
-            .map_err(|e| Error::io("signature file", e))?;
-        for index in &files {
-            manifest.file("new", index)?;
-        }
+        let f = rewound(&mut spool).map_err(|e| Error::io("progress spool", e))?;
+        io::copy(&mut io::BufReader::new(f), sigtar).map_err(|e| Error::io("signature file", e))?;
+        let f = rewound(&mut spool).map_err(|e| Error::io("progress spool", e))?;
+        check_parts(&g, f, kept.as_ref(), &mut |index| {
+            manifest.file("new", &index).map_err(|e| e.to_string())
+        })
+        .map_err(|e| Error::integrity(&p.name, e))?;
         manifest.volume(&g.info);
         let continues = matches!(&kept, Some((_, end, Some(_))) if *end == g.info.end);
         if !continues {
@@ -662,14 +756,23 @@ pub fn recover(
 /// whole and well named, and the state of the file its volume ends inside continues the
 /// one before (`kept`). Returns the regular files among the members (in a full, every
 /// stored regular file is new in the Filelist).
-fn check_parts(g: &Progress, kept: Option<&Kept>) -> std::result::Result<Vec<Index>, String> {
-    let mut files = Vec::new();
-    let mut r = TarReader::new(&g.sigtar[..]);
+fn check_parts(
+    g: &Progress,
+    sigtar: &mut std::fs::File,
+    kept: Option<&Kept>,
+    file: &mut dyn FnMut(Index) -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    let mut r = TarReader::new(io::BufReader::new(sigtar.take(g.sigtar_len)));
     while let Some(h) = r.next_header().map_err(|e| e.to_string())? {
         let m = parse_member_name(&h.name)?;
         if m.kind == MemberKind::Signature {
-            files.push(m.index);
+            file(m.index)?;
         }
+    }
+    // Whole members only, so that the signature file goes on from here.
+    let mut rest = r.into_inner();
+    if io::copy(&mut rest, &mut io::sink()).map_err(|e| e.to_string())? != 0 {
+        return Err("signature-file members cut short".into());
     }
     if let Some(s) = &g.partial {
         let before = match kept {
@@ -691,7 +794,15 @@ fn check_parts(g: &Progress, kept: Option<&Kept>) -> std::result::Result<Vec<Ind
             _ => return Err("a bad chunk header".into()),
         }
     }
-    Ok(files)
+    Ok(())
+}
+
+/// The spool written so far, from its start.
+fn rewound(w: &mut io::BufWriter<std::fs::File>) -> io::Result<&mut std::fs::File> {
+    w.flush()?;
+    let f = w.get_mut();
+    f.seek(io::SeekFrom::Start(0))?;
+    Ok(f)
 }
 
 /// Delete volume `from` and every later one of the candidate, with their progress objects.
@@ -745,7 +856,7 @@ mod tests {
             hostname: "h".into(),
             localdir: b"/src\xff".to_vec(),
         };
-        let mut l = Ledger::default();
+        let mut l = Ledger::spooled(&std::env::temp_dir()).unwrap();
         let c = ChunkSig {
             block_len: 1536,
             size: 300_000,
@@ -777,22 +888,23 @@ mod tests {
             end_block: Some(2),
             hashes,
         };
-        let got = Progress::decode(&l.take(&spec, 42, &info, 999)).unwrap();
+        let (got, sigtar) = Progress::decode(&l.take(&spec, 42, &info, 999).unwrap()).unwrap();
         assert_eq!((got.set, got.volume, got.bytes), (42, 3, 999));
         assert_eq!(got.localdir, spec.localdir);
         assert_eq!(got.info, info);
-        assert_eq!(got.sigtar, b"SIGS");
+        assert_eq!(sigtar, b"SIGS");
+        assert_eq!(got.sigtar_len, 4);
         let s = got.partial.unwrap();
         assert_eq!(s.sums, vec![1, 1, 1, 2, 2, 2]);
         // 2 * 65536 = 85 * 1536 + 512: the unfinished block holds 512 bytes.
         assert_eq!(s.tail.len(), 512);
         assert_eq!(s.header, b"H1");
         // The next volume's object starts afresh, the file still unfinished.
-        let again = Progress::decode(&l.take(&spec, 42, &info, 999)).unwrap();
-        assert!(again.sigtar.is_empty());
+        let (again, sigtar) = Progress::decode(&l.take(&spec, 42, &info, 999).unwrap()).unwrap();
+        assert!(sigtar.is_empty());
         assert!(again.partial.unwrap().sums.is_empty());
         assert!(Progress::decode(b"{\"schema\":\"x\"}\n").is_err());
-        let mut cut = l.take(&spec, 42, &info, 999);
+        let mut cut = l.take(&spec, 42, &info, 999).unwrap();
         cut.pop();
         assert!(Progress::decode(&cut).is_err());
     }

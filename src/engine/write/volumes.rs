@@ -314,11 +314,19 @@ impl Builder {
     fn new(spec: VolumeSpec) -> Self {
         Builder {
             num: spec.first_volume,
-            ledger: spec.progress.as_ref().map(|_| Ledger::default()),
+            ledger: None,
             spec,
             cur: None,
             infos: Vec::new(),
         }
+    }
+
+    /// The ledger of progress objects, made at the first block (when there are any).
+    fn ledger(&mut self) -> Result<Option<&mut Ledger>> {
+        if self.ledger.is_none() && self.spec.progress.is_some() {
+            self.ledger = Some(Ledger::spooled(&self.spec.tempdir)?);
+        }
+        Ok(self.ledger.as_mut())
     }
 
     fn open(&mut self) -> Result<()> {
@@ -348,7 +356,7 @@ impl Builder {
         mut pending: Pending,
         store: &mut Store,
     ) -> Result<()> {
-        if let Some(l) = &mut self.ledger {
+        if let Some(l) = self.ledger()? {
             l.before(&mut pending);
         }
         if let Some(cur) = &mut self.cur {
@@ -434,11 +442,10 @@ impl Builder {
         };
         let progress = match (&mut self.ledger, &self.spec.progress) {
             (Some(ledger), Some(ps)) => {
-                let plain = ledger.take(ps, self.spec.end, &info, bytes);
                 let mut spool =
                     SealingSpool::in_dir(&self.spec.mode, &self.spec.tempdir, "progress")?;
-                spool
-                    .write_all(&plain)
+                ledger
+                    .write_to(&mut spool, ps, self.spec.end, &info, bytes)
                     .map_err(|e| Error::io("progress object", e))?;
                 let name = progress::object_name(
                     &self.spec.prefixes.file,
@@ -465,7 +472,7 @@ impl Builder {
     /// Seal the last volume (a set always has volume 1, even when empty); `pending` is
     /// what the reader wrote after the last block (the last entries' signatures).
     fn finish(mut self, mut pending: Pending, store: &mut Store) -> Result<Vec<VolumeInfo>> {
-        if let Some(l) = &mut self.ledger {
+        if let Some(l) = self.ledger()? {
             l.before(&mut pending);
         }
         if self.cur.is_none() && self.num == 0 {
