@@ -96,26 +96,9 @@ fn backup_with(
 }
 
 fn restore_both(s: &Scratch, t: i64, want: &std::path::Path, tag: &str) {
-    let url = s.url("target");
-    let ts = t.to_string();
-    let out = s.join(&format!("r-sd-{tag}"));
-    let cache = s.join(&format!("cache-r-{tag}"));
-    swiftdup_ok(
-        &[
-            "restore",
-            &url,
-            out.to_str().unwrap(),
-            "-t",
-            &ts,
-            "--archive-dir",
-            cache.to_str().unwrap(),
-        ],
-        ENV,
-    );
-    assert_same_tree(want, &out, false);
-    let out = s.join(&format!("r-dup-{tag}"));
-    duplicity_ok(s, &["restore", "-t", &ts, &url, out.to_str().unwrap()], ENV);
-    assert_same_tree(want, &out, false);
+    for dir in restore_at(s, t, tag) {
+        assert_same_tree(want, &dir, false);
+    }
 }
 
 /// What the run after the kill does with the interrupted set.

@@ -335,14 +335,7 @@ impl Outcome for SetWriter<'_> {
 
     fn deleted(&mut self, index: &Index, regular: bool) -> Result<()> {
         let h = Header::deleted(member_name(MemberKind::Deleted, index, false, None, false));
-        self.volumes.add(
-            &h,
-            &[],
-            Position {
-                index: index.clone(),
-                block: None,
-            },
-        )?;
+        self.add_header(&h, index)?;
         self.sigs.deleted(index)?;
         if regular {
             self.manifest.file("deleted", index)?;
@@ -368,6 +361,18 @@ impl Outcome for SetWriter<'_> {
 }
 
 impl SetWriter<'_> {
+    /// A member that is its header alone (a directory, a deletion, a file's empty end).
+    fn add_header(&mut self, h: &Header, index: &Index) -> Result<()> {
+        self.volumes.add(
+            h,
+            &[],
+            Position {
+                index: index.clone(),
+                block: None,
+            },
+        )
+    }
+
     /// Progress with `in_file` bytes read of the file being stored.
     fn progress_in(&mut self, in_file: u64) {
         if !self.progress.due() {
@@ -574,14 +579,7 @@ impl SetWriter<'_> {
             false,
         );
         h.size = 0;
-        self.volumes.add(
-            &h,
-            &[],
-            Position {
-                index: index.clone(),
-                block: None,
-            },
-        )?;
+        self.add_header(&h, index)?;
         let mut meta = p.header;
         meta.name = Vec::new();
         meta.size = 0;
@@ -602,14 +600,7 @@ impl SetWriter<'_> {
             None,
             false,
         );
-        self.volumes.add(
-            &h,
-            &[],
-            Position {
-                index: e.index.clone(),
-                block: None,
-            },
-        )?;
+        self.add_header(&h, &e.index)?;
         self.sigs.snapshot(&e.index, &meta)?;
         Ok(())
     }
