@@ -432,7 +432,16 @@ pub fn run(
         Ok(mut summary) => {
             if summary.full && opts.stdin.is_none() {
                 let volumes = summary.volumes + summary.volumes_resumed;
-                progress::remove(backend.as_ref(), common, end, volumes)?;
+                // The set is complete: objects left behind only wait for the next run.
+                match progress::remove(backend.as_ref(), common, end, volumes) {
+                    Err(e @ Error::Interrupted(_)) => return Err(e),
+                    Err(e) => log::warn(
+                        "warning",
+                        &format!("the set's progress objects stay until the next backup removes them: {e}"),
+                        vec![("code", json!("progress_left")), ("reason", json!(e.code()))],
+                    ),
+                    Ok(()) => {}
+                }
             }
             let known: Vec<(String, String)> = summary.manifest.clone().into_iter().collect();
             summary.warnings +=
