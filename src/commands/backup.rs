@@ -314,13 +314,13 @@ pub fn run(
             opts.allow_source_mismatch,
         )?,
     };
-    let keep = resume.as_ref().map_or(&[][..], |c| &c.keep[..]);
+    let keep = resume.as_ref().map_or(Vec::new(), |c| c.keep());
     if crate::engine::write::commit::remove_leftovers(
         backend.as_ref(),
         &coll,
         &names,
         common,
-        keep,
+        &keep,
     )? {
         listed = backend.list_detailed(&common.prefixes.file)?;
         names = listed.iter().map(|l| l.name.clone()).collect();
@@ -346,7 +346,7 @@ pub fn run(
             reason: format!(
                 "continuing the full of {} that was interrupted after {} volume(s)",
                 crate::archive::time::rfc3339(c.time),
-                c.volumes
+                c.volumes()
             ),
         },
         None => decide(&coll, &want, &cached)?,
@@ -358,10 +358,8 @@ pub fn run(
         }
         None => (true, resume.as_ref().map_or(common.now, |c| c.time), 1),
     };
-    let mut end = common.now;
-    if let Some(c) = &resume {
-        end = c.time;
-    }
+    // A continued full keeps its time.
+    let mut end = resume.as_ref().map_or(common.now, |c| c.time);
     let taken = |t: i64| {
         coll.chains
             .iter()

@@ -495,7 +495,7 @@ impl SetWriter<'_> {
 
     /// Continue the file the interrupted run stopped inside, from its next chunk, with its
     /// signature as it stood.
-    fn emit_rest(&mut self, e: &Entry, p: PartialFile) -> Result<()> {
+    fn emit_rest(&mut self, e: &Entry, mut p: PartialFile) -> Result<()> {
         let meta = meta_header(e);
         let offset = p.chunks * MULTIVOL_CHUNK as u64;
         let opened = File::open(&e.path).and_then(|mut f| {
@@ -509,12 +509,7 @@ impl SetWriter<'_> {
                 return self.end_partial(&e.index, p, Some(&e.path));
             }
         };
-        let Some(mut new_sig) = SignatureBuilder::resume(p.block_len, p.sums, &p.tail) else {
-            return Err(Error::Integrity {
-                object: index_display(&e.index),
-                detail: "the interrupted full's signature state is damaged".into(),
-            });
-        };
+        let mut new_sig = p.signature(&e.index)?;
         let torn = e.stat.size != p.size || e.stat.mtime != p.header.mtime;
         let seen = Cell::new(offset);
         self.journal_file(Some(ChunkSig {
@@ -547,7 +542,7 @@ impl SetWriter<'_> {
     fn end_partial(
         &mut self,
         index: &Index,
-        p: PartialFile,
+        mut p: PartialFile,
         path: Option<&std::path::Path>,
     ) -> Result<()> {
         let bytes = p.chunks * MULTIVOL_CHUNK as u64;
@@ -563,12 +558,7 @@ impl SetWriter<'_> {
                 ("path", json!(index_display(index))),
             ],
         );
-        let Some(sig) = SignatureBuilder::resume(p.block_len, p.sums, &p.tail) else {
-            return Err(Error::Integrity {
-                object: index_display(index),
-                detail: "the interrupted full's signature state is damaged".into(),
-            });
-        };
+        let sig = p.signature(index)?;
         self.journal_file(None);
         let mut h = p.header.clone();
         h.name = member_name(

@@ -82,30 +82,6 @@ pub fn dry_run_set(
     Ok(run)
 }
 
-/// Counts what passes through, to a writer.
-struct CountingWrite<W: std::io::Write> {
-    inner: W,
-    count: u64,
-}
-
-impl<W: std::io::Write> CountingWrite<W> {
-    fn new(inner: W) -> Self {
-        CountingWrite { inner, count: 0 }
-    }
-}
-
-impl<W: std::io::Write> std::io::Write for CountingWrite<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// What the run's progress is measured against: when it started, and the source's size
 /// where a pre-scan counts it (on a terminal).
 pub struct Pace {
@@ -147,12 +123,11 @@ pub fn write_set(
             localdir: set.localdir.clone(),
         });
     }
-    let mut counted = CountingWrite::new(&mut sig_sink);
     let resumed = match set.resume {
-        Some(c) => progress::recover(md.backend, common, c, &mut counted, &mut manifest)?,
+        Some(c) => progress::recover(md.backend, common, c, &mut sig_sink, &mut manifest)?,
         None => None,
     };
-    let sig_written = counted.count;
+    let sig_written = resumed.as_ref().map_or(0, |r| r.sigtar_len);
     spec.first_volume = resumed.as_ref().map_or(0, |r| r.volumes);
     let mut run = SetWriter {
         volumes: VolumeWriter::new(md.backend, spec, journal.clone()),

@@ -465,15 +465,26 @@ impl Progress {
 #[derive(Debug)]
 pub struct Candidate {
     pub time: i64,
-    pub volumes: u32,
-    /// Objects the leftover cleanup must keep: those volumes and their progress objects.
-    pub keep: Vec<String>,
-    /// The listed size of each of those volumes (0 where the listing has none).
-    sizes: Vec<u64>,
-    progress: Vec<ProgressName>,
+    /// Volume 1, 2, ...: its object, its listed size (0 where the listing has none), and
+    /// its progress object.
+    volumes: Vec<(String, u64, ProgressName)>,
 }
 
-/// Download and open one progress object.
+impl Candidate {
+    /// How many volumes it has with progress objects.
+    pub fn volumes(&self) -> u32 {
+        self.volumes.len() as u32
+    }
+
+    /// Objects the leftover cleanup must keep: those volumes and their progress objects.
+    pub fn keep(&self) -> Vec<String> {
+        self.volumes
+            .iter()
+            .flat_map(|(v, _, p)| [v.clone(), p.name.clone()])
+            .collect()
+    }
+}
+
 /// Download and open one progress object; its signature-file members go to `sigtar`.
 fn open(
     backend: &dyn Backend,
@@ -522,25 +533,23 @@ pub fn probe(
         .filter(|p| p.time == set.end)
         .map(|p| (p.vol, p))
         .collect();
-    let size_of = |n: &str| listed.iter().find(|l| l.name == n).map_or(0, |l| l.size);
+    // The listing is sorted by name.
+    let size_of = |n: &str| {
+        listed
+            .binary_search_by(|l| l.name.as_str().cmp(n))
+            .map_or(0, |i| listed[i].size)
+    };
     let mut cand = Candidate {
         time: set.end,
-        volumes: 0,
-        keep: Vec::new(),
-        sizes: Vec::new(),
-        progress: Vec::new(),
+        volumes: Vec::new(),
     };
-    for vol in 1.. {
+    for vol in 1..=continuable(&common.prefixes.file, &names, set) {
         let (Some(v), Some(p)) = (set.volumes.get(&vol), progress.remove(&vol)) else {
             break;
         };
-        cand.volumes = vol;
-        cand.keep.push(v.clone());
-        cand.keep.push(p.name.clone());
-        cand.sizes.push(size_of(v));
-        cand.progress.push(p);
+        cand.volumes.push((v.clone(), size_of(v), p));
     }
-    let Some(first) = cand.progress.first() else {
+    let Some((_, _, first)) = cand.volumes.first() else {
         return Ok(None);
     };
     if set.suffix != common.crypto.suffix {
@@ -614,6 +623,8 @@ pub struct Resumed {
     /// The last entry in them: entries up to it (before it, if `partial`) are stored.
     pub end: Index,
     pub partial: Option<PartialFile>,
+    /// Bytes of signature-file members written for them.
+    pub sigtar_len: u64,
 }
 
 /// The file the last kept volume ends inside.
@@ -627,6 +638,19 @@ pub struct PartialFile {
     pub tail: Vec<u8>,
     /// Its last stored chunk's header.
     pub header: Header,
+}
+
+impl PartialFile {
+    /// Its signature, going on from where it stood (its sums move into it).
+    pub fn signature(&mut self, index: &Index) -> Result<crate::rsync::SignatureBuilder> {
+        let sums = std::mem::take(&mut self.sums);
+        crate::rsync::SignatureBuilder::resume(self.block_len, sums, &self.tail).ok_or_else(|| {
+            Error::Integrity {
+                object: index_display(index),
+                detail: "the interrupted full's signature state is damaged".into(),
+            }
+        })
+    }
 }
 
 /// Open the candidate's progress objects in order: the signature-file members they hold
@@ -643,13 +667,14 @@ pub fn recover(
     // The sums of the file the last volume ends inside gather across objects.
     let mut kept: Option<Kept> = None;
     let mut sums: Vec<u8> = Vec::new();
-    for (i, p) in cand.progress.iter().enumerate() {
+    let mut sigtar_len = 0;
+    for (i, (_, listed, p)) in cand.volumes.iter().enumerate() {
         crate::interrupt::check()?;
         let vol = i as u32 + 1;
         // Its signature-file members wait in a spool until all of it is checked.
         let mut spool = io::BufWriter::new(crate::local::spool::tempfile_in(&common.tempdir)?);
         let opened = open(backend, common, p, &mut spool).and_then(|g| {
-            let listed = cand.sizes[i];
+            let listed = *listed;
             if g.set != cand.time || g.volume != vol || g.info.num != vol {
                 Err(Error::integrity(&p.name, "for another volume".to_string()))
             } else if listed != 0 && listed != g.bytes {
@@ -693,6 +718,7 @@ pub fn recover(
         })
         .map_err(|e| Error::integrity(&p.name, e))?;
         manifest.volume(&g.info);
+        sigtar_len += g.sigtar_len;
         let continues = matches!(&kept, Some((_, end, Some(_))) if *end == g.info.end);
         if !continues {
             sums.clear();
@@ -732,6 +758,7 @@ pub fn recover(
         volumes,
         end,
         partial,
+        sigtar_len,
     });
     if let Some(r) = &kept {
         log::info(
@@ -807,10 +834,10 @@ fn rewound(w: &mut io::BufWriter<std::fs::File>) -> io::Result<&mut std::fs::Fil
 
 /// Delete volume `from` and every later one of the candidate, with their progress objects.
 fn drop_from(backend: &dyn Backend, cand: &Candidate, from: u32) -> Result<()> {
-    for k in (from..=cand.volumes).rev() {
-        let i = (k - 1) as usize;
-        backend.delete(&cand.keep[2 * i + 1])?;
-        backend.delete(&cand.keep[2 * i])?;
+    let doomed = cand.volumes.iter().skip(from as usize - 1).rev();
+    for (volume, _, progress) in doomed {
+        backend.delete(&progress.name)?;
+        backend.delete(volume)?;
     }
     Ok(())
 }
