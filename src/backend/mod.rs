@@ -107,6 +107,21 @@ pub trait Backend {
     /// Download the object into `dest` (an empty file) and return its size;
     /// `Error::NotFound` when it does not exist. A retry may truncate and rewrite `dest`.
     fn get(&self, name: &str, dest: &mut File) -> Result<u64>;
+    /// `get`, for an object whose SHA-1 the caller knows (a volume, from its manifest): the
+    /// bytes are checked against it, and a difference is `Error::Integrity`. A backend may
+    /// let this check stand in for its own check of the transfer: Swift hashes the bytes as
+    /// they arrive and computes the MD5 its Etag is compared with only when the SHA-1
+    /// differs (MD5 has no CPU instructions: it cost a restore from Swift more than its
+    /// decryption), to tell bytes damaged on the way, fetched again, from a stored object
+    /// that is not the one the manifest names.
+    fn get_sha1(&self, name: &str, dest: &mut File, sha1: &str) -> Result<u64> {
+        let n = self.get(name, dest)?;
+        let got = sha1_of(name, dest)?;
+        if got != sha1 {
+            return Err(sha1_mismatch(name, sha1, &got));
+        }
+        Ok(n)
+    }
     /// The object itself as a local file, where the storage is a local directory: readers
     /// then skip the copy `get` makes. `None` elsewhere.
     fn open_local(&self, name: &str) -> Option<Result<File>> {
@@ -164,4 +179,32 @@ pub fn open(url: &str, access: Access, opts: &Options) -> Result<Box<dyn Backend
 /// Whether a command-line argument looks like a target URL rather than a local path.
 pub fn is_url(s: &str) -> bool {
     s.contains("://")
+}
+
+/// The SHA-1 (lowercase hex) of the file from its start; leaves it rewound.
+pub fn sha1_of(name: &str, f: &mut File) -> Result<String> {
+    use sha1::{Digest, Sha1};
+    use std::io::{Read, Seek, SeekFrom};
+    let io_err = |e| Error::io(name, e);
+    f.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut h = Sha1::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    f.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    Ok(crate::archive::hex(&h.finalize()))
+}
+
+/// A fetched object whose bytes are not the ones its manifest names.
+pub fn sha1_mismatch(name: &str, want: &str, got: &str) -> Error {
+    Error::integrity(
+        name,
+        format!("hash mismatch: manifest says SHA1 {want}, the stored volume has {got}"),
+    )
 }

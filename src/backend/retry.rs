@@ -156,6 +156,10 @@ impl<B: Backend> Backend for Retrying<B> {
         self.run(|| self.inner.get(name, dest))
     }
 
+    fn get_sha1(&self, name: &str, dest: &mut File, sha1: &str) -> Result<u64> {
+        self.run(|| self.inner.get_sha1(name, dest, sha1))
+    }
+
     fn open_local(&self, name: &str) -> Option<Result<File>> {
         self.inner.open_local(name)
     }

@@ -849,6 +849,67 @@ fn truncated_downloads_are_retried() {
     );
 }
 
+/// A volume's download is checked against the SHA-1 its manifest gives instead of Swift's
+/// Etag: bytes damaged on the way are fetched again (the Etag, checked only then, tells
+/// them from a stored object that differs), while a stored object that is not the one the
+/// manifest names is an integrity error at once, never retried.
+#[test]
+fn volume_downloads_are_checked_by_sha1_and_damage_on_the_way_is_retried() {
+    use sha1::{Digest, Sha1};
+    let env = Env::load();
+    let s = Scratch::new("swift-fault-flip");
+    let w = work(&s);
+    let proxy = FaultProxy::start(&env.storage_url());
+    let b = full(&env, &proxy.storage_url(), &run_prefix("flip"), &fast());
+    let data = crate::support::random_bytes(12, 300_000);
+    put_bytes(&b, &w, "vol", &data).unwrap();
+    let sha1 = |d: &[u8]| swiftdup::archive::hex(&Sha1::digest(d));
+    let get = |want: &str| {
+        let mut f = tempfile_in(&w);
+        let n = b.get_sha1("vol", &mut f, want)?;
+        let mut got = Vec::new();
+        std::io::Seek::rewind(&mut f).unwrap();
+        std::io::Read::read_to_end(&mut f, &mut got).unwrap();
+        assert_eq!(n, got.len() as u64);
+        Ok::<_, Error>(got)
+    };
+    let gets = |p: &FaultProxy| p.seen().iter().filter(|r| r.method == "GET").count();
+
+    proxy.clear();
+    proxy.set(Fault::FlipGet(1));
+    assert_eq!(get(&sha1(&data)).unwrap(), data);
+    assert_eq!(gets(&proxy), 2, "the damaged download is fetched again");
+
+    proxy.clear();
+    let e = get(&sha1(b"another volume")).unwrap_err();
+    assert_eq!(e.exit_code(), exit::INTEGRITY, "{e}");
+    assert!(e.to_string().contains("hash mismatch"), "{e}");
+    assert_eq!(
+        gets(&proxy),
+        1,
+        "a stored object that differs is not fetched again"
+    );
+
+    // Other objects are still checked against the Etag.
+    proxy.clear();
+    proxy.set(Fault::FlipGet(1));
+    assert_eq!(get_bytes(&b, &w, "vol").unwrap(), data);
+    assert_eq!(gets(&proxy), 2);
+    b.delete("vol").unwrap();
+}
+
+fn tempfile_in(dir: &Path) -> fs::File {
+    let path = dir.join(format!("dl-{}", std::process::id()));
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .expect("a temporary file");
+    let _ = fs::remove_file(&path);
+    f
+}
+
 /// What the issue calls the manual end-to-end, automated: a full and an incremental
 /// backup with the full key, restored with only the read key.
 #[test]

@@ -398,6 +398,20 @@ impl SwiftBackend {
         }
     }
 
+    /// GET an object into `dest`, checked against Swift's Etag or, given one, a SHA-1.
+    fn download(&self, name: &str, dest: &mut File, sha1: Option<&str>) -> Result<u64> {
+        let url = self.object_url(name)?;
+        self.request(
+            name,
+            || Ok(self.req(Method::Get, url.clone())),
+            |mut resp| match resp.status {
+                200 => receive(name, &mut resp, dest, sha1),
+                404 => Step::Fail(Error::NotFound(name.to_string())),
+                _ => self.status_error(name, &mut resp),
+            },
+        )
+    }
+
     /// The shared judgement of a status the caller did not handle itself.
     fn status_error<T>(&self, object: &str, resp: &mut Response) -> Step<T> {
         let status = resp.status;
@@ -504,16 +518,11 @@ impl Backend for SwiftBackend {
     }
 
     fn get(&self, name: &str, dest: &mut File) -> Result<u64> {
-        let url = self.object_url(name)?;
-        self.request(
-            name,
-            || Ok(self.req(Method::Get, url.clone())),
-            |mut resp| match resp.status {
-                200 => receive(name, &mut resp, dest),
-                404 => Step::Fail(Error::NotFound(name.to_string())),
-                _ => self.status_error(name, &mut resp),
-            },
-        )
+        self.download(name, dest, None)
+    }
+
+    fn get_sha1(&self, name: &str, dest: &mut File, sha1: &str) -> Result<u64> {
+        self.download(name, dest, Some(sha1))
     }
 
     fn list_detailed(&self, prefix: &str) -> Result<Vec<Listed>> {
@@ -550,7 +559,9 @@ impl Backend for SwiftBackend {
 
 /// Stream a 200 response into `dest` (emptied first: this may be a retry), checking the
 /// length and, for a plain object, the MD5 against the `Etag`.
-fn receive(name: &str, resp: &mut Response, dest: &mut File) -> Step<u64> {
+/// Receive a GET's body into `dest`. The bytes are checked against `sha1` where the caller
+/// knows it, else against the Etag (the MD5 of a plain object; large objects have none).
+fn receive(name: &str, resp: &mut Response, dest: &mut File, sha1: Option<&str>) -> Step<u64> {
     let local = |e: io::Error| Step::Fail(Error::io(format!("download of {name}"), e));
     if let Err(e) = dest.set_len(0).and_then(|_| dest.seek(SeekFrom::Start(0))) {
         return local(e);
@@ -580,7 +591,10 @@ fn receive(name: &str, resp: &mut Response, dest: &mut File) -> Step<u64> {
         }
         _ => None,
     };
-    let mut hasher = Md5::new();
+    let mut sum = match sha1 {
+        Some(_) => Sum::Sha1(sha1::Sha1::new()),
+        None => Sum::Md5(Md5::new()),
+    };
     let mut buf = vec![0u8; 256 * 1024];
     let mut n: u64 = 0;
     loop {
@@ -590,7 +604,7 @@ fn receive(name: &str, resp: &mut Response, dest: &mut File) -> Step<u64> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return retry(format!("download broke off after {n} bytes: {e}")),
         };
-        hasher.update(&buf[..got]);
+        sum.update(&buf[..got]);
         if let Err(e) = dest.write_all(&buf[..got]) {
             return local(e);
         }
@@ -601,22 +615,59 @@ fn receive(name: &str, resp: &mut Response, dest: &mut File) -> Step<u64> {
             return retry(format!("download truncated: {n} of {len} bytes"));
         }
     }
-    if let Some(md5) = expected_md5 {
-        let got = crate::archive::hex(&hasher.finalize());
-        if got != md5 {
-            return Step::Retry(
-                Error::Integrity {
-                    object: name.to_string(),
-                    detail: format!(
-                        "downloaded bytes have MD5 {got} but Swift's Etag is {md5}{}",
-                        tid_suffix(&tid)
-                    ),
-                },
-                None,
-            );
+    let got = sum.hex();
+    // The SHA-1 matches: the bytes are the ones the manifest names, whatever the Etag.
+    if sha1 == Some(got.as_str()) {
+        return Step::Done(n);
+    }
+    // They differ (or there is no SHA-1): Swift's Etag tells bytes damaged on the way,
+    // worth fetching again, from what Swift holds.
+    let got_md5 = match sha1 {
+        None => got.clone(),
+        Some(_) if expected_md5.is_none() => String::new(),
+        Some(_) => match md5_read(&mut *dest) {
+            Ok(m) => m,
+            Err(e) => return local(e),
+        },
+    };
+    if let Some(md5) = expected_md5.filter(|m| *m != got_md5) {
+        return Step::Retry(
+            Error::Integrity {
+                object: name.to_string(),
+                detail: format!(
+                    "downloaded bytes have MD5 {got_md5} but Swift's Etag is {md5}{}",
+                    tid_suffix(&tid)
+                ),
+            },
+            None,
+        );
+    }
+    match sha1 {
+        Some(want) => Step::Fail(super::sha1_mismatch(name, want, &got)),
+        None => Step::Done(n),
+    }
+}
+
+/// The running checksum of a download.
+enum Sum {
+    Md5(Md5),
+    Sha1(sha1::Sha1),
+}
+
+impl Sum {
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Sum::Md5(h) => h.update(b),
+            Sum::Sha1(h) => h.update(b),
         }
     }
-    Step::Done(n)
+
+    fn hex(self) -> String {
+        match self {
+            Sum::Md5(h) => crate::archive::hex(&h.finalize()),
+            Sum::Sha1(h) => crate::archive::hex(&h.finalize()),
+        }
+    }
 }
 
 /// A transport failure as a step: retry what may pass next time.
@@ -636,21 +687,27 @@ fn transport_error<T>(object: &str, e: HttpError) -> Step<T> {
 
 /// MD5 (hex) and length of a file, read once before an upload.
 fn md5_file(path: &Path) -> Result<(String, u64)> {
-    let mut f = File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    let io_err = |e| Error::io(path.display(), e);
+    let mut f = File::open(path).map_err(io_err)?;
+    let md5 = md5_read(&mut f).map_err(io_err)?;
+    let len = f.stream_position().map_err(io_err)?;
+    Ok((md5, len))
+}
+
+/// The MD5 (hex) of a file from its start.
+fn md5_read(f: &mut File) -> io::Result<String> {
+    f.seek(SeekFrom::Start(0))?;
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut len = 0u64;
     loop {
-        let n = match f.read(&mut buf) {
+        match f.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(path.display(), e)),
-        };
-        hasher.update(&buf[..n]);
-        len += n as u64;
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok((crate::archive::hex(&hasher.finalize()), len))
+    Ok(crate::archive::hex(&hasher.finalize()))
 }
 
 fn trans_id(resp: &Response) -> Option<String> {

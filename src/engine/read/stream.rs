@@ -7,17 +7,16 @@
 
 use super::progress::ReadProgress;
 use crate::archive::collection::BackupSet;
-use crate::archive::hex;
 use crate::archive::manifest::{Filelist, Listed, Manifest};
 use crate::archive::tar::{self, Header, TarReader};
 use crate::archive::{index_display, parse_member_name, Index, MemberKind, ParsedMember};
 use crate::backend::{self, Backend};
 use crate::config::Common;
-use crate::engine::metadata::{download_temp, Metadata};
+use crate::engine::metadata::Metadata;
 use crate::error::{Error, Result};
 use crate::interrupt;
+use crate::local::spool::tempfile_in;
 use crate::seal::{map_read_error, open_sealed};
-use sha1::{Digest, Sha1};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek};
@@ -152,26 +151,24 @@ fn fetch_checked(
     want: &str,
     tempdir: &Path,
 ) -> Result<(File, u64)> {
-    let mut f = download_temp(backend, name, tempdir)?;
-    let mut h = Sha1::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(name, e))?;
-        if n == 0 {
-            break;
+    let mut f = match backend.open_local(name) {
+        Some(f) => {
+            let mut f = f?;
+            let got = backend::sha1_of(name, &mut f)?;
+            if got != want {
+                return Err(backend::sha1_mismatch(name, want, &got));
+            }
+            f
         }
-        total += n as u64;
-        h.update(&buf[..n]);
-    }
-    let got = hex(&h.finalize());
-    if want != got {
-        return Err(Error::integrity(
-            name,
-            format!("hash mismatch: manifest says SHA1 {want}, the stored volume has {got}"),
-        ));
-    }
-    f.seek(io::SeekFrom::Start(0))
+        None => {
+            let mut f = tempfile_in(tempdir)?;
+            backend.get_sha1(name, &mut f, want)?;
+            f
+        }
+    };
+    let total = f
+        .seek(io::SeekFrom::End(0))
+        .and_then(|n| f.seek(io::SeekFrom::Start(0)).map(|_| n))
         .map_err(|e| Error::io(name, e))?;
     Ok((f, total))
 }

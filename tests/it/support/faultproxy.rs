@@ -39,6 +39,9 @@ pub enum Fault {
     WrongEtag(u32),
     /// Forward the next `n` object GETs, but pass on only half of a 200 response's body.
     TruncateGet(u32),
+    /// Forward the next `n` object GETs whole, but with one byte of a 200 response's body
+    /// changed: damage on the way that only a checksum notices.
+    FlipGet(u32),
     /// Forward the next `n` object GETs, passing a 200 response's body on at about
     /// 10 KB/s: a link that is slow but never idle.
     TrickleGet(u32),
@@ -98,6 +101,7 @@ pub struct FaultProxy {
 enum Body {
     Whole,
     Half,
+    Flipped,
     Trickle,
     WrongEtag,
 }
@@ -221,7 +225,12 @@ fn take_fault(st: &State, method: &str, path: &str) -> Action {
         Fault::TrickleGet(n) if method == "GET" && !path.contains('?') => {
             (Action::Forward(Body::Trickle), n)
         }
-        Fault::TruncateGet(_) | Fault::TrickleGet(_) => return Action::Forward(Body::Whole),
+        Fault::FlipGet(n) if method == "GET" && !path.contains('?') => {
+            (Action::Forward(Body::Flipped), n)
+        }
+        Fault::TruncateGet(_) | Fault::TrickleGet(_) | Fault::FlipGet(_) => {
+            return Action::Forward(Body::Whole)
+        }
     };
     *left = left.saturating_sub(1);
     if *left == 0 {
@@ -375,6 +384,17 @@ fn handle(client: TcpStream, upstream: SocketAddr, st: &State) -> io::Result<()>
                 client.flush()?;
                 // Close without the rest: the client sees a short body.
                 let _ = client.shutdown(Shutdown::Both);
+            } else if body == Body::Flipped && ok {
+                let mut whole = Vec::new();
+                match content_length(&resp_headers) {
+                    Some(n) => (&mut up_reader).take(n).read_to_end(&mut whole)?,
+                    None => up_reader.read_to_end(&mut whole)?,
+                };
+                let mid = whole.len() / 2;
+                if let Some(b) = whole.get_mut(mid) {
+                    *b ^= 0x20;
+                }
+                client.write_all(&whole)?;
             } else if body == Body::Trickle && ok {
                 let mut buf = [0u8; 1000];
                 while !st.stop.load(Ordering::SeqCst) {
