@@ -250,7 +250,7 @@ impl<'s, R: Read> DeltaReader<'s, R> {
         self.feed_to(p);
         let sig = self.sig;
         if let Some(b) = self.new_sig.as_deref_mut() {
-            if b.fill == 0
+            if b.at_block_boundary()
                 && len == b.block_len as usize
                 && sig.block_len == b.block_len
                 && sig.strong_len == STRONG_LEN as usize

@@ -549,9 +549,44 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_resumes_from_what_it_produced_and_the_bytes_it_had_not_summed() {
+        let mut rng = Rng::new(11);
+        for &bl in &[1u32, 7, 512, 1536, 65536, 66048, 262_145] {
+            for _ in 0..6 {
+                let len = rng.below(12 * bl as usize + 70_000);
+                let data = rng.bytes(len);
+                let whole = sig_chunked(&data, bl, &mut rng);
+                let cut = rng.below(data.len() + 1);
+                let mut b = SignatureBuilder::new(bl);
+                let step = 1 + rng.below(70_000);
+                for piece in data[..cut].chunks(step) {
+                    b.update(piece);
+                }
+                let covered = b.covered() as usize;
+                assert!(covered <= cut && cut - covered < b.pending_max());
+                assert_eq!(covered % bl as usize, 0);
+                let produced = b.produced().to_vec();
+                let tail = &data[covered..cut];
+                assert!(SignatureBuilder::part_fits(bl, &produced, true, tail));
+                let mut r = SignatureBuilder::resume(bl, produced, tail).unwrap();
+                r.update(&data[cut..]);
+                assert!(r.finish() == whole, "block_len {bl}, cut at {cut}");
+            }
+        }
+        // A tail as long as what a builder may hold unsummed is not one.
+        let b = SignatureBuilder::new(512);
+        let too_long = vec![0u8; b.pending_max()];
+        assert!(SignatureBuilder::resume(512, b.produced().to_vec(), &too_long).is_none());
+    }
+
+    #[test]
     fn signatures_match_fast_rsync() {
         let mut rng = Rng::new(1);
-        for &bl in &[1u32, 2, 3, 64, 511, 512, 513, 1000, 2048, 4096, 65536] {
+        // 262144 is the largest block length summed four blocks at a time, 262145 the
+        // smallest summed one at a time.
+        for &bl in &[
+            1u32, 2, 3, 64, 511, 512, 513, 1000, 2048, 4096, 65536, 262_144, 262_145,
+        ] {
             let mut sizes = vec![0usize, 1, 511, 512, 513, 1023, 1024, 1025];
             sizes.extend([
                 bl as usize - 1,

@@ -44,18 +44,23 @@ pub(super) fn isqrt(n: u64) -> u64 {
 /// Incremental signature generator: feed data in any chunking, get identical
 /// bytes.
 ///
-/// Holds only the running MD4 and rollsum of the current block (no copy of the
-/// data) plus the growing output, 12 bytes per block.
+/// Holds the bytes not summed yet (fewer than four blocks) plus the growing output, 12
+/// bytes per block. Whole blocks are summed four at a time, MD4 in SIMD lanes (see
+/// md4x4): a file is read in 64 KiB chunks while a big file's blocks are larger, so
+/// summing what each read completes would sum one block at a time, at a third of the
+/// speed.
 pub struct SignatureBuilder {
     pub(super) block_len: u32,
     pub(super) out: Vec<u8>,
-    pub(super) md4: Md4,
-    /// Offset-free rollsum of the current partial block.
-    pub(super) s1: u32,
-    pub(super) s2: u32,
-    /// Bytes of the current block seen so far (< block_len between calls).
-    pub(super) fill: u32,
+    /// Fed bytes not summed yet: fewer than `group` blocks.
+    stage: Vec<u8>,
+    /// Blocks summed at once: four, or one for blocks so large (files over 64 GiB) that
+    /// four of them waiting would be more memory than the speed is worth.
+    group: usize,
 }
+
+/// The largest block length summed four blocks at a time.
+const GROUP_MAX_BLOCK: u32 = 256 << 10;
 
 impl SignatureBuilder {
     /// Starts a signature with blocks of `block_len` bytes (see
@@ -71,17 +76,15 @@ impl SignatureBuilder {
         SignatureBuilder {
             block_len,
             out,
-            md4: Md4::new(),
-            s1: 0,
-            s2: 0,
-            fill: 0,
+            stage: Vec::new(),
+            group: if block_len <= GROUP_MAX_BLOCK { 4 } else { 1 },
         }
     }
 
     /// A signature continued where an interrupted run left it: `out` is what the builder
-    /// had produced (header and the sums of whole blocks), `tail` the bytes of the block
-    /// it was in the middle of (fewer than `block_len`).
-    /// `None` when `out` is not a signature of this block length, or `tail` a whole block.
+    /// had produced (header and the sums of whole blocks), `tail` the bytes it had not
+    /// summed yet (see [`SignatureBuilder::pending_max`]).
+    /// `None` when `out` is not a signature of this block length, or `tail` too long.
     pub fn resume(block_len: u32, out: Vec<u8>, tail: &[u8]) -> Option<Self> {
         let mut b = SignatureBuilder::new(block_len);
         let header = b.out.len();
@@ -89,7 +92,7 @@ impl SignatureBuilder {
         if out.len() < header
             || out[..header] != b.out[..]
             || !(out.len() - header).is_multiple_of(entry)
-            || tail.len() >= b.block_len as usize
+            || tail.len() >= b.pending_max()
         {
             return None;
         }
@@ -103,13 +106,16 @@ impl SignatureBuilder {
     ///
     /// [`resume`]: SignatureBuilder::resume
     pub fn part_fits(block_len: u32, sums: &[u8], starts: bool, tail: &[u8]) -> bool {
-        if block_len == 0 || block_len > MAX_BLOCK_LEN || tail.len() >= block_len as usize {
+        if block_len == 0 || block_len > MAX_BLOCK_LEN {
             return false;
         }
-        let header = SignatureBuilder::new(block_len).out;
+        let b = SignatureBuilder::new(block_len);
+        if tail.len() >= b.pending_max() {
+            return false;
+        }
         let body = match starts {
-            true => match sums.strip_prefix(&header[..]) {
-                Some(b) => b,
+            true => match sums.strip_prefix(&b.out[..]) {
+                Some(body) => body,
                 None => return false,
             },
             false => sums,
@@ -118,56 +124,91 @@ impl SignatureBuilder {
     }
 
     /// What the builder has produced so far: the header and the sums of whole blocks.
+    /// It lags the bytes fed by up to [`SignatureBuilder::pending_max`] minus one.
     pub fn produced(&self) -> &[u8] {
         &self.out
     }
 
+    /// How many bytes of the file the sums produced so far cover.
+    pub fn covered(&self) -> u64 {
+        let blocks =
+            (self.out.len() as u64).saturating_sub(SIG_HEADER_LEN) / (4 + u64::from(STRONG_LEN));
+        blocks * u64::from(self.block_len)
+    }
+
+    /// The bound on the bytes fed but not summed yet (they are fewer).
+    pub fn pending_max(&self) -> usize {
+        self.group * self.block_len as usize
+    }
+
     /// Feeds the next bytes of the file.
     pub fn update(&mut self, mut data: &[u8]) {
+        let group = self.pending_max();
+        if !self.stage.is_empty() {
+            let take = (group - self.stage.len()).min(data.len());
+            self.stage.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.stage.len() < group {
+                return;
+            }
+            let stage = std::mem::take(&mut self.stage);
+            self.sum_group(&stage);
+            self.stage = stage;
+            self.stage.clear();
+        }
+        let whole = data.len() - data.len() % group;
+        for blocks in data[..whole].chunks_exact(group) {
+            self.sum_group(blocks);
+        }
+        self.stage.extend_from_slice(&data[whole..]);
+    }
+
+    /// Sums `group` whole blocks.
+    fn sum_group(&mut self, blocks: &[u8]) {
         let bl = self.block_len as usize;
-        while !data.is_empty() {
-            // Whole blocks four at a time (see md4x4): the same sums, about a third of
-            // the time.
-            while self.fill == 0 && data.len() >= 4 * bl {
-                let (four, rest) = data.split_at(4 * bl);
-                let blocks: [&[u8]; 4] = std::array::from_fn(|i| &four[i * bl..(i + 1) * bl]);
-                for (block, digest) in blocks.iter().zip(crate::rsync::md4x4::digest4(blocks)) {
-                    self.out.extend_from_slice(&weak_sum(block).to_be_bytes());
-                    self.out.extend_from_slice(&digest[..STRONG_LEN as usize]);
-                }
-                data = rest;
-            }
-            if data.is_empty() {
-                break;
-            }
-            let room = (self.block_len - self.fill) as usize;
-            let (chunk, rest) = data.split_at(room.min(data.len()));
-            self.md4.update(chunk);
-            (self.s1, self.s2) = raw_sums(self.s1, self.s2, chunk);
-            // chunk.len() <= room <= block_len, so this cannot overflow.
-            self.fill += chunk.len() as u32;
-            if self.fill == self.block_len {
-                self.end_block();
-            }
-            data = rest;
+        if self.group == 1 {
+            return self.sum_block(blocks);
+        }
+        let four: [&[u8]; 4] = std::array::from_fn(|i| &blocks[i * bl..(i + 1) * bl]);
+        for (block, digest) in four.iter().zip(crate::rsync::md4x4::digest4(four)) {
+            self.out.extend_from_slice(&weak_sum(block).to_be_bytes());
+            self.out.extend_from_slice(&digest[..STRONG_LEN as usize]);
         }
     }
 
-    pub(super) fn end_block(&mut self) {
-        let (s1, s2) = add_offsets(self.s1, self.s2, u64::from(self.fill));
-        self.out.extend_from_slice(&pack(s1, s2).to_be_bytes());
-        let digest = self.md4.finalize_reset();
-        self.out.extend_from_slice(&digest[..STRONG_LEN as usize]);
-        self.s1 = 0;
-        self.s2 = 0;
-        self.fill = 0;
+    /// Sums one block (the last one may be short).
+    fn sum_block(&mut self, block: &[u8]) {
+        self.out.extend_from_slice(&weak_sum(block).to_be_bytes());
+        self.out
+            .extend_from_slice(&Md4::digest(block)[..STRONG_LEN as usize]);
+    }
+
+    /// Sums the whole blocks fed so far, so that what is produced covers them.
+    fn flush_whole(&mut self) {
+        let bl = self.block_len as usize;
+        let whole = self.stage.len() - self.stage.len() % bl;
+        if whole == 0 {
+            return;
+        }
+        let stage = std::mem::take(&mut self.stage);
+        for block in stage[..whole].chunks_exact(bl) {
+            self.sum_block(block);
+        }
+        self.stage = stage;
+        self.stage.drain(..whole);
+    }
+
+    /// Whether the bytes fed end on a block boundary: only there can a known block follow.
+    pub(super) fn at_block_boundary(&self) -> bool {
+        self.stage.len().is_multiple_of(self.block_len as usize)
     }
 
     /// Appends a whole block known to equal a block of another file signed with
     /// the same block length and strong sum length: its sums are copied instead
     /// of computed. Only valid at a block boundary (see [`DeltaReader::with_signature`]).
     pub(super) fn known_block(&mut self, weak: u32, strong: &[u8]) {
-        debug_assert!(self.fill == 0 && strong.len() == STRONG_LEN as usize);
+        debug_assert!(self.at_block_boundary() && strong.len() == STRONG_LEN as usize);
+        self.flush_whole();
         self.out.extend_from_slice(&weak.to_be_bytes());
         self.out.extend_from_slice(strong);
     }
@@ -175,8 +216,10 @@ impl SignatureBuilder {
     /// Ends the file (a partial last block becomes a short block) and returns
     /// the signature bytes.
     pub fn finish(mut self) -> Vec<u8> {
-        if self.fill > 0 {
-            self.end_block();
+        self.flush_whole();
+        if !self.stage.is_empty() {
+            let last = std::mem::take(&mut self.stage);
+            self.sum_block(&last);
         }
         self.out
     }

@@ -884,7 +884,7 @@ mod seeds {
                 block_len: 1536,
                 size: 300_000,
             });
-            j.sums(&sb.produced()[sent..]);
+            j.sums(&sb.produced()[sent..], sb.covered());
             sent = sb.produced().len();
             let mut p = j.take();
             drop(j);

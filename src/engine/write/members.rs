@@ -200,7 +200,7 @@ impl Read for TeeSig<'_> {
                         sig.update(&buf[..n]);
                         if let Some((j, sent)) = &mut self.journal {
                             let out = sig.produced();
-                            j.borrow_mut().sums(&out[*sent..]);
+                            j.borrow_mut().sums(&out[*sent..], sig.covered());
                             *sent = out.len();
                         }
                     }
@@ -436,7 +436,7 @@ impl SetWriter<'_> {
         let block_len = rsync::block_len_for(size);
         let mut new_sig = SignatureBuilder::new(block_len);
         let seen = Cell::new(0);
-        self.journal_file(Some(ChunkSig { block_len, size }));
+        self.journal_file(Some(ChunkSig { block_len, size }), 0, None);
         let mut tee = TeeSig {
             file,
             sig: None,
@@ -475,9 +475,9 @@ impl SetWriter<'_> {
     }
 
     /// Tell the sealer which file the chunks sent next belong to (`None`: no file's).
-    fn journal_file(&self, c: Option<ChunkSig>) {
+    fn journal_file(&self, c: Option<ChunkSig>, covered: u64, tail: Option<Vec<u8>>) {
         if let Some(j) = &self.journal {
-            j.borrow_mut().chunk = c;
+            j.borrow_mut().file(c, covered, tail);
         }
     }
 
@@ -512,10 +512,14 @@ impl SetWriter<'_> {
         let mut new_sig = p.signature(&e.index)?;
         let torn = e.stat.size != p.size || e.stat.mtime != p.header.mtime;
         let seen = Cell::new(offset);
-        self.journal_file(Some(ChunkSig {
-            block_len: p.block_len,
-            size: p.size,
-        }));
+        self.journal_file(
+            Some(ChunkSig {
+                block_len: p.block_len,
+                size: p.size,
+            }),
+            new_sig.covered(),
+            Some(p.tail.clone()),
+        );
         let sent = new_sig.produced().len();
         let mut tee = TeeSig {
             file: Data::File(file),
@@ -559,7 +563,7 @@ impl SetWriter<'_> {
             ],
         );
         let sig = p.signature(index)?;
-        self.journal_file(None);
+        self.journal_file(None, 0, None);
         let mut h = p.header.clone();
         h.name = member_name(
             MemberKind::Snapshot,
@@ -667,7 +671,7 @@ impl SetWriter<'_> {
         new_sig: SignatureBuilder,
         existed: bool,
     ) -> Result<()> {
-        self.journal_file(None);
+        self.journal_file(None, 0, None);
         let FileRead {
             file,
             bytes,

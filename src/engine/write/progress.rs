@@ -115,6 +115,12 @@ pub struct Journal {
     sigtar: Vec<u8>,
     sums: Vec<u8>,
     pub chunk: Option<ChunkSig>,
+    /// How many bytes of the file the sums produced so far cover (they lag what was read:
+    /// see `SignatureBuilder::produced`).
+    covered: u64,
+    /// For a file continued from an interrupted run: the bytes its signature had not
+    /// summed yet, sent once with its first chunk.
+    resumed_tail: Option<Vec<u8>>,
     /// Set before the signature file's end blocks are written: they are not an entry's.
     pub closed: bool,
 }
@@ -127,12 +133,24 @@ impl Journal {
             sigtar: std::mem::take(&mut self.sigtar),
             sums: std::mem::take(&mut self.sums),
             chunk: self.chunk,
+            covered: self.covered,
+            resumed_tail: self.resumed_tail.take(),
         }
     }
 
-    /// Signature sums the file reader just produced.
-    pub fn sums(&mut self, s: &[u8]) {
+    /// The file whose chunks are sent next (`None`: no file's), with its signature as it
+    /// stands: how much of the file its sums cover, and for a continued file the bytes it
+    /// had not summed yet.
+    pub fn file(&mut self, chunk: Option<ChunkSig>, covered: u64, tail: Option<Vec<u8>>) {
+        self.chunk = chunk;
+        self.covered = covered;
+        self.resumed_tail = tail;
+    }
+
+    /// Signature sums the file reader just produced, which now cover `covered` bytes.
+    pub fn sums(&mut self, s: &[u8], covered: u64) {
         self.sums.extend_from_slice(s);
+        self.covered = covered;
     }
 }
 
@@ -142,6 +160,8 @@ pub struct Pending {
     sigtar: Vec<u8>,
     sums: Vec<u8>,
     chunk: Option<ChunkSig>,
+    covered: u64,
+    resumed_tail: Option<Vec<u8>>,
 }
 
 /// Between the signature-file writer and its sink: copies what is written to the journal.
@@ -252,15 +272,17 @@ impl Ledger {
                 index: index.clone(),
                 chunk,
                 sums: Vec::new(),
-                tail: Vec::new(),
+                // A continued file's unsummed bytes from before the run began.
+                tail: p.resumed_tail.unwrap_or_default(),
                 header: Vec::new(),
             });
         }
         if let Some(q) = &mut self.partial {
             q.sums.extend_from_slice(&p.sums);
             q.tail.extend_from_slice(data);
-            // Chunks before the last one are whole, so the file is read up to k chunks.
-            let fill = (k * MULTIVOL_CHUNK as u64 % u64::from(chunk.block_len.max(1))) as usize;
+            // Chunks before the last one are whole, so the file is read up to k chunks;
+            // the sums cover `covered` bytes of them, the rest waits in the tail.
+            let fill = (k * MULTIVOL_CHUNK as u64).saturating_sub(p.covered) as usize;
             let drop = q.tail.len().saturating_sub(fill);
             q.tail.drain(..drop);
             q.header = header.to_vec();
@@ -345,7 +367,7 @@ impl Ledger {
 
 /// What one progress object says (its signature-file members are copied out as it is
 /// read: see [`Progress::read`]).
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Clone)]
 pub struct Progress {
     pub set: i64,
     pub volume: u32,
@@ -687,6 +709,13 @@ pub fn recover(
                     &p.name,
                     "the state of the file its volume ends inside is missing".to_string(),
                 ))
+            } else if !adds_up(&g, continued(&kept, &g).then_some(&sums[..])) {
+                Err(Error::integrity(
+                    &p.name,
+                    "the signature state of the file its volume ends inside does not match \
+                     the part of it stored"
+                        .to_string(),
+                ))
             } else {
                 let f = rewound(&mut spool).map_err(|e| Error::io("progress spool", e))?;
                 check_parts(&g, f, kept.as_ref(), &mut |_| Ok(()))
@@ -719,8 +748,7 @@ pub fn recover(
         .map_err(|e| Error::integrity(&p.name, e))?;
         manifest.volume(&g.info);
         sigtar_len += g.sigtar_len;
-        let continues = matches!(&kept, Some((_, end, Some(_))) if *end == g.info.end);
-        if !continues {
+        if !continued(&kept, &g) {
             sums.clear();
         }
         let partial = match (g.info.end_block, g.partial) {
@@ -777,6 +805,31 @@ pub fn recover(
         );
     }
     Ok(kept)
+}
+
+/// Whether the volume of `g` ends inside the same file as the volume before (`kept`).
+fn continued(kept: &Option<Kept>, g: &Progress) -> bool {
+    matches!(kept, Some((_, end, Some(_))) if *end == g.info.end)
+}
+
+/// Whether the signature state of the file the volume of `g` ends inside accounts for
+/// exactly the chunks of it stored: its sums (after `before`, those of earlier objects
+/// when the file began in an earlier volume) cover whole blocks, and its tail is the rest.
+/// Anything else would resume the file's signature shifted against its data.
+fn adds_up(g: &Progress, before: Option<&[u8]>) -> bool {
+    let (Some(k), Some(s)) = (g.info.end_block, &g.partial) else {
+        return true;
+    };
+    let entry = 12u64;
+    let sums = before.map_or(0, |b| b.len() as u64) + s.sums.len() as u64;
+    // The sums of a file begin with the signature's 12-byte header.
+    let Some(blocks) = sums.checked_sub(12).map(|n| n / entry) else {
+        return false;
+    };
+    let stored = k.checked_mul(MULTIVOL_CHUNK as u64);
+    let covered = blocks.checked_mul(u64::from(s.block_len));
+    let tail = s.tail.len() as u64;
+    matches!((stored, covered), (Some(st), Some(c)) if c.checked_add(tail) == Some(st))
 }
 
 /// Check what an object adds before any of it is used: its signature-file members are
@@ -859,6 +912,7 @@ pub fn remove(backend: &dyn Backend, common: &Common, time: i64, volumes: u32) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rsync::SignatureBuilder;
 
     fn idx(s: &str) -> Index {
         s.split('/').map(|c| c.as_bytes().to_vec()).collect()
@@ -878,6 +932,83 @@ mod tests {
     }
 
     #[test]
+    fn a_file_stopped_inside_again_and_again_goes_on_with_its_signature_exactly() {
+        let spec = ProgressSpec {
+            hostname: "h".into(),
+            localdir: b"/src".to_vec(),
+        };
+        let ch = MULTIVOL_CHUNK;
+        let mut x = 7u32;
+        let data: Vec<u8> = (0..40 * ch + 1234)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        // Blocks smaller than a chunk, as large, larger (files over 4 GiB), and so large
+        // that they are summed one at a time.
+        for bl in [1536u32, 65536, 66048, 300_000] {
+            let whole = {
+                let mut b = SignatureBuilder::new(bl);
+                b.update(&data);
+                b.finish()
+            };
+            let c = ChunkSig {
+                block_len: bl,
+                size: data.len() as u64,
+            };
+            let (mut sums, mut tail, mut start) = (Vec::new(), None::<Vec<u8>>, 0usize);
+            let mut builder = SignatureBuilder::new(bl);
+            // Runs stop after chunks 7, 8 (the next chunk: the unsummed bytes reach back
+            // before the run began) and 19; the fourth ends the file.
+            for stop in [7usize, 8, 19] {
+                let mut ledger = Ledger::spooled(&std::env::temp_dir()).unwrap();
+                let mut journal = Journal::default();
+                journal.file(Some(c), builder.covered(), tail.clone());
+                let mut sent = if start == 0 {
+                    0
+                } else {
+                    builder.produced().len()
+                };
+                for k in start + 1..=stop {
+                    let chunk = &data[(k - 1) * ch..k * ch];
+                    for piece in chunk.chunks(20_000) {
+                        builder.update(piece);
+                        journal.sums(&builder.produced()[sent..], builder.covered());
+                        sent = builder.produced().len();
+                    }
+                    let mut p = journal.take();
+                    ledger.before(&mut p);
+                    ledger.after(b"H", chunk, &idx("f"), Some(k as u64), p);
+                }
+                let info = VolumeInfo {
+                    num: 1,
+                    start: idx("f"),
+                    start_block: Some(start as u64 + 1),
+                    end: idx("f"),
+                    end_block: Some(stop as u64),
+                    hashes: BTreeMap::new(),
+                };
+                let (g, _) = Progress::decode(&ledger.take(&spec, 1, &info, 1).unwrap()).unwrap();
+                let before = (start > 0).then_some(&sums[..]);
+                assert!(adds_up(&g, before), "block_len {bl}, stopped after {stop}");
+                let mut short = g.clone();
+                short.partial.as_mut().unwrap().tail.push(0);
+                assert!(!adds_up(&short, before));
+                let state = g.partial.unwrap();
+                sums.extend_from_slice(&state.sums);
+                builder = SignatureBuilder::resume(bl, sums.clone(), &state.tail).unwrap();
+                tail = Some(state.tail);
+                start = stop;
+            }
+            builder.update(&data[start * ch..]);
+            assert!(builder.finish() == whole, "block_len {bl}");
+        }
+    }
+
+    #[test]
     fn a_progress_object_says_what_its_volume_added() {
         let spec = ProgressSpec {
             hostname: "h".into(),
@@ -890,17 +1021,18 @@ mod tests {
         };
         let mut p = Pending {
             sigtar: b"SIGS".to_vec(),
-            sums: vec![],
-            chunk: None,
+            ..Pending::default()
         };
         l.before(&mut p);
         l.after(b"H0", b"x", &idx("a"), None, p);
         let data = vec![7u8; MULTIVOL_CHUNK];
         for k in 1..=2u64 {
+            // Whole blocks cover what was read but for the unfinished block.
             let mut p = Pending {
-                sigtar: vec![],
                 sums: vec![k as u8; 3],
                 chunk: Some(c),
+                covered: k * MULTIVOL_CHUNK as u64 / 1536 * 1536,
+                ..Pending::default()
             };
             l.before(&mut p);
             l.after(b"H1", &data, &idx("b/c"), Some(k), p);
