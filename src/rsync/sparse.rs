@@ -64,7 +64,10 @@ fn write_run<F: Write + Seek>(f: &mut F, cursor: &mut u64, at: u64, data: &[u8])
 /// give the file its length.
 pub struct SparseWriter<'f> {
     file: &'f mut std::fs::File,
+    /// Up to `BUF` long, grown as data comes (a small file does not pay for zeroing 64
+    /// KiB); its first `filled` bytes are buffered.
     buf: Vec<u8>,
+    filled: usize,
     cursor: u64,
     /// The offset of `buf`'s first byte: always a multiple of BLOCK.
     at: u64,
@@ -77,28 +80,54 @@ impl<'f> SparseWriter<'f> {
     pub fn new(file: &'f mut std::fs::File) -> Self {
         SparseWriter {
             file,
-            buf: Vec::with_capacity(BUF),
+            buf: Vec::new(),
+            filled: 0,
             cursor: 0,
             at: 0,
         }
     }
 
     fn flush_buf(&mut self) -> io::Result<()> {
-        write_at(self.file, &mut self.cursor, self.at, &self.buf, |_, b| {
+        let data = &self.buf[..self.filled];
+        write_at(self.file, &mut self.cursor, self.at, data, |_, b| {
             is_zero(b)
         })?;
-        self.at += self.buf.len() as u64;
-        self.buf.clear();
+        self.at += self.filled as u64;
+        self.filled = 0;
         Ok(())
+    }
+
+    /// Copy all of `r` in: reads go straight into the buffer (no 8 KiB hop through
+    /// `io::copy`'s). Returns the bytes copied.
+    pub fn copy_from(&mut self, r: &mut impl io::Read) -> io::Result<u64> {
+        let mut total = 0u64;
+        loop {
+            if self.filled == self.buf.len() {
+                let grown = (2 * self.buf.len()).clamp(4096, BUF);
+                self.buf.resize(grown, 0);
+            }
+            let n = match r.read(&mut self.buf[self.filled..]) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.filled += n;
+            total += n as u64;
+            if self.filled == BUF {
+                self.flush_buf()?;
+            }
+        }
     }
 
     /// Write what is buffered; returns the file's length, holes included (the file is
     /// extended over a final hole).
     pub fn finish(mut self) -> io::Result<u64> {
         // A final partial block of zeros is left to the extension too.
-        let data = self.buf.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        let len = self.at + self.buf.len() as u64;
-        self.buf.truncate(data);
+        let buffered = &self.buf[..self.filled];
+        let data = buffered.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let len = self.at + self.filled as u64;
+        self.filled = data;
         self.flush_buf()?;
         if self.cursor < len {
             self.file.set_len(len)?;
@@ -109,7 +138,7 @@ impl<'f> SparseWriter<'f> {
 
 impl Write for SparseWriter<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.is_empty() && data.len() >= BUF {
+        if self.filled == 0 && data.len() >= BUF {
             // Whole buffers straight through, without a copy.
             let n = data.len() - data.len() % BUF;
             write_at(self.file, &mut self.cursor, self.at, &data[..n], |_, b| {
@@ -118,9 +147,13 @@ impl Write for SparseWriter<'_> {
             self.at += n as u64;
             return Ok(n);
         }
-        let n = data.len().min(BUF - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == BUF {
+        let n = data.len().min(BUF - self.filled);
+        if self.buf.len() < self.filled + n {
+            self.buf.resize(self.filled + n, 0);
+        }
+        self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+        self.filled += n;
+        if self.filled == BUF {
             self.flush_buf()?;
         }
         Ok(n)
@@ -134,6 +167,7 @@ impl Write for SparseWriter<'_> {
 mod tests {
     use super::*;
     use std::io::{Cursor, Read};
+    use std::path::Path;
 
     #[test]
     fn zero_blocks_are_skipped_and_the_rest_lands_where_it_belongs() {
@@ -205,6 +239,66 @@ mod tests {
                 m.blocks() * 512,
                 m.len()
             );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A reader that hands out at most `max` bytes per read.
+    struct Short<'a>(&'a [u8], usize);
+
+    impl Read for Short<'_> {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            let n = b.len().min(self.1).min(self.0.len());
+            b[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn copied_in_or_written_the_file_is_the_same_with_the_same_holes() {
+        let dir = std::env::temp_dir().join(format!("swiftdup-sparse-c-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Data and zero runs of odd lengths, ending in zeros, and a small file.
+        let mut data = Vec::new();
+        for (i, len) in [70_000usize, 200_000, 5, 131_072, 9000, 300_001]
+            .iter()
+            .enumerate()
+        {
+            data.extend(std::iter::repeat_n(
+                if i % 2 == 0 { i as u8 + 1 } else { 0 },
+                *len,
+            ));
+        }
+        for (case, want) in [&data[..], &data[..5]].into_iter().enumerate() {
+            for max in [1usize, 4095, 65536, 1 << 20] {
+                let (a, b) = (
+                    dir.join(format!("a{case}-{max}")),
+                    dir.join(format!("b{case}-{max}")),
+                );
+                let mut fa = std::fs::File::create_new(&a).unwrap();
+                let mut w = SparseWriter::new(&mut fa);
+                assert_eq!(
+                    w.copy_from(&mut Short(want, max)).unwrap(),
+                    want.len() as u64
+                );
+                assert_eq!(w.finish().unwrap(), want.len() as u64);
+                let mut fb = std::fs::File::create_new(&b).unwrap();
+                let mut w = SparseWriter::new(&mut fb);
+                w.write_all(want).unwrap();
+                w.finish().unwrap();
+                assert!(
+                    std::fs::read(&a).unwrap() == want,
+                    "copied in, reads of {max}"
+                );
+                assert!(std::fs::read(&b).unwrap() == want);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    let blocks = |p: &Path| std::fs::metadata(p).unwrap().blocks();
+                    assert_eq!(blocks(&a), blocks(&b), "reads of {max}");
+                }
+            }
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -253,7 +253,11 @@ fn chain_under(name: &str, k: u64, fault: Fault, extra: &[(&str, &str)]) {
         .collect();
     env.push(("SWIFT_STORAGE_URL", proxy.storage_url()));
     env.push(("SWIFTDUP_BACKEND_RETRY_DELAY", "0.05".into()));
-    env.push(("SWIFTDUP_NUM_RETRIES", "6".into()));
+    // A restore downloads several volumes at once, so which request meets the next fault
+    // is a matter of timing: one of them may meet several in a row (a burst of 503s
+    // fails three of every five requests). Enough attempts that a run never gives up here;
+    // giving up is tested on its own.
+    env.push(("SWIFTDUP_NUM_RETRIES", "30".into()));
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let run = |args: &[&str]| {
         let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -459,7 +459,9 @@ fn rebuild_in_place(
                 }
                 // Zero blocks become holes: a sparse file comes back sparse.
                 let mut sparse = SparseWriter::new(file);
-                io::copy(&mut r, &mut sparse).map_err(|e| write_or_read_error(e, path))?;
+                sparse
+                    .copy_from(&mut r)
+                    .map_err(|e| write_or_read_error(e, path))?;
                 len = Some(sparse.finish().map_err(|e| Error::io(path.display(), e))?);
             }
             (Some(MemberKind::Diff), Some(_)) => {
