@@ -167,7 +167,6 @@ impl Write for SparseWriter<'_> {
 mod tests {
     use super::*;
     use std::io::{Cursor, Read};
-    use std::path::Path;
 
     #[test]
     fn zero_blocks_are_skipped_and_the_rest_lands_where_it_belongs() {
@@ -295,7 +294,7 @@ mod tests {
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::MetadataExt;
-                    let blocks = |p: &Path| std::fs::metadata(p).unwrap().blocks();
+                    let blocks = |p: &std::path::Path| std::fs::metadata(p).unwrap().blocks();
                     assert_eq!(blocks(&a), blocks(&b), "reads of {max}");
                 }
             }
