@@ -116,10 +116,7 @@ pub trait Backend {
     /// that is not the one the manifest names.
     fn get_sha1(&self, name: &str, dest: &mut File, sha1: &str) -> Result<u64> {
         let n = self.get(name, dest)?;
-        let got = sha1_of(name, dest)?;
-        if got != sha1 {
-            return Err(sha1_mismatch(name, sha1, &got));
-        }
+        check_sha1(name, dest, sha1)?;
         Ok(n)
     }
     /// The object itself as a local file, where the storage is a local directory: readers
@@ -181,24 +178,34 @@ pub fn is_url(s: &str) -> bool {
     s.contains("://")
 }
 
-/// The SHA-1 (lowercase hex) of the file from its start; leaves it rewound.
-pub fn sha1_of(name: &str, f: &mut File) -> Result<String> {
-    use sha1::{Digest, Sha1};
+/// The digest (lowercase hex) of a file from its start; leaves it at its end.
+pub fn digest_file<D: sha1::Digest>(f: &mut File) -> std::io::Result<String> {
     use std::io::{Read, Seek, SeekFrom};
-    let io_err = |e| Error::io(name, e);
-    f.seek(SeekFrom::Start(0)).map_err(io_err)?;
-    let mut h = Sha1::new();
+    f.seek(SeekFrom::Start(0))?;
+    let mut h = D::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         match f.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => h.update(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err(e)),
+            Err(e) => return Err(e),
         }
     }
-    f.seek(SeekFrom::Start(0)).map_err(io_err)?;
     Ok(crate::archive::hex(&h.finalize()))
+}
+
+/// Check a fetched volume's bytes against the SHA-1 its manifest gives; leaves the file
+/// rewound.
+pub fn check_sha1(name: &str, f: &mut File, want: &str) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let got = digest_file::<sha1::Sha1>(f)
+        .and_then(|got| f.seek(SeekFrom::Start(0)).map(|_| got))
+        .map_err(|e| Error::io(name, e))?;
+    if got != want {
+        return Err(sha1_mismatch(name, want, &got));
+    }
+    Ok(())
 }
 
 /// A fetched object whose bytes are not the ones its manifest names.

@@ -558,9 +558,8 @@ impl Backend for SwiftBackend {
 }
 
 /// Stream a 200 response into `dest` (emptied first: this may be a retry), checking the
-/// length and, for a plain object, the MD5 against the `Etag`.
-/// Receive a GET's body into `dest`. The bytes are checked against `sha1` where the caller
-/// knows it, else against the Etag (the MD5 of a plain object; large objects have none).
+/// length, then the bytes against `sha1` where the caller knows it, else against the Etag
+/// (the MD5 of a plain object; large objects have none).
 fn receive(name: &str, resp: &mut Response, dest: &mut File, sha1: Option<&str>) -> Step<u64> {
     let local = |e: io::Error| Step::Fail(Error::io(format!("download of {name}"), e));
     if let Err(e) = dest.set_len(0).and_then(|_| dest.seek(SeekFrom::Start(0))) {
@@ -625,7 +624,7 @@ fn receive(name: &str, resp: &mut Response, dest: &mut File, sha1: Option<&str>)
     let got_md5 = match sha1 {
         None => got.clone(),
         Some(_) if expected_md5.is_none() => String::new(),
-        Some(_) => match md5_read(&mut *dest) {
+        Some(_) => match super::digest_file::<Md5>(&mut *dest) {
             Ok(m) => m,
             Err(e) => return local(e),
         },
@@ -689,25 +688,9 @@ fn transport_error<T>(object: &str, e: HttpError) -> Step<T> {
 fn md5_file(path: &Path) -> Result<(String, u64)> {
     let io_err = |e| Error::io(path.display(), e);
     let mut f = File::open(path).map_err(io_err)?;
-    let md5 = md5_read(&mut f).map_err(io_err)?;
+    let md5 = super::digest_file::<Md5>(&mut f).map_err(io_err)?;
     let len = f.stream_position().map_err(io_err)?;
     Ok((md5, len))
-}
-
-/// The MD5 (hex) of a file from its start.
-fn md5_read(f: &mut File) -> io::Result<String> {
-    f.seek(SeekFrom::Start(0))?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(crate::archive::hex(&hasher.finalize()))
 }
 
 fn trans_id(resp: &Response) -> Option<String> {

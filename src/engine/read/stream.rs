@@ -154,10 +154,7 @@ fn fetch_checked(
     let mut f = match backend.open_local(name) {
         Some(f) => {
             let mut f = f?;
-            let got = backend::sha1_of(name, &mut f)?;
-            if got != want {
-                return Err(backend::sha1_mismatch(name, want, &got));
-            }
+            backend::check_sha1(name, &mut f, want)?;
             f
         }
         None => {
