@@ -23,9 +23,10 @@
 //! Files, sealing side: `writer` (the pipeline), `framing` (packet framing, CFB + MDC),
 //! `s2k` (key derivation, both sides), `sign`. Opening side: `open` (entry points and
 //! error classification), `session_key` (PKESK/SKESK search, secret-key unlocking),
-//! `reader` (the message grammar), `verify`. `keys` reads key files for both. This file
+//! `decrypt` (AES-CFB with the MDC), `reader` (the message grammar), `verify`. `keys` reads key files for both. This file
 //! holds the error type, `SealMode` and the tests, which run against gpg 2.2 and gpg 1.4.
 
+mod decrypt;
 mod framing;
 mod keys;
 mod open;
@@ -36,6 +37,7 @@ mod sign;
 mod verify;
 mod writer;
 
+use decrypt::*;
 use framing::*;
 pub use keys::*;
 pub use open::*;

@@ -322,6 +322,15 @@ fn decryptor<'a>(
                 warnings.push(Opened::LegacyCipher(format!("{alg:?}")));
             }
             let chain = Cursor::new(prefix).chain(body);
+            // What gpg and swiftdup write (AES, with an MDC) is deciphered by
+            // `AesCfbMdc`, many blocks at a time; anything else by rPGP.
+            let chain = match protected {
+                true => match AesCfbMdc::new(alg, key.as_ref(), chain) {
+                    Ok(dec) => return Ok(Top::AesCfb(Box::new(dec))),
+                    Err(chain) => chain,
+                },
+                false => chain,
+            };
             let dec = pgp::crypto::sym::StreamDecryptor::new(
                 alg,
                 protected,

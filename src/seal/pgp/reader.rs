@@ -24,11 +24,14 @@
 
 use super::*;
 
-pub(super) type CfbDecryptor<'a> =
-    pgp::crypto::sym::StreamDecryptor<io::Chain<Cursor<Vec<u8>>, PacketBodyReader<Src<'a>>>>;
+/// A SEIPD v1 (or legacy SED) body: its first block-size + 2 bytes, read for the
+/// session-key search's quick check, then the rest.
+pub(super) type CfbBody<'a> = io::Chain<Cursor<Vec<u8>>, PacketBodyReader<Src<'a>>>;
+pub(super) type CfbDecryptor<'a> = pgp::crypto::sym::StreamDecryptor<CfbBody<'a>>;
 
 /// The plaintext packet stream directly inside the file (decrypted or not).
 pub(super) enum Top<'a> {
+    AesCfb(Box<AesCfbMdc<CfbBody<'a>>>),
     Cfb(Box<CfbDecryptor<'a>>),
     Aead(Box<pgp::packet::StreamDecryptor<PacketBodyReader<Src<'a>>>>),
     Plain(Src<'a>),
@@ -37,6 +40,7 @@ pub(super) enum Top<'a> {
 impl Read for Top<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
+            Top::AesCfb(d) => d.read(buf),
             Top::Cfb(d) => d.read(buf),
             Top::Aead(d) => d.read(buf),
             Top::Plain(s) => s.read(buf),
@@ -47,6 +51,7 @@ impl Read for Top<'_> {
 impl BufRead for Top<'_> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         match self {
+            Top::AesCfb(d) => d.fill_buf(),
             Top::Cfb(d) => d.fill_buf(),
             Top::Aead(d) => d.fill_buf(),
             Top::Plain(s) => s.fill_buf(),
@@ -54,6 +59,7 @@ impl BufRead for Top<'_> {
     }
     fn consume(&mut self, amt: usize) {
         match self {
+            Top::AesCfb(d) => d.consume(amt),
             Top::Cfb(d) => d.consume(amt),
             Top::Aead(d) => d.consume(amt),
             Top::Plain(s) => s.consume(amt),
