@@ -17,7 +17,8 @@
 //!   tampering/truncation then comes out as an `Err` from `read()`, never as a silent
 //!   short stream.
 //! * Nothing here starts threads except the compression pool of [`crate::seal::deflate`] (native
-//!   builds, when asked for); everything compiles for `wasm32-wasip2`.
+//!   builds, when asked for) and, for a big message, the thread that hashes its MDC beside the
+//!   deciphering (`decrypt`; not under WASI); everything compiles for `wasm32-wasip2`.
 //! * Passphrases and key material never appear in error messages or `Debug` output.
 //!
 //! Files, sealing side: `writer` (the pipeline), `framing` (packet framing, CFB + MDC),
