@@ -21,6 +21,19 @@ use std::fs::{self, File};
 use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 
+#[cfg(unix)]
+use super::fill::FillPool as Fill;
+/// Where there is no pool (no threads, no positional writes), files are written inline.
+#[cfg(not(unix))]
+pub(crate) enum Fill {}
+
+#[cfg(not(unix))]
+impl Fill {
+    fn copy(&mut self, _: &File, _: &mut dyn io::Read) -> io::Result<u64> {
+        match *self {}
+    }
+}
+
 /// Where restored entries go: every write goes through the path resolver, which is made
 /// when the restore knows what its root is (a tree, or one non-directory with `-r`).
 pub(crate) struct Writer<'c> {
@@ -32,6 +45,12 @@ pub(crate) struct Writer<'c> {
     /// Directories whose owner, mode and time are set after their contents (indexes).
     pending_dirs: Vec<(Index, Header)>,
     own: bool,
+    /// Writes big new files on several threads; started at the first file (`None` with
+    /// `--concurrency 1`, or when no thread could be started).
+    #[cfg(unix)]
+    fill: Option<super::fill::FillPool>,
+    #[cfg(unix)]
+    fill_tried: bool,
     /// Entries made, bytes of files written, warnings given.
     pub(crate) files: u64,
     pub(crate) bytes_written: u64,
@@ -89,6 +108,10 @@ impl<'c> Writer<'c> {
             resolver,
             pending_dirs: Vec::new(),
             own: opts.restore_ownership && platform::is_root(),
+            #[cfg(unix)]
+            fill: None,
+            #[cfg(unix)]
+            fill_tried: false,
             files: 0,
             bytes_written: 0,
             warnings: 0,
@@ -230,6 +253,23 @@ impl<'c> Writer<'c> {
         Ok(())
     }
 
+    /// The pool that writes big new files, started on first use.
+    #[cfg(unix)]
+    fn fill(&mut self) -> Option<&mut super::fill::FillPool> {
+        if !self.fill_tried {
+            self.fill_tried = true;
+            if self.opts.concurrency > 1 {
+                self.fill = super::fill::FillPool::new(self.opts.concurrency);
+            }
+        }
+        self.fill.as_mut()
+    }
+
+    #[cfg(not(unix))]
+    fn fill(&mut self) -> Option<&mut Fill> {
+        None
+    }
+
     fn warn(&mut self, code: &str, rel: &[Vec<u8>], msg: String) {
         self.warnings += 1;
         let mut index = self.prefix.clone();
@@ -338,7 +378,7 @@ pub(crate) fn restore_entry(
     let mut out = r.create_file(&rel, &object)?;
     let path = r.display(&rel);
     let tempdir = w.common.tempdir.clone();
-    match rebuild_in_place(streams, holders, index, &tempdir, &mut out, &path) {
+    match rebuild_in_place(streams, holders, index, &tempdir, &mut out, &path, w.fill()) {
         Ok(n) => w.bytes_written += n,
         Err(e) => {
             // No half-written file is left to pass for the real one.
@@ -439,6 +479,7 @@ fn rebuild_in_place(
     tempdir: &Path,
     file: &mut File,
     path: &Path,
+    mut fill: Option<&mut Fill>,
 ) -> Result<u64> {
     // Where overwritten basis bytes go; made on the first delta.
     let mut side: Option<File> = None;
@@ -458,11 +499,18 @@ fn rebuild_in_place(
                         .map_err(|e| Error::io(path.display(), e))?;
                 }
                 // Zero blocks become holes: a sparse file comes back sparse.
-                let mut sparse = SparseWriter::new(file);
-                sparse
-                    .copy_from(&mut r)
-                    .map_err(|e| write_or_read_error(e, path))?;
-                len = Some(sparse.finish().map_err(|e| Error::io(path.display(), e))?);
+                len = Some(match fill.as_deref_mut() {
+                    Some(pool) => pool
+                        .copy(file, &mut r)
+                        .map_err(|e| write_or_read_error(e, path))?,
+                    None => {
+                        let mut sparse = SparseWriter::new(file);
+                        sparse
+                            .copy_from(&mut r)
+                            .map_err(|e| write_or_read_error(e, path))?;
+                        sparse.finish().map_err(|e| Error::io(path.display(), e))?
+                    }
+                });
             }
             (Some(MemberKind::Diff), Some(_)) => {
                 let side = match &mut side {
