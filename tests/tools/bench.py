@@ -279,9 +279,8 @@ METHOD = """\
   pristine tree, then all no-change incrementals, then the tree is changed once
   (deterministically, ~1% of the files) and all 1%-change incrementals run on it, then all
   restores of the latest time into fresh directories, each compared with the source
-  (`diff -r --no-dereference`); a restore that differs is marked ✗. The page cache is warm
-  (the data was just written); nothing is dropped between runs, but `sync` runs before each
-  one, so no tool pays for writing back the previous one's output.
+  (`diff -r --no-dereference`); a restore that differs is marked ✗. Before each run, `sync`
+  (no tool pays for writing back the previous one's output) and {cache}
 - Each run is `/usr/bin/time -f '%e %U %S %M'` (GNU time) around the tool, in a clean
   environment (`env -i`, its own HOME, cache, TMPDIR and GNUPGHOME). **Wall** is %e.
   **CPU** is user+sys of the tool and of every child it waited for (duplicity's gpg
@@ -413,7 +412,12 @@ def report(tsv, meta_file, out):
     L.append("\n## Targets\n")
     L += targets_section(rows, meta, sets, targets)
     L.append("\n## How it was measured\n")
-    L.append(METHOD + "\n")
+    cache = ("the page cache is dropped (`echo 3 > /proc/sys/vm/drop_caches`): every tool reads "
+             "its source or repository from disk and writes into free memory, whatever ran before."
+             if meta.get("drop_caches") else
+             "nothing else: the page cache holds what earlier runs left (the data was just "
+             "written), so a tool's order can decide what it finds cached.")
+    L.append(METHOD.replace("{cache}", cache) + "\n")
     text = "\n".join(L) + "\n"
     open(out, "w").write(text)
     sys.stdout.write(text)

@@ -18,6 +18,7 @@
 #   BENCH_WASI=auto        auto: time the wasm build on (a) to file:// when wasmtime is there; 0: skip
 #   BENCH_DIR=$TARGET/bench/work   scratch (data, backups, restores, Swift); removed at the end
 #   BENCH_KEEP=0           1: keep BENCH_DIR
+#   BENCH_DROP_CACHES=1    0: do not drop the page cache before each run
 #   BENCH_OUT=$TARGET/bench        results.md, results.tsv, logs/
 # ($TARGET is CARGO_TARGET_DIR or ./target; the swiftdup binary is $TARGET/release/swiftdup.)
 set -euo pipefail
@@ -141,6 +142,16 @@ WASI_LINE=""
 WASI_RATIO=""
 WASI_RATIO_EXCL=""
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# Every run starts from the same memory: the page cache is dropped before each (where the
+# bench may: root), so each tool reads its source or repository from disk and writes into
+# free memory. Without it, the order of the tools decides who finds its repository cached,
+# and who writes into pages the previous tool's deleted restore just freed (on a VM, pages
+# touched for the first time cost several times more to write).
+DROP_CACHES="${BENCH_DROP_CACHES:-1}"
+if [ "$DROP_CACHES" = 1 ] && ! { sync && echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null; then
+  DROP_CACHES=0
+  echo "bench: cannot drop the page cache (not root?): runs start from whatever it holds" >&2
+fi
 
 # --- one measured run -----------------------------------------------------------------------
 # target_bytes SET TARGET TOOL: bytes stored in that tool's target now (objects only).
@@ -160,6 +171,7 @@ measure() {
   local log="$OUT/logs/$st-$tgt-$work-$tool.log" status=ok before after
   before=$(target_bytes "$st" "$tgt" "$tool")
   sync      # no tool pays for the writeback of the previous one's output
+  if [ "$DROP_CACHES" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches; fi
   sleep 1   # duplicity names sets by whole seconds: never two runs in one second
   printf '%-9s %-5s %-7s %-9s ' "($st)" "$tgt" "$work" "$tool" >&2
   if ! /usr/bin/time -f '%e %U %S %M' -o "$TIMEF" "$@" > "$log" 2>&1; then
@@ -401,7 +413,7 @@ done
 setinfo_json=$(for k in "${!SETINFO[@]}"; do printf '%s\t%s\n' "$k" "${SETINFO[$k]}"; done)
 versions="swiftdup $("$BIN" --version 2>/dev/null | awk '{print $NF}'), $(duplicity --version 2>/dev/null || echo 'duplicity: -'), $(restic version 2>/dev/null | awk '{print "restic", $2}' || echo 'restic: -'), $([ -n "$RUSTIC" ] && "$RUSTIC" --version 2>/dev/null || echo 'rustic: -'), $(gpg --version 2>/dev/null | head -n 1)"
 SETINFO_TSV="$setinfo_json" WASI_LINE="$WASI_LINE" WASI_RATIO="$WASI_RATIO" WASI_RATIO_EXCL="$WASI_RATIO_EXCL" WASI_SKIP="$WASI_SKIP" \
-VERSIONS="$versions" LOAD_START="$LOAD_START" SCALE="$SCALE" SETS="$SETS" TARGETS="$TARGETS" TOOLS="$TOOLS" \
+VERSIONS="$versions" LOAD_START="$LOAD_START" DROP_CACHES="$DROP_CACHES" SCALE="$SCALE" SETS="$SETS" TARGETS="$TARGETS" TOOLS="$TOOLS" \
 $PY - "$META" <<'EOF'
 import json, os, sys, datetime, subprocess
 e = os.environ
@@ -415,6 +427,7 @@ m = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H
          scale=e["SCALE"], sets=e["SETS"], targets=e["TARGETS"], tools=e["TOOLS"], cpu=cpu,
          nproc=os.cpu_count(), mem=f"{int(mem) / 1048576:.0f} GiB RAM", load_start=e["LOAD_START"],
          load_end=" ".join(open("/proc/loadavg").read().split()[:3]), versions=e["VERSIONS"],
+         drop_caches=e["DROP_CACHES"] == "1",
          setinfo=dict(l.split("\t", 1) for l in e["SETINFO_TSV"].splitlines() if "\t" in l))
 if e["WASI_RATIO"]:
     m["wasi"] = e["WASI_LINE"]

@@ -223,7 +223,9 @@ fn write_last(file: &File, at: u64, data: &[u8]) -> io::Result<u64> {
     let kept = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     write_piece(file, at, &data[..kept])?;
     let len = at + data.len() as u64;
-    if file.metadata()?.len() < len {
+    // Only a file that ends in zeros is extended (on ext4 a truncate of any kind makes the
+    // close allocate the file's blocks at once).
+    if kept < data.len() {
         file.set_len(len)?;
     }
     Ok(len)
