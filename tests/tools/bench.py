@@ -412,8 +412,9 @@ def report(tsv, meta_file, out):
     L.append("\n## Targets\n")
     L += targets_section(rows, meta, sets, targets)
     L.append("\n## How it was measured\n")
-    cache = ("the page cache is dropped (`echo 3 > /proc/sys/vm/drop_caches`): every tool reads "
-             "its source or repository from disk and writes into free memory, whatever ran before."
+    cache = ("the page cache is dropped (`echo 1 > /proc/sys/vm/drop_caches`): every tool reads "
+             "the contents of its source or repository from disk and writes into free memory, "
+             "whatever ran before (cached inodes and directory entries stay)."
              if meta.get("drop_caches") else
              "nothing else: the page cache holds what earlier runs left (the data was just "
              "written), so a tool's order can decide what it finds cached.")

@@ -146,9 +146,11 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # bench may: root), so each tool reads its source or repository from disk and writes into
 # free memory. Without it, the order of the tools decides who finds its repository cached,
 # and who writes into pages the previous tool's deleted restore just freed (on a VM, pages
-# touched for the first time cost several times more to write).
+# touched for the first time cost several times more to write). Only file contents are
+# dropped (1), not the cached inodes and directory entries (3): the order of the tools did
+# not decide those, and a host that backs up every day keeps them.
 DROP_CACHES="${BENCH_DROP_CACHES:-1}"
-if [ "$DROP_CACHES" = 1 ] && ! { sync && echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null; then
+if [ "$DROP_CACHES" = 1 ] && ! { sync && echo 1 > /proc/sys/vm/drop_caches; } 2>/dev/null; then
   DROP_CACHES=0
   echo "bench: cannot drop the page cache (not root?): runs start from whatever it holds" >&2
 fi
@@ -171,7 +173,7 @@ measure() {
   local log="$OUT/logs/$st-$tgt-$work-$tool.log" status=ok before after
   before=$(target_bytes "$st" "$tgt" "$tool")
   sync      # no tool pays for the writeback of the previous one's output
-  if [ "$DROP_CACHES" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches; fi
+  if [ "$DROP_CACHES" = 1 ]; then echo 1 > /proc/sys/vm/drop_caches; fi
   sleep 1   # duplicity names sets by whole seconds: never two runs in one second
   printf '%-9s %-5s %-7s %-9s ' "($st)" "$tgt" "$work" "$tool" >&2
   if ! /usr/bin/time -f '%e %U %S %M' -o "$TIMEF" "$@" > "$log" 2>&1; then

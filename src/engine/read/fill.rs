@@ -9,6 +9,7 @@
 //! and reading the archive was the limit of a restore of a big file. Files that fit in one
 //! piece (most files) are written by the main thread at once, with no handing over.
 
+use crate::engine::read_full;
 use crate::rsync::sparse::{is_zero, write_at};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -201,20 +202,6 @@ impl FillPool {
         }
         Ok(())
     }
-}
-
-/// Read until `buf` is full or `r` ends.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Write a file's last bytes at `at` (all of them when `at` is 0) and give it its length:

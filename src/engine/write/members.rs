@@ -9,6 +9,7 @@ use super::progress::{ChunkSig, JournalTap, PartialFile, Resumed, Tap};
 use crate::archive::sigtar::{SigEntry, SigWriter};
 use crate::archive::tar::{self, Header};
 use crate::archive::{index_display, member_name, Index, MemberKind, MULTIVOL_CHUNK};
+use crate::engine::read_full;
 use crate::engine::write::volumes::{ManifestWriter, Position, VolumeWriter};
 use crate::engine::write::walk::Entry;
 use crate::error::{Error, Result};
@@ -227,19 +228,6 @@ struct FileRead {
     resumed: u64,
     /// It changed since the interrupted run read its first part.
     torn: bool,
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// The chain's signature of a file, if usable; a damaged one means a full copy, with a
