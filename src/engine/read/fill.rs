@@ -100,7 +100,8 @@ impl FillPool {
     /// Copy all of `r` into `file`, new and empty, zero blocks as holes; returns its
     /// length. Every piece is written (or has failed) when this returns.
     pub(crate) fn copy(&mut self, file: &File, r: &mut dyn Read) -> io::Result<u64> {
-        let mut buf = self.buffer()?;
+        let (mut inflight, mut failed) = (0usize, None);
+        let mut buf = self.buffer(&mut inflight, &mut failed)?;
         let n = match read_full(r, &mut buf) {
             Ok(n) => n,
             Err(e) => {
@@ -116,8 +117,6 @@ impl FillPool {
         }
         let shared = Arc::new(file.try_clone()?);
         let mut at = 0u64;
-        let mut inflight = 0usize;
-        let mut failed: Option<io::Error> = None;
         let mut next = Some((buf, n));
         let read = loop {
             let Some((buf, n)) = next.take() else {
@@ -141,16 +140,7 @@ impl FillPool {
             }
             inflight += 1;
             at += n as u64;
-            let mut buf = loop {
-                if let Some(b) = self.free.pop() {
-                    break b;
-                }
-                if self.made < self.cap {
-                    self.made += 1;
-                    break vec![0; PIECE];
-                }
-                self.wait(&mut inflight, &mut failed)?;
-            };
+            let mut buf = self.buffer(&mut inflight, &mut failed)?;
             if failed.is_some() {
                 self.free.push(buf);
                 break Ok(());
@@ -181,12 +171,22 @@ impl FillPool {
         Ok(at)
     }
 
-    fn buffer(&mut self) -> io::Result<Vec<u8>> {
-        if let Some(b) = self.free.pop() {
-            return Ok(b);
+    /// A free buffer, a new one while fewer than `cap` exist, or the next one a writer gives back.
+    fn buffer(
+        &mut self,
+        inflight: &mut usize,
+        failed: &mut Option<io::Error>,
+    ) -> io::Result<Vec<u8>> {
+        loop {
+            if let Some(b) = self.free.pop() {
+                return Ok(b);
+            }
+            if self.made < self.cap {
+                self.made += 1;
+                return Ok(vec![0; PIECE]);
+            }
+            self.wait(inflight, failed)?;
         }
-        self.made += 1;
-        Ok(vec![0; PIECE])
     }
 
     /// Take one finished piece's answer: its buffer back, its error kept (the first one).

@@ -185,10 +185,8 @@ impl<R: BufRead> AesCfbMdc<R> {
     fn refill(&mut self) -> io::Result<()> {
         // What is left is the held-back tail: it goes to the front of this buffer, or of
         // another one while the MDC's thread still reads this one.
-        if Arc::get_mut(&mut self.plain).is_some() {
-            if let Some(p) = Arc::get_mut(&mut self.plain) {
-                p.copy_within(self.ready..self.len, 0);
-            }
+        if let Some(p) = Arc::get_mut(&mut self.plain) {
+            p.copy_within(self.ready..self.len, 0);
         } else {
             let mut next = match self.spare.iter().position(|b| Arc::strong_count(b) == 1) {
                 Some(i) => self.spare.swap_remove(i),
