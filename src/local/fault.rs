@@ -7,6 +7,12 @@
 //!
 //! `SWIFTDUP_FAULT=shrink:NAME` stands for a writer racing the backup instead: the source
 //! file whose name is NAME is cut to half its size just after the backup opened it.
+//!
+//! `SWIFTDUP_FAULT=scribble:PART` stands for another process writing to a volume of a local
+//! target during a restore: just after the volume whose name contains PART was checked
+//! against its manifest, it is opened for writing (through `/proc/self/fd`, the same file)
+//! and a byte in its middle changed. Where the restore holds a lease on it, that open is
+//! refused and only breaks the lease, as a real writer's open would before it could write.
 
 #[cfg(all(debug_assertions, unix))]
 pub fn point(name: &str) {
@@ -61,3 +67,34 @@ pub fn opened(path: &std::path::Path) {
 #[cfg(not(all(debug_assertions, unix)))]
 #[inline(always)]
 pub fn opened(_path: &std::path::Path) {}
+
+/// See the module doc: `scribble:PART` writes to the checked volume `f` named `name`.
+#[cfg(all(debug_assertions, target_os = "linux"))]
+pub fn checked(name: &str, f: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let Ok(spec) = std::env::var("SWIFTDUP_FAULT") else {
+        return;
+    };
+    let Some(("scribble", part)) = spec.split_once(':') else {
+        return;
+    };
+    if !name.contains(part) {
+        return;
+    }
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", f.as_raw_fd()));
+    if let Ok(w) = w {
+        let mid = w.metadata().map(|m| m.len() / 2).unwrap_or(0);
+        let mut b = [0u8];
+        if f.read_at(&mut b, mid).is_ok() {
+            let _ = w.write_at(&[b[0] ^ 0x40], mid);
+        }
+    }
+}
+
+#[cfg(not(all(debug_assertions, target_os = "linux")))]
+#[inline(always)]
+pub fn checked(_name: &str, _f: &std::fs::File) {}

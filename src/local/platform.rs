@@ -489,3 +489,115 @@ pub fn metadata_mtime(m: &std::fs::Metadata) -> i64 {
 pub fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
     os_bytes(Path::new(name))
 }
+
+/// A read lease on a file opened read-only (Linux): from when it is taken until it is
+/// broken, nobody opens the file for writing or truncates it without the lease breaking
+/// first, and the opener waits for the break (at most `/proc/sys/fs/lease-break-time`
+/// seconds). So a lease still held after a file was read twice proves the two reads saw
+/// the same bytes. `None` where none can be had: the file is open for writing somewhere
+/// (a writable shared mapping included), belongs to another user (without CAP_LEASE), is
+/// on a file system without leases (NFS), or this is not Linux.
+pub struct ReadLease(#[cfg(target_os = "linux")] std::fs::File);
+
+impl ReadLease {
+    #[cfg(target_os = "linux")]
+    pub fn take(f: &std::fs::File) -> Option<ReadLease> {
+        use std::os::fd::AsRawFd;
+        static QUIET: std::sync::Once = std::sync::Once::new();
+        // A break is announced with SIGIO, whose default action ends the process; the
+        // holder here asks instead (`held`), so the signal is ignored.
+        QUIET.call_once(|| unsafe {
+            libc::signal(libc::SIGIO, libc::SIG_IGN);
+        });
+        // A duplicate shares the open file, and so the lease (which belongs to it).
+        let f = f.try_clone().ok()?;
+        let ok = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) } == 0;
+        ok.then_some(ReadLease(f))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn take(_f: &std::fs::File) -> Option<ReadLease> {
+        None
+    }
+
+    /// Not broken since it was taken: nobody opened the file for writing or truncated it.
+    #[cfg(target_os = "linux")]
+    pub fn held(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        // A pending break reads as the type the lease is being broken to (unlocked).
+        unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_GETLEASE) == libc::F_RDLCK }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn held(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::ReadLease;
+    use std::fs;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("swiftdup-lease-{name}-{}", std::process::id()));
+        fs::write(&p, b"volume bytes").unwrap();
+        p
+    }
+
+    #[test]
+    fn a_lease_holds_through_readers_and_breaks_on_an_open_for_writing() {
+        let p = scratch("break");
+        let f = fs::File::open(&p).unwrap();
+        let lease = ReadLease::take(&f).expect("a read lease on our own file");
+        assert!(lease.held());
+        // Readers do not break it.
+        let _other_reader = fs::File::open(&p).unwrap();
+        assert!(lease.held());
+        // A writer does, before it may write: a non-blocking open is refused meanwhile.
+        let w = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&p);
+        assert_eq!(
+            w.err().and_then(|e| e.raw_os_error()),
+            Some(libc::EWOULDBLOCK)
+        );
+        assert!(!lease.held());
+        drop((lease, f));
+        fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn no_lease_on_a_file_open_for_writing() {
+        let p = scratch("writer");
+        let _w = fs::OpenOptions::new().append(true).open(&p).unwrap();
+        let f = fs::File::open(&p).unwrap();
+        assert!(ReadLease::take(&f).is_none());
+        fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn truncating_by_name_breaks_a_lease() {
+        let p = scratch("truncate");
+        let f = fs::File::open(&p).unwrap();
+        let lease = ReadLease::take(&f).unwrap();
+        // truncate(2) waits for the break; let it time out in a thread (the test only
+        // needs the break to be pending).
+        let q = p.clone();
+        let t = std::thread::spawn(move || {
+            let c = std::ffi::CString::new(q.as_os_str().as_encoded_bytes()).unwrap();
+            unsafe { libc::truncate(c.as_ptr(), 0) }
+        });
+        let start = std::time::Instant::now();
+        while lease.held() && start.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!lease.held());
+        // Releasing the lease lets the truncate through.
+        drop((lease, f));
+        assert_eq!(t.join().unwrap(), 0);
+        fs::remove_file(&p).unwrap();
+    }
+}

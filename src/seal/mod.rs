@@ -18,6 +18,18 @@ pub fn open_sealed<'a>(
     keys: &pgp::OpenKeys,
     object: &str,
 ) -> Result<Box<dyn Read + 'a>> {
+    open_sealed_vouched(r, suffix, keys, object, None)
+}
+
+/// Like [`open_sealed`], for a stream whose bytes the caller checked against an
+/// authenticated hash and vouches for ([`pgp::Vouch`]).
+pub fn open_sealed_vouched<'a>(
+    r: impl Read + 'a,
+    suffix: Suffix,
+    keys: &pgp::OpenKeys,
+    object: &str,
+    vouch: Option<pgp::Vouch>,
+) -> Result<Box<dyn Read + 'a>> {
     if let (Some(v), Suffix::None | Suffix::Gzip) = (&keys.verify, suffix) {
         // Only OpenPGP files can carry a signature; stock lets unencrypted files through
         // unchecked, which would let anyone swap a signed archive for an unsigned one.
@@ -33,7 +45,9 @@ pub fn open_sealed<'a>(
         Suffix::None => Box::new(r),
         Suffix::Gzip => Box::new(pgp::open_gzip(r)),
         Suffix::Gpg => {
-            let (reader, warnings) = pgp::open_pgp(r, keys).map_err(|e| match e {
+            let opened = pgp::open_pgp_vouched(r, keys, vouch)
+                .map(|(r, w)| (r, w.iter().map(|w| w.to_string()).collect::<Vec<_>>()));
+            let (reader, warnings) = opened.map_err(|e| match e {
                 // Not a wrong passphrase: none was given. Say which setting is missing.
                 pgp::CryptoError::WrongPassphrase
                     if keys.passphrase.is_none() && keys.secret_keys.is_empty() =>

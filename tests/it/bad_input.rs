@@ -522,11 +522,50 @@ fn incremental_from_another_host_or_source_is_refused() {
     assert_ok(&o);
 }
 
+/// A volume of a `file://` target written to by another process after its check, while
+/// the restore reads it (the debug build's `scribble` fault, src/local/fault.rs), fails the
+/// restore as damaged: where the restore holds a lease on the volume, the writer's open
+/// breaks it; where it cannot (the file is open for writing elsewhere, as the test keeps
+/// it), the MDC is hashed and the changed byte fails it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_volume_written_to_after_its_check_fails_the_restore() {
+    for (case, keep_writer) in [("lease", false), ("nolease", true)] {
+        let s = backed_up(&format!("scribble-{case}"), true);
+        let vol = only(&s, ".vol1.difftar");
+        let _writer = keep_writer.then(|| fs::OpenOptions::new().append(true).open(&vol).unwrap());
+        let env = [("PASSPHRASE", PASS), ("SWIFTDUP_FAULT", "scribble:vol1.")];
+        let o = restore(&s, "out", &[], &env);
+        assert_fails(&o, exit::INTEGRITY, "integrity", "vol1");
+        if !keep_writer {
+            assert!(
+                error_event(&o)["msg"]
+                    .as_str()
+                    .unwrap()
+                    .contains("opened for writing"),
+                "{case}: {}",
+                error_event(&o)
+            );
+        }
+        let o = restore(&s, "again", &[], &[("PASSPHRASE", PASS)]);
+        if keep_writer {
+            // The byte was changed: the next restore finds it at the check.
+            assert_fails(&o, exit::INTEGRITY, "integrity", "hash mismatch");
+        } else {
+            // The lease kept the writer out: nothing changed, and the restore is whole.
+            assert_ok(&o);
+            assert_eq!(fs::read(s.join("again/a.txt")).unwrap(), b"alpha");
+        }
+    }
+}
+
 #[test]
 fn tampered_encrypted_volume_with_a_forged_manifest_hash_fails_on_its_mdc() {
     // An attacker who can write the container and knows the passphrase-protected manifest
-    // format still cannot change a volume: its OpenPGP MDC is checked to the last byte,
-    // even though the tar stream inside ends earlier.
+    // format still cannot change a volume: where nothing else vouches that the bytes
+    // deciphered are the bytes checked (here the volume is kept open for writing, so no
+    // lease can be had), its OpenPGP MDC is checked to the last byte, even though the tar
+    // stream inside ends earlier.
     let s = backed_up("mdc", true);
     let vol = only(&s, ".vol1.difftar");
     let man = only(&s, ".manifest");
@@ -566,6 +605,7 @@ fn tampered_encrypted_volume_with_a_forged_manifest_hash_fails_on_its_mdc() {
         man.to_str().unwrap(),
         plain.to_str().unwrap(),
     ]);
+    let _writer = fs::OpenOptions::new().append(true).open(&vol).unwrap();
     let o = restore(&s, "out", &[], &[("PASSPHRASE", PASS)]);
     assert_fails(&o, exit::INTEGRITY, "integrity", "vol1");
 }

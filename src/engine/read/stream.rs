@@ -1,6 +1,7 @@
 //! The read side's source: each set of the chain read as one stream of tar members, its
 //! volumes fetched (up to `--concurrency` ahead, each on a thread and connection of its own),
-//! checked against the manifest's SHA-1,
+//! checked against the manifest's SHA-1 (and vouched for where the bytes deciphered are
+//! certainly the bytes checked, so that the MDC need not be hashed: see `fetch_checked`),
 //! opened (decrypted and inflated ahead on another thread) and read in order. What is
 //! checked on the way: the manifest itself before it is trusted, member order, whole
 //! multivol entries, and the Filelist against the members.
@@ -15,8 +16,10 @@ use crate::config::Common;
 use crate::engine::metadata::Metadata;
 use crate::error::{Error, Result};
 use crate::interrupt;
+use crate::local::platform::ReadLease;
 use crate::local::spool::tempfile_in;
-use crate::seal::{map_read_error, open_sealed};
+use crate::seal::pgp::Vouch;
+use crate::seal::{map_read_error, open_sealed_vouched};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek};
@@ -140,34 +143,56 @@ impl ListCheck {
 /// and its unlinked temporary file goes with it.
 struct Prefetch {
     name: String,
-    fetched: std::thread::JoinHandle<Result<(File, u64)>>,
+    fetched: std::thread::JoinHandle<Result<Fetched>>,
+}
+
+/// A volume checked against its manifest's SHA-1, at its start.
+struct Fetched {
+    file: File,
+    size: u64,
+    /// Where the bytes that will be deciphered are certainly the bytes checked: the MDC
+    /// need not be hashed as well ([`Vouch`]).
+    vouch: Option<Vouch>,
 }
 
 /// Download volume `name` (where the target is not local) and check its bytes against the
-/// manifest's SHA1 before anything is decrypted. Returns the file at its start and its size.
-fn fetch_checked(
-    backend: &dyn Backend,
-    name: &str,
-    want: &str,
-    tempdir: &Path,
-) -> Result<(File, u64)> {
-    let mut f = match backend.open_local(name) {
+/// manifest's SHA1 before anything is decrypted.
+fn fetch_checked(backend: &dyn Backend, name: &str, want: &str, tempdir: &Path) -> Result<Fetched> {
+    let (mut file, vouch) = match backend.open_local(name) {
         Some(f) => {
             let mut f = f?;
+            // Read twice, to check and then to decipher: a lease taken before the first
+            // read and still held after the second proves nobody could write in between.
+            // Without one, the MDC is hashed as well.
+            let lease = ReadLease::take(&f);
             backend::check_sha1(name, &mut f, want)?;
-            f
+            crate::local::fault::checked(name, &f);
+            let object = name.to_string();
+            let vouch = lease.map(|lease| {
+                Vouch::new(move || match lease.held() {
+                    true => Ok(()),
+                    false => Err(io::Error::other(crate::seal::pgp::CryptoError::Integrity(
+                        format!(
+                            "{object} was opened for writing or truncated by another process                              while it was read, after its check: run the restore again"
+                        ),
+                    ))),
+                })
+            });
+            (f, vouch)
         }
         None => {
             let mut f = tempfile_in(tempdir)?;
             backend.get_sha1(name, &mut f, want)?;
-            f
+            // Downloaded into a file of this process's own, unlinked as it was made: the
+            // bytes read back are the bytes checked.
+            (f, Some(Vouch::new(|| Ok(()))))
         }
     };
-    let total = f
+    let size = file
         .seek(io::SeekFrom::End(0))
-        .and_then(|n| f.seek(io::SeekFrom::Start(0)).map(|_| n))
+        .and_then(|n| file.seek(io::SeekFrom::Start(0)).map(|_| n))
         .map_err(|e| Error::io(name, e))?;
-    Ok((f, total))
+    Ok(Fetched { file, size, vouch })
 }
 
 /// Open a sealed volume. Where there are threads, decryption and decompression (AES,
@@ -195,9 +220,11 @@ fn open_volume(
     suffix: crate::archive::names::Suffix,
     keys: &crate::seal::pgp::OpenKeys,
     name: &str,
+    vouch: Option<Vouch>,
 ) -> Result<Box<dyn Read>> {
     if cfg!(target_os = "wasi") {
-        return open_sealed(io::BufReader::with_capacity(1 << 16, f), suffix, keys, name);
+        let f = io::BufReader::with_capacity(1 << 16, f);
+        return open_sealed_vouched(f, suffix, keys, name, vouch);
     }
     let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(4);
@@ -208,11 +235,12 @@ fn open_volume(
     std::thread::Builder::new()
         .name("open".into())
         .spawn(move || {
-            let r = open_sealed(
+            let r = open_sealed_vouched(
                 io::BufReader::with_capacity(1 << 16, f),
                 suffix,
                 &keys,
                 &object,
+                vouch,
             );
             let mut r = match r {
                 Ok(r) => {
@@ -340,7 +368,7 @@ impl<'a> SetStream<'a> {
         // nothing can be written before it, and sharing the server with the next ones
         // delays it (restores of many small files from Swift took 9-12% longer when the
         // first three volumes of a set downloaded together).
-        let (f, total) = match self.next.pop_front() {
+        let fetched = match self.next.pop_front() {
             Some(p) if p.name == name => p
                 .fetched
                 .join()
@@ -349,12 +377,18 @@ impl<'a> SetStream<'a> {
         };
         self.start_prefetch()?;
         self.stats.0 += 1;
-        self.stats.1 += total;
+        self.stats.1 += fetched.size;
         let f = Metered {
-            file: f,
+            file: fetched.file,
             n: self.sealed_read.clone(),
         };
-        let r = open_volume(f, self.suffix, &self.common.crypto.open, &name)?;
+        let r = open_volume(
+            f,
+            self.suffix,
+            &self.common.crypto.open,
+            &name,
+            fetched.vouch,
+        )?;
         self.tar = Some(TarReader::new(r));
         self.object = name;
         Ok(true)
@@ -657,10 +691,11 @@ pub(crate) fn checked_volumes(
 /// bytes downloaded.
 pub(crate) fn check_volume(md: &Metadata, set: &BackupSet, name: &str, sha1: &str) -> Result<u64> {
     let common = md.common;
-    let (f, total) = fetch_checked(md.backend, name, sha1, &common.tempdir)?;
-    let mut r = open_volume(f, set.suffix, &common.crypto.open, name)?;
+    let fetched = fetch_checked(md.backend, name, sha1, &common.tempdir)?;
+    // The MDC is hashed even so: `check` proves each volume opens as a whole message.
+    let mut r = open_volume(fetched.file, set.suffix, &common.crypto.open, name, None)?;
     io::copy(&mut r, &mut io::sink()).map_err(|e| map_read_error(name, e))?;
-    Ok(total)
+    Ok(fetched.size)
 }
 
 fn set_files(md: &Metadata, set: &BackupSet) -> Result<Manifest> {

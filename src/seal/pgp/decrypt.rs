@@ -81,6 +81,23 @@ pub(super) struct AesCfbMdc<R> {
     failed: bool,
 }
 
+/// A caller's word that a message's ciphertext was checked, before any of it was
+/// deciphered, against a hash that is itself authenticated (a volume against the SHA-1 its
+/// manifest gives; the manifest was opened with its MDC checked), and a check, made when
+/// the message ends, that the bytes deciphered are still the bytes checked. With both, the
+/// MDC (SHA-1 over the plaintext) proves nothing more: its hash is not computed, though its
+/// packet must still close the message. In a restore of a big file that hash was a third
+/// of the CPU.
+pub struct Vouch(Box<dyn FnOnce() -> io::Result<()> + Send>);
+
+impl Vouch {
+    /// `still_checked` runs once, at the message's end; its error fails the message as a
+    /// wrong MDC would (an `io::Error` carrying a [`CryptoError`] is passed on as it is).
+    pub fn new(still_checked: impl FnOnce() -> io::Result<()> + Send + 'static) -> Vouch {
+        Vouch(Box::new(still_checked))
+    }
+}
+
 /// Hashed here until this much of a message has passed; the rest on a thread of its own.
 const MDC_AWAY_AFTER: u64 = 1 << 20;
 /// Pieces handed to the MDC's thread and not hashed yet.
@@ -96,6 +113,8 @@ enum Mdc {
         hasher: std::thread::JoinHandle<Sha1>,
     },
     Taken,
+    /// Not hashed: the caller vouches for the ciphertext (taken when the message ends).
+    Vouched(Option<Vouch>),
 }
 
 impl Mdc {
@@ -116,6 +135,7 @@ impl Mdc {
                 .send((buf.clone(), start, end))
                 .map_err(|_| io::Error::other("the MDC's thread stopped")),
             Mdc::Taken => Err(io::Error::other("the MDC was already computed")),
+            Mdc::Vouched(_) => Ok(()),
         }
     }
 
@@ -149,7 +169,9 @@ impl Mdc {
                     .join()
                     .map_err(|_| io::Error::other("the MDC's thread stopped"))?
             }
-            Mdc::Taken => return Err(io::Error::other("the MDC was already computed")),
+            Mdc::Taken | Mdc::Vouched(_) => {
+                return Err(io::Error::other("the MDC was already computed"))
+            }
         };
         Ok(h.finalize().into())
     }
@@ -157,7 +179,13 @@ impl Mdc {
 
 impl<R: BufRead> AesCfbMdc<R> {
     /// The source back for a cipher other than AES (or a key of the wrong length).
-    pub(super) fn new(alg: SymmetricKeyAlgorithm, key: &[u8], src: R) -> Result<Self, R> {
+    /// With `vouch`, the MDC's hash is not computed (see [`Vouch`]).
+    pub(super) fn new(
+        alg: SymmetricKeyAlgorithm,
+        key: &[u8],
+        src: R,
+        vouch: Option<Vouch>,
+    ) -> Result<Self, R> {
         let Some(aes) = Aes::new(alg, key) else {
             return Err(src);
         };
@@ -173,7 +201,10 @@ impl<R: BufRead> AesCfbMdc<R> {
             pos: 0,
             ready: 0,
             skip: BS + 2,
-            mdc: Mdc::Here(Sha1::new(), 0),
+            mdc: match vouch {
+                Some(v) => Mdc::Vouched(Some(v)),
+                None => Mdc::Here(Sha1::new(), 0),
+            },
             done: false,
             failed: false,
         })
@@ -265,16 +296,24 @@ impl<R: BufRead> AesCfbMdc<R> {
             return Err(io::Error::other(pgp::errors::Error::MdcError));
         }
         let end = self.len - MDC_LEN;
-        // Everything before the MDC's hash, its packet's two header bytes included.
-        self.mdc.update(&self.plain, 0, end + 2)?;
-        let digest = self.mdc.finalize()?;
-        let tail = &self.plain[end..self.len];
-        let differs = tail[2..]
-            .iter()
-            .zip(digest.iter())
-            .fold((tail[0] ^ 0xD3) | (tail[1] ^ 0x14), |acc, (a, b)| {
-                acc | (a ^ b)
-            });
+        let differs = if let Mdc::Vouched(vouch) = &mut self.mdc {
+            let Some(vouch) = vouch.take() else {
+                return Err(io::Error::other("the MDC was already computed"));
+            };
+            (vouch.0)()?;
+            (self.plain[end] ^ 0xD3) | (self.plain[end + 1] ^ 0x14)
+        } else {
+            // Everything before the MDC's hash, its packet's two header bytes included.
+            self.mdc.update(&self.plain, 0, end + 2)?;
+            let digest = self.mdc.finalize()?;
+            let tail = &self.plain[end..self.len];
+            tail[2..]
+                .iter()
+                .zip(digest.iter())
+                .fold((tail[0] ^ 0xD3) | (tail[1] ^ 0x14), |acc, (a, b)| {
+                    acc | (a ^ b)
+                })
+        };
         if differs != 0 {
             return Err(io::Error::other(pgp::errors::Error::MdcError));
         }
@@ -348,6 +387,7 @@ impl<R: BufRead> Read for AesCfbMdc<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A source that hands out its bytes in pieces of changing sizes (partial-length chunks
     /// and short reads put block boundaries anywhere).
@@ -401,7 +441,7 @@ mod tests {
         body: &[u8],
         sizes: &[usize],
     ) -> io::Result<Vec<u8>> {
-        let mut d = AesCfbMdc::new(alg, key, pieces(body, sizes))
+        let mut d = AesCfbMdc::new(alg, key, pieces(body, sizes), None)
             .unwrap_or_else(|_| panic!("{alg:?} is AES"));
         let mut out = Vec::new();
         d.read_to_end(&mut out)?;
@@ -484,7 +524,7 @@ mod tests {
         let mut bad = body.clone();
         bad[100] ^= 0x80;
         let mut d =
-            AesCfbMdc::new(alg, &key, pieces(&bad, &[1 << 20])).unwrap_or_else(|_| panic!());
+            AesCfbMdc::new(alg, &key, pieces(&bad, &[1 << 20]), None).unwrap_or_else(|_| panic!());
         let mut out = Vec::new();
         let e = d.read_to_end(&mut out).unwrap_err();
         assert!(
@@ -505,16 +545,16 @@ mod tests {
         let mut plain = vec![0u8; 3 * MDC_AWAY_AFTER as usize + 12_345];
         rand::rngs::OsRng.fill_bytes(&mut plain);
         let body = sealed(alg, &key, &plain);
-        let mut d =
-            AesCfbMdc::new(alg, &key, pieces(&body, &[65_536, 1000])).unwrap_or_else(|_| panic!());
+        let mut d = AesCfbMdc::new(alg, &key, pieces(&body, &[65_536, 1000]), None)
+            .unwrap_or_else(|_| panic!());
         let mut got = Vec::new();
         d.read_to_end(&mut got).unwrap();
         assert!(got == plain);
         assert!(matches!(d.mdc, Mdc::Taken), "the MDC was computed");
         // Hashed on its thread from the first MiB on (not on WASI, which has none).
         if !cfg!(target_os = "wasi") {
-            let mut d =
-                AesCfbMdc::new(alg, &key, pieces(&body, &[65_536])).unwrap_or_else(|_| panic!());
+            let mut d = AesCfbMdc::new(alg, &key, pieces(&body, &[65_536]), None)
+                .unwrap_or_else(|_| panic!());
             let mut some = vec![0u8; 2 * MDC_AWAY_AFTER as usize];
             d.read_exact(&mut some).unwrap();
             assert!(matches!(d.mdc, Mdc::Away { .. }));
@@ -535,10 +575,68 @@ mod tests {
         assert!(open_with(alg, &key, &body[..body.len() - 1], &[65_536]).is_err());
     }
 
+    /// Open `body` vouched for; `intact` is what the vouch says at the end. Returns the
+    /// plaintext read before the verdict and the verdict.
+    fn open_vouched(body: &[u8], intact: bool) -> (Vec<u8>, io::Result<()>, Arc<AtomicBool>) {
+        let asked = Arc::new(AtomicBool::new(false));
+        let asked2 = asked.clone();
+        let vouch = Vouch::new(move || {
+            asked2.store(true, Ordering::SeqCst);
+            match intact {
+                true => Ok(()),
+                false => Err(io::Error::other(CryptoError::Integrity("changed".into()))),
+            }
+        });
+        let (alg, key) = (SymmetricKeyAlgorithm::AES256, [5u8; 32]);
+        let mut d = AesCfbMdc::new(alg, &key, pieces(body, &[4096]), Some(vouch))
+            .unwrap_or_else(|_| panic!());
+        let mut out = Vec::new();
+        let verdict = d.read_to_end(&mut out).map(|_| ());
+        if verdict.is_err() {
+            // A failed message never turns into an end of data later.
+            assert!(d.read(&mut [0u8; 10]).is_err());
+        }
+        (out, verdict, asked)
+    }
+
+    #[test]
+    fn a_vouched_message_ends_on_the_vouch_without_hashing_the_mdc() {
+        let (alg, key) = (SymmetricKeyAlgorithm::AES256, [5u8; 32]);
+        let mut plain = vec![0u8; 2 * MDC_AWAY_AFTER as usize + 99];
+        rand::rngs::OsRng.fill_bytes(&mut plain);
+        let body = sealed(alg, &key, &plain);
+        let (got, verdict, asked) = open_vouched(&body, true);
+        assert!(verdict.is_ok() && got == plain);
+        assert!(
+            asked.load(Ordering::SeqCst),
+            "the vouch was asked at the end"
+        );
+        // The vouch, not the MDC's hash, decides: a message whose MDC hash is wrong (which
+        // its checked ciphertext could only be if its writer made it so) still opens...
+        let mut wrong_hash = body.clone();
+        let n = wrong_hash.len();
+        wrong_hash[n - 1] ^= 0x01;
+        assert!(open_vouched(&wrong_hash, true).1.is_ok());
+        // ...but its MDC packet must still close it, and a vouch that no longer holds
+        // fails it as a wrong MDC would, with the vouch's own error.
+        let mut wrong_tag = body.clone();
+        wrong_tag[n - 22] ^= 0x01;
+        assert!(open_vouched(&wrong_tag, true).1.is_err());
+        assert!(open_vouched(&body[..n - 1], true).1.is_err());
+        let (_, verdict, _) = open_vouched(&body, false);
+        let e = verdict.unwrap_err();
+        assert!(
+            e.get_ref()
+                .and_then(|i| i.downcast_ref::<CryptoError>())
+                .is_some_and(|c| matches!(c, CryptoError::Integrity(m) if m == "changed")),
+            "{e}"
+        );
+    }
+
     #[test]
     fn other_ciphers_get_their_source_back() {
         let src: &[u8] = b"0123456789";
-        let back = AesCfbMdc::new(SymmetricKeyAlgorithm::CAST5, &[0u8; 16], src);
+        let back = AesCfbMdc::new(SymmetricKeyAlgorithm::CAST5, &[0u8; 16], src, None);
         assert!(matches!(back, Err(s) if s == src));
     }
 }

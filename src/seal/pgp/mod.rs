@@ -38,6 +38,7 @@ mod sign;
 mod verify;
 mod writer;
 
+pub use decrypt::Vouch;
 use decrypt::*;
 use framing::*;
 pub use keys::*;

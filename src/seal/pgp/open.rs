@@ -145,6 +145,16 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
     r: R,
     keys: &OpenKeys,
 ) -> Result<(Box<dyn Read + 'a>, Vec<Opened>), CryptoError> {
+    open_pgp_vouched(r, keys, None)
+}
+
+/// Like [`open_pgp_detailed`]; with `vouch` the caller has checked the ciphertext (see
+/// [`Vouch`]), and the MDC of an AES message is not hashed.
+pub fn open_pgp_vouched<'a, R: Read + 'a>(
+    r: R,
+    keys: &OpenKeys,
+    vouch: Option<Vouch>,
+) -> Result<(Box<dyn Read + 'a>, Vec<Opened>), CryptoError> {
     let (mut src, src_failed) = source(r)?;
     let mut warnings = Vec::new();
     let (top, first) = match session_key_packets(&mut src, &src_failed, &mut warnings)? {
@@ -158,7 +168,7 @@ pub fn open_pgp_detailed<'a, R: Read + 'a>(
                 pkesks: &pkesks,
                 keys,
             };
-            let top = decryptor(data, src, &src_failed, &sk_search, &mut warnings)?;
+            let top = decryptor(data, src, &src_failed, &sk_search, &mut warnings, vouch)?;
             (top, None)
         }
         Esks::Plain(header) => {
@@ -281,6 +291,7 @@ fn decryptor<'a>(
     src_failed: &Rc<Cell<bool>>,
     sk_search: &SessionKeySearch,
     warnings: &mut Vec<Opened>,
+    vouch: Option<Vouch>,
 ) -> Result<Top<'a>, CryptoError> {
     let fail = |e: io::Error| classify(e, src_failed);
     Ok(match data_header.tag() {
@@ -323,9 +334,10 @@ fn decryptor<'a>(
             }
             let chain = Cursor::new(prefix).chain(body);
             // What gpg and swiftdup write (AES, with an MDC) is deciphered by
-            // `AesCfbMdc`, many blocks at a time; anything else by rPGP.
+            // `AesCfbMdc`, many blocks at a time; anything else by rPGP (which always
+            // hashes the MDC).
             let chain = match protected {
-                true => match AesCfbMdc::new(alg, key.as_ref(), chain) {
+                true => match AesCfbMdc::new(alg, key.as_ref(), chain, vouch) {
                     Ok(dec) => return Ok(Top::AesCfb(Box::new(dec))),
                     Err(chain) => chain,
                 },
