@@ -494,9 +494,11 @@ pub fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
 /// broken, nobody opens the file for writing or truncates it without the lease breaking
 /// first, and the opener waits for the break (at most `/proc/sys/fs/lease-break-time`
 /// seconds). So a lease still held after a file was read twice proves the two reads saw
-/// the same bytes. `None` where none can be had: the file is open for writing somewhere
-/// (a writable shared mapping included), belongs to another user (without CAP_LEASE), is
-/// on a file system without leases (NFS), or this is not Linux.
+/// the same bytes, on a file system whose files change only through this kernel. `None`
+/// where none can be had: the file is open for writing somewhere (a writable shared
+/// mapping included), belongs to another user (without CAP_LEASE), is on a file system
+/// not known to be local (NFS, CIFS, FUSE, overlay: their files can change without an open
+/// here), or this is not Linux.
 pub struct ReadLease(#[cfg(target_os = "linux")] std::fs::File);
 
 impl ReadLease {
@@ -509,6 +511,9 @@ impl ReadLease {
         QUIET.call_once(|| unsafe {
             libc::signal(libc::SIGIO, libc::SIG_IGN);
         });
+        if !on_local_disk(f) {
+            return None;
+        }
         // A duplicate shares the open file, and so the lease (which belongs to it).
         let f = f.try_clone().ok()?;
         let ok = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) } == 0;
@@ -532,6 +537,29 @@ impl ReadLease {
     pub fn held(&self) -> bool {
         false
     }
+}
+
+/// On a file system whose files live on this machine's disks (or memory) and change only
+/// through this kernel.
+#[cfg(target_os = "linux")]
+fn on_local_disk(f: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // statfs(2)'s magic numbers: ext2/3/4, XFS, Btrfs, F2FS, ZFS, tmpfs.
+    const LOCAL: [u32; 6] = [
+        0xEF53,
+        0x5846_5342,
+        0x9123_683E,
+        0xF2F5_2010,
+        0x2FC1_2FC1,
+        0x0102_1994,
+    ];
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    if unsafe { libc::fstatfs(f.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // The field is signed or not, 32 or 64 bits wide, by libc: the magic is its low 32.
+    let magic = unsafe { st.assume_init() }.f_type as u64 as u32;
+    LOCAL.contains(&magic)
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -567,6 +595,13 @@ mod tests {
         assert!(!lease.held());
         drop((lease, f));
         fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn no_lease_where_files_can_change_without_an_open_here() {
+        // procfs stands for any file system not known to be local.
+        let f = fs::File::open("/proc/self/status").unwrap();
+        assert!(ReadLease::take(&f).is_none());
     }
 
     #[test]

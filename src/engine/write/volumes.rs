@@ -880,6 +880,7 @@ mod tests {
             stored.push((plain, s.bytes));
             Ok(())
         };
+        let tempdir = spec.tempdir.clone();
         let mut b = Builder::new(spec);
         for (i, data) in blocks.iter().enumerate() {
             let (header, pos) = member(i, data);
@@ -887,6 +888,8 @@ mod tests {
                 .unwrap();
         }
         let infos = b.finish(Pending::default(), &mut store).unwrap();
+        // Every spool is gone by now: the directory is left empty, and goes too.
+        std::fs::remove_dir(&tempdir).unwrap();
         (stored, infos)
     }
 
