@@ -15,6 +15,29 @@ pub fn tempfile_in(dir: &Path) -> Result<fs::File> {
     Ok(f)
 }
 
+/// A temporary file that no other process can open by a name: it never has one (Linux's
+/// `O_TMPFILE`, with `O_EXCL` so that it cannot be given one later, mode 0600), on a file
+/// system whose files change only through this kernel. `None` where one cannot be made
+/// (another system, a file system without `O_TMPFILE`, NFS).
+#[cfg(target_os = "linux")]
+pub fn private_tempfile_in(dir: &Path) -> Option<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::create_dir_all(dir).ok()?;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_EXCL)
+        .open(dir)
+        .ok()?;
+    crate::local::platform::on_local_disk(&f).then_some(f)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn private_tempfile_in(_dir: &Path) -> Option<fs::File> {
+    None
+}
+
 /// A named temporary file that is removed when dropped (for uploads, which reopen by path),
 /// or by the watchdog when a run has to be ended after a signal (a volume spool can be
 /// hundreds of MiB of a pod's /tmp).
@@ -116,5 +139,35 @@ fn remove_stale_temps(dir: &Path) {
 impl Drop for TempPath {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_private_spool_has_no_name_and_no_one_elses_permissions() {
+        let dir = std::env::temp_dir().join(format!("swiftdup-private-{}", std::process::id()));
+        let Some(mut f) = private_tempfile_in(&dir) else {
+            eprintln!(
+                "SKIPPED: no O_TMPFILE file on a local file system in {}",
+                dir.display()
+            );
+            let _ = fs::remove_dir(&dir);
+            return;
+        };
+        f.write_all(b"spooled").unwrap();
+        f.rewind().unwrap();
+        let mut back = String::new();
+        f.read_to_string(&mut back).unwrap();
+        assert_eq!(back, "spooled");
+        let m = f.metadata().unwrap();
+        assert_eq!(m.nlink(), 0, "it never had a name");
+        assert_eq!(m.mode() & 0o777, 0o600);
+        // Nothing appeared in the directory, which is left empty.
+        fs::remove_dir(&dir).unwrap();
     }
 }

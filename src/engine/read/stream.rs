@@ -17,7 +17,7 @@ use crate::engine::metadata::Metadata;
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::local::platform::ReadLease;
-use crate::local::spool::tempfile_in;
+use crate::local::spool::{private_tempfile_in, tempfile_in};
 use crate::seal::pgp::Vouch;
 use crate::seal::{map_read_error, open_sealed_vouched};
 use std::collections::VecDeque;
@@ -173,7 +173,8 @@ fn fetch_checked(backend: &dyn Backend, name: &str, want: &str, tempdir: &Path) 
                     true => Ok(()),
                     false => Err(io::Error::other(crate::seal::pgp::CryptoError::Integrity(
                         format!(
-                            "{object} was opened for writing or truncated by another process                              while it was read, after its check: run the restore again"
+                            "{object} was opened for writing or truncated by another process \
+                             while it was read, after its check: run the restore again"
                         ),
                     ))),
                 })
@@ -181,11 +182,16 @@ fn fetch_checked(backend: &dyn Backend, name: &str, want: &str, tempdir: &Path) 
             (f, vouch)
         }
         None => {
-            let mut f = tempfile_in(tempdir)?;
+            // A spool that never has a name holds exactly the bytes hashed as they came
+            // (only this process, or one that may read its memory too, can reach it). Any
+            // other spool could be opened by name and written between its check and its
+            // reading, so there the MDC is hashed as well.
+            let (mut f, private) = match private_tempfile_in(tempdir) {
+                Some(f) => (f, true),
+                None => (tempfile_in(tempdir)?, false),
+            };
             backend.get_sha1(name, &mut f, want)?;
-            // Downloaded into a file of this process's own, unlinked as it was made: the
-            // bytes read back are the bytes checked.
-            (f, Some(Vouch::new(|| Ok(()))))
+            (f, private.then(|| Vouch::new(|| Ok(()))))
         }
     };
     let size = file
