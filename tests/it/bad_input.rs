@@ -1567,6 +1567,7 @@ fn local_disk_errors_are_local_io_and_storage_errors_backend() {
     let o = std::process::Command::new(swiftdup_bin())
         .args(["list-current-files", &url, "--archive-dir", &cache])
         .env_clear()
+        .env("TMPDIR", crate::support::RUN_TMPDIR)
         .stdin(std::process::Stdio::null())
         .stdout(fs::File::create("/dev/full").unwrap())
         .stderr(std::process::Stdio::piped())

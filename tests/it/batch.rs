@@ -157,6 +157,7 @@ fn sidecar_mode_repeats_until_sigterm_and_exits_with_the_last_runs_code() {
             s.join("c").to_str().unwrap(),
         ])
         .env_clear()
+        .env("TMPDIR", crate::support::RUN_TMPDIR)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -265,6 +266,7 @@ fn sigterm_during_a_run_stops_it_and_leaves_a_readable_chain() {
             "9",
         ])
         .env_clear()
+        .env("TMPDIR", crate::support::RUN_TMPDIR)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -1081,6 +1083,7 @@ fn with_closed_stdout(args: &[&str]) -> std::process::Output {
     Command::new(swiftdup_bin())
         .args(args)
         .env_clear()
+        .env("TMPDIR", crate::support::RUN_TMPDIR)
         .env("PASSPHRASE", PASS)
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer))
@@ -1403,6 +1406,7 @@ fn a_terminal_gets_a_live_progress_line() {
         c.args(["-qfec", &format!("{bin} {args} --archive-dir {cache}")])
             .arg(&log)
             .env_clear()
+            .env("TMPDIR", crate::support::RUN_TMPDIR)
             .env("PATH", "/usr/bin:/bin")
             .env("TERM", "xterm")
             .env("PASSPHRASE", PASS)

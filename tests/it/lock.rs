@@ -127,6 +127,7 @@ fn a_second_job_during_a_run_is_refused_or_waits() {
         ])
         .args(extra)
         .env_clear()
+        .env("TMPDIR", crate::support::RUN_TMPDIR)
         .env("PASSPHRASE", PASS)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -252,12 +252,18 @@ pub fn swiftdup_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_swiftdup"))
 }
 
+/// Where runs without `--tempdir` or `TMPDIR` of their own keep temporary files (and, with
+/// no HOME either, their cache): the build's scratch directory, not the machine's /tmp,
+/// where every test run would leave caches and a killed run's spools.
+pub const RUN_TMPDIR: &str = env!("CARGO_TARGET_TMPDIR");
+
 /// Run swiftdup with a clean environment plus `env`; returns the output.
 pub fn swiftdup(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(swiftdup_bin());
     c.args(args)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
+        .env("TMPDIR", RUN_TMPDIR)
         .stdin(Stdio::null());
     for (k, v) in env {
         c.env(k, v);
@@ -584,6 +590,7 @@ pub fn swiftdup_fed<T: Send + 'static>(
     c.args(args)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
+        .env("TMPDIR", RUN_TMPDIR)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
