@@ -45,8 +45,7 @@ pub fn open_sealed_vouched<'a>(
         Suffix::None => Box::new(r),
         Suffix::Gzip => Box::new(pgp::open_gzip(r)),
         Suffix::Gpg => {
-            let opened = pgp::open_pgp_vouched(r, keys, vouch)
-                .map(|(r, w)| (r, w.iter().map(|w| w.to_string()).collect::<Vec<_>>()));
+            let opened = pgp::open_pgp_vouched(r, keys, vouch);
             let (reader, warnings) = opened.map_err(|e| match e {
                 // Not a wrong passphrase: none was given. Say which setting is missing.
                 pgp::CryptoError::WrongPassphrase
