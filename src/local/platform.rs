@@ -540,6 +540,51 @@ impl ReadLease {
     }
 }
 
+/// Start writing `len` bytes of `f` at `at` to the disk, without waiting for it. Advice
+/// only: an error changes nothing.
+#[cfg(target_os = "linux")]
+pub fn start_writeback(f: &std::fs::File, at: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    if let (Ok(at), Ok(len)) = (libc::off64_t::try_from(at), libc::off64_t::try_from(len)) {
+        unsafe { libc::sync_file_range(f.as_raw_fd(), at, len, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+}
+
+/// Drop from the page cache what of `len` bytes of `f` at `at` is on the disk already;
+/// pages still dirty or being written stay, and nothing waits. Advice only.
+#[cfg(target_os = "linux")]
+pub fn drop_written(f: &std::fs::File, at: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    if let (Ok(at), Ok(len)) = (libc::off_t::try_from(at), libc::off_t::try_from(len)) {
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), at, len, libc::POSIX_FADV_DONTNEED) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn start_writeback(_f: &std::fs::File, _at: u64, _len: u64) {}
+
+#[cfg(not(target_os = "linux"))]
+pub fn drop_written(_f: &std::fs::File, _at: u64, _len: u64) {}
+
+/// Give back the blocks of `f` before `end`, keeping its size: a spool's bytes once read.
+/// Their pages are freed at once, dirty or not: reused by what is written next, and not
+/// written out to the disk first. False where the file system cannot (or this is not
+/// Linux): nothing changed.
+#[cfg(target_os = "linux")]
+pub fn discard_before(f: &std::fs::File, end: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(end) else {
+        return false;
+    };
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    unsafe { libc::fallocate(f.as_raw_fd(), mode, 0, len) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn discard_before(_f: &std::fs::File, _end: u64) -> bool {
+    false
+}
+
 /// On a file system whose files live on this machine's disks (or memory) and change only
 /// through this kernel. Not ZFS: a rollback or a received stream replaces the contents
 /// of files that are open, without an open of its own.

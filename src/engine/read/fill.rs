@@ -8,6 +8,7 @@
 //! 1 GiB: 1.5 s of system time there, 0.25 s into pages just freed). One thread doing that
 //! and reading the archive was the limit of a restore of a big file. Files that fit in one
 //! piece (most files) are written by the main thread at once, with no handing over.
+//! Big files are also written behind (`BEHIND`), so that their pages are reused.
 
 use crate::engine::read_full;
 use crate::rsync::sparse::{is_zero, write_at};
@@ -19,6 +20,18 @@ use std::sync::{Arc, Mutex};
 
 /// A piece: whole 4 KiB blocks, so that every piece's zero blocks can be holes.
 const PIECE: usize = 1 << 20;
+
+/// A big file is written behind in spans of this many bytes: each span is sent to the
+/// disk once the pieces reach its end, and `LAG` spans later what the disk has of it is
+/// dropped from memory. So a big restore keeps reusing a few hundred MiB of page cache
+/// instead of taking fresh memory for all of it, which is what cost: restoring one 4 GiB
+/// file from file:// (set (c) of `make bench`) took 6.4-7.2 s of system time and 9.1-9.4 s
+/// wall without this, 3.5-4.1 s and 8.0-8.6 s with it; from the test Swift 25.3 s became
+/// 22.2 s. Nothing waits for the disk: where it is slower, pages stay until it is done.
+const BEHIND: u64 = if cfg!(test) { 2 << 20 } else { 32 << 20 };
+
+/// How many spans behind the pieces being written a span's pages are dropped.
+const LAG: u64 = 4;
 
 pub(crate) struct FillPool {
     jobs: SyncSender<Job>,
@@ -139,7 +152,11 @@ impl FillPool {
                 break Err(io::Error::other("the file-writing threads stopped"));
             }
             inflight += 1;
+            let before = at;
             at += n as u64;
+            if at / BEHIND > before / BEHIND {
+                write_behind(file, at / BEHIND * BEHIND);
+            }
             let mut buf = self.buffer(&mut inflight, &mut failed)?;
             if failed.is_some() {
                 self.free.push(buf);
@@ -201,6 +218,19 @@ impl FillPool {
             failed.get_or_insert(e);
         }
         Ok(())
+    }
+}
+
+/// A file's pieces reached `span_end`, a multiple of [`BEHIND`]: start writing the span
+/// before it to the disk, and drop from memory what the disk has of the spans `LAG` back
+/// (the last `LAG` such spans again, for pages that were still being written before).
+fn write_behind(file: &File, span_end: u64) {
+    use crate::local::platform::{drop_written, start_writeback};
+    start_writeback(file, span_end - BEHIND, BEHIND);
+    let written = span_end.saturating_sub(LAG * BEHIND);
+    let from = written.saturating_sub(LAG * BEHIND);
+    if written > from {
+        drop_written(file, from, written - from);
     }
 }
 
@@ -327,6 +357,34 @@ mod tests {
             allocated < (PIECE as u64) * 2,
             "{allocated} bytes allocated for {} of data",
             PIECE / 2 + 5000
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_written_behind_over_many_spans_comes_out_whole() {
+        // Spans are 2 MiB in tests: 13 of them, zero runs across span edges, and pages
+        // dropped behind as the file is written must change nothing in it.
+        let dir = scratch("behind");
+        let mut pool = FillPool::new(2).unwrap();
+        let span = BEHIND as usize;
+        let mut data = pattern(span + PIECE / 2);
+        data.extend(vec![0u8; span]);
+        data.extend(pattern(10 * span + 4096));
+        data.extend(vec![0u8; PIECE / 2]);
+        data.extend(pattern(777));
+        let path = dir.join("big");
+        let f = File::create(&path).unwrap();
+        assert_eq!(
+            pool.copy(&f, &mut source(&data, None)).unwrap(),
+            data.len() as u64
+        );
+        drop(f);
+        assert!(std::fs::read(&path).unwrap() == data);
+        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(
+            allocated < data.len() as u64 - span as u64 / 2,
+            "the zero span is a hole"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

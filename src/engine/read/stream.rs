@@ -153,12 +153,14 @@ struct Fetched {
     /// Where the bytes that will be deciphered are certainly the bytes checked: the MDC
     /// need not be hashed as well ([`Vouch`]).
     vouch: Option<Vouch>,
+    /// A download in a spool of this run's own (never the user's file:// volume).
+    spooled: bool,
 }
 
 /// Download volume `name` (where the target is not local) and check its bytes against the
 /// manifest's SHA1 before anything is decrypted.
 fn fetch_checked(backend: &dyn Backend, name: &str, want: &str, tempdir: &Path) -> Result<Fetched> {
-    let (mut file, vouch) = match backend.open_local(name) {
+    let (mut file, vouch, spooled) = match backend.open_local(name) {
         Some(f) => {
             let mut f = f?;
             // Read twice, to check and then to decipher: a lease taken before the first
@@ -179,7 +181,7 @@ fn fetch_checked(backend: &dyn Backend, name: &str, want: &str, tempdir: &Path) 
                     ))),
                 })
             });
-            (f, vouch)
+            (f, vouch, false)
         }
         None => {
             // A spool that never has a name holds exactly the bytes hashed as they came
@@ -191,14 +193,19 @@ fn fetch_checked(backend: &dyn Backend, name: &str, want: &str, tempdir: &Path) 
                 None => (tempfile_in(tempdir)?, false),
             };
             backend.get_sha1(name, &mut f, want)?;
-            (f, private.then(|| Vouch::new(|| Ok(()))))
+            (f, private.then(|| Vouch::new(|| Ok(()))), true)
         }
     };
     let size = file
         .seek(io::SeekFrom::End(0))
         .and_then(|n| file.seek(io::SeekFrom::Start(0)).map(|_| n))
         .map_err(|e| Error::io(name, e))?;
-    Ok(Fetched { file, size, vouch })
+    Ok(Fetched {
+        file,
+        size,
+        vouch,
+        spooled,
+    })
 }
 
 /// Open a sealed volume. Where there are threads, decryption and decompression (AES,
@@ -207,16 +214,39 @@ fn fetch_checked(backend: &dyn Backend, name: &str, want: &str, tempdir: &Path) 
 /// 256 KiB), and read errors arrive in order as the same `io::Error`s, so a damaged
 /// volume is reported exactly as when read inline.
 /// A volume's file, counting the bytes read from it for the progress display.
+/// A spool's bytes already read are given back as it is read ([`Spool`]).
 struct Metered {
     file: File,
     n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    spool: Option<Spool>,
 }
+
+/// Where a spool has been read to, and given back from its start to.
+struct Spool {
+    read: u64,
+    discarded: u64,
+}
+
+/// Bytes of a spool given back at a time: few calls, and little of it ever written out.
+const DISCARD_STEP: u64 = 8 << 20;
 
 impl Read for Metered {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let k = self.file.read(buf)?;
         self.n
             .fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(s) = &mut self.spool {
+            s.read += k as u64;
+            if s.read - s.discarded >= DISCARD_STEP {
+                // Nothing is read twice from a spool: what is behind is only taking
+                // memory and, once the kernel writes it back, the disk's time.
+                if crate::local::platform::discard_before(&self.file, s.read) {
+                    s.discarded = s.read;
+                } else {
+                    self.spool = None;
+                }
+            }
+        }
         Ok(k)
     }
 }
@@ -387,6 +417,10 @@ impl<'a> SetStream<'a> {
         let f = Metered {
             file: fetched.file,
             n: self.sealed_read.clone(),
+            spool: fetched.spooled.then_some(Spool {
+                read: 0,
+                discarded: 0,
+            }),
         };
         let r = open_volume(
             f,
@@ -826,6 +860,51 @@ pub(crate) fn set_streams<'a>(
 mod tests {
     use super::*;
     use std::sync::mpsc::sync_channel;
+
+    #[test]
+    fn a_spool_reads_whole_and_gives_its_read_bytes_back() {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir();
+        let mut f = tempfile_in(&dir).unwrap();
+        let data: Vec<u8> = (0..3 * DISCARD_STEP as usize + 12_345)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        f.write_all(&data).unwrap();
+        f.sync_all().unwrap();
+        f.rewind().unwrap();
+        let spool = f.try_clone().unwrap();
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut m = Metered {
+            file: f,
+            n: n.clone(),
+            spool: Some(Spool {
+                read: 0,
+                discarded: 0,
+            }),
+        };
+        let mut back = Vec::new();
+        io::BufReader::with_capacity(1 << 16, &mut m)
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data, "the spool read back whole");
+        assert_eq!(
+            n.load(std::sync::atomic::Ordering::Relaxed),
+            data.len() as u64
+        );
+        let md = spool.metadata().unwrap();
+        assert_eq!(md.len(), data.len() as u64, "the size is kept");
+        if m.spool.is_some() {
+            // Where the file system can punch holes, what was read is no longer stored.
+            assert!(
+                md.blocks() * 512 <= 2 * DISCARD_STEP,
+                "{} bytes kept",
+                md.blocks() * 512
+            );
+        } else {
+            eprintln!("SKIPPED: no hole punching in {}", dir.display());
+        }
+    }
 
     fn reader(blocks: Vec<Block>) -> ReadAhead {
         let (tx, rx) = sync_channel(blocks.len() + 1);
