@@ -861,6 +861,7 @@ mod tests {
     use super::*;
     use std::sync::mpsc::sync_channel;
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_spool_reads_whole_and_gives_its_read_bytes_back() {
         use std::io::Write;
