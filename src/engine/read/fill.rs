@@ -26,8 +26,8 @@ const PIECE: usize = 1 << 20;
 /// dropped from memory. So a big restore keeps reusing a few hundred MiB of page cache
 /// instead of taking fresh memory for all of it, which is what cost: restoring one 4 GiB
 /// file from file:// (set (c) of `make bench`) took 6.4-7.2 s of system time and 9.1-9.4 s
-/// wall without this, 3.5-4.1 s and 8.0-8.6 s with it; from the test Swift 25.3 s became
-/// 22.2 s. Nothing waits for the disk: where it is slower, pages stay until it is done.
+/// wall without this, 3.5-5.2 s and 8.0-8.9 s with it; from the test Swift 25.3 s became
+/// 22.2 s (docs/benchmark.md). Nothing waits for the disk: where it is slower, pages stay until it is done.
 const BEHIND: u64 = if cfg!(test) { 2 << 20 } else { 32 << 20 };
 
 /// How many spans behind the pieces being written a span's pages are dropped.

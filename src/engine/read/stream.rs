@@ -222,6 +222,7 @@ struct Metered {
 }
 
 /// Where a spool has been read to, and given back from its start to.
+#[derive(Default)]
 struct Spool {
     read: u64,
     discarded: u64,
@@ -417,10 +418,7 @@ impl<'a> SetStream<'a> {
         let f = Metered {
             file: fetched.file,
             n: self.sealed_read.clone(),
-            spool: fetched.spooled.then_some(Spool {
-                read: 0,
-                discarded: 0,
-            }),
+            spool: fetched.spooled.then(Spool::default),
         };
         let r = open_volume(
             f,
@@ -879,10 +877,7 @@ mod tests {
         let mut m = Metered {
             file: f,
             n: n.clone(),
-            spool: Some(Spool {
-                read: 0,
-                discarded: 0,
-            }),
+            spool: Some(Spool::default()),
         };
         let mut back = Vec::new();
         io::BufReader::with_capacity(1 << 16, &mut m)
