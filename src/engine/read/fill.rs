@@ -21,17 +21,19 @@ use std::sync::{Arc, Mutex};
 /// A piece: whole 4 KiB blocks, so that every piece's zero blocks can be holes.
 const PIECE: usize = 1 << 20;
 
-/// A big file is written behind in spans of this many bytes: each span is sent to the
-/// disk once the pieces reach its end, and `LAG` spans later what the disk has of it is
-/// dropped from memory. So a big restore keeps reusing a few hundred MiB of page cache
-/// instead of taking fresh memory for all of it, which is what cost: restoring one 4 GiB
-/// file from file:// (set (c) of `make bench`) took 6.4-7.2 s of system time and 9.1-9.4 s
-/// wall without this, 3.5-5.2 s and 8.0-8.9 s with it; from the test Swift 25.3 s became
-/// 22.2 s (docs/benchmark.md). Nothing waits for the disk: where it is slower, pages stay until it is done.
+/// Big files are written behind in spans of this many bytes: each span is sent to the
+/// disk once the pieces reach its end (or the file ends), and `LAG` spans later, in that
+/// file or the ones after it, what the disk has of it is dropped from memory. So a restore
+/// keeps reusing a few hundred MiB of page cache instead of taking fresh memory for all of
+/// it, which is what cost: restoring one 4 GiB file from file:// (set (c) of `make bench`)
+/// took 6.4-7.2 s of system time and 9.1-9.4 s wall without this, 3.5-5.2 s and 8.0-8.9 s
+/// with it; from the test Swift 25.3 s became 22.2 s (docs/benchmark.md). Nothing waits
+/// for the disk: where it is slower, pages stay until it is done.
 const BEHIND: u64 = if cfg!(test) { 2 << 20 } else { 32 << 20 };
 
-/// How many spans behind the pieces being written a span's pages are dropped.
-const LAG: u64 = 4;
+/// How many spans behind the newest one a span's pages are dropped; they are dropped
+/// again `LAG` spans later, for pages that were still being written the first time.
+const LAG: usize = 4;
 
 pub(crate) struct FillPool {
     jobs: SyncSender<Job>,
@@ -40,6 +42,15 @@ pub(crate) struct FillPool {
     free: Vec<Vec<u8>>,
     made: usize,
     cap: usize,
+    /// The spans sent to the disk, newest last: at most `2 * LAG`.
+    behind: std::collections::VecDeque<Span>,
+}
+
+/// Part of a restored file, sent to the disk.
+struct Span {
+    file: Arc<File>,
+    at: u64,
+    len: u64,
 }
 
 struct Job {
@@ -107,6 +118,7 @@ impl FillPool {
             made: 0,
             // One being read, one queued and one being written per writer.
             cap: 2 * writers + 1,
+            behind: Default::default(),
         })
     }
 
@@ -155,7 +167,8 @@ impl FillPool {
             let before = at;
             at += n as u64;
             if at / BEHIND > before / BEHIND {
-                write_behind(file, at / BEHIND * BEHIND);
+                let end = at / BEHIND * BEHIND;
+                self.write_behind(&shared, end - BEHIND, BEHIND);
             }
             let mut buf = self.buffer(&mut inflight, &mut failed)?;
             if failed.is_some() {
@@ -185,7 +198,33 @@ impl FillPool {
         if file.metadata()?.len() < at {
             file.set_len(at)?;
         }
+        let tail = at / BEHIND * BEHIND;
+        if at > tail {
+            self.write_behind(&shared, tail, at - tail);
+        }
         Ok(at)
+    }
+
+    /// Start writing a span of `file` to the disk, and drop from memory what the disk has
+    /// of the span `LAG` before it (first chance) and of the one `2 * LAG` before (second).
+    fn write_behind(&mut self, file: &Arc<File>, at: u64, len: u64) {
+        use crate::local::platform::{drop_written, start_writeback};
+        start_writeback(file, at, len);
+        self.behind.push_back(Span {
+            file: file.clone(),
+            at,
+            len,
+        });
+        let n = self.behind.len();
+        if n > LAG {
+            let s = &self.behind[n - 1 - LAG];
+            drop_written(&s.file, s.at, s.len);
+        }
+        if n > 2 * LAG {
+            if let Some(s) = self.behind.pop_front() {
+                drop_written(&s.file, s.at, s.len);
+            }
+        }
     }
 
     /// A free buffer, a new one while fewer than `cap` exist, or the next one a writer gives back.
@@ -218,19 +257,6 @@ impl FillPool {
             failed.get_or_insert(e);
         }
         Ok(())
-    }
-}
-
-/// A file's pieces reached `span_end`, a multiple of [`BEHIND`]: start writing the span
-/// before it to the disk, and drop from memory what the disk has of the spans `LAG` back
-/// (the last `LAG` such spans again, for pages that were still being written before).
-fn write_behind(file: &File, span_end: u64) {
-    use crate::local::platform::{drop_written, start_writeback};
-    start_writeback(file, span_end - BEHIND, BEHIND);
-    let written = span_end.saturating_sub(LAG * BEHIND);
-    let from = written.saturating_sub(LAG * BEHIND);
-    if written > from {
-        drop_written(file, from, written - from);
     }
 }
 
@@ -386,6 +412,40 @@ mod tests {
             allocated < data.len() as u64 - span as u64 / 2,
             "the zero span is a hole"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_written_behind_one_after_another_come_out_whole() {
+        // Spans of earlier files are dropped while later ones are written, some of the
+        // files already closed or removed by then: none of it may change any file.
+        let dir = scratch("behind-many");
+        let mut pool = FillPool::new(2).unwrap();
+        let sizes = [
+            PIECE + 1,
+            BEHIND as usize / 2 * 3,
+            2 * PIECE,
+            BEHIND as usize + 4096,
+        ];
+        let mut kept = Vec::new();
+        for i in 0..4 * LAG {
+            let n = sizes[i % sizes.len()];
+            let mut data = pattern(n);
+            data[i] = 0xA5;
+            let path = dir.join(format!("f{i}"));
+            let f = File::create(&path).unwrap();
+            assert_eq!(pool.copy(&f, &mut source(&data, None)).unwrap(), n as u64);
+            drop(f);
+            if i % 5 == 4 {
+                std::fs::remove_file(&path).unwrap();
+            } else {
+                kept.push((path, data));
+            }
+        }
+        assert!(pool.behind.len() <= 2 * LAG);
+        for (path, data) in kept {
+            assert!(std::fs::read(&path).unwrap() == data, "{}", path.display());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -214,37 +214,53 @@ fn fetch_checked(backend: &dyn Backend, name: &str, want: &str, tempdir: &Path) 
 /// 256 KiB), and read errors arrive in order as the same `io::Error`s, so a damaged
 /// volume is reported exactly as when read inline.
 /// A volume's file, counting the bytes read from it for the progress display.
-/// A spool's bytes already read are given back as it is read ([`Spool`]).
+/// What has been read of it is given back as it is read ([`Behind`]).
 struct Metered {
     file: File,
     n: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    spool: Option<Spool>,
+    behind: Option<Behind>,
 }
 
-/// Where a spool has been read to, and given back from its start to.
-#[derive(Default)]
-struct Spool {
+/// Where a volume has been read to, and given back from its start to.
+struct Behind {
+    /// A spool of this run's own: its blocks are punched out. A user's `file://` volume
+    /// is never changed: only its pages are dropped from the page cache.
+    punch: bool,
     read: u64,
-    discarded: u64,
+    given: u64,
 }
 
-/// Bytes of a spool given back at a time: few calls, and little of it ever written out.
-const DISCARD_STEP: u64 = 8 << 20;
+impl Behind {
+    fn new(punch: bool) -> Behind {
+        Behind {
+            punch,
+            read: 0,
+            given: 0,
+        }
+    }
+}
+
+/// Bytes of a volume given back at a time: few calls, and little of a spool ever written out.
+const GIVE_STEP: u64 = 8 << 20;
 
 impl Read for Metered {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let k = self.file.read(buf)?;
         self.n
             .fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
-        if let Some(s) = &mut self.spool {
-            s.read += k as u64;
-            if s.read - s.discarded >= DISCARD_STEP {
-                // Nothing is read twice from a spool: what is behind is only taking
-                // memory and, once the kernel writes it back, the disk's time.
-                if crate::local::platform::discard_before(&self.file, s.read) {
-                    s.discarded = s.read;
+        if let Some(b) = &mut self.behind {
+            b.read += k as u64;
+            if b.read - b.given >= GIVE_STEP {
+                // Nothing is read twice from a volume once it is being deciphered: what is
+                // behind only takes memory (and a spool's, the disk's time too) that the
+                // files being restored can use.
+                if !b.punch {
+                    crate::local::platform::drop_written(&self.file, b.given, b.read - b.given);
+                    b.given = b.read;
+                } else if crate::local::platform::discard_before(&self.file, b.read) {
+                    b.given = b.read;
                 } else {
-                    self.spool = None;
+                    self.behind = None;
                 }
             }
         }
@@ -418,7 +434,7 @@ impl<'a> SetStream<'a> {
         let f = Metered {
             file: fetched.file,
             n: self.sealed_read.clone(),
-            spool: fetched.spooled.then(Spool::default),
+            behind: Some(Behind::new(fetched.spooled)),
         };
         let r = open_volume(
             f,
@@ -866,7 +882,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = std::env::temp_dir();
         let mut f = tempfile_in(&dir).unwrap();
-        let data: Vec<u8> = (0..3 * DISCARD_STEP as usize + 12_345)
+        let data: Vec<u8> = (0..3 * GIVE_STEP as usize + 12_345)
             .map(|i| (i % 253) as u8)
             .collect();
         f.write_all(&data).unwrap();
@@ -877,7 +893,7 @@ mod tests {
         let mut m = Metered {
             file: f,
             n: n.clone(),
-            spool: Some(Spool::default()),
+            behind: Some(Behind::new(true)),
         };
         let mut back = Vec::new();
         io::BufReader::with_capacity(1 << 16, &mut m)
@@ -890,16 +906,47 @@ mod tests {
         );
         let md = spool.metadata().unwrap();
         assert_eq!(md.len(), data.len() as u64, "the size is kept");
-        if m.spool.is_some() {
+        if m.behind.is_some() {
             // Where the file system can punch holes, what was read is no longer stored.
             assert!(
-                md.blocks() * 512 <= 2 * DISCARD_STEP,
+                md.blocks() * 512 <= 2 * GIVE_STEP,
                 "{} bytes kept",
                 md.blocks() * 512
             );
         } else {
             eprintln!("SKIPPED: no hole punching in {}", dir.display());
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_users_volume_read_through_is_left_as_it_was() {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+        let path = std::env::temp_dir().join(format!("swiftdup-volume-{}", std::process::id()));
+        let data: Vec<u8> = (0..3 * GIVE_STEP as usize + 777)
+            .map(|i| (i % 249) as u8)
+            .collect();
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(&data).and_then(|_| f.sync_all()))
+            .unwrap();
+        let blocks = std::fs::metadata(&path).unwrap().blocks();
+        let mut m = Metered {
+            file: File::open(&path).unwrap(),
+            n: Default::default(),
+            behind: Some(Behind::new(false)),
+        };
+        let mut back = Vec::new();
+        io::BufReader::with_capacity(1 << 16, &mut m)
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data, "the volume read whole");
+        assert!(m.behind.as_ref().is_some_and(|b| b.given >= 3 * GIVE_STEP));
+        // Only its pages left memory: every byte and block is still there.
+        let md = std::fs::metadata(&path).unwrap();
+        assert_eq!((md.len(), md.blocks()), (data.len() as u64, blocks));
+        assert!(std::fs::read(&path).unwrap() == data);
+        std::fs::remove_file(&path).unwrap();
     }
 
     fn reader(blocks: Vec<Block>) -> ReadAhead {
