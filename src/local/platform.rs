@@ -566,6 +566,19 @@ pub fn start_writeback(_f: &std::fs::File, _at: u64, _len: u64) {}
 #[cfg(not(target_os = "linux"))]
 pub fn drop_written(_f: &std::fs::File, _at: u64, _len: u64) {}
 
+/// Let the calling thread run only where the others leave a core idle (nice 10): for work
+/// done ahead of need, such as fetching the next volumes, which would otherwise take the
+/// cores from the work that is waited for. Advice only.
+#[cfg(target_os = "linux")]
+pub fn run_behind() {
+    // On Linux, PRIO_PROCESS with a thread's id sets that thread's priority alone.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 10) };
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn run_behind() {}
+
 /// Give back the blocks of `f` before `end`, keeping its size: a spool's bytes once read.
 /// Their pages are freed at once, dirty or not: reused by what is written next, and not
 /// written out to the disk first. False where the file system cannot (or this is not

@@ -467,6 +467,7 @@ impl<'a> SetStream<'a> {
             let fetched = std::thread::Builder::new()
                 .name("fetch".into())
                 .spawn(move || {
+                    crate::local::platform::run_behind();
                     let backend = backend::open(&url, backend::Access::Read, &opts)?;
                     fetch_checked(backend.as_ref(), &thread_name, &sha1, &tempdir)
                 })
