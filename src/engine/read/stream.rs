@@ -208,11 +208,6 @@ fn fetch_checked(backend: &dyn Backend, name: &str, want: &str, tempdir: &Path) 
     })
 }
 
-/// Open a sealed volume. Where there are threads, decryption and decompression (AES,
-/// the MDC's SHA-1, inflate) run on a thread of their own, beside the tar parsing and
-/// file writing of this one: plaintext comes through a bounded channel (4 blocks of
-/// 256 KiB), and read errors arrive in order as the same `io::Error`s, so a damaged
-/// volume is reported exactly as when read inline.
 /// A volume's file, counting the bytes read from it for the progress display.
 /// What has been read of it is given back as it is read ([`Behind`]).
 struct Metered {
@@ -268,6 +263,11 @@ impl Read for Metered {
     }
 }
 
+/// Open a sealed volume. Where there are threads, decryption and decompression (AES,
+/// the MDC's SHA-1, inflate) run on a thread of their own, beside the tar parsing and
+/// file writing of this one: plaintext comes through a bounded channel (4 blocks of
+/// 256 KiB), and read errors arrive in order as the same `io::Error`s, so a damaged
+/// volume is reported exactly as when read inline.
 fn open_volume(
     f: impl Read + Send + 'static,
     suffix: crate::archive::names::Suffix,
@@ -876,6 +876,25 @@ mod tests {
     use super::*;
     use std::sync::mpsc::sync_channel;
 
+    /// Read all of `file` through a `Metered` that gives back what it read.
+    #[cfg(target_os = "linux")]
+    fn read_through(
+        file: File,
+        n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        punch: bool,
+    ) -> (Vec<u8>, Metered) {
+        let mut m = Metered {
+            file,
+            n,
+            behind: Some(Behind::new(punch)),
+        };
+        let mut back = Vec::new();
+        io::BufReader::with_capacity(1 << 16, &mut m)
+            .read_to_end(&mut back)
+            .unwrap();
+        (back, m)
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn a_spool_reads_whole_and_gives_its_read_bytes_back() {
@@ -891,15 +910,7 @@ mod tests {
         f.rewind().unwrap();
         let spool = f.try_clone().unwrap();
         let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut m = Metered {
-            file: f,
-            n: n.clone(),
-            behind: Some(Behind::new(true)),
-        };
-        let mut back = Vec::new();
-        io::BufReader::with_capacity(1 << 16, &mut m)
-            .read_to_end(&mut back)
-            .unwrap();
+        let (back, m) = read_through(f, n.clone(), true);
         assert!(back == data, "the spool read back whole");
         assert_eq!(
             n.load(std::sync::atomic::Ordering::Relaxed),
@@ -932,15 +943,7 @@ mod tests {
             .and_then(|mut f| f.write_all(&data).and_then(|_| f.sync_all()))
             .unwrap();
         let blocks = std::fs::metadata(&path).unwrap().blocks();
-        let mut m = Metered {
-            file: File::open(&path).unwrap(),
-            n: Default::default(),
-            behind: Some(Behind::new(false)),
-        };
-        let mut back = Vec::new();
-        io::BufReader::with_capacity(1 << 16, &mut m)
-            .read_to_end(&mut back)
-            .unwrap();
+        let (back, m) = read_through(File::open(&path).unwrap(), Default::default(), false);
         assert!(back == data, "the volume read whole");
         assert!(m.behind.as_ref().is_some_and(|b| b.given >= 3 * GIVE_STEP));
         // Only its pages left memory: every byte and block is still there.
