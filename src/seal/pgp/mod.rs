@@ -24,9 +24,10 @@
 //! Files, sealing side: `writer` (the pipeline), `framing` (packet framing, CFB + MDC),
 //! `s2k` (key derivation, both sides), `sign`. Opening side: `open` (entry points and
 //! error classification), `session_key` (PKESK/SKESK search, secret-key unlocking),
-//! `decrypt` (AES-CFB with the MDC), `reader` (the message grammar), `verify`. `keys` reads key files for both. This file
+//! `body` (packet bodies), `decrypt` (AES-CFB with the MDC), `reader` (the message grammar), `verify`. `keys` reads key files for both. This file
 //! holds the error type, `SealMode` and the tests, which run against gpg 2.2 and gpg 1.4.
 
+mod body;
 mod decrypt;
 mod framing;
 mod keys;
@@ -38,6 +39,7 @@ mod sign;
 mod verify;
 mod writer;
 
+use body::*;
 pub use decrypt::Vouch;
 use decrypt::*;
 use framing::*;
@@ -60,8 +62,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::seal::deflate::{Deflater, Wrap};
 use pgp::armor::Dearmor;
 use pgp::composed::{
-    Deserializable, PacketBodyReader, PlainSessionKey, RawSessionKey, SignedPublicKey,
-    SignedPublicSubKey, SignedSecretKey,
+    Deserializable, PlainSessionKey, RawSessionKey, SignedPublicKey, SignedPublicSubKey,
+    SignedSecretKey,
 };
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::crypto::public_key::PublicKeyAlgorithm;
@@ -73,8 +75,8 @@ use pgp::packet::{
 };
 use pgp::ser::Serialize;
 use pgp::types::{
-    DecryptionKey, EskType, KeyDetails, KeyId, KeyVersion, Password, PkeskVersion, Seipdv1ReadMode,
-    StringToKey, Tag, Timestamp, VerifyingKey,
+    DecryptionKey, EskType, KeyDetails, KeyId, KeyVersion, PacketLength, Password, PkeskVersion,
+    Seipdv1ReadMode, StringToKey, Tag, Timestamp, VerifyingKey,
 };
 use rand::rngs::OsRng;
 use rand::RngCore;

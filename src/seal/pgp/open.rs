@@ -297,7 +297,7 @@ fn decryptor<'a>(
     Ok(match data_header.tag() {
         Tag::SymEncryptedProtectedData | Tag::SymEncryptedData => {
             let protected = data_header.tag() == Tag::SymEncryptedProtectedData;
-            let mut body = PacketBodyReader::new(data_header, src).map_err(fail)?;
+            let mut body = Body::new(data_header, src).map_err(fail)?;
             if protected {
                 let mut v = [0u8; 1];
                 body.read_exact(&mut v).map_err(fail)?;
@@ -357,7 +357,7 @@ fn decryptor<'a>(
         }
         _ => {
             // Tag 20, GnuPG OCB.
-            let mut body = PacketBodyReader::new(data_header, src).map_err(fail)?;
+            let mut body = Body::new(data_header, src).map_err(fail)?;
             let cfg = GnupgAeadDataConfig::try_from_reader(&mut body)
                 .map_err(|e| pgp_err("GnuPG AEAD packet", e))?;
             warnings.push(Opened::GnupgAead);
@@ -424,7 +424,7 @@ pub(super) fn classify(e: io::Error, src_failed: &Cell<bool>) -> CryptoError {
 }
 
 pub(super) fn read_small_body(header: PacketHeader, src: &mut Src<'_>) -> io::Result<Vec<u8>> {
-    let mut body = PacketBodyReader::new(header, &mut *src)?;
+    let mut body = Body::new(header, &mut *src)?;
     let mut v = Vec::new();
     (&mut body).take(SMALL_PACKET_LIMIT).read_to_end(&mut v)?;
     if body.fill_buf()?.is_empty() {

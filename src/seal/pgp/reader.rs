@@ -26,14 +26,14 @@ use super::*;
 
 /// A SEIPD v1 (or legacy SED) body: its first block-size + 2 bytes, read for the
 /// session-key search's quick check, then the rest.
-pub(super) type CfbBody<'a> = io::Chain<Cursor<Vec<u8>>, PacketBodyReader<Src<'a>>>;
+pub(super) type CfbBody<'a> = io::Chain<Cursor<Vec<u8>>, Body<Src<'a>>>;
 pub(super) type CfbDecryptor<'a> = pgp::crypto::sym::StreamDecryptor<CfbBody<'a>>;
 
 /// The plaintext packet stream directly inside the file (decrypted or not).
 pub(super) enum Top<'a> {
     AesCfb(Box<AesCfbMdc<CfbBody<'a>>>),
     Cfb(Box<CfbDecryptor<'a>>),
-    Aead(Box<pgp::packet::StreamDecryptor<PacketBodyReader<Src<'a>>>>),
+    Aead(Box<pgp::packet::StreamDecryptor<Body<Src<'a>>>>),
     Plain(Src<'a>),
 }
 
@@ -70,7 +70,7 @@ impl BufRead for Top<'_> {
 /// A packet sequence: the top stream, or the inside of its compressed packet.
 pub(super) enum Seq<'a> {
     Direct(Top<'a>),
-    Compressed(Box<Decompressor<PacketBodyReader<Top<'a>>>>),
+    Compressed(Box<Decompressor<Body<Top<'a>>>>),
 }
 
 impl Read for Seq<'_> {
@@ -99,7 +99,7 @@ impl BufRead for Seq<'_> {
 
 pub(super) enum St<'a> {
     Packets(Seq<'a>),
-    Literal(PacketBodyReader<Seq<'a>>),
+    Literal(Body<Seq<'a>>),
     Done,
     Failed,
 }
@@ -212,7 +212,7 @@ impl<'a> PgpReader<'a> {
                             if self.literal_seen {
                                 return Err(integrity("more than one literal data packet").into());
                             }
-                            let mut body = PacketBodyReader::new(header, seq)?;
+                            let mut body = Body::new(header, seq)?;
                             let mut h = [0u8; 2];
                             body.read_exact(&mut h)?;
                             let mut name = vec![0u8; h[1] as usize];
@@ -224,7 +224,7 @@ impl<'a> PgpReader<'a> {
                         }
                         Tag::CompressedData => match seq {
                             Seq::Direct(top) if !self.literal_seen && !self.compressed_seen => {
-                                let body = PacketBodyReader::new(header, top)?;
+                                let body = Body::new(header, top)?;
                                 let dec = Decompressor::from_reader(body)?;
                                 self.compressed_seen = true;
                                 self.st = St::Packets(Seq::Compressed(Box::new(dec)));
@@ -256,7 +256,7 @@ impl<'a> PgpReader<'a> {
     /// A packet beside the literal data: one-pass signatures and signatures (collected
     /// for [`SigState`] when a signature is required), markers and padding (skipped).
     fn side_packet<'s>(&mut self, header: PacketHeader, seq: Seq<'s>) -> io::Result<Seq<'s>> {
-        let mut body = PacketBodyReader::new(header, seq)?;
+        let mut body = Body::new(header, seq)?;
         let mut v = Vec::new();
         (&mut body).take(SMALL_PACKET_LIMIT).read_to_end(&mut v)?;
         io::copy(&mut body, &mut io::sink())?;
