@@ -367,7 +367,7 @@ pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) 
             ("compare_data", json!(opts.compare_data)),
         ],
     );
-    let walk = crate::engine::write::walk::ahead(walk, opts.concurrency > 1)
+    let walk = crate::engine::write::walk::ahead(walk, opts.concurrency > 1, false)
         .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
     let mut v = Verifier {
         source: walk.peekable(),

@@ -148,15 +148,17 @@ pub(super) fn unchanged(e: &Entry, s: &SigEntry) -> bool {
 /// Walk the source and the chain's signatures side by side (both in index order) and
 /// hand each entry to `run`: new or changed ones become members, unchanged ones are
 /// counted, those the chain has and the source lost are recorded as deleted. Entries below
-/// an unreadable directory keep their previous state.
+/// an unreadable directory keep their previous state. `reads_all`: every regular file
+/// the walk finds will be read (a full backup), so small ones are read in ahead.
 pub(super) fn compare(
     source: Source,
     mut sig_reader: SigEntries,
     run: &mut impl Outcome,
     threads: bool,
+    reads_all: bool,
 ) -> Result<()> {
     let walk = source
-        .items(threads)
+        .items(threads, reads_all)
         .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
     let mut walk = walk.peekable();
     let mut old = sig_reader.next()?;

@@ -78,7 +78,7 @@ pub fn dry_run_set(
         (None, Some(_)) => return Err(Error::Internal("a chain without a target".into())),
     };
     let mut run = changes::DryRun::default();
-    changes::compare(source, sig_reader, &mut run, opts.concurrency > 1)?;
+    changes::compare(source, sig_reader, &mut run, opts.concurrency > 1, false)?;
     Ok(run)
 }
 
@@ -151,8 +151,16 @@ pub fn write_set(
         skip_under: None,
     };
 
-    let compared = changes::compare(source, sig_reader, &mut run, opts.concurrency > 1)
-        .and_then(|()| run.pass_resume_point());
+    // A resumed full passes over the files stored before it was interrupted unread.
+    let reads_all = set.full && run.resume.is_none();
+    let compared = changes::compare(
+        source,
+        sig_reader,
+        &mut run,
+        opts.concurrency > 1,
+        reads_all,
+    )
+    .and_then(|()| run.pass_resume_point());
     if let Err(e) = compared {
         // A signal must end the run in seconds: uploads under way are not waited for.
         if !matches!(e, Error::Interrupted(_)) {
