@@ -367,7 +367,9 @@ pub fn run(common: &Common, opts: &VerifyOpts, json: bool, out: &mut dyn Write) 
             ("compare_data", json!(opts.compare_data)),
         ],
     );
-    let walk = crate::engine::write::walk::ahead(walk, opts.concurrency > 1, false)
+    // With --compare-data every regular file the backup has is read: small ones are read
+    // in ahead, as in a full backup.
+    let walk = crate::engine::write::walk::ahead(walk, opts.concurrency > 1, opts.compare_data)
         .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
     let mut v = Verifier {
         source: walk.peekable(),
