@@ -142,32 +142,8 @@ impl<R: BufRead> Read for Body<R> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::decrypt::tests::pieces;
     use super::*;
-
-    /// A stream that hands out at most `step` bytes per call, so that chunk boundaries
-    /// fall inside and across the reads.
-    struct Trickle<'a> {
-        data: &'a [u8],
-        step: usize,
-    }
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.fill_buf()?.len().min(buf.len());
-            buf[..n].copy_from_slice(&self.data[..n]);
-            self.consume(n);
-            Ok(n)
-        }
-    }
-
-    impl BufRead for Trickle<'_> {
-        fn fill_buf(&mut self) -> io::Result<&[u8]> {
-            Ok(&self.data[..self.step.min(self.data.len())])
-        }
-        fn consume(&mut self, amt: usize) {
-            self.data = &self.data[amt..];
-        }
-    }
 
     fn header(tag: Tag, len: PacketLength) -> PacketHeader {
         let version = match len {
@@ -210,7 +186,7 @@ mod tests {
     fn read_both(h: PacketHeader, stream: &[u8], step: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut outs = Vec::new();
         for by_fill in [false, true] {
-            let mut body = Body::new(h, Trickle { data: stream, step }).unwrap();
+            let mut body = Body::new(h, pieces(stream, &[step])).unwrap();
             let mut got = Vec::new();
             if by_fill {
                 loop {
@@ -287,14 +263,7 @@ mod tests {
         for cut in [100, 512, 513, whole.len() - 1] {
             let h = header(Tag::SymEncryptedProtectedData, PacketLength::Partial(512));
             for by_fill in [false, true] {
-                let mut body = Body::new(
-                    h,
-                    Trickle {
-                        data: &whole[..cut],
-                        step: 64,
-                    },
-                )
-                .unwrap();
+                let mut body = Body::new(h, pieces(&whole[..cut], &[64])).unwrap();
                 let err = loop {
                     let r = if by_fill {
                         body.fill_buf().map(|b| b.len())

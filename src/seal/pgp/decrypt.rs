@@ -385,13 +385,13 @@ impl<R: BufRead> Read for AesCfbMdc<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A source that hands out its bytes in pieces of changing sizes (partial-length chunks
-    /// and short reads put block boundaries anywhere).
-    struct Pieces {
+    /// and short reads put block boundaries anywhere). Also `body`'s tests' source.
+    pub(in crate::seal::pgp) struct Pieces {
         data: Vec<u8>,
         at: usize,
         sizes: Vec<usize>,
@@ -419,7 +419,7 @@ mod tests {
         }
     }
 
-    fn pieces(data: &[u8], sizes: &[usize]) -> Pieces {
+    pub(in crate::seal::pgp) fn pieces(data: &[u8], sizes: &[usize]) -> Pieces {
         Pieces {
             data: data.to_vec(),
             at: 0,

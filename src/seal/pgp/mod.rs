@@ -24,8 +24,9 @@
 //! Files, sealing side: `writer` (the pipeline), `framing` (packet framing, CFB + MDC),
 //! `s2k` (key derivation, both sides), `sign`. Opening side: `open` (entry points and
 //! error classification), `session_key` (PKESK/SKESK search, secret-key unlocking),
-//! `body` (packet bodies), `decrypt` (AES-CFB with the MDC), `reader` (the message grammar), `verify`. `keys` reads key files for both. This file
-//! holds the error type, `SealMode` and the tests, which run against gpg 2.2 and gpg 1.4.
+//! `body` (packet bodies), `decrypt` (AES-CFB with the MDC), `reader` (the message
+//! grammar), `verify`. `keys` reads key files for both. This file holds the error type,
+//! `SealMode` and the tests, which run against gpg 2.2 and gpg 1.4.
 
 mod body;
 mod decrypt;
