@@ -105,11 +105,12 @@ test-swift:
 	exit $$status
 
 ## Unit tests that must hold on the wasm build itself, run under wasmtime: the AES that
-## only the wasm build uses (vpaes, on its simd128 code), against FIPS-197 and rPGP's CFB.
+## only the wasm build uses (vpaes, on its SIMD code), against FIPS-197 and rPGP's CFB, and
+## the four-lane MD4 of the signatures on its simd128 lanes, against the md4 crate.
 test-wasm-unit:
 	bash tests/tools/install-wasmtime.sh
 	CARGO_TARGET_WASM32_WASIP2_RUNNER="$$(command -v wasmtime || echo $${CARGO_HOME:-$$HOME/.cargo}/bin/wasmtime) run -S http" \
-	  $(CARGO) test --target $(WASM_TARGET) --lib seal::vpaes
+	  $(CARGO) test --target $(WASM_TARGET) --lib -- seal::vpaes rsync::md4x4
 
 ## Back up a sample tree, change it, run an incremental, restore and compare.
 demo: build
